@@ -1,0 +1,142 @@
+/**
+ * One error type with a stable `code`.
+ *
+ * Codes are part of the public interface: clients, the HTTP layer and the CLI
+ * switch on them, and THREATS.md names many of them. A code is never renamed;
+ * new ones are added at the end of their group. Messages are for people and may
+ * change. Nothing secret ever goes into a message or `details`.
+ */
+
+export const ERROR_CODES = [
+  // Decoding (bad bytes from outside)
+  'INVALID_JSON',
+  'INVALID_UTF8',
+  'TRAILING_DATA',
+  'TOO_DEEP',
+  'TOO_LARGE',
+  'DUPLICATE_KEY',
+  'UNKNOWN_FIELD',
+  'MISSING_FIELD',
+  'WRONG_TYPE',
+  'INVALID_VALUE',
+  'NON_CANONICAL_NUMBER',
+  'NON_CANONICAL_AMOUNT',
+  'NON_NFC_STRING',
+  'LONE_SURROGATE',
+  'NON_CANONICAL_ENCODING',
+  // Identity and sessions (THREATS 1-5)
+  'SIGNATURE_REQUIRED',
+  'BAD_SIGNATURE',
+  'REPLAYED_REQUEST',
+  'DEVICE_REVOKED',
+  'UNKNOWN_DEVICE',
+  'NOT_A_MEMBER',
+  'NOT_AUTHORIZED',
+  // Request in transit and at rest (6-10)
+  'INTENT_SIGNATURE_INVALID',
+  'APPROVAL_SIGNATURE_INVALID',
+  'QUORUM_NOT_MET',
+  'INTENT_IMMUTABLE',
+  'GOVERNANCE_SIGNATURE_INVALID',
+  'GOVERNANCE_EQUIVOCATION',
+  'GOVERNANCE_CHAIN_BROKEN',
+  'GOVERNANCE_INVALID',
+  // Approvals (11-16)
+  'SELF_APPROVAL',
+  'DUPLICATE_APPROVER',
+  'INTENT_REJECTED',
+  'DUPLICATE_INTENT',
+  'EXPIRED',
+  'NOT_YET_VALID',
+  'WRONG_ORG',
+  'WRONG_CHAIN',
+  // Policy and address book (17-22)
+  'POLICY_DENIED',
+  'UNKNOWN_WALLET',
+  'DESTINATION_NOT_ALLOWED',
+  'DESTINATION_NOT_ACTIVE',
+  'LIMIT_EXCEEDED',
+  'LOOKALIKE_ADDRESS',
+  'FROZEN',
+  // The transaction itself (23-29)
+  'UNEXPECTED_OUTPUT',
+  'FEE_TOO_HIGH',
+  'FOREIGN_INPUT',
+  'INPUT_AMOUNT_UNPROVEN',
+  'SIGHASH_NOT_ALL',
+  'UNSUPPORTED_TRANSACTION',
+  'NO_APPROVED_INTENT',
+  'OPERATION_FORBIDDEN',
+  'CALLDATA_MISMATCH',
+  // Audit and operations (30-32)
+  'AUDIT_CHAIN_BROKEN',
+  'CHECKPOINT_INVALID',
+  'NOT_FOUND',
+  'CONFLICT',
+  'RATE_LIMITED',
+  'UNAVAILABLE',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const CODE_SET: ReadonlySet<string> = new Set(ERROR_CODES);
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && CODE_SET.has(value);
+}
+
+export type ErrorDetails = Readonly<Record<string, string | number | boolean | null>>;
+
+/**
+ * Thrown for a caller's mistake or for bad bytes at a decoding boundary.
+ * Verification of data returns a {@link Refusal} instead of throwing.
+ */
+export class CustosError extends Error {
+  override readonly name = 'CustosError';
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.details = details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details?: ErrorDetails } {
+    return Object.keys(this.details).length > 0
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message };
+  }
+}
+
+/** A decision that something is not allowed, with the stable code that says why. */
+export interface Refusal {
+  readonly ok: false;
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly details?: ErrorDetails;
+}
+
+export interface Accepted<T> {
+  readonly ok: true;
+  readonly value: T;
+}
+
+export type Result<T> = Accepted<T> | Refusal;
+
+export function refuse(code: ErrorCode, message: string, details?: ErrorDetails): Refusal {
+  return details === undefined ? { ok: false, code, message } : { ok: false, code, message, details };
+}
+
+export function accept<T>(value: T): Accepted<T> {
+  return { ok: true, value };
+}
+
+/** Turns a thrown CustosError into a Refusal; anything else is rethrown (a bug, not bad data). */
+export function refusalFrom(err: unknown): Refusal {
+  if (err instanceof CustosError) {
+    return refuse(err.code, err.message, err.details);
+  }
+  throw err;
+}

@@ -1,0 +1,125 @@
+/**
+ * Device keys and the signatures they make.
+ *
+ * Ed25519 (RFC 8032) through @noble/curves; WebAuthn passkeys (ES256) in
+ * webauthn.ts. A device signs the 32 raw bytes of a digest. Verification
+ * returns a decision and never throws on bad data: an attacker's bytes are
+ * data, not a program error.
+ */
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { fromBase64url, fromHex, toHex } from './bytes.js';
+import { accept, refuse, type Result } from './errors.js';
+import type { Device, DeviceSignature } from './objects.js';
+import type { Digest, Hex } from './types.js';
+import { verifyWebAuthnAssertion } from './webauthn.js';
+
+export interface Ed25519KeyPair {
+  readonly secretKey: Uint8Array;
+  readonly publicKey: Hex;
+}
+
+export function generateEd25519(): Ed25519KeyPair {
+  const secretKey = ed25519.utils.randomSecretKey();
+  return { secretKey, publicKey: toHex(ed25519.getPublicKey(secretKey)) as Hex };
+}
+
+export function ed25519PublicKey(secretKey: Uint8Array): Hex {
+  return toHex(ed25519.getPublicKey(secretKey)) as Hex;
+}
+
+/** Signs the raw bytes of a digest with an Ed25519 secret key. */
+export function signDigest(secretKey: Uint8Array, digest: Digest): DeviceSignature {
+  return { kind: 'ed25519', sig: toHex(ed25519.sign(fromHex(digest), secretKey)) as Hex };
+}
+
+/** Ed25519 signature over arbitrary bytes (receipts, checkpoints, HTTP messages). */
+export function signBytes(secretKey: Uint8Array, message: Uint8Array): Hex {
+  return toHex(ed25519.sign(message, secretKey)) as Hex;
+}
+
+/** Verifies an Ed25519 signature; false on any malformed input. */
+export function verifyEd25519(publicKey: string, message: Uint8Array, signature: string): boolean {
+  try {
+    // zip215: false gives RFC 8032 / FIPS 186-5 strict verification (no malleable encodings).
+    return ed25519.verify(fromHex(signature), message, fromHex(publicKey), { zip215: false });
+  } catch {
+    return false;
+  }
+}
+
+export interface DeviceVerification {
+  /** The passkey's signature counter after this assertion (WebAuthn only). */
+  readonly counter?: number;
+  /** The authenticator verified the user (WebAuthn UV flag; always true for Ed25519 devices). */
+  readonly userVerified: boolean;
+}
+
+export interface DeviceVerifyOptions {
+  /** Last signature counter seen for this passkey; a non-zero counter must grow. */
+  readonly previousCounter?: number;
+  /** Require the WebAuthn user-verified flag (default true). */
+  readonly requireUserVerification?: boolean;
+}
+
+/**
+ * Checks that `signature` is `device`'s signature over `digest`. Returns
+ * BAD_SIGNATURE (with a reason in `details`) on any mismatch; the caller maps
+ * it to the context's code (INTENT_SIGNATURE_INVALID, ...).
+ */
+export function verifyDeviceSignature(
+  device: Device,
+  digest: Digest,
+  signature: DeviceSignature,
+  opts: DeviceVerifyOptions = {},
+): Result<DeviceVerification> {
+  if (device.kind !== signature.kind) {
+    return refuse('BAD_SIGNATURE', `a ${device.kind} device cannot make a ${signature.kind} signature`);
+  }
+  if (device.kind === 'ed25519' && signature.kind === 'ed25519') {
+    let message: Uint8Array;
+    try {
+      message = fromHex(digest);
+    } catch {
+      return refuse('BAD_SIGNATURE', 'digest is not hex');
+    }
+    return verifyEd25519(device.publicKey, message, signature.sig)
+      ? accept({ userVerified: true })
+      : refuse('BAD_SIGNATURE', 'Ed25519 signature does not verify');
+  }
+  if (device.kind === 'webauthn' && signature.kind === 'webauthn') {
+    let challenge: Uint8Array;
+    let authenticatorData: Uint8Array;
+    let clientDataJSON: Uint8Array;
+    let sig: Uint8Array;
+    try {
+      challenge = fromHex(digest);
+      authenticatorData = fromBase64url(signature.authenticatorData);
+      clientDataJSON = fromBase64url(signature.clientDataJSON);
+      sig = fromBase64url(signature.signature);
+    } catch {
+      return refuse('BAD_SIGNATURE', 'WebAuthn assertion fields are not valid base64url');
+    }
+    const result = verifyWebAuthnAssertion({
+      publicKey: fromHexSafe(device.publicKey),
+      rpId: device.rpId,
+      origin: device.origin,
+      challenge,
+      authenticatorData,
+      clientDataJSON,
+      signature: sig,
+      requireUserVerification: opts.requireUserVerification ?? true,
+      ...(opts.previousCounter === undefined ? {} : { previousCounter: opts.previousCounter }),
+    });
+    if (!result.ok) return refuse('BAD_SIGNATURE', result.message, { reason: result.reason });
+    return accept({ counter: result.counter, userVerified: result.userVerified });
+  }
+  return refuse('BAD_SIGNATURE', 'unsupported device kind');
+}
+
+function fromHexSafe(hex: string): Uint8Array {
+  try {
+    return fromHex(hex);
+  } catch {
+    return new Uint8Array(0);
+  }
+}

@@ -1,0 +1,387 @@
+/**
+ * The objects people and signers sign: intents, approvals, governance
+ * entries (with the policy and registry they carry), signer receipts and
+ * audit entries. Each has a strict schema and a digest
+ * sha256("custos/<type>/v<n>\n" || JCS(body)).
+ *
+ * Signatures are never part of the body they sign: a signed object is
+ * `{ <name>: body, signature(s) }`.
+ */
+import { digestOf } from './jcs.js';
+import {
+  address,
+  amount,
+  base64url,
+  chain,
+  digest,
+  duration,
+  hexBytes,
+  hexOfMaxBytes,
+  id,
+  ids,
+  label,
+  millis,
+  nonce,
+  text,
+} from './primitives.js';
+import {
+  array,
+  type Infer,
+  int,
+  literal,
+  object,
+  oneOf,
+  refine,
+  type Schema,
+  string,
+  tagged,
+} from './schema.js';
+import type { Digest } from './types.js';
+
+// ---------------------------------------------------------------- devices
+
+/** An Ed25519 device key, registered by governance. */
+export const ed25519Device = object({
+  id,
+  kind: literal('ed25519'),
+  publicKey: hexBytes(32, 'Ed25519 public key'),
+});
+
+/** A WebAuthn passkey (ES256 / P-256), registered by governance. */
+export const webauthnDevice = object({
+  id,
+  kind: literal('webauthn'),
+  credentialId: base64url(1400),
+  publicKey: hexOfMaxBytes(65),
+  rpId: string({ min: 1, max: 253, pattern: /^[a-z0-9.-]+$/ }),
+  origin: string({ min: 1, max: 512, pattern: /^https?:\/\/[^/\s]+$/ }),
+});
+
+export const device = tagged('kind', { ed25519: ed25519Device, webauthn: webauthnDevice });
+export type Device = Infer<typeof device>;
+
+export const ed25519Signature = object({ kind: literal('ed25519'), sig: hexBytes(64) });
+export const webauthnSignature = object({
+  kind: literal('webauthn'),
+  authenticatorData: base64url(2048),
+  clientDataJSON: base64url(4096),
+  signature: base64url(256),
+});
+export const deviceSignature = tagged('kind', { ed25519: ed25519Signature, webauthn: webauthnSignature });
+export type DeviceSignature = Infer<typeof deviceSignature>;
+
+// ---------------------------------------------------------------- intent
+
+export const intent = refine(
+  object(
+    {
+      v: literal(1),
+      org: digest,
+      wallet: id,
+      chain,
+      asset: id,
+      amount,
+      to: address,
+      requester: id,
+      device: id,
+      nonce,
+      createdAt: millis,
+      expiresAt: millis,
+    },
+    { memo: text },
+    'A requested transfer, signed on the requester device.',
+  ),
+  (i) => {
+    if (i.amount === '0') return 'amount must be greater than zero';
+    if (i.expiresAt <= i.createdAt) return 'expiresAt must be after createdAt';
+    return undefined;
+  },
+);
+export type Intent = Infer<typeof intent>;
+
+export const signedIntent = object({ intent, signature: deviceSignature });
+export type SignedIntent = Infer<typeof signedIntent>;
+
+export function intentDigest(i: Intent): Digest {
+  return digestOf('intent', 1, i);
+}
+
+// ---------------------------------------------------------------- approval
+
+export const approval = refine(
+  object(
+    {
+      v: literal(1),
+      intent: digest,
+      approver: id,
+      device: id,
+      decision: oneOf(['approve', 'reject'] as const),
+      at: millis,
+      expiresAt: millis,
+    },
+    {},
+    "An approver's decision on one intent digest.",
+  ),
+  (a) => (a.expiresAt <= a.at ? 'expiresAt must be after at' : undefined),
+);
+export type Approval = Infer<typeof approval>;
+
+export const signedApproval = object({ approval, signature: deviceSignature });
+export type SignedApproval = Infer<typeof signedApproval>;
+
+export function approvalDigest(a: Approval): Digest {
+  return digestOf('approval', 1, a);
+}
+
+// ---------------------------------------------------------------- policy
+
+export const approvalGroup = refine(
+  object({ m: int({ min: 1, max: 100 }) }, { members: ids(100), role: id }),
+  (g) => {
+    if ((g.members === undefined) === (g.role === undefined)) return 'a group names either members or a role';
+    if (g.members !== undefined && g.members.length < g.m) return 'a group cannot need more members than it names';
+    return undefined;
+  },
+);
+export type ApprovalGroup = Infer<typeof approvalGroup>;
+
+export const destinationMatch = tagged('kind', {
+  any: object({ kind: literal('any') }),
+  'address-book': object({ kind: literal('address-book') }),
+  entries: object({ kind: literal('entries'), ids: ids(1000) }),
+  tags: object({ kind: literal('tags'), tags: ids(100) }),
+});
+export type DestinationMatch = Infer<typeof destinationMatch>;
+
+export const ruleMatch = object(
+  { destination: destinationMatch },
+  {
+    wallets: ids(1000),
+    assets: ids(1000),
+    minAmount: amount,
+    maxAmount: amount,
+    requesterRoles: ids(100),
+  },
+);
+
+export const policyRule = refine(
+  object(
+    { id, match: ruleMatch, action: oneOf(['allow', 'deny'] as const) },
+    { approvals: array(approvalGroup, { min: 1, max: 10 }), cancelWindowMs: duration },
+  ),
+  (r) => {
+    if (r.action === 'allow' && r.approvals === undefined) return 'an allow rule needs approval groups';
+    if (r.action === 'deny' && (r.approvals !== undefined || r.cancelWindowMs !== undefined)) {
+      return 'a deny rule takes no approvals or cancel window';
+    }
+    return undefined;
+  },
+);
+export type PolicyRule = Infer<typeof policyRule>;
+
+export const rollingLimit = object(
+  {
+    id,
+    scope: oneOf(['wallet-asset', 'destination', 'requester'] as const),
+    asset: id,
+    windowMs: refine(duration, (d) => (d === 0 ? 'window must be longer than zero' : undefined)),
+    max: amount,
+  },
+  { wallet: id },
+  'A rolling-window limit: the sum signed in the last windowMs, per wallet and asset, per destination or per requester.',
+);
+export type RollingLimit = Infer<typeof rollingLimit>;
+
+export const feeCap = object(
+  { asset: id, maxFee: amount, maxFeeRate: amount },
+  { wallet: id },
+  'maxFee in base units; maxFeeRate in base units per virtual byte (Bitcoin) or per gas (EVM).',
+);
+export type FeeCap = Infer<typeof feeCap>;
+
+export const policy = object(
+  {
+    v: literal(1),
+    rules: array(policyRule, { max: 200 }),
+    limits: array(rollingLimit, { max: 200 }),
+    feeCaps: array(feeCap, { max: 200 }),
+    lookalike: object({
+      prefix: int({ min: 1, max: 64 }),
+      suffix: int({ min: 1, max: 64 }),
+      action: oneOf(['deny', 'warn'] as const),
+    }),
+  },
+  {},
+  'Ordered rules, first match wins, default deny; limits and fee caps apply on top.',
+);
+export type Policy = Infer<typeof policy>;
+
+// ---------------------------------------------------------------- registry
+
+export const addressEntry = object(
+  { id, chain, address, label },
+  { tags: ids(50) },
+  'An address-book entry: a destination the organization may pay.',
+);
+export type AddressEntry = Infer<typeof addressEntry>;
+
+export const wallet = object(
+  {
+    id,
+    label,
+    chain,
+    assets: ids(100),
+    kind: oneOf(['bitcoin-wsh-sortedmulti'] as const),
+    descriptor: string({ min: 1, max: 4096, pattern: /^[\x20-\x7e]+$/ }),
+  },
+  {},
+  'A wallet: for Bitcoin, a wsh(sortedmulti(...)) output descriptor with receive /0/* and change /1/*.',
+);
+export type Wallet = Infer<typeof wallet>;
+
+export const signerRecord = object(
+  { id, publicKey: hexBytes(32, 'Ed25519 identity key of the signer (receipts, checkpoints)') },
+  { label },
+);
+export type SignerRecord = Infer<typeof signerRecord>;
+
+export const role = id;
+export const member = object({
+  id,
+  name: label,
+  roles: array(role, { max: 20, unique: true }),
+  devices: array(device, { max: 20 }),
+});
+export type Member = Infer<typeof member>;
+
+// ---------------------------------------------------------------- governance
+
+const quorum = int({ min: 1, max: 100 });
+
+export const genesisBody = object({
+  name: label,
+  quorum,
+  delayMs: duration,
+  members: array(member, { min: 1, max: 1000 }),
+  policy,
+  addresses: array(addressEntry, { max: 10_000 }),
+  wallets: array(wallet, { max: 1000 }),
+  signers: array(signerRecord, { max: 100 }),
+});
+export type GenesisBody = Infer<typeof genesisBody>;
+
+/** Body schema of each governance kind. */
+export const governanceBodies = {
+  genesis: genesisBody,
+  'member.add': member,
+  'member.remove': object({ member: id }),
+  'device.add': object({ member: id, device }),
+  'device.revoke': object({ member: id, device: id }),
+  'role.set': object({ member: id, roles: array(role, { max: 20, unique: true }) }),
+  'policy.set': object({ policy }),
+  'address.add': addressEntry,
+  'address.remove': object({ id }),
+  'wallet.add': wallet,
+  'signer.add': signerRecord,
+  'signer.remove': object({ id }),
+  'quorum.set': object({ quorum, delayMs: duration }),
+  freeze: object({ reason: text }),
+  unfreeze: object({ reason: text }),
+} as const;
+
+export type GovernanceKind = keyof typeof governanceBodies;
+export const GOVERNANCE_KINDS = Object.keys(governanceBodies) as GovernanceKind[];
+
+function entryVariant<K extends GovernanceKind>(kind: K) {
+  return object({
+    v: literal(1),
+    org: digest,
+    seq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    prev: digest,
+    kind: literal(kind),
+    body: governanceBodies[kind] as (typeof governanceBodies)[K],
+    proposedAt: millis,
+  });
+}
+
+export const governanceEntry = tagged('kind', {
+  genesis: entryVariant('genesis'),
+  'member.add': entryVariant('member.add'),
+  'member.remove': entryVariant('member.remove'),
+  'device.add': entryVariant('device.add'),
+  'device.revoke': entryVariant('device.revoke'),
+  'role.set': entryVariant('role.set'),
+  'policy.set': entryVariant('policy.set'),
+  'address.add': entryVariant('address.add'),
+  'address.remove': entryVariant('address.remove'),
+  'wallet.add': entryVariant('wallet.add'),
+  'signer.add': entryVariant('signer.add'),
+  'signer.remove': entryVariant('signer.remove'),
+  'quorum.set': entryVariant('quorum.set'),
+  freeze: entryVariant('freeze'),
+  unfreeze: entryVariant('unfreeze'),
+});
+export type GovernanceEntry = Infer<typeof governanceEntry>;
+export type GovernanceEntryOf<K extends GovernanceKind> = Extract<GovernanceEntry, { kind: K }>;
+
+/** One admin's (or, for a freeze, a watcher's) signature on an entry digest. */
+export const governanceSignature = object({ member: id, device: id, signature: deviceSignature });
+export type GovernanceSignature = Infer<typeof governanceSignature>;
+
+export const signedGovernanceEntry = object({
+  entry: governanceEntry,
+  signatures: array(governanceSignature, { min: 1, max: 100 }),
+});
+export type SignedGovernanceEntry = Infer<typeof signedGovernanceEntry>;
+
+export function governanceDigest(e: GovernanceEntry): Digest {
+  return digestOf('governance', 1, e);
+}
+
+// ---------------------------------------------------------------- ledger, receipts, audit
+
+/** What a signer records of each transfer it signed; rolling limits are summed over these. */
+export const ledgerEntry = object({
+  intent: digest,
+  wallet: id,
+  asset: id,
+  amount,
+  to: address,
+  requester: id,
+  at: millis,
+});
+export type LedgerEntry = Infer<typeof ledgerEntry>;
+
+export const auditEntry = object({
+  seq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  prev: digest,
+  at: millis,
+  actor: string({ min: 1, max: 128 }),
+  event: string({ min: 1, max: 64, pattern: /^[a-z][a-z0-9._-]*$/ }),
+  subject: string({ max: 128 }),
+  digest,
+});
+export type AuditEntry = Infer<typeof auditEntry>;
+
+export function auditEntryDigest(e: AuditEntry): Digest {
+  return digestOf('audit', 1, e);
+}
+
+export const checkpoint = object({
+  v: literal(1),
+  org: digest,
+  signer: id,
+  seq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  head: digest,
+  at: millis,
+});
+export type Checkpoint = Infer<typeof checkpoint>;
+
+export const signedCheckpoint = object({ checkpoint, signature: hexBytes(64) });
+export type SignedCheckpoint = Infer<typeof signedCheckpoint>;
+
+export function checkpointDigest(c: Checkpoint): Digest {
+  return digestOf('checkpoint', 1, c);
+}
+
+export type { Schema };

@@ -1,0 +1,143 @@
+/**
+ * The governance state: who is a member with which roles and devices, which
+ * policy is in force, which addresses, wallets and signers exist, and whether
+ * the organization is frozen. It is produced only by applying verified
+ * governance entries (governance.ts) and is immutable.
+ *
+ * Time-dependent parts carry `activeFrom`, counted on the verifier's own
+ * clock from when *it* first saw the entry (never from `proposedAt`), so a
+ * loosening change waits out the delay on every signer independently.
+ *
+ * Pending settings bind at once when they tighten and only after their delay
+ * when they loosen. That is done without judging whether a change loosens:
+ * - a policy change: until it is active, an intent must satisfy the policy in
+ *   force *and* every pending one (tighter takes effect at once, looser waits);
+ * - quorum and delay: the effective value is the largest of the one in force
+ *   and every pending one.
+ */
+import type { AddressEntry, Device, Policy, SignerRecord, Wallet } from './objects.js';
+import type { Digest, Millis } from './types.js';
+
+export interface Timed<T> {
+  readonly value: T;
+  readonly activeFrom: Millis;
+}
+
+export interface DeviceState {
+  readonly device: Device;
+  readonly revoked: boolean;
+}
+
+export interface MemberState {
+  readonly id: string;
+  readonly name: string;
+  /** role name → when the role starts to count (granting a role is a loosening change). */
+  readonly roles: ReadonlyMap<string, Millis>;
+  readonly devices: ReadonlyMap<string, DeviceState>;
+}
+
+export interface FreezeState {
+  readonly seq: number;
+  readonly by: string;
+  readonly reason: string;
+}
+
+export interface GovernanceState {
+  /** The genesis digest: the organization's id. */
+  readonly org: Digest;
+  readonly name: string;
+  /** Sequence number and digest of the last applied entry. */
+  readonly seq: number;
+  readonly head: Digest;
+  readonly members: ReadonlyMap<string, MemberState>;
+  /** Admin quorum settings, oldest first; see {@link effectiveQuorum}. */
+  readonly quorum: readonly Timed<number>[];
+  /** Loosening delay settings, oldest first; see {@link effectiveDelay}. */
+  readonly delayMs: readonly Timed<number>[];
+  /** Policies, oldest first; see {@link policiesInForce}. */
+  readonly policies: readonly Timed<Policy>[];
+  /** Address-book entries by id, each active from its own time. */
+  readonly addresses: ReadonlyMap<string, Timed<AddressEntry>>;
+  readonly wallets: ReadonlyMap<string, Wallet>;
+  readonly signers: ReadonlyMap<string, SignerRecord>;
+  readonly frozen: FreezeState | null;
+}
+
+/** Index of the last setting active at `now` (the first one is always active). */
+function lastActiveIndex<T>(settings: readonly Timed<T>[], now: Millis): number {
+  let idx = 0;
+  for (let i = 0; i < settings.length; i++) {
+    if ((settings[i] as Timed<T>).activeFrom <= now) idx = i;
+  }
+  return idx;
+}
+
+/** Settings that bind at `now`: the one in force and every later, still pending one. */
+export function settingsInForce<T>(settings: readonly Timed<T>[], now: Millis): T[] {
+  return settings.slice(lastActiveIndex(settings, now)).map((s) => s.value);
+}
+
+/** Every policy an intent must satisfy at `now` (usually one; more while a change is pending). */
+export function policiesInForce(state: GovernanceState, now: Millis): Policy[] {
+  return settingsInForce(state.policies, now);
+}
+
+/** The admin quorum at `now`: the largest of the one in force and any pending one. */
+export function effectiveQuorum(state: GovernanceState, now: Millis): number {
+  return Math.max(...settingsInForce(state.quorum, now));
+}
+
+/** The loosening delay at `now`: the largest of the one in force and any pending one. */
+export function effectiveDelay(state: GovernanceState, now: Millis): number {
+  return Math.max(...settingsInForce(state.delayMs, now));
+}
+
+/** Drops settings that can never bind again (older than the last active one). */
+export function pruneSettings<T>(settings: readonly Timed<T>[], now: Millis): Timed<T>[] {
+  return settings.slice(lastActiveIndex(settings, now));
+}
+
+/** Whether `member` holds `role` at `now` (the grant's delay has passed). */
+export function hasRole(state: GovernanceState, member: string, role: string, now: Millis): boolean {
+  const from = state.members.get(member)?.roles.get(role);
+  return from !== undefined && from <= now;
+}
+
+/** Roles `member` holds at `now`. */
+export function activeRoles(state: GovernanceState, member: string, now: Millis): string[] {
+  const m = state.members.get(member);
+  if (m === undefined) return [];
+  return [...m.roles].filter(([, from]) => from <= now).map(([r]) => r);
+}
+
+export type AddressStatus =
+  | { readonly status: 'active'; readonly entry: AddressEntry }
+  | { readonly status: 'pending'; readonly entry: AddressEntry; readonly activeFrom: Millis }
+  | { readonly status: 'unknown' };
+
+/** Looks a destination up in the address book for one chain. */
+export function addressStatus(state: GovernanceState, chain: string, address: string, now: Millis): AddressStatus {
+  let pending: AddressStatus | undefined;
+  for (const { value, activeFrom } of state.addresses.values()) {
+    if (value.chain !== chain || value.address !== address) continue;
+    if (activeFrom <= now) return { status: 'active', entry: value };
+    if (pending === undefined || (pending.status === 'pending' && activeFrom < pending.activeFrom)) {
+      pending = { status: 'pending', entry: value, activeFrom };
+    }
+  }
+  return pending ?? { status: 'unknown' };
+}
+
+export type DeviceLookup =
+  | { readonly ok: true; readonly member: MemberState; readonly device: Device }
+  | { readonly ok: false; readonly code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED' };
+
+/** Finds an active device of a current member. */
+export function lookupDevice(state: GovernanceState, memberId: string, deviceId: string): DeviceLookup {
+  const member = state.members.get(memberId);
+  if (member === undefined) return { ok: false, code: 'NOT_A_MEMBER' };
+  const d = member.devices.get(deviceId);
+  if (d === undefined) return { ok: false, code: 'UNKNOWN_DEVICE' };
+  if (d.revoked) return { ok: false, code: 'DEVICE_REVOKED' };
+  return { ok: true, member, device: d.device };
+}

@@ -58,6 +58,7 @@ export const ERROR_CODES = [
   'LIMIT_EXCEEDED',
   'LOOKALIKE_ADDRESS',
   'FROZEN',
+  'UNKNOWN_ASSET',
   // The transaction itself (23-29)
   'UNEXPECTED_OUTPUT',
   'FEE_TOO_HIGH',

@@ -1,0 +1,882 @@
+/**
+ * Policy evaluation: the rule every signer runs, with its own clock and its
+ * own ledger, before it signs (DESIGN.md "Policy" and "The withdrawal flow",
+ * step 4). The coordinator runs the same function as a preview; only the
+ * signers' run protects anything.
+ *
+ * Why it is built this way:
+ * - Pure. The caller passes its governance view, its clock (`now`) and its
+ *   ledger of what it already signed; nothing here reads a clock or a store.
+ *   Nothing the coordinator says is believed: the requester's signature and
+ *   every approval's signature are checked here against the one intent digest
+ *   (THREATS 6, 7, 13), so a rewritten amount or destination (the DMM case)
+ *   or an approval row inserted into a database counts for nothing.
+ * - Bad data gets a decision with a stable code, never an exception. Only a
+ *   caller's bug (an object that was never decoded) may throw.
+ * - Fail closed: default deny; every policy in force must allow (a pending
+ *   policy change binds at once, so a loosening waits out its delay,
+ *   THREATS 19); look-alikes are compared without case; a ledger entry dated
+ *   after `now` (a clock stepped back) still counts against the limits.
+ * - Cheap, because each signer runs it for every job and it is benchmarked
+ *   against raw Ed25519 verification: the intent digest is computed once, each
+ *   signature is verified at most once (approvals only when the intent got
+ *   that far), the ledger is read in one linear pass.
+ *
+ * Order of checks in {@link evaluate}; the first failing one decides, so a
+ * given input always gets the same code:
+ *  1. frozen                                    FROZEN (THREATS 22)
+ *  2. organization, wallet, chain, asset        WRONG_ORG, UNKNOWN_WALLET, WRONG_CHAIN (16), UNKNOWN_ASSET
+ *  3. requester device and signature, role      NOT_A_MEMBER, UNKNOWN_DEVICE, DEVICE_REVOKED (4, 5),
+ *                                               INTENT_SIGNATURE_INVALID (6), NOT_AUTHORIZED
+ *  4. intent lifetime                           EXPIRED (15), NOT_YET_VALID
+ *  5. look-alike destination                    LOOKALIKE_ADDRESS (21) or a warning
+ *  6. rules of every policy in force            DESTINATION_NOT_ACTIVE (18), DESTINATION_NOT_ALLOWED (17),
+ *                                               POLICY_DENIED
+ *  7. rolling limits of every policy in force   LIMIT_EXCEEDED (20)
+ *  8. approvals                                 INTENT_REJECTED; a short group gives 'pending' (11, 12, 13)
+ *  9. cancel window                             'pending' until it has passed
+ */
+import { accept, type ErrorCode, type Refusal, type Result, refusalFrom, refuse } from './errors.js';
+import { verifyDeviceSignature } from './keys.js';
+import {
+  type AddressEntry,
+  type ApprovalGroup,
+  approvalDigest,
+  type DestinationMatch,
+  type Intent,
+  intentDigest,
+  type LedgerEntry,
+  type Policy,
+  type PolicyRule,
+  type RollingLimit,
+  type SignedApproval,
+  type SignedIntent,
+} from './objects.js';
+import { activeRoles, type GovernanceState, hasRole, lookupDevice, policiesInForce } from './state.js';
+import type { Digest, Millis } from './types.js';
+
+/** How far a signed time may lie ahead of the verifier's clock (intent createdAt, approval at). */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/** LARGE_AMOUNT warns when an amount exceeds this many times the median of the wallet's history. */
+export const LARGE_AMOUNT_FACTOR = 10n;
+
+/** LARGE_AMOUNT needs at least this many earlier transfers of the wallet and asset to judge by. */
+export const LARGE_AMOUNT_MIN_HISTORY = 5;
+
+/** The role a member must hold to ask for a transfer. */
+export const REQUESTER_ROLE = 'requester';
+
+export interface EvaluateInput {
+  readonly state: GovernanceState;
+  readonly intent: SignedIntent;
+  readonly approvals: readonly SignedApproval[];
+  /** What this verifier already signed (rolling limits, warnings). */
+  readonly ledger: readonly LedgerEntry[];
+  /** The verifier's own clock. */
+  readonly now: Millis;
+  /** Chains this verifier serves (signer configuration); WRONG_CHAIN if the intent's is not one of them. */
+  readonly chains?: readonly string[];
+  /** `${member}/${device}` → last WebAuthn signature counter seen for that passkey. */
+  readonly passkeyCounters?: ReadonlyMap<string, number>;
+}
+
+/** An approval group of a matched rule that does not have enough approvers yet. */
+export interface MissingApproval {
+  /** Index of the policy in `policiesInForce(state, now)`. */
+  readonly policy: number;
+  readonly rule: string;
+  /** Index of the group in the rule's `approvals`. */
+  readonly group: number;
+  readonly need: number;
+  readonly have: number;
+  readonly of: { members: string[] } | { role: string };
+}
+
+export interface Warning {
+  readonly code: 'FIRST_PAYMENT' | 'LOOKALIKE_ADDRESS' | 'LARGE_AMOUNT' | 'POLICY_CHANGE_PENDING';
+  readonly message: string;
+}
+
+/** What became of one submitted approval; `code` says why it did not count. */
+export interface ApprovalCheck {
+  /** Index in `EvaluateInput.approvals`. */
+  readonly index: number;
+  readonly approver: string;
+  readonly counted: boolean;
+  readonly code?: ErrorCode;
+  /** The passkey's signature counter after this assertion (WebAuthn devices), for the caller to store. */
+  readonly counter?: number;
+}
+
+export type PolicyDecision =
+  | {
+      readonly kind: 'allow';
+      readonly intent: Digest;
+      /** The matched rule of each policy in force, in policy order. */
+      readonly rules: string[];
+      /** Members whose approval counted, sorted. */
+      readonly approvers: string[];
+      readonly approvalChecks: ApprovalCheck[];
+      readonly warnings: Warning[];
+    }
+  | {
+      readonly kind: 'pending';
+      readonly intent: Digest;
+      /** Short groups; empty when only the cancel window is still open. */
+      readonly missing: MissingApproval[];
+      /** Set when every group is satisfied and the cancel window is still open. */
+      readonly cancelWindowEndsAt?: Millis;
+      readonly approvalChecks: ApprovalCheck[];
+      readonly warnings: Warning[];
+    }
+  | {
+      readonly kind: 'deny';
+      /** Null only when the intent could not even be digested. */
+      readonly intent: Digest | null;
+      readonly code: ErrorCode;
+      readonly message: string;
+      /** Empty when the decision was reached before the approvals were looked at (step 8). */
+      readonly approvalChecks: ApprovalCheck[];
+    };
+
+export type AllowDecision = Extract<PolicyDecision, { kind: 'allow' }>;
+export type PendingDecision = Extract<PolicyDecision, { kind: 'pending' }>;
+export type DenyDecision = Extract<PolicyDecision, { kind: 'deny' }>;
+
+function deny(
+  intent: Digest | null,
+  code: ErrorCode,
+  message: string,
+  approvalChecks: ApprovalCheck[] = [],
+): DenyDecision {
+  return { kind: 'deny', intent, code, message, approvalChecks };
+}
+
+/**
+ * Decides whether the verifier may sign for `input.intent` now. See the module
+ * header for the order of checks. Never throws on bad data.
+ *
+ * @example
+ * const decision = evaluate({ state, intent: signed, approvals, ledger, now: Date.now(), chains: ['bitcoin:mainnet'] });
+ * const allowed = requireAllow(decision); // a signer signs only on allowed.ok
+ */
+export function evaluate(input: EvaluateInput): PolicyDecision {
+  const { state, now, ledger } = input;
+  const intent = input.intent.intent;
+
+  let digest: Digest;
+  try {
+    digest = intentDigest(intent);
+  } catch (err) {
+    const r = refusalFrom(err);
+    return deny(null, r.code, r.message);
+  }
+
+  // 1. A freeze stops everything, whoever asks (THREATS 22).
+  if (state.frozen !== null) {
+    return deny(digest, 'FROZEN', `the organization is frozen (governance entry ${state.frozen.seq})`);
+  }
+
+  // 2. The intent names this organization, a known wallet, that wallet's chain and asset (THREATS 16).
+  if (intent.org !== state.org) {
+    return deny(digest, 'WRONG_ORG', 'the intent is for another organization');
+  }
+  const wallet = state.wallets.get(intent.wallet);
+  if (wallet === undefined) return deny(digest, 'UNKNOWN_WALLET', `no wallet ${intent.wallet}`);
+  if (intent.chain !== wallet.chain) {
+    return deny(digest, 'WRONG_CHAIN', `wallet ${wallet.id} is on ${wallet.chain}, the intent names ${intent.chain}`);
+  }
+  if (input.chains !== undefined && !input.chains.includes(intent.chain)) {
+    return deny(digest, 'WRONG_CHAIN', `this verifier does not serve ${intent.chain}`);
+  }
+  if (!wallet.assets.includes(intent.asset)) {
+    return deny(digest, 'UNKNOWN_ASSET', `wallet ${wallet.id} does not hold ${intent.asset}`);
+  }
+
+  // 3. The requester signed exactly these bytes on an active device (THREATS 4-6) and may ask.
+  const requester = lookupDevice(state, intent.requester, intent.device);
+  if (!requester.ok) {
+    return deny(digest, requester.code, deviceMessage(requester.code, intent.requester, intent.device));
+  }
+  const intentSig = verifyDeviceSignature(
+    requester.device,
+    digest,
+    input.intent.signature,
+    counterOption(input.passkeyCounters, intent.requester, intent.device),
+  );
+  if (!intentSig.ok) {
+    return deny(digest, 'INTENT_SIGNATURE_INVALID', `the requester's signature does not verify: ${intentSig.message}`);
+  }
+  if (!hasRole(state, intent.requester, REQUESTER_ROLE, now)) {
+    return deny(digest, 'NOT_AUTHORIZED', `${intent.requester} does not hold the ${REQUESTER_ROLE} role`);
+  }
+
+  // 4. Lifetime, on the verifier's own clock (THREATS 15).
+  if (now >= intent.expiresAt) return deny(digest, 'EXPIRED', 'the intent has expired');
+  if (intent.createdAt > now + CLOCK_SKEW_MS) {
+    return deny(digest, 'NOT_YET_VALID', 'the intent is dated in the future beyond the allowed clock skew');
+  }
+
+  const policies = policiesInForce(state, now);
+  const warnings: Warning[] = [];
+
+  // 5. Look-alikes of address-book entries, active or pending (THREATS 21, address poisoning).
+  const lookalike = checkLookalikes(state, intent, policies, now);
+  if (lookalike.deny !== undefined) return deny(digest, 'LOOKALIKE_ADDRESS', lookalike.deny);
+  if (lookalike.warn !== undefined) warnings.push({ code: 'LOOKALIKE_ADDRESS', message: lookalike.warn });
+
+  // 6. First matching rule of each policy in force; all must allow (THREATS 17-19).
+  const ctx: RuleContext = {
+    intent,
+    amount: BigInt(intent.amount),
+    roles: new Set(activeRoles(state, intent.requester, now)),
+    destination: destinationEntries(state, intent.chain, intent.to, now),
+  };
+  const matched: MatchedRule[] = [];
+  for (let p = 0; p < policies.length; p++) {
+    const outcome = matchPolicy(policies[p] as Policy, p, ctx);
+    if (!outcome.ok) return deny(digest, outcome.code, outcome.message);
+    matched.push({ policy: p, rule: outcome.value });
+  }
+
+  // 7. Rolling limits from this verifier's own ledger (THREATS 20), with the history warnings in the same pass.
+  const scan = scanLedger(ledger, policies, intent, digest, now);
+  for (const use of scan.uses) {
+    if (use.used + ctx.amount > use.max) {
+      return deny(
+        digest,
+        'LIMIT_EXCEEDED',
+        `limit ${use.limit.id} (${use.limit.scope}, ${use.limit.asset}): ${use.used} already signed in the window, ` +
+          `${intent.amount} more would exceed ${use.limit.max}`,
+      );
+    }
+  }
+  if (!scan.paidBefore) {
+    warnings.push({ code: 'FIRST_PAYMENT', message: `no earlier payment to ${intent.to}` });
+  }
+  if (scan.history.length >= LARGE_AMOUNT_MIN_HISTORY) {
+    const median = lowerMedian(scan.history);
+    if (ctx.amount > median * LARGE_AMOUNT_FACTOR) {
+      warnings.push({
+        code: 'LARGE_AMOUNT',
+        message: `${intent.amount} is more than ${LARGE_AMOUNT_FACTOR} times the median ${median} of wallet ${intent.wallet}`,
+      });
+    }
+  }
+  if (policies.length > 1) {
+    warnings.push({
+      code: 'POLICY_CHANGE_PENDING',
+      message: `${policies.length - 1} policy change(s) pending; the intent must satisfy every policy in force`,
+    });
+  }
+
+  // 8-9. Approvals and the cancel window.
+  return judgeApprovals(input, digest, matched, warnings);
+}
+
+// ---------------------------------------------------------------- step 3 helpers
+
+function deviceMessage(code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED', member: string, device: string) {
+  switch (code) {
+    case 'NOT_A_MEMBER':
+      return `${member} is not a member`;
+    case 'UNKNOWN_DEVICE':
+      return `${member} has no device ${device}`;
+    case 'DEVICE_REVOKED':
+      return `device ${device} of ${member} is revoked`;
+  }
+}
+
+function counterOption(
+  counters: ReadonlyMap<string, number> | undefined,
+  member: string,
+  device: string,
+): { previousCounter?: number } {
+  const previous = counters?.get(`${member}/${device}`);
+  return previous === undefined ? {} : { previousCounter: previous };
+}
+
+// ---------------------------------------------------------------- step 5: look-alikes
+
+/**
+ * Address-book entries on `chain` whose address differs from `address` but
+ * shares its first `lookalike.prefix` and last `lookalike.suffix` characters
+ * (THREATS 21: address poisoning). Entries count whether active or still
+ * pending at `now`, since a pending look-alike is the attack being prepared;
+ * active ones come first. Characters are compared without regard to case, as
+ * a person comparing by eye does not reliably see it.
+ *
+ * @example
+ * findLookalikes(state, 'bitcoin:mainnet', 'bc1qxy2k...0wlh', { prefix: 6, suffix: 4, action: 'deny' }, now);
+ */
+export function findLookalikes(
+  state: GovernanceState,
+  chain: string,
+  address: string,
+  lookalike: Policy['lookalike'],
+  now: Millis,
+): AddressEntry[] {
+  const target = address.toLowerCase();
+  const head = target.slice(0, lookalike.prefix);
+  const tail = target.slice(Math.max(0, target.length - lookalike.suffix));
+  const active: AddressEntry[] = [];
+  const pending: AddressEntry[] = [];
+  for (const { value, activeFrom } of state.addresses.values()) {
+    if (value.chain !== chain) continue;
+    const other = value.address.toLowerCase();
+    if (other === target || !other.startsWith(head) || !other.endsWith(tail)) continue;
+    (activeFrom <= now ? active : pending).push(value);
+  }
+  return active.concat(pending);
+}
+
+function checkLookalikes(
+  state: GovernanceState,
+  intent: Intent,
+  policies: readonly Policy[],
+  now: Millis,
+): { deny?: string; warn?: string } {
+  let warn: string | undefined;
+  const seen = new Set<string>();
+  for (const { lookalike } of policies) {
+    const key = `${lookalike.prefix}/${lookalike.suffix}/${lookalike.action}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const found = findLookalikes(state, intent.chain, intent.to, lookalike, now);
+    if (found.length === 0) continue;
+    const names = found
+      .slice(0, 3)
+      .map((e) => `${e.label} (${e.id})`)
+      .join(', ');
+    const message = `${intent.to} looks like address-book entr${found.length === 1 ? 'y' : 'ies'} ${names}${found.length > 3 ? ', ...' : ''}`;
+    if (lookalike.action === 'deny') return { deny: message };
+    warn ??= message;
+  }
+  return warn === undefined ? {} : { warn };
+}
+
+// ---------------------------------------------------------------- step 6: rules
+
+interface DestinationEntries {
+  /** Address-book entries for exactly this chain and address, active at `now`. */
+  readonly active: readonly AddressEntry[];
+  /** The same, still waiting out their delay (THREATS 18). */
+  readonly pending: readonly AddressEntry[];
+}
+
+interface RuleContext {
+  readonly intent: Intent;
+  readonly amount: bigint;
+  /** The requester's roles at `now`. */
+  readonly roles: ReadonlySet<string>;
+  readonly destination: DestinationEntries;
+}
+
+interface MatchedRule {
+  readonly policy: number;
+  readonly rule: PolicyRule;
+}
+
+/** Every entry for the destination (an address may be listed more than once, with other labels or tags). */
+function destinationEntries(state: GovernanceState, chain: string, to: string, now: Millis): DestinationEntries {
+  const active: AddressEntry[] = [];
+  const pending: AddressEntry[] = [];
+  for (const { value, activeFrom } of state.addresses.values()) {
+    if (value.chain !== chain || value.address !== to) continue;
+    (activeFrom <= now ? active : pending).push(value);
+  }
+  return { active, pending };
+}
+
+/**
+ * How a rule fits the intent:
+ * - 'match': every condition holds;
+ * - 'pending': all hold except that the destination's entry (or the entry
+ *   with the named id or tag) is still pending;
+ * - 'destination': all hold except the destination condition;
+ * - 'other': wallet, asset, amount or requester role does not fit.
+ */
+type RuleFit = 'match' | 'pending' | 'destination' | 'other';
+
+function fitRule(rule: PolicyRule, ctx: RuleContext): RuleFit {
+  const m = rule.match;
+  if (m.wallets !== undefined && !m.wallets.includes(ctx.intent.wallet)) return 'other';
+  if (m.assets !== undefined && !m.assets.includes(ctx.intent.asset)) return 'other';
+  // Both bounds inclusive, compared as integers (amounts exceed 2^53).
+  if (m.minAmount !== undefined && ctx.amount < BigInt(m.minAmount)) return 'other';
+  if (m.maxAmount !== undefined && ctx.amount > BigInt(m.maxAmount)) return 'other';
+  if (m.requesterRoles !== undefined && !m.requesterRoles.some((r) => ctx.roles.has(r))) return 'other';
+  return fitDestination(m.destination, ctx.destination);
+}
+
+function fitDestination(match: DestinationMatch, dest: DestinationEntries): RuleFit {
+  let wanted: (e: AddressEntry) => boolean;
+  switch (match.kind) {
+    case 'any':
+      return 'match';
+    case 'address-book':
+      wanted = () => true;
+      break;
+    case 'entries':
+      wanted = (e) => match.ids.includes(e.id);
+      break;
+    case 'tags':
+      wanted = (e) => e.tags !== undefined && e.tags.some((t) => match.tags.includes(t));
+      break;
+  }
+  if (dest.active.some(wanted)) return 'match';
+  if (dest.pending.some(wanted)) return 'pending';
+  return 'destination';
+}
+
+/**
+ * First matching rule wins, default deny (DESIGN.md "Policy"). When the
+ * outcome is a deny (a deny rule matched, or nothing matched), the code says
+ * what would change it, judged from the allow rules passed over before:
+ * - DESTINATION_NOT_ACTIVE if one of them fails only because the destination's
+ *   address-book entry is still pending: it would apply once the delay has
+ *   passed (THREATS 18). A pending entry otherwise counts as not in the book,
+ *   so a later rule (say, destination 'any' with more approvals) can still
+ *   allow it, exactly as for an unknown address.
+ * - DESTINATION_NOT_ALLOWED if one of them fails only on the destination
+ *   (not in the book, or lacking the named entry or tag) (THREATS 17). A rule
+ *   with destination 'any' never fails on the destination.
+ * - POLICY_DENIED otherwise, naming the deny rule when one matched.
+ */
+function matchPolicy(policy: Policy, index: number, ctx: RuleContext): Result<PolicyRule> {
+  let nearMiss: { fit: 'pending' | 'destination'; rule: string } | undefined;
+  for (const rule of policy.rules) {
+    const fit = fitRule(rule, ctx);
+    if (fit === 'match') {
+      if (rule.action === 'allow') return accept(rule);
+      return nearMissRefusal(nearMiss, ctx, index) ?? refuse('POLICY_DENIED', `policy ${index}: rule ${rule.id} denies this transfer`);
+    }
+    if (rule.action === 'allow') {
+      if (fit === 'pending' && nearMiss?.fit !== 'pending') nearMiss = { fit, rule: rule.id };
+      else if (fit === 'destination' && nearMiss === undefined) nearMiss = { fit, rule: rule.id };
+    }
+  }
+  return nearMissRefusal(nearMiss, ctx, index) ?? refuse('POLICY_DENIED', `policy ${index}: no rule allows this transfer`);
+}
+
+function nearMissRefusal(
+  nearMiss: { fit: 'pending' | 'destination'; rule: string } | undefined,
+  ctx: RuleContext,
+  index: number,
+): Refusal | undefined {
+  if (nearMiss === undefined) return undefined;
+  const { chain, to } = ctx.intent;
+  if (nearMiss.fit === 'pending') {
+    return refuse(
+      'DESTINATION_NOT_ACTIVE',
+      `policy ${index}: rule ${nearMiss.rule} would apply once the address-book entry for ${to} is active`,
+    );
+  }
+  return refuse(
+    'DESTINATION_NOT_ALLOWED',
+    `policy ${index}: ${to} on ${chain} is not an address-book destination that rule ${nearMiss.rule} allows`,
+  );
+}
+
+// ---------------------------------------------------------------- step 7: limits
+
+interface LimitUse {
+  readonly limit: RollingLimit;
+  readonly max: bigint;
+  /** Entries dated after this (exclusive) are in the window. */
+  readonly since: Millis;
+  used: bigint;
+}
+
+interface LedgerScan {
+  readonly uses: LimitUse[];
+  /** Some earlier transfer paid the intent's destination. */
+  readonly paidBefore: boolean;
+  /** Amounts of earlier transfers of the intent's wallet and asset. */
+  readonly history: bigint[];
+}
+
+/** Whether a limit binds the intent at all: same asset, and same wallet when it names one. */
+function limitApplies(limit: RollingLimit, intent: Intent): boolean {
+  return limit.asset === intent.asset && (limit.wallet === undefined || limit.wallet === intent.wallet);
+}
+
+/**
+ * Whether a ledger entry falls in the limit's scope for this intent. Ledger
+ * entries carry no chain: an identical address string with the same asset id
+ * on two chains is summed together, which can only over-count (fail closed).
+ */
+function inScope(limit: RollingLimit, entry: LedgerEntry, intent: Intent): boolean {
+  if (entry.asset !== limit.asset) return false;
+  if (limit.wallet !== undefined && entry.wallet !== limit.wallet) return false;
+  switch (limit.scope) {
+    case 'wallet-asset':
+      return entry.wallet === intent.wallet;
+    case 'destination':
+      return entry.to === intent.to;
+    case 'requester':
+      return entry.requester === intent.requester;
+  }
+}
+
+/**
+ * The window of a limit at `now` holds the entries dated after
+ * `now - windowMs`. Entries dated after `now` count too: if the verifier's
+ * clock stepped back, what it signed "in the future" was still signed
+ * recently, and must not reopen the window.
+ */
+function windowStart(limit: RollingLimit, now: Millis): Millis {
+  return now - limit.windowMs;
+}
+
+/** One linear pass over the ledger: every applicable limit's usage and the history the warnings need. */
+function scanLedger(
+  ledger: readonly LedgerEntry[],
+  policies: readonly Policy[],
+  intent: Intent,
+  digest: Digest,
+  now: Millis,
+): LedgerScan {
+  const uses: LimitUse[] = [];
+  for (const p of policies) {
+    for (const limit of p.limits) {
+      if (limitApplies(limit, intent)) {
+        uses.push({ limit, max: BigInt(limit.max), since: windowStart(limit, now), used: 0n });
+      }
+    }
+  }
+  let paidBefore = false;
+  const history: bigint[] = [];
+  for (const entry of ledger) {
+    // Re-asking for an intent already signed must not count it twice.
+    if (entry.intent === digest) continue;
+    let amount: bigint | undefined;
+    for (const use of uses) {
+      if (entry.at > use.since && inScope(use.limit, entry, intent)) {
+        amount ??= BigInt(entry.amount);
+        use.used += amount;
+      }
+    }
+    if (entry.to === intent.to) paidBefore = true;
+    if (entry.wallet === intent.wallet && entry.asset === intent.asset) history.push(amount ?? BigInt(entry.amount));
+  }
+  return { uses, paidBefore, history };
+}
+
+/**
+ * The sum already signed, per this verifier's ledger, in `limit`'s window at
+ * `now` and in its scope for `intent` (same wallet and asset, same
+ * destination and asset, or same requester and asset; restricted to
+ * `limit.wallet` when it names one). The intent's own ledger entry, if any,
+ * is left out, so asking again for an intent already signed does not count it
+ * twice. The intent is allowed by this limit when usage + amount <= max.
+ *
+ * @param digest the intent's digest, if the caller already has it
+ */
+export function rollingUsage(
+  ledger: readonly LedgerEntry[],
+  limit: RollingLimit,
+  intent: Intent,
+  now: Millis,
+  digest: Digest = intentDigest(intent),
+): bigint {
+  const since = windowStart(limit, now);
+  let used = 0n;
+  for (const entry of ledger) {
+    if (entry.intent !== digest && entry.at > since && inScope(limit, entry, intent)) used += BigInt(entry.amount);
+  }
+  return used;
+}
+
+/** The lower median (index floor((n-1)/2) in sorted order), by quickselect: linear on average. */
+function lowerMedian(values: bigint[]): bigint {
+  const a = values.slice();
+  const k = (a.length - 1) >> 1;
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1] as bigint;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while ((a[i] as bigint) < pivot) i++;
+      while ((a[j] as bigint) > pivot) j--;
+      if (i <= j) {
+        const t = a[i] as bigint;
+        a[i] = a[j] as bigint;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else break;
+  }
+  return a[k] as bigint;
+}
+
+// ---------------------------------------------------------------- step 8: approvals
+
+interface Vote {
+  readonly approver: string;
+  readonly decision: 'approve' | 'reject';
+  readonly at: Millis;
+  readonly counter?: number;
+}
+
+function checkOne(
+  state: GovernanceState,
+  intent: Intent,
+  digest: Digest,
+  signed: SignedApproval,
+  now: Millis,
+  counters: ReadonlyMap<string, number> | undefined,
+): Result<Vote> {
+  const a = signed.approval;
+  // THREATS 13: an approval signs one intent digest; replayed onto another it is worthless.
+  if (a.intent !== digest) return refuse('APPROVAL_SIGNATURE_INVALID', 'the approval is for another intent');
+  const found = lookupDevice(state, a.approver, a.device);
+  if (!found.ok) return refuse(found.code, deviceMessage(found.code, a.approver, a.device));
+  let approvalId: Digest;
+  try {
+    approvalId = approvalDigest(a);
+  } catch (err) {
+    return refusalFrom(err);
+  }
+  // Signature before content checks, so a forged approval is reported as forged (THREATS 7).
+  const verified = verifyDeviceSignature(found.device, approvalId, signed.signature, counterOption(counters, a.approver, a.device));
+  if (!verified.ok) {
+    return refuse('APPROVAL_SIGNATURE_INVALID', `the approval's signature does not verify: ${verified.message}`);
+  }
+  if (now >= a.expiresAt) return refuse('EXPIRED', 'the approval has expired');
+  if (a.at > now + CLOCK_SKEW_MS) {
+    return refuse('NOT_YET_VALID', 'the approval is dated in the future beyond the allowed clock skew');
+  }
+  // THREATS 11: the requester never counts toward its own intent, approving or rejecting.
+  if (a.approver === intent.requester) return refuse('SELF_APPROVAL', 'the requester cannot approve its own intent');
+  const vote: Vote = { approver: a.approver, decision: a.decision, at: a.at };
+  return accept(verified.value.counter === undefined ? vote : { ...vote, counter: verified.value.counter });
+}
+
+/**
+ * Checks one approval of `intent` (whose digest is `intentDigest`) at `now`:
+ * it signs this intent digest (else APPROVAL_SIGNATURE_INVALID, THREATS 13),
+ * comes from an active device of a current member (NOT_A_MEMBER,
+ * UNKNOWN_DEVICE, DEVICE_REVOKED, THREATS 4-5), its signature verifies
+ * (APPROVAL_SIGNATURE_INVALID), it has not expired (EXPIRED, THREATS 15) and
+ * is not dated beyond the clock skew (NOT_YET_VALID), and its approver is not
+ * the requester (SELF_APPROVAL, THREATS 11). Whether the approver belongs to
+ * a group of the matched rule, and duplicates, are judged by {@link evaluate}.
+ * For the coordinator to refuse a single approval with its code.
+ */
+export function checkApproval(
+  state: GovernanceState,
+  intent: Intent,
+  intentDigest: Digest,
+  approval: SignedApproval,
+  now: Millis,
+): Result<{ approver: string; decision: 'approve' | 'reject' }> {
+  const r = checkOne(state, intent, intentDigest, approval, now, undefined);
+  return r.ok ? accept({ approver: r.value.approver, decision: r.value.decision }) : r;
+}
+
+/** Whether `member` may count toward `group` at `now`; the requester never does. */
+function eligible(state: GovernanceState, group: ApprovalGroup, member: string, requester: string, now: Millis) {
+  if (member === requester) return false;
+  if (group.members !== undefined) return group.members.includes(member);
+  return group.role !== undefined && hasRole(state, member, group.role, now);
+}
+
+interface Chosen {
+  readonly index: number;
+  readonly vote: Vote;
+}
+
+/**
+ * Which of a member's valid approvals stands for the member (THREATS 12: one
+ * person counts once, however many devices): a reject over an approve, then
+ * the earliest `at`, then the lowest index. The choice depends only on the
+ * set of approvals, not their order, so neither does the decision.
+ */
+function better(candidate: Chosen, current: Chosen): boolean {
+  if (candidate.vote.decision !== current.vote.decision) return candidate.vote.decision === 'reject';
+  if (candidate.vote.at !== current.vote.at) return candidate.vote.at < current.vote.at;
+  return candidate.index < current.index;
+}
+
+/**
+ * Steps 8 and 9. Each approval is checked once; the ones that fail are
+ * reported in `approvalChecks` and otherwise ignored (they do not turn the
+ * decision into a deny). Then, per group of each matched rule: m of the named
+ * members, or m of the members holding the role at `now`; the requester never
+ * counts. A member counts at most once per group but may count in several
+ * groups of a rule: groups are independent conditions, like separate quorums;
+ * a policy that wants distinct people names disjoint members or roles.
+ * A valid reject by any member who could count toward a group vetoes the
+ * intent (INTENT_REJECTED).
+ *
+ * Cancel window: a group is satisfied at the `at` of its m-th earliest
+ * counted approval, and a rule at the latest of its groups' times, but never
+ * before the intent's createdAt (an approval cannot usefully predate what it
+ * approves, so backdated approvals cannot skip the window). The transfer is
+ * allowed once `now` >= that time + cancelWindowMs. Taking the m earliest
+ * means an additional approval can only bring that time earlier, never turn
+ * an allow into a pending.
+ */
+function judgeApprovals(
+  input: EvaluateInput,
+  digest: Digest,
+  matched: readonly MatchedRule[],
+  warnings: Warning[],
+): PolicyDecision {
+  const { state, now, approvals } = input;
+  const intent = input.intent.intent;
+  const checks: ApprovalCheck[] = new Array(approvals.length);
+  const byMember = new Map<string, Chosen>();
+
+  for (let i = 0; i < approvals.length; i++) {
+    const signed = approvals[i] as SignedApproval;
+    const r = checkOne(state, intent, digest, signed, now, input.passkeyCounters);
+    if (!r.ok) {
+      checks[i] = { index: i, approver: signed.approval.approver, counted: false, code: r.code };
+      continue;
+    }
+    const candidate: Chosen = { index: i, vote: r.value };
+    const current = byMember.get(r.value.approver);
+    if (current === undefined) {
+      byMember.set(r.value.approver, candidate);
+    } else if (better(candidate, current)) {
+      checks[current.index] = duplicateCheck(current);
+      byMember.set(r.value.approver, candidate);
+    } else {
+      checks[i] = duplicateCheck(candidate);
+    }
+  }
+
+  const groups: { policy: number; rule: PolicyRule; index: number; group: ApprovalGroup }[] = [];
+  for (const m of matched) {
+    (m.rule.approvals ?? []).forEach((group, index) => {
+      groups.push({ policy: m.policy, rule: m.rule, index, group });
+    });
+  }
+
+  const rejecters: string[] = [];
+  const approvers: string[] = [];
+  for (const chosen of byMember.values()) {
+    const { approver, decision } = chosen.vote;
+    const counts = groups.some((g) => eligible(state, g.group, approver, intent.requester, now));
+    checks[chosen.index] = withCounter(
+      counts
+        ? { index: chosen.index, approver, counted: true }
+        : { index: chosen.index, approver, counted: false, code: 'NOT_AUTHORIZED' },
+      chosen.vote,
+    );
+    if (!counts) continue;
+    if (decision === 'reject') rejecters.push(approver);
+    else approvers.push(approver);
+  }
+  // Arrays made with new Array(n) are holey; every slot is filled above, this keeps the type honest.
+  const approvalChecks = Array.from(checks);
+
+  if (rejecters.length > 0) {
+    rejecters.sort();
+    return deny(digest, 'INTENT_REJECTED', `rejected by ${rejecters.join(', ')}`, approvalChecks);
+  }
+  approvers.sort();
+
+  const missing: MissingApproval[] = [];
+  /** Per matched policy: when its rule's groups were all satisfied. */
+  const quorumAt = new Map<number, Millis>();
+  for (const g of groups) {
+    const ats: Millis[] = [];
+    for (const approver of approvers) {
+      if (eligible(state, g.group, approver, intent.requester, now)) {
+        ats.push((byMember.get(approver) as Chosen).vote.at);
+      }
+    }
+    if (ats.length < g.group.m) {
+      missing.push({
+        policy: g.policy,
+        rule: g.rule.id,
+        group: g.index,
+        need: g.group.m,
+        have: ats.length,
+        of: g.group.members !== undefined ? { members: [...g.group.members] } : { role: g.group.role ?? '' },
+      });
+      continue;
+    }
+    ats.sort((x, y) => x - y);
+    const at = ats[g.group.m - 1] as Millis;
+    quorumAt.set(g.policy, Math.max(quorumAt.get(g.policy) ?? intent.createdAt, at));
+  }
+  if (missing.length > 0) return { kind: 'pending', intent: digest, missing, approvalChecks, warnings };
+
+  let windowEndsAt: Millis | undefined;
+  for (const m of matched) {
+    if (m.rule.cancelWindowMs === undefined) continue;
+    const endsAt = (quorumAt.get(m.policy) ?? intent.createdAt) + m.rule.cancelWindowMs;
+    if (windowEndsAt === undefined || endsAt > windowEndsAt) windowEndsAt = endsAt;
+  }
+  if (windowEndsAt !== undefined && now < windowEndsAt) {
+    return { kind: 'pending', intent: digest, missing, cancelWindowEndsAt: windowEndsAt, approvalChecks, warnings };
+  }
+  return {
+    kind: 'allow',
+    intent: digest,
+    rules: matched.map((m) => m.rule.id),
+    approvers,
+    approvalChecks,
+    warnings,
+  };
+}
+
+function duplicateCheck(c: Chosen): ApprovalCheck {
+  return withCounter({ index: c.index, approver: c.vote.approver, counted: false, code: 'DUPLICATE_APPROVER' }, c.vote);
+}
+
+function withCounter(check: ApprovalCheck, vote: Vote): ApprovalCheck {
+  return vote.counter === undefined ? check : { ...check, counter: vote.counter };
+}
+
+// ---------------------------------------------------------------- for signers
+
+/**
+ * What a signer needs: an allow, or a refusal with a stable code. A deny keeps
+ * its code; a pending decision becomes QUORUM_NOT_MET (THREATS 7, 11), with a
+ * message saying which groups are short, or that the approvals are complete
+ * but the cancel window is still open.
+ */
+export function requireAllow(decision: PolicyDecision): Result<AllowDecision> {
+  switch (decision.kind) {
+    case 'allow':
+      return accept(decision);
+    case 'deny':
+      return refuse(decision.code, decision.message);
+    case 'pending': {
+      const first = decision.missing[0];
+      if (first === undefined) {
+        const endsAt = decision.cancelWindowEndsAt ?? 0;
+        return refuse(
+          'QUORUM_NOT_MET',
+          `approved, but the cancel window is open until ${new Date(endsAt).toISOString()}`,
+          { cancelWindowEndsAt: endsAt },
+        );
+      }
+      const groups = decision.missing
+        .map((m) => {
+          const of = 'role' in m.of ? `role ${m.of.role}` : `members ${m.of.members.join(', ')}`;
+          return `rule ${m.rule} needs ${m.need} of ${of}, has ${m.have}`;
+        })
+        .join('; ');
+      return refuse('QUORUM_NOT_MET', `not enough approvals: ${groups}`, {
+        policy: first.policy,
+        rule: first.rule,
+        group: first.group,
+        need: first.need,
+        have: first.have,
+      });
+    }
+  }
+}

@@ -185,7 +185,11 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   const wallet = state.wallets.get(intent.wallet);
   if (wallet === undefined) return deny(digest, 'UNKNOWN_WALLET', `no wallet ${intent.wallet}`);
   if (intent.chain !== wallet.chain) {
-    return deny(digest, 'WRONG_CHAIN', `wallet ${wallet.id} is on ${wallet.chain}, the intent names ${intent.chain}`);
+    return deny(
+      digest,
+      'WRONG_CHAIN',
+      `wallet ${wallet.id} is on ${wallet.chain}, the intent names ${intent.chain}`,
+    );
   }
   if (input.chains !== undefined && !input.chains.includes(intent.chain)) {
     return deny(digest, 'WRONG_CHAIN', `this verifier does not serve ${intent.chain}`);
@@ -206,7 +210,11 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
     counterOption(input.passkeyCounters, intent.requester, intent.device),
   );
   if (!intentSig.ok) {
-    return deny(digest, 'INTENT_SIGNATURE_INVALID', `the requester's signature does not verify: ${intentSig.message}`);
+    return deny(
+      digest,
+      'INTENT_SIGNATURE_INVALID',
+      `the requester's signature does not verify: ${intentSig.message}`,
+    );
   }
   if (!hasRole(state, intent.requester, REQUESTER_ROLE, now)) {
     return deny(digest, 'NOT_AUTHORIZED', `${intent.requester} does not hold the ${REQUESTER_ROLE} role`);
@@ -277,7 +285,11 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
 
 // ---------------------------------------------------------------- step 3 helpers
 
-function deviceMessage(code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED', member: string, device: string) {
+function deviceMessage(
+  code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED',
+  member: string,
+  device: string,
+) {
   switch (code) {
     case 'NOT_A_MEMBER':
       return `${member} is not a member`;
@@ -379,7 +391,12 @@ interface MatchedRule {
 }
 
 /** Every entry for the destination (an address may be listed more than once, with other labels or tags). */
-function destinationEntries(state: GovernanceState, chain: string, to: string, now: Millis): DestinationEntries {
+function destinationEntries(
+  state: GovernanceState,
+  chain: string,
+  to: string,
+  now: Millis,
+): DestinationEntries {
   const active: AddressEntry[] = [];
   const pending: AddressEntry[] = [];
   for (const { value, activeFrom } of state.addresses.values()) {
@@ -422,7 +439,7 @@ function fitDestination(match: DestinationMatch, dest: DestinationEntries): Rule
       wanted = (e) => match.ids.includes(e.id);
       break;
     case 'tags':
-      wanted = (e) => e.tags !== undefined && e.tags.some((t) => match.tags.includes(t));
+      wanted = (e) => e.tags?.some((t) => match.tags.includes(t)) === true;
       break;
   }
   if (dest.active.some(wanted)) return 'match';
@@ -450,14 +467,20 @@ function matchPolicy(policy: Policy, index: number, ctx: RuleContext): Result<Po
     const fit = fitRule(rule, ctx);
     if (fit === 'match') {
       if (rule.action === 'allow') return accept(rule);
-      return nearMissRefusal(nearMiss, ctx, index) ?? refuse('POLICY_DENIED', `policy ${index}: rule ${rule.id} denies this transfer`);
+      return (
+        nearMissRefusal(nearMiss, ctx, index) ??
+        refuse('POLICY_DENIED', `policy ${index}: rule ${rule.id} denies this transfer`)
+      );
     }
     if (rule.action === 'allow') {
       if (fit === 'pending' && nearMiss?.fit !== 'pending') nearMiss = { fit, rule: rule.id };
       else if (fit === 'destination' && nearMiss === undefined) nearMiss = { fit, rule: rule.id };
     }
   }
-  return nearMissRefusal(nearMiss, ctx, index) ?? refuse('POLICY_DENIED', `policy ${index}: no rule allows this transfer`);
+  return (
+    nearMissRefusal(nearMiss, ctx, index) ??
+    refuse('POLICY_DENIED', `policy ${index}: no rule allows this transfer`)
+  );
 }
 
 function nearMissRefusal(
@@ -559,7 +582,8 @@ function scanLedger(
       }
     }
     if (entry.to === intent.to) paidBefore = true;
-    if (entry.wallet === intent.wallet && entry.asset === intent.asset) history.push(amount ?? BigInt(entry.amount));
+    if (entry.wallet === intent.wallet && entry.asset === intent.asset)
+      history.push(amount ?? BigInt(entry.amount));
   }
   return { uses, paidBefore, history };
 }
@@ -584,7 +608,8 @@ export function rollingUsage(
   const since = windowStart(limit, now);
   let used = 0n;
   for (const entry of ledger) {
-    if (entry.intent !== digest && entry.at > since && inScope(limit, entry, intent)) used += BigInt(entry.amount);
+    if (entry.intent !== digest && entry.at > since && inScope(limit, entry, intent))
+      used += BigInt(entry.amount);
   }
   return used;
 }
@@ -646,16 +671,25 @@ function checkOne(
     return refusalFrom(err);
   }
   // Signature before content checks, so a forged approval is reported as forged (THREATS 7).
-  const verified = verifyDeviceSignature(found.device, approvalId, signed.signature, counterOption(counters, a.approver, a.device));
+  const verified = verifyDeviceSignature(
+    found.device,
+    approvalId,
+    signed.signature,
+    counterOption(counters, a.approver, a.device),
+  );
   if (!verified.ok) {
-    return refuse('APPROVAL_SIGNATURE_INVALID', `the approval's signature does not verify: ${verified.message}`);
+    return refuse(
+      'APPROVAL_SIGNATURE_INVALID',
+      `the approval's signature does not verify: ${verified.message}`,
+    );
   }
   if (now >= a.expiresAt) return refuse('EXPIRED', 'the approval has expired');
   if (a.at > now + CLOCK_SKEW_MS) {
     return refuse('NOT_YET_VALID', 'the approval is dated in the future beyond the allowed clock skew');
   }
   // THREATS 11: the requester never counts toward its own intent, approving or rejecting.
-  if (a.approver === intent.requester) return refuse('SELF_APPROVAL', 'the requester cannot approve its own intent');
+  if (a.approver === intent.requester)
+    return refuse('SELF_APPROVAL', 'the requester cannot approve its own intent');
   const vote: Vote = { approver: a.approver, decision: a.decision, at: a.at };
   return accept(verified.value.counter === undefined ? vote : { ...vote, counter: verified.value.counter });
 }
@@ -683,7 +717,13 @@ export function checkApproval(
 }
 
 /** Whether `member` may count toward `group` at `now`; the requester never does. */
-function eligible(state: GovernanceState, group: ApprovalGroup, member: string, requester: string, now: Millis) {
+function eligible(
+  state: GovernanceState,
+  group: ApprovalGroup,
+  member: string,
+  requester: string,
+  now: Millis,
+) {
   if (member === requester) return false;
   if (group.members !== undefined) return group.members.includes(member);
   return group.role !== undefined && hasRole(state, member, group.role, now);
@@ -820,7 +860,14 @@ function judgeApprovals(
     if (windowEndsAt === undefined || endsAt > windowEndsAt) windowEndsAt = endsAt;
   }
   if (windowEndsAt !== undefined && now < windowEndsAt) {
-    return { kind: 'pending', intent: digest, missing, cancelWindowEndsAt: windowEndsAt, approvalChecks, warnings };
+    return {
+      kind: 'pending',
+      intent: digest,
+      missing,
+      cancelWindowEndsAt: windowEndsAt,
+      approvalChecks,
+      warnings,
+    };
   }
   return {
     kind: 'allow',
@@ -833,7 +880,10 @@ function judgeApprovals(
 }
 
 function duplicateCheck(c: Chosen): ApprovalCheck {
-  return withCounter({ index: c.index, approver: c.vote.approver, counted: false, code: 'DUPLICATE_APPROVER' }, c.vote);
+  return withCounter(
+    { index: c.index, approver: c.vote.approver, counted: false, code: 'DUPLICATE_APPROVER' },
+    c.vote,
+  );
 }
 
 function withCounter(check: ApprovalCheck, vote: Vote): ApprovalCheck {

@@ -70,13 +70,19 @@ export function appendAudit(
   });
 }
 
-/** Signs a checkpoint: Ed25519 over the 32 raw bytes of checkpointDigest(c). */
+/**
+ * Signs a checkpoint: Ed25519 over the 32 raw bytes of checkpointDigest(c).
+ * Throws CustosError if `c` does not fit the checkpoint schema (a caller mistake).
+ */
 export function signCheckpoint(secretKey: Uint8Array, c: Checkpoint): SignedCheckpoint {
   const body = checkpointSchema.parse(c);
   return { checkpoint: body, signature: signBytes(secretKey, fromHex(checkpointDigest(body))) };
 }
 
-/** True when `sc.signature` is the Ed25519 signature of `signerPublicKeyHex` over the checkpoint digest; false on any malformed input. */
+/**
+ * True when `sc.signature` is the Ed25519 signature of `signerPublicKeyHex`
+ * over the checkpoint digest; false on any malformed input.
+ */
 export function verifyCheckpointSignature(sc: SignedCheckpoint, signerPublicKeyHex: string): boolean {
   try {
     return verifyEd25519(signerPublicKeyHex, fromHex(checkpointDigest(sc.checkpoint)), sc.signature);
@@ -199,13 +205,15 @@ export class AuditChainVerifier {
         return this.#fail(
           'AUDIT_CHAIN_BROKEN',
           seq,
-          `entry ${seq} does not link to entry ${seq - 1}, which a checkpoint vouches for: entry ${seq} was edited or replaced`,
+          `entry ${seq} does not link to entry ${seq - 1}, which a checkpoint vouches for: ` +
+            `entry ${seq} was edited or replaced`,
         );
       }
       return this.#fail(
         'AUDIT_CHAIN_BROKEN',
         seq - 1,
-        `entry ${seq - 1} is not the entry that entry ${seq} commits to: entry ${seq - 1} was edited (or entry ${seq}'s prev was)`,
+        `entry ${seq - 1} is not the entry that entry ${seq} commits to: ` +
+          `entry ${seq - 1} was edited (or entry ${seq}'s prev was)`,
       );
     }
     this.#head = digest;
@@ -226,7 +234,8 @@ export class AuditChainVerifier {
         return this.#fail(
           'AUDIT_CHAIN_BROKEN',
           seq,
-          `entry ${seq} is not the one the checkpoint of signer ${sc.checkpoint.signer} commits to: ${range} (or cut and replaced)`,
+          `entry ${seq} is not the one the checkpoint of signer ${sc.checkpoint.signer} commits to: ` +
+            `${range} (or cut and replaced)`,
         );
       }
       this.#checkpointsVerified++;
@@ -248,7 +257,8 @@ export class AuditChainVerifier {
       return this.#fail(
         'AUDIT_CHAIN_BROKEN',
         end,
-        `the log ends ${end === 0 ? 'before entry 0' : `at entry ${end - 1}`}, but signer ${rest.checkpoint.signer} ` +
+        `the log ends ${end === 0 ? 'before entry 0' : `at entry ${end - 1}`}, ` +
+          `but signer ${rest.checkpoint.signer} ` +
           `checkpointed entry ${rest.checkpoint.seq}: the log was truncated`,
       );
     }

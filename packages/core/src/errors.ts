@@ -32,6 +32,7 @@ export const ERROR_CODES = [
   'UNKNOWN_DEVICE',
   'NOT_A_MEMBER',
   'NOT_AUTHORIZED',
+  'BAD_PASSWORD',
   // Request in transit and at rest (6-10)
   'INTENT_SIGNATURE_INVALID',
   'APPROVAL_SIGNATURE_INVALID',
@@ -70,6 +71,7 @@ export const ERROR_CODES = [
   'OPERATION_FORBIDDEN',
   'CALLDATA_MISMATCH',
   'CHAIN_REJECTED',
+  'INSUFFICIENT_FUNDS',
   // Audit and operations (30-32)
   'AUDIT_CHAIN_BROKEN',
   'CHECKPOINT_INVALID',

@@ -25,7 +25,15 @@
  *   10,000 entries costs 10,000 digests and the signature checks, not 10,000
  *   state copies.
  */
-import { accept, CustosError, type ErrorDetails, type Refusal, type Result, refusalFrom, refuse } from './errors.js';
+import {
+  accept,
+  CustosError,
+  type ErrorDetails,
+  type Refusal,
+  type Result,
+  refusalFrom,
+  refuse,
+} from './errors.js';
 import { signDigest, verifyDeviceSignature } from './keys.js';
 import {
   type AddressEntry,
@@ -149,10 +157,15 @@ export function applyGovernance(
  * The result equals folding {@link applyGovernance} over the entries, but the
  * state is built in one working copy instead of being copied per entry.
  */
-export function verifyGovernanceChain(pinnedGenesis: Digest, entries: readonly AppliedEntry[]): Result<GovernanceState> {
+export function verifyGovernanceChain(
+  pinnedGenesis: Digest,
+  entries: readonly AppliedEntry[],
+): Result<GovernanceState> {
   const first = entries[0];
   if (first === undefined) {
-    return refuse('GOVERNANCE_CHAIN_BROKEN', 'the chain is empty: it must start with the genesis', { seq: 0 });
+    return refuse('GOVERNANCE_CHAIN_BROKEN', 'the chain is empty: it must start with the genesis', {
+      seq: 0,
+    });
   }
   for (const e of entries) checkTime(e.seenAt);
   let genesis: Result<GovernanceState>;
@@ -187,7 +200,10 @@ export function verifyGovernanceChain(pinnedGenesis: Digest, entries: readonly A
  * GOVERNANCE_EQUIVOCATION when `entry` has another digest for a known number,
  * null otherwise. On an equivocation the signer freezes and alerts.
  */
-export function detectEquivocation(known: ReadonlyMap<number, Digest>, entry: GovernanceEntry): Refusal | null {
+export function detectEquivocation(
+  known: ReadonlyMap<number, Digest>,
+  entry: GovernanceEntry,
+): Refusal | null {
   const seen = known.get(entry.seq);
   if (seen === undefined) return null;
   let digest: Digest;
@@ -261,7 +277,10 @@ export function signEntry(
 }
 
 /** Signs `entry` with each of `signers` (in order) and wraps it for transport. */
-export function signGovernanceEntry(entry: GovernanceEntry, signers: readonly EntrySigner[]): SignedGovernanceEntry {
+export function signGovernanceEntry(
+  entry: GovernanceEntry,
+  signers: readonly EntrySigner[],
+): SignedGovernanceEntry {
   const digest = governanceDigest(entry);
   return { entry, signatures: signers.map((s) => signatureFor(digest, s)) };
 }
@@ -404,7 +423,10 @@ function genesisState(
     return refuse('GOVERNANCE_CHAIN_BROKEN', 'a genesis has seq 0 and the zero digest as prev');
   }
   if (entry.org !== ZERO_DIGEST) {
-    return refuse('GOVERNANCE_INVALID', 'a genesis names the zero digest as org: its own digest is the org id');
+    return refuse(
+      'GOVERNANCE_INVALID',
+      'a genesis names the zero digest as org: its own digest is the org id',
+    );
   }
   const body = entry.body;
   const problem = genesisProblem(body);
@@ -412,7 +434,10 @@ function genesisState(
 
   const members = new Map<string, MemberState>();
   for (const m of body.members) {
-    members.set(m.id, memberState(m, () => seenAt));
+    members.set(
+      m.id,
+      memberState(m, () => seenAt),
+    );
   }
   const addresses = new Map<string, Timed<AddressEntry>>();
   for (const a of body.addresses) addresses.set(a.id, { value: a, activeFrom: seenAt });
@@ -568,13 +593,18 @@ function checkSignatures(
       });
     }
     const allowed =
-      hasRole(state, s.member, ADMIN_ROLE, seenAt) || (freeze && hasRole(state, s.member, WATCHER_ROLE, seenAt));
+      hasRole(state, s.member, ADMIN_ROLE, seenAt) ||
+      (freeze && hasRole(state, s.member, WATCHER_ROLE, seenAt));
     if (!allowed) {
       const roles = freeze ? 'an admin or a watcher' : 'an admin';
-      return refuse('GOVERNANCE_SIGNATURE_INVALID', `signature ${index}: member ${s.member} is not ${roles}`, {
-        ...where,
-        reason: 'NOT_AUTHORIZED',
-      });
+      return refuse(
+        'GOVERNANCE_SIGNATURE_INVALID',
+        `signature ${index}: member ${s.member} is not ${roles}`,
+        {
+          ...where,
+          reason: 'NOT_AUTHORIZED',
+        },
+      );
     }
     devices.push(found.device);
     if (!memberSet.has(s.member)) {
@@ -585,12 +615,16 @@ function checkSignatures(
   for (const [index, s] of signatures.entries()) {
     const verified = verifyDeviceSignature(devices[index] as Device, digest, s.signature);
     if (!verified.ok) {
-      return refuse('GOVERNANCE_SIGNATURE_INVALID', `signature ${index} by ${s.member}/${s.device} does not verify`, {
-        index,
-        member: s.member,
-        device: s.device,
-        reason: verified.message,
-      });
+      return refuse(
+        'GOVERNANCE_SIGNATURE_INVALID',
+        `signature ${index} by ${s.member}/${s.device} does not verify`,
+        {
+          index,
+          member: s.member,
+          device: s.device,
+          reason: verified.message,
+        },
+      );
     }
   }
   // DESIGN.md "Governance entry": a freeze needs one admin or the watcher; everything else the quorum.
@@ -605,7 +639,10 @@ function checkSignatures(
   return accept(members);
 }
 
-function deviceProblem(code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED', s: GovernanceSignature): string {
+function deviceProblem(
+  code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED',
+  s: GovernanceSignature,
+): string {
   switch (code) {
     case 'NOT_A_MEMBER':
       return `${s.member} is not a member`;
@@ -634,7 +671,10 @@ function applyBody(
       const problem = newMemberProblem(m, (f) => work.keyHolder(f));
       if (problem !== undefined) return invalid(problem);
       // Devices count at once (a device alone grants nothing); roles wait out the delay.
-      work.members().set(m.id, memberState(m, () => pendingFrom));
+      work.members().set(
+        m.id,
+        memberState(m, () => pendingFrom),
+      );
       for (const d of m.devices) work.addKeys(m.id, d);
       return undefined;
     }
@@ -652,7 +692,8 @@ function applyBody(
       // A revoked device keeps its id, so an id is never reused for another key.
       if (m.devices.has(d.id)) return invalid(`member ${memberId} already has a device ${d.id}`);
       const holder = keyHolderOf(d, (f) => work.keyHolder(f));
-      if (holder !== undefined) return invalid(`the key of device ${d.id} is already registered as ${holder}`);
+      if (holder !== undefined)
+        return invalid(`the key of device ${d.id} is already registered as ${holder}`);
       const devices = new Map(m.devices).set(d.id, { device: d, revoked: false });
       work.members().set(memberId, { ...m, devices });
       work.addKeys(memberId, d);
@@ -691,7 +732,8 @@ function applyBody(
       const a = entry.body;
       if (before.addresses.has(a.id)) return invalid(`address-book entry ${a.id} already exists`);
       const holder = work.destinationHolder(a.chain, a.address);
-      if (holder !== undefined) return invalid(`${a.chain} ${a.address} is already address-book entry ${holder}`);
+      if (holder !== undefined)
+        return invalid(`${a.chain} ${a.address} is already address-book entry ${holder}`);
       // THREATS 18: even a full quorum's new destination waits out the delay.
       work.addresses().set(a.id, { value: a, activeFrom: pendingFrom });
       work.addDestination(a);
@@ -759,7 +801,10 @@ function memberState(m: Member, roleFrom: () => Millis): MemberState {
 }
 
 /** A new member's devices: ids unique within the member, keys unique in the organization. */
-function newMemberProblem(m: Member, keyHolder: (fingerprint: string) => string | undefined): string | undefined {
+function newMemberProblem(
+  m: Member,
+  keyHolder: (fingerprint: string) => string | undefined,
+): string | undefined {
   const ids = new Set<string>();
   const own = new Map<string, string>();
   for (const d of m.devices) {
@@ -884,7 +929,10 @@ function adminsProblem(work: Working, seenAt: Millis, change: string): Refusal |
 /** Times are the caller's own clock; a non-integer is a programming mistake, not data. */
 function checkTime(t: Millis): void {
   if (!Number.isSafeInteger(t) || t < 0) {
-    throw new CustosError('INVALID_VALUE', 'seenAt must be milliseconds since the epoch (a non-negative integer)');
+    throw new CustosError(
+      'INVALID_VALUE',
+      'seenAt must be milliseconds since the epoch (a non-negative integer)',
+    );
   }
 }
 

@@ -716,7 +716,11 @@ export function checkApproval(
   return r.ok ? accept({ approver: r.value.approver, decision: r.value.decision }) : r;
 }
 
-/** Whether `member` may count toward `group` at `now`; the requester never does. */
+/**
+ * Whether `member` may count toward `group` at `now`. The requester never
+ * does: its approvals are already refused as SELF_APPROVAL, and this keeps
+ * the counting from depending on that (THREATS 11).
+ */
 function eligible(
   state: GovernanceState,
   group: ApprovalGroup,

@@ -17,8 +17,8 @@ import type { Digest } from '../src/types.js';
 import {
   createSoftwarePasskeyAssertion,
   generateSoftwarePasskey,
-  type WebAuthnAssertionInput,
   verifyWebAuthnAssertion,
+  type WebAuthnAssertionInput,
 } from '../src/webauthn.js';
 
 const RP_ID = 'custos.example';
@@ -47,7 +47,9 @@ function input(overrides: Partial<WebAuthnAssertionInput> = {}, counter = 7): We
 }
 
 /** authenticatorData as an authenticator builds it: rpIdHash || flags || signCount (big-endian). */
-function authData(opts: { rpId?: string; flags?: number; counter?: number; extra?: Uint8Array } = {}): Uint8Array {
+function authData(
+  opts: { rpId?: string; flags?: number; counter?: number; extra?: Uint8Array } = {},
+): Uint8Array {
   const out = new Uint8Array(37);
   out.set(sha256(utf8(opts.rpId ?? RP_ID)), 0);
   out[32] = opts.flags ?? 0x05;
@@ -56,7 +58,9 @@ function authData(opts: { rpId?: string; flags?: number; counter?: number; extra
 }
 
 function clientData(members: Record<string, unknown>): Uint8Array {
-  return utf8(JSON.stringify({ type: 'webauthn.get', challenge: toBase64url(challenge), origin: ORIGIN, ...members }));
+  return utf8(
+    JSON.stringify({ type: 'webauthn.get', challenge: toBase64url(challenge), origin: ORIGIN, ...members }),
+  );
 }
 
 /**
@@ -103,7 +107,9 @@ describe('verifyWebAuthnAssertion (W3C WebAuthn L3 section 7.2)', () => {
   it('should refuse when the challenge is not the expected one (step 11)', () => {
     expect(reasonOf(input({ challenge: sha256(utf8('another digest')) }))).toBe('CHALLENGE');
     // The same bytes spelled another way (padded base64url) are not the expected spelling.
-    expect(reasonOf(signed(authData(), clientData({ challenge: `${toBase64url(challenge)}=` })))).toBe('CHALLENGE');
+    expect(reasonOf(signed(authData(), clientData({ challenge: `${toBase64url(challenge)}=` })))).toBe(
+      'CHALLENGE',
+    );
   });
 
   it('should refuse when the origin is not the expected one (step 12)', () => {
@@ -127,7 +133,11 @@ describe('verifyWebAuthnAssertion (W3C WebAuthn L3 section 7.2)', () => {
       tokenBinding: { status: 'supported' },
       other_keys_can_be_added_here: 'do not compare clientDataJSON against a template',
     });
-    expect(verifyWebAuthnAssertion(signed(authData(), cd))).toEqual({ ok: true, counter: 7, userVerified: true });
+    expect(verifyWebAuthnAssertion(signed(authData(), cd))).toEqual({
+      ok: true,
+      counter: 7,
+      userVerified: true,
+    });
   });
 
   it('should refuse when the rpIdHash is not the hash of the expected RP ID (step 15)', () => {
@@ -224,17 +234,21 @@ describe('verifyWebAuthnAssertion (W3C WebAuthn L3 section 7.2)', () => {
     const map = new Uint8Array([0xa1, 0x6b, ...utf8('credProtect'), 0x02]);
     expect(reasonOf(signed(authData({ flags: 0x85, extra: map }), clientData({})))).toBe('OK');
     expect(reasonOf(signed(authData({ flags: 0x85 }), clientData({})))).toBe('MALFORMED');
-    expect(reasonOf(signed(authData({ flags: 0x85, extra: concatBytes(map, [0x00]) }), clientData({})))).toBe(
+    expect(
+      reasonOf(
+        signed(authData({ flags: 0x85, extra: concatBytes(map, new Uint8Array([0x00])) }), clientData({})),
+      ),
+    ).toBe('MALFORMED');
+    expect(reasonOf(signed(authData({ flags: 0x85, extra: map.subarray(0, 5) }), clientData({})))).toBe(
       'MALFORMED',
     );
-    expect(reasonOf(signed(authData({ flags: 0x85, extra: map.subarray(0, 5) }), clientData({})))).toBe('MALFORMED');
-    expect(reasonOf(signed(authData({ flags: 0x85, extra: new Uint8Array([0x82, 0x01, 0x02]) }), clientData({})))).toBe(
-      'MALFORMED',
-    );
+    expect(
+      reasonOf(signed(authData({ flags: 0x85, extra: new Uint8Array([0x82, 0x01, 0x02]) }), clientData({}))),
+    ).toBe('MALFORMED');
     // Indefinite-length map: not canonical CTAP2 CBOR.
-    expect(reasonOf(signed(authData({ flags: 0x85, extra: new Uint8Array([0xbf, 0xff]) }), clientData({})))).toBe(
-      'MALFORMED',
-    );
+    expect(
+      reasonOf(signed(authData({ flags: 0x85, extra: new Uint8Array([0xbf, 0xff]) }), clientData({}))),
+    ).toBe('MALFORMED');
   });
 
   it('should refuse garbage clientDataJSON', () => {
@@ -273,7 +287,7 @@ describe('verifyWebAuthnAssertion (W3C WebAuthn L3 section 7.2)', () => {
       new Uint8Array([0x30, 0x00]),
       utf8('garbage'),
       sig.toBytes('compact'),
-      concatBytes(i.signature, [0x00]),
+      concatBytes(i.signature, new Uint8Array([0x00])),
       i.signature.subarray(0, i.signature.length - 1),
       new Uint8Array(72).fill(0x30),
     ];
@@ -320,12 +334,16 @@ describe('verifyWebAuthnAssertion (W3C WebAuthn L3 section 7.2)', () => {
   it('should refuse any single-bit flip of a valid assertion', () => {
     const valid = input();
     fc.assert(
-      fc.property(fc.constantFrom('authenticatorData', 'clientDataJSON', 'signature'), fc.nat(), (field, n) => {
-        const bytes = Uint8Array.from(valid[field]);
-        const bit = n % (bytes.length * 8);
-        bytes[bit >> 3] = (bytes[bit >> 3] as number) ^ (1 << (bit & 7));
-        expect(verifyWebAuthnAssertion({ ...valid, [field]: bytes }).ok).toBe(false);
-      }),
+      fc.property(
+        fc.constantFrom('authenticatorData', 'clientDataJSON', 'signature'),
+        fc.nat(),
+        (field, n) => {
+          const bytes = Uint8Array.from(valid[field]);
+          const bit = n % (bytes.length * 8);
+          bytes[bit >> 3] = (bytes[bit >> 3] as number) ^ (1 << (bit & 7));
+          expect(verifyWebAuthnAssertion({ ...valid, [field]: bytes }).ok).toBe(false);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -351,9 +369,9 @@ describe('createSoftwarePasskeyAssertion', () => {
     const base = { secretKey: passkey.secretKey, rpId: RP_ID, origin: ORIGIN, challenge };
     expect(() => createSoftwarePasskeyAssertion({ ...base, counter: -1 })).toThrow(CustosError);
     expect(() => createSoftwarePasskeyAssertion({ ...base, counter: 2 ** 32 })).toThrow(CustosError);
-    expect(() => createSoftwarePasskeyAssertion({ ...base, counter: 1, secretKey: new Uint8Array(31) })).toThrow(
-      CustosError,
-    );
+    expect(() =>
+      createSoftwarePasskeyAssertion({ ...base, counter: 1, secretKey: new Uint8Array(31) }),
+    ).toThrow(CustosError);
   });
 });
 
@@ -426,7 +444,8 @@ describe('verifyDeviceSignature with a WebAuthn passkey device', () => {
 
   it('should refuse an Ed25519 signature presented for a passkey device', () => {
     const digest = approvalDigest(approval('intent-1'));
-    const r = verifyDeviceSignature(dev, digest, { kind: 'ed25519', sig: '00'.repeat(64) } as DeviceSignature);
+    const sig = deviceSignatureSchema.parse({ kind: 'ed25519', sig: '00'.repeat(64) });
+    const r = verifyDeviceSignature(dev, digest, sig);
     expect(r).toMatchObject({ ok: false, code: 'BAD_SIGNATURE' });
   });
 });

@@ -200,7 +200,11 @@ export function createOrg(opts: OrgOptions = {}): Org {
     tags: ['treasury'],
   };
   const signerKey = secretKeyFor(seed, 'signer-1');
-  const signerRecord: SignerRecord = { id: 'signer-1', publicKey: ed25519PublicKey(signerKey), label: 'Signer 1' };
+  const signerRecord: SignerRecord = {
+    id: 'signer-1',
+    publicKey: ed25519PublicKey(signerKey),
+    label: 'Signer 1',
+  };
   const policy = opts.policy ?? defaultPolicy(wallet.id);
 
   const body: GenesisBody = {

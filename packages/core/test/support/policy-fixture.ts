@@ -9,8 +9,8 @@ import { digestOf } from '../../src/jcs.js';
 import { type Ed25519KeyPair, generateEd25519, signDigest } from '../../src/keys.js';
 import {
   type AddressEntry,
-  addressEntry,
   type Approval,
+  addressEntry,
   approvalDigest,
   type Intent,
   intentDigest,
@@ -111,7 +111,13 @@ export function makePolicy(
 
 /** Allow rule: address-book destinations, `m` of role `approver`. */
 export function bookRule(id: string, m: number, extra: Partial<PolicyRule> = {}): PolicyRule {
-  return { id, match: { destination: { kind: 'address-book' } }, action: 'allow', approvals: [{ m, role: 'approver' }], ...extra };
+  return {
+    id,
+    match: { destination: { kind: 'address-book' } },
+    action: 'allow',
+    approvals: [{ m, role: 'approver' }],
+    ...extra,
+  };
 }
 
 export function entry(id: string, address: Address, extra: Partial<AddressEntry> = {}): AddressEntry {
@@ -236,4 +242,3 @@ export function ledgerOf(i: Intent, at: Millis): LedgerEntry {
     at,
   };
 }
-

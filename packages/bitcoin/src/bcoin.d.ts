@@ -1,0 +1,92 @@
+/**
+ * The few parts of bcoin 1.0.2 that regtest.ts uses. bcoin ships no types and
+ * there is no @types package; this declares only what is called, as bcoin's
+ * own JSDoc in node_modules/bcoin/lib describes it. In bcoin 1.0.2 hashes
+ * used as keys (mempool, coins) are hex strings in internal byte order;
+ * `rhash()`/`txid()` give the reversed display hex.
+ */
+declare module 'bcoin' {
+  export interface FullNodeOptions {
+    network: 'regtest';
+    memory: boolean;
+    workers: boolean;
+    listen: boolean;
+    httpHost: string;
+    httpPort: number;
+    apiKey: string;
+    logLevel: 'none' | 'error' | 'warning' | 'info' | 'debug' | 'spam';
+  }
+
+  export class Script {
+    static fromRaw(raw: Buffer): Script;
+  }
+
+  export class Address {
+    /** Null when the script is not one an address can spell. */
+    static fromScript(script: Script): Address | null;
+  }
+
+  export class TX {
+    static fromRaw(raw: Buffer): TX;
+    /** Internal byte order. */
+    hash(enc: 'hex'): string;
+    /** Display hex. */
+    txid(): string;
+    toRaw(): Buffer;
+    readonly outputs: readonly { readonly value: number }[];
+  }
+
+  export class Block {
+    readonly txs: readonly TX[];
+    rhash(): string;
+  }
+
+  export interface ChainEntry {
+    readonly height: number;
+    rhash(): string;
+  }
+
+  export interface Chain {
+    readonly tip: ChainEntry;
+    readonly height: number;
+    add(block: Block): Promise<ChainEntry | null>;
+  }
+
+  export interface Miner {
+    mineBlock(tip: ChainEntry | null, address: Address): Promise<Block>;
+  }
+
+  export interface VerifyErrorLike {
+    readonly type: 'VerifyError';
+    readonly reason: string;
+  }
+
+  export interface Mempool {
+    /** Resolves to the missing parent hashes when the transaction was kept as an orphan, else null. */
+    addTX(tx: TX): Promise<string[] | null>;
+    hasEntry(hash: string): boolean;
+    removeOrphan(hash: string): boolean;
+  }
+
+  export interface NodeRpc {
+    /** The method table bweb's RPC dispatches on: name -> handler(params). */
+    readonly calls: Record<string, (params: unknown[], help?: boolean) => Promise<unknown>>;
+  }
+
+  export interface Coin {
+    readonly value: number;
+  }
+
+  export class FullNode {
+    constructor(options: FullNodeOptions);
+    readonly chain: Chain;
+    readonly miner: Miner;
+    readonly mempool: Mempool;
+    readonly rpc: NodeRpc;
+    readonly http: { address(): { address: string; port: number } };
+    open(): Promise<void>;
+    close(): Promise<void>;
+    /** Mempool first (null if spent there), then the chain's UTXO set. */
+    getCoin(hash: string, index: number): Promise<Coin | null>;
+  }
+}

@@ -1,0 +1,346 @@
+/**
+ * An in-process Bitcoin regtest node (bcoin) for tests and `custos dev`.
+ *
+ * Why bcoin: it is plain JavaScript, starts in a fraction of a second with an
+ * in-memory chain, and serves the Bitcoin Core JSON-RPC subset rpc.ts uses,
+ * so the same client talks to it and to a production Core node. This module
+ * is a subpath export (`@custos/bitcoin/regtest`), never re-exported from the
+ * package index: the signer imports @custos/bitcoin and must not pull in a
+ * whole node implementation.
+ *
+ * Speed: segwit on regtest is a BIP 9 deployment that locks in after three
+ * 144-block windows, so 431 blocks are needed before P2WSH spends are valid.
+ * They are mined in-process through bcoin's miner and chain (no RPC round
+ * trip per block), which takes a few hundred milliseconds.
+ *
+ * One deliberate difference from stock bcoin: its `sendrawtransaction`
+ * relays in the background and always answers the txid, even for a
+ * transaction the mempool refuses. Bitcoin Core answers with an error
+ * (RPC_VERIFY_REJECTED, -26, and the reject reason). The node started here
+ * replaces that one handler with a Core-faithful one, so tests see what a
+ * production node would say.
+ *
+ * Funding: coinbases are mined to a harness P2WPKH key this module holds in
+ * memory; `fund` spends mature ones with a transaction built and signed by
+ * @scure/btc-signer and submitted over JSON-RPC like any other.
+ */
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { CustosError, toHex } from '@custos/core';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { p2wpkh, Transaction } from '@scure/btc-signer';
+import type * as Bcoin from 'bcoin';
+import { BitcoinRpc } from './rpc.js';
+
+const require = createRequire(import.meta.url);
+
+export interface RegtestNode {
+  /** http://127.0.0.1:<port>/ (no credentials in it). */
+  readonly rpcUrl: string;
+  readonly rpcUser: string;
+  readonly rpcPassword: string;
+  readonly rpc: BitcoinRpc;
+  /** Mines `n` blocks whose coinbase pays `script`; returns their hashes. Mempool transactions are included. */
+  mineToScript(script: Uint8Array, n: number): Promise<string[]>;
+  /** Mines `n` blocks to the harness's own key (which keeps `fund` supplied). */
+  mine(n: number): Promise<void>;
+  /**
+   * Sends `value` satoshis to `script` from the harness's mined coins, through JSON-RPC
+   * sendrawtransaction. The transaction is in the mempool, not yet in a block: call `mine(1)`.
+   */
+  fund(script: Uint8Array, value: bigint): Promise<{ txid: string; vout: number; raw: Uint8Array }>;
+  /** Mines until BIP 141 segwit is active for the next block (idempotent). */
+  activateSegwit(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface RegtestOptions {
+  /** 0 (the default) picks a free port. */
+  readonly port?: number;
+  /** The RPC password; random when not given. */
+  readonly apiKey?: string;
+}
+
+/** bcoin takes any user name and checks the password against its API key. */
+const RPC_USER = 'custos';
+const COINBASE_MATURITY = 100;
+/** Fee rate of harness transactions, sat/vB: above bcoin's 1 sat/vB minimum relay fee. */
+const HARNESS_FEE_RATE = 2n;
+/** Change under this goes to the fee (a dust output would be refused). */
+const MIN_CHANGE = 1_000n;
+/** At most this many harness coins are combined for one `fund`. */
+const MAX_FUND_INPUTS = 100;
+/** Upper bound on blocks mined per call, so a wrong argument cannot hang a test run. */
+const MAX_BLOCKS_PER_CALL = 10_000;
+/** Bitcoin Core's RPC error codes (src/rpc/protocol.h). */
+const RPC_MISC_ERROR = -1;
+const RPC_DESERIALIZATION_ERROR = -22;
+const RPC_VERIFY_ERROR = -25;
+const RPC_VERIFY_REJECTED = -26;
+const RPC_VERIFY_ALREADY_IN_CHAIN = -27;
+
+interface HarnessCoin {
+  readonly txid: string;
+  readonly vout: number;
+  readonly value: bigint;
+  /** Height of the coinbase's block; null for change outputs (spendable at once). */
+  readonly coinbaseHeight: number | null;
+}
+
+/** An error bweb's RPC layer turns into a JSON-RPC error with this code (it reads `type` and `code`). */
+function rpcError(code: number, message: string): Error {
+  return Object.assign(new Error(message), { type: 'RPCError', code });
+}
+
+function isVerifyError(err: unknown): err is Bcoin.VerifyErrorLike {
+  return typeof err === 'object' && err !== null && 'type' in err && err.type === 'VerifyError' && 'reason' in err;
+}
+
+function checkCount(n: number): void {
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_BLOCKS_PER_CALL) {
+    throw new CustosError('INVALID_VALUE', `block count must be an integer from 0 to ${MAX_BLOCKS_PER_CALL}`);
+  }
+}
+
+/** bcoin 1.0.2 keys coins by hex in internal byte order: the txid's bytes reversed. */
+function internalHex(txid: string): string {
+  return Buffer.from(txid, 'hex').reverse().toString('hex');
+}
+
+/**
+ * Starts a regtest node listening on 127.0.0.1 only.
+ *
+ * @example
+ * const node = await startRegtestNode();
+ * await node.activateSegwit();
+ * const { txid } = await node.fund(p2wpkh(pub).script, 100_000n);
+ * await node.mine(1);
+ * await node.close();
+ */
+export async function startRegtestNode(opts: RegtestOptions = {}): Promise<RegtestNode> {
+  const port = opts.port ?? 0;
+  if (!Number.isSafeInteger(port) || port < 0 || port > 65_535) {
+    throw new CustosError('INVALID_VALUE', 'port must be an integer from 0 to 65535');
+  }
+  const apiKey = opts.apiKey ?? randomBytes(24).toString('hex');
+  const bcoin = require('bcoin') as typeof Bcoin;
+  const node = new bcoin.FullNode({
+    network: 'regtest',
+    memory: true,
+    workers: false,
+    // No P2P at all: no listening socket and, since connect() is never called, no outbound dialing.
+    listen: false,
+    httpHost: '127.0.0.1',
+    httpPort: port,
+    apiKey,
+    logLevel: 'none',
+  });
+  await node.open();
+  try {
+    installCoreSendRawTransaction(bcoin, node);
+  } catch (err) {
+    await node.close();
+    throw err;
+  }
+  const address = node.http.address();
+  const rpcUrl = `http://127.0.0.1:${address.port}/`;
+  const rpc = new BitcoinRpc({ url: rpcUrl, username: RPC_USER, password: apiKey });
+
+  // The harness key: coinbases pay it, `fund` spends from it. Held in memory only.
+  const harnessKey = secp256k1.utils.randomSecretKey();
+  const harnessScript = p2wpkh(secp256k1.getPublicKey(harnessKey, true)).script;
+  const harnessAddress = bcoin.Address.fromScript(bcoin.Script.fromRaw(Buffer.from(harnessScript)));
+  if (harnessAddress === null) throw new Error('BUG: bcoin cannot spell a P2WPKH script');
+  const coins: HarnessCoin[] = [];
+
+  // Mining and funding touch the same chain tip and coin list: one operation at a time.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialize = <T>(op: () => Promise<T>): Promise<T> => {
+    const run = queue.then(op, op);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  let closed = false;
+  const live = (): void => {
+    if (closed) throw new CustosError('UNAVAILABLE', 'regtest node is closed');
+  };
+
+  const mineTo = async (addr: Bcoin.Address, n: number, harness: boolean): Promise<string[]> => {
+    const hashes: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const block = await node.miner.mineBlock(node.chain.tip, addr);
+      const entry = await node.chain.add(block);
+      if (entry === null) throw new CustosError('INTERNAL', 'regtest node refused a block it mined');
+      hashes.push(block.rhash());
+      const coinbase = block.txs[0];
+      if (harness && coinbase !== undefined) {
+        for (const [vout, out] of coinbase.outputs.entries()) {
+          if (out.value > 0) {
+            coins.push({ txid: coinbase.txid(), vout, value: BigInt(out.value), coinbaseHeight: entry.height });
+          }
+        }
+      }
+    }
+    return hashes;
+  };
+
+  const segwitActive = async (): Promise<boolean> => {
+    const info = await rpc.call<unknown>('getblockchaininfo', []);
+    return segwitStatus(info) === 'active';
+  };
+
+  const activateSegwit = async (): Promise<void> => {
+    // Three BIP 9 windows of 144 blocks (started, locked in, active): at most 4 windows are ever needed.
+    for (let round = 0; round < 4 * 144 && !(await segwitActive()); round += 16) {
+      await mineTo(harnessAddress, 16, true);
+    }
+    if (!(await segwitActive())) throw new CustosError('INTERNAL', 'segwit did not activate on regtest');
+  };
+
+  /** Picks spendable harness coins worth at least `target`, dropping any spent or reorganized away. */
+  const select = async (target: bigint, feeFor: (inputs: number) => bigint): Promise<HarnessCoin[] | null> => {
+    const nextHeight = node.chain.height + 1;
+    const picked: HarnessCoin[] = [];
+    let total = 0n;
+    // Bounded by the coin list, which only grows by mined blocks and fund calls.
+    for (let i = 0; i < coins.length && picked.length < MAX_FUND_INPUTS; ) {
+      const c = coins[i]!;
+      if (c.coinbaseHeight !== null && nextHeight - c.coinbaseHeight < COINBASE_MATURITY) {
+        i++;
+        continue;
+      }
+      if ((await node.getCoin(internalHex(c.txid), c.vout)) === null) {
+        coins.splice(i, 1);
+        continue;
+      }
+      picked.push(c);
+      total += c.value;
+      if (total >= target + feeFor(picked.length)) return picked;
+      i++;
+    }
+    return null;
+  };
+
+  const fund = async (script: Uint8Array, value: bigint): Promise<{ txid: string; vout: number; raw: Uint8Array }> => {
+    if (value <= 0n) throw new CustosError('INVALID_VALUE', 'value must be positive');
+    await activateSegwit();
+    // P2WPKH input ~68 vB, outputs 9 + script bytes, P2WPKH change 31 vB, 11 vB of framing.
+    const feeFor = (inputs: number): bigint =>
+      HARNESS_FEE_RATE * BigInt(11 + 68 * inputs + 9 + script.length + 31);
+    let picked = await select(value, feeFor);
+    if (picked === null) {
+      // Mature more coinbases, then try once more.
+      await mineTo(harnessAddress, COINBASE_MATURITY, true);
+      picked = await select(value, feeFor);
+    }
+    if (picked === null) throw new CustosError('INVALID_VALUE', `regtest harness cannot fund ${value} sat`);
+    const tx = new Transaction({ allowUnknownOutputs: true });
+    let total = 0n;
+    for (const c of picked) {
+      tx.addInput({ txid: c.txid, index: c.vout, witnessUtxo: { script: harnessScript, amount: c.value } });
+      total += c.value;
+    }
+    tx.addOutput({ script, amount: value });
+    const change = total - value - feeFor(picked.length);
+    if (change >= MIN_CHANGE) tx.addOutput({ script: harnessScript, amount: change });
+    tx.sign(harnessKey);
+    tx.finalize();
+    const raw = tx.extract();
+    const txid = await rpc.sendRawTransaction(toHex(raw));
+    const used = new Set(picked);
+    for (let i = coins.length - 1; i >= 0; i--) if (used.has(coins[i]!)) coins.splice(i, 1);
+    if (change >= MIN_CHANGE) coins.push({ txid, vout: 1, value: change, coinbaseHeight: null });
+    return { txid, vout: 0, raw };
+  };
+
+  return {
+    rpcUrl,
+    rpcUser: RPC_USER,
+    rpcPassword: apiKey,
+    rpc,
+    mineToScript: (script, n) =>
+      serialize(async () => {
+        live();
+        checkCount(n);
+        const addr = bcoin.Address.fromScript(bcoin.Script.fromRaw(Buffer.from(script)));
+        if (addr === null) {
+          throw new CustosError('INVALID_VALUE', 'bcoin mines only to scripts an address can spell (P2PKH, P2SH, segwit)');
+        }
+        return mineTo(addr, n, false);
+      }),
+    mine: (n) =>
+      serialize(async () => {
+        live();
+        checkCount(n);
+        await mineTo(harnessAddress, n, true);
+      }),
+    fund: (script, value) =>
+      serialize(async () => {
+        live();
+        return fund(script, value);
+      }),
+    activateSegwit: () =>
+      serialize(async () => {
+        live();
+        await activateSegwit();
+      }),
+    close: () =>
+      serialize(async () => {
+        if (closed) return;
+        closed = true;
+        await node.close();
+      }),
+  };
+}
+
+/** bcoin reports BIP 9 deployments under `bip9_softforks`; Core (0.19+) under `softforks`. */
+function segwitStatus(info: unknown): string | null {
+  if (typeof info !== 'object' || info === null) return null;
+  const forks = 'bip9_softforks' in info ? info.bip9_softforks : null;
+  if (typeof forks !== 'object' || forks === null || !('segwit' in forks)) return null;
+  const segwit = forks.segwit;
+  if (typeof segwit !== 'object' || segwit === null || !('status' in segwit)) return null;
+  return typeof segwit.status === 'string' ? segwit.status : null;
+}
+
+/**
+ * Replaces bcoin's fire-and-forget sendrawtransaction with one that answers as Bitcoin Core's does
+ * (src/rpc/mempool.cpp, BroadcastTransaction): the txid once the mempool holds the transaction
+ * (also when it already did), else an error with Core's code and the reject reason.
+ */
+function installCoreSendRawTransaction(bcoin: typeof Bcoin, node: Bcoin.FullNode): void {
+  const calls = node.rpc.calls;
+  if (typeof calls.sendrawtransaction !== 'function') {
+    throw new Error('BUG: bcoin has no sendrawtransaction handler to replace');
+  }
+  calls.sendrawtransaction = async (params: unknown[]) => {
+    const hex = params[0];
+    if (params.length < 1 || params.length > 2 || typeof hex !== 'string') {
+      throw rpcError(RPC_MISC_ERROR, 'sendrawtransaction "hexstring" ( maxfeerate )');
+    }
+    let tx: Bcoin.TX;
+    try {
+      if (!/^(?:[0-9a-fA-F]{2})+$/.test(hex)) throw new Error('not hex');
+      tx = bcoin.TX.fromRaw(Buffer.from(hex, 'hex'));
+    } catch {
+      throw rpcError(RPC_DESERIALIZATION_ERROR, 'TX decode failed');
+    }
+    if (node.mempool.hasEntry(tx.hash('hex'))) return tx.txid();
+    let missing: string[] | null;
+    try {
+      missing = await node.mempool.addTX(tx);
+    } catch (err) {
+      if (!isVerifyError(err)) throw err;
+      if (err.reason === 'txn-already-known') {
+        throw rpcError(RPC_VERIFY_ALREADY_IN_CHAIN, 'Transaction outputs already in utxo set');
+      }
+      throw rpcError(RPC_VERIFY_REJECTED, err.reason);
+    }
+    if (missing !== null && missing.length > 0) {
+      // Core keeps no orphans from RPC: it refuses the transaction.
+      node.mempool.removeOrphan(tx.hash('hex'));
+      throw rpcError(RPC_VERIFY_ERROR, 'bad-txns-inputs-missingorspent');
+    }
+    return tx.txid();
+  };
+}

@@ -1,0 +1,196 @@
+/**
+ * Verify-against-intent: the last check a signer makes before it signs a
+ * Bitcoin transaction (DESIGN.md flow step 4; THREATS 23-26).
+ *
+ * The intent says one thing: pay `amount` to `to` on `chain`. The PSBT must
+ * do exactly that and nothing else: every input the wallet's and its amount
+ * proven (analyze.ts), exactly one output paying the destination exactly the
+ * amount, at most one more output and only if it is proven to be the
+ * wallet's own change, and a fee under the caps. A PSBT that pays the right
+ * destination and also something else, or the right total split over
+ * several outputs, is refused: a signer signs the intent, not a superset.
+ *
+ * The function is pure: the caller passes the intent fields, the wallet
+ * parsed from governance, and the fee caps from policy.
+ */
+import { accept, CustosError, type Result, refuse } from '@custos/core';
+import { analyzePsbt } from './analyze.js';
+import type { WalletDescriptor } from './descriptor.js';
+import { addressToScript, equalBytes, networkOfChain } from './network.js';
+import { MAX_MONEY } from './psbt.js';
+
+export interface FeeCaps {
+  /** Largest fee in satoshi. */
+  readonly maxFee: bigint;
+  /** Largest fee rate in sat/vB, on the estimated finalized size. */
+  readonly maxFeeRate: bigint;
+}
+
+export interface IntentTransfer {
+  /** e.g. bitcoin:regtest */
+  readonly chain: string;
+  readonly to: string;
+  /** Satoshi as a canonical decimal string. */
+  readonly amount: string;
+}
+
+export interface VerifiedPsbt {
+  readonly txid: string;
+  readonly fee: bigint;
+  readonly vsize: number;
+  readonly feeRate: bigint;
+  readonly inputs: readonly {
+    readonly txid: string;
+    readonly vout: number;
+    readonly value: bigint;
+    readonly branch: 0 | 1;
+    readonly index: number;
+  }[];
+  readonly destination: { readonly address: string; readonly amount: bigint };
+  readonly change: { readonly index: number; readonly value: bigint } | null;
+}
+
+/**
+ * Accepts the PSBT only if it is exactly the transfer the intent names, from
+ * this wallet, within the fee caps. Never throws on bad bytes; throws only
+ * for caps that are not non-negative bigints (a caller's mistake).
+ */
+export function verifyPsbt(
+  psbt: Uint8Array,
+  intent: IntentTransfer,
+  wallet: WalletDescriptor,
+  caps: FeeCaps,
+): Result<VerifiedPsbt> {
+  if (typeof caps.maxFee !== 'bigint' || typeof caps.maxFeeRate !== 'bigint' || caps.maxFee < 0n || caps.maxFeeRate < 0n) {
+    throw new CustosError('INVALID_VALUE', 'fee caps must be non-negative bigints');
+  }
+  // THREATS 16: a testnet intent never signs a mainnet wallet's coins, nor the reverse.
+  const network = networkOfChain(intent.chain);
+  if (network === undefined) return refuse('WRONG_CHAIN', `${intent.chain} is not a Bitcoin chain`);
+  if (network !== wallet.network) {
+    return refuse('WRONG_CHAIN', `the intent is for ${intent.chain} but the wallet is on ${wallet.network}`);
+  }
+  if (!/^[1-9][0-9]{0,15}$/.test(intent.amount) || BigInt(intent.amount) > MAX_MONEY) {
+    return refuse('INVALID_VALUE', 'intent amount is not a satoshi amount between 1 and 21 million BTC');
+  }
+  const amount = BigInt(intent.amount);
+  const toScript = addressToScript(intent.to, network);
+  if (toScript === undefined) {
+    return refuse('UNEXPECTED_OUTPUT', `intent destination is not a standard address on ${network}`);
+  }
+
+  const analyzed = analyzePsbt(psbt, wallet);
+  if (!analyzed.ok) return analyzed;
+  const a = analyzed.value;
+
+  // THREATS 23, 24: the destination exactly once, with exactly the amount; nothing else but our change.
+  let destination: { address: string; amount: bigint } | undefined;
+  let change: { index: number; value: bigint } | null = null;
+  for (const [j, out] of a.outputs.entries()) {
+    if (out.changeIndex !== undefined) {
+      if (change !== null) return refuse('UNEXPECTED_OUTPUT', `output ${j} is a second change output`);
+      change = { index: out.changeIndex, value: out.amount };
+      continue;
+    }
+    if (!equalBytes(out.script, toScript)) {
+      return refuse('UNEXPECTED_OUTPUT', `output ${j} pays ${out.address ?? 'a non-standard script'}, not the intent's destination`);
+    }
+    if (destination !== undefined) {
+      return refuse('UNEXPECTED_OUTPUT', `output ${j} pays the destination a second time`);
+    }
+    if (out.amount !== amount) {
+      return refuse('UNEXPECTED_OUTPUT', `output ${j} pays ${out.amount} sat where the intent says ${amount} sat`);
+    }
+    destination = { address: intent.to, amount };
+  }
+  if (destination === undefined) return refuse('UNEXPECTED_OUTPUT', 'no output pays the intent destination');
+
+  // THREATS 25.
+  if (a.fee > caps.maxFee) {
+    return refuse('FEE_TOO_HIGH', `fee ${a.fee} sat exceeds the cap of ${caps.maxFee} sat`, {
+      fee: a.fee.toString(),
+      maxFee: caps.maxFee.toString(),
+    });
+  }
+  if (a.feeRate > caps.maxFeeRate) {
+    return refuse('FEE_TOO_HIGH', `fee rate ${a.feeRate} sat/vB exceeds the cap of ${caps.maxFeeRate} sat/vB`, {
+      feeRate: a.feeRate.toString(),
+      maxFeeRate: caps.maxFeeRate.toString(),
+    });
+  }
+
+  return accept({
+    txid: a.txid,
+    fee: a.fee,
+    vsize: a.vsize,
+    feeRate: a.feeRate,
+    inputs: a.inputs.map((i) => ({ txid: i.txid, vout: i.vout, value: i.value, branch: i.branch, index: i.index })),
+    destination,
+    change,
+  });
+}
+
+export interface PsbtSummary {
+  readonly txid: string;
+  readonly version: number;
+  readonly lockTime: number;
+  /** Signatures each input needs. */
+  readonly requiredSignatures: number;
+  readonly inputs: readonly {
+    readonly txid: string;
+    readonly vout: number;
+    readonly value: bigint;
+    readonly address: string;
+    readonly branch: 0 | 1;
+    readonly index: number;
+    readonly signatures: number;
+  }[];
+  readonly outputs: readonly {
+    /** null for a script without a standard address. */
+    readonly address: string | null;
+    /** The output script, hex. */
+    readonly script: string;
+    readonly amount: bigint;
+    readonly isChange: boolean;
+    readonly changeIndex: number | null;
+  }[];
+  readonly fee: bigint;
+  readonly vsize: number;
+  readonly feeRate: bigint;
+}
+
+/**
+ * What an approver's client shows: inputs and outputs as proven against the
+ * wallet (analyze.ts), each output with its address and whether it is the
+ * wallet's change, and the fee. It makes no judgement against an intent.
+ */
+export function decodePsbt(psbt: Uint8Array, wallet: WalletDescriptor): Result<PsbtSummary> {
+  const analyzed = analyzePsbt(psbt, wallet);
+  if (!analyzed.ok) return analyzed;
+  const a = analyzed.value;
+  return accept({
+    txid: a.txid,
+    version: a.version,
+    lockTime: a.lockTime,
+    requiredSignatures: wallet.m,
+    inputs: a.inputs.map((i) => ({
+      txid: i.txid,
+      vout: i.vout,
+      value: i.value,
+      address: i.address,
+      branch: i.branch,
+      index: i.index,
+      signatures: i.signatures,
+    })),
+    outputs: a.outputs.map((o) => ({
+      address: o.address ?? null,
+      script: Buffer.from(o.script).toString('hex'),
+      amount: o.amount,
+      isChange: o.changeIndex !== undefined,
+      changeIndex: o.changeIndex ?? null,
+    })),
+    fee: a.fee,
+    vsize: a.vsize,
+    feeRate: a.feeRate,
+  });
+}

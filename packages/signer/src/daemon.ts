@@ -1,0 +1,69 @@
+/**
+ * The job loop: pull, decide, hand back, forever, with bounded backoff when
+ * the coordinator is away. Results are durable before they are sent, so a
+ * result lost in transit is simply produced again (from the ledger) when the
+ * coordinator hands the job back.
+ */
+import type { SignerResult } from '@custos/core';
+import type { Signer } from './signer.js';
+import type { JobSource } from './source.js';
+
+export interface DaemonEvents {
+  onResult?(result: SignerResult): void;
+  onError?(err: unknown): void;
+}
+
+export interface DaemonOptions extends DaemonEvents {
+  readonly signer: Signer;
+  readonly source: JobSource;
+  readonly signal: AbortSignal;
+  /** Long-poll wait per request (default 10 s). */
+  readonly waitMs?: number;
+  /** Longest pause between failed attempts (default 5 s). */
+  readonly maxBackoffMs?: number;
+}
+
+export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  let backoff = 100;
+  const maxBackoff = opts.maxBackoffMs ?? 5000;
+  while (!opts.signal.aborted) {
+    let jobs: unknown[];
+    try {
+      jobs = await opts.source.nextJobs(opts.waitMs ?? 10_000, opts.signal);
+      backoff = 100;
+    } catch (err) {
+      if (opts.signal.aborted) break;
+      opts.onError?.(err);
+      await sleep(backoff, opts.signal);
+      backoff = Math.min(maxBackoff, backoff * 2);
+      continue;
+    }
+    for (const raw of jobs) {
+      if (opts.signal.aborted) return;
+      const result = await opts.signer.handle(raw, opts.source);
+      opts.onResult?.(result);
+      for (let attempt = 0; attempt < 5 && !opts.signal.aborted; attempt++) {
+        try {
+          await opts.source.submit(result);
+          break;
+        } catch (err) {
+          opts.onError?.(err);
+          await sleep(Math.min(maxBackoff, 100 * 2 ** attempt), opts.signal);
+        }
+      }
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

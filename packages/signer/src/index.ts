@@ -1,0 +1,7 @@
+/** @custos/signer: the signer daemon and its parts. */
+export { runDaemon } from './daemon.js';
+export { createKeystore, defaultPath, keystoreFile, unlockKeystore, writeKeystore } from './keystore.js';
+export { signerCommand, signerConfig } from './main.js';
+export { feeCapsFor, Signer, type GovernanceSource, type SignerOptions } from './signer.js';
+export { HttpJobSource, type JobSource } from './source.js';
+export { SignerStore } from './store.js';

@@ -1,0 +1,99 @@
+/**
+ * The signer keystore: one BIP 32 seed (its share of the wallet) and one
+ * Ed25519 identity key (its receipts and checkpoints), sealed under a password
+ * (scrypt + XChaCha20-Poly1305, core/sealed.ts). The public half (ids, the
+ * account xpub, the identity public key) sits beside the box in clear and is
+ * bound to it as associated data, so `custos signer init` can print what the
+ * admins put into the wallet descriptor without the password.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { type SignerKey, signerKeyFromSeed } from '@custos/bitcoin';
+import {
+  CustosError,
+  canonicalize,
+  decode,
+  ed25519PublicKey,
+  fromHex,
+  generateEd25519,
+  type Infer,
+  openWithPassword,
+  primitives,
+  schema,
+  sealedBox,
+  sealWithPassword,
+  toHex,
+} from '@custos/core';
+import { randomBytes } from '@noble/hashes/utils.js';
+
+const { id, hexBytes } = primitives;
+const { literal, object, string } = schema;
+
+export const keystorePublic = object({
+  id,
+  identityKey: hexBytes(32),
+  fingerprint: string({ min: 8, max: 8, pattern: /^[0-9a-f]{8}$/ }),
+  path: string({ min: 1, max: 64, pattern: /^[0-9]+'?(\/[0-9]+'?)*$/ }),
+  xpub: string({ min: 100, max: 120, pattern: /^[1-9A-HJ-NP-Za-km-z]+$/ }),
+});
+export type KeystorePublic = Infer<typeof keystorePublic>;
+
+export const keystoreFile = object({ v: literal(1), kind: literal('custos-signer-keystore'), public: keystorePublic, box: sealedBox });
+const keystoreSecret = object({ seed: hexBytes(64), identity: hexBytes(32) });
+
+export interface UnlockedKeystore {
+  readonly public: KeystorePublic;
+  readonly identitySecret: Uint8Array;
+  readonly key: SignerKey;
+}
+
+/** BIP 48 account path for P2WSH multisig: m/48'/coin'/0'/2'. */
+export function defaultPath(network: 'mainnet' | 'testnet' | 'signet' | 'regtest'): string {
+  return network === 'mainnet' ? "48'/0'/0'/2'" : "48'/1'/0'/2'";
+}
+
+export async function createKeystore(opts: {
+  id: string;
+  password: string;
+  path: string;
+  logN?: number;
+}): Promise<{ file: Infer<typeof keystoreFile>; unlocked: UnlockedKeystore }> {
+  const seed = randomBytes(64);
+  const identity = generateEd25519();
+  const key = signerKeyFromSeed(seed, opts.path);
+  const pub: KeystorePublic = keystorePublic.parse({
+    id: opts.id,
+    identityKey: identity.publicKey,
+    fingerprint: key.fingerprint,
+    path: key.path,
+    xpub: key.account.publicExtendedKey,
+  });
+  const box = await sealWithPassword(
+    { seed: toHex(seed), identity: toHex(identity.secretKey) },
+    opts.password,
+    pub,
+    opts.logN === undefined ? {} : { logN: opts.logN },
+  );
+  seed.fill(0);
+  const file = { v: 1 as const, kind: 'custos-signer-keystore' as const, public: pub, box };
+  return { file, unlocked: { public: pub, identitySecret: identity.secretKey, key } };
+}
+
+export function writeKeystore(path: string, file: Infer<typeof keystoreFile>): void {
+  writeFileSync(path, `${canonicalize(file)}\n`, { mode: 0o600, flag: 'wx' });
+}
+
+export async function unlockKeystore(path: string, password: string): Promise<UnlockedKeystore> {
+  const file = decode(keystoreFile, readFileSync(path));
+  const secret = await openWithPassword(file.box, password, file.public, keystoreSecret);
+  const seed = fromHex(secret.seed);
+  const identitySecret = fromHex(secret.identity);
+  if (ed25519PublicKey(identitySecret) !== file.public.identityKey) {
+    throw new CustosError('BAD_PASSWORD', 'the keystore identity key does not match its public half');
+  }
+  const key = signerKeyFromSeed(seed, file.public.path);
+  seed.fill(0);
+  if (key.account.publicExtendedKey !== file.public.xpub || key.fingerprint !== file.public.fingerprint) {
+    throw new CustosError('BAD_PASSWORD', 'the keystore seed does not match its public half');
+  }
+  return { public: file.public, identitySecret, key };
+}

@@ -1,0 +1,192 @@
+/**
+ * `custos signer init` and `custos signer run`: the signer process.
+ *
+ *   custos signer init --id signer-1 --keystore ./signer-1.key --network regtest
+ *   custos signer run --config ./signer-1.json
+ *
+ * The password comes from a file (passwordFile) or an environment variable
+ * (passwordEnv, default CUSTOS_SIGNER_PASSWORD), never from the command line,
+ * where other users of the host could read it.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { CustosError, type Digest, decode, primitives, schema, signedGovernanceEntry } from '@custos/core';
+import { runDaemon } from './daemon.js';
+import { createKeystore, defaultPath, unlockKeystore, writeKeystore } from './keystore.js';
+import { Signer } from './signer.js';
+import { HttpJobSource } from './source.js';
+import { SignerStore } from './store.js';
+
+const { id, digest, chain } = primitives;
+const { array, int, object, string } = schema;
+
+const path = string({ min: 1, max: 4096 });
+export const signerConfig = object(
+  {
+    id,
+    coordinatorUrl: string({ min: 1, max: 2048, pattern: /^https?:\/\/[^\s@]+$/ }),
+    genesis: digest,
+    keystore: path,
+    database: path,
+    chains: array(chain, { min: 1, max: 16, unique: true }),
+  },
+  {
+    passwordFile: path,
+    passwordEnv: string({ min: 1, max: 128, pattern: /^[A-Z_][A-Z0-9_]*$/ }),
+    waitMs: int({ min: 0, max: 60_000 }),
+    keystoreLogN: int({ min: 10, max: 22 }),
+  },
+);
+
+function log(event: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ at: new Date().toISOString(), event, ...fields })}\n`);
+}
+
+function readPassword(opts: { passwordFile?: string; passwordEnv?: string }, base: string): string {
+  if (opts.passwordFile !== undefined) {
+    return readFileSync(resolve(base, opts.passwordFile), 'utf8').replace(/\r?\n$/, '');
+  }
+  const name = opts.passwordEnv ?? 'CUSTOS_SIGNER_PASSWORD';
+  const value = process.env[name];
+  if (value === undefined || value === '') {
+    throw new CustosError('INVALID_VALUE', `no password: set ${name} or passwordFile in the config`);
+  }
+  return value;
+}
+
+function flag(argv: readonly string[], name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+const HELP = `custos signer: the signer daemon
+
+  custos signer init --id <id> --keystore <file> [--network regtest|testnet|signet|mainnet] [--password-file <file>]
+      Creates an encrypted keystore and prints its public half (xpub, fingerprint, path, identity key).
+      Example: CUSTOS_SIGNER_PASSWORD=... custos signer init --id signer-1 --keystore signer-1.key --network regtest
+
+  custos signer run --config <file>
+      Runs the signer: pulls jobs from the coordinator, verifies everything, signs.
+      Example: custos signer run --config signer-1.json
+`;
+
+export async function signerCommand(argv: readonly string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'init') return init(rest);
+  if (sub === 'run') return run(rest);
+  process.stdout.write(HELP);
+  return sub === undefined || sub === '--help' || sub === 'help' ? 0 : 2;
+}
+
+async function init(argv: readonly string[]): Promise<number> {
+  const signerId = flag(argv, 'id');
+  const keystore = flag(argv, 'keystore');
+  const network = (flag(argv, 'network') ?? 'regtest') as 'mainnet' | 'testnet' | 'signet' | 'regtest';
+  if (signerId === undefined || keystore === undefined || !['mainnet', 'testnet', 'signet', 'regtest'].includes(network)) {
+    process.stderr.write(HELP);
+    return 2;
+  }
+  const passwordFile = flag(argv, 'password-file');
+  const password = readPassword(passwordFile === undefined ? {} : { passwordFile }, process.cwd());
+  const logN = flag(argv, 'scrypt-log-n');
+  const { file } = await createKeystore({
+    id: id.parse(signerId, 'id'),
+    password,
+    path: defaultPath(network),
+    ...(logN === undefined ? {} : { logN: Number(logN) }),
+  });
+  writeKeystore(keystore, file);
+  process.stdout.write(`${JSON.stringify(file.public, null, 2)}\n`);
+  return 0;
+}
+
+async function run(argv: readonly string[]): Promise<number> {
+  const configPath = flag(argv, 'config');
+  if (configPath === undefined) {
+    process.stderr.write(HELP);
+    return 2;
+  }
+  const base = dirname(resolve(configPath));
+  const config = decode(signerConfig, readFileSync(configPath));
+  const unlocked = await unlockKeystore(resolve(base, config.keystore), readPassword(config, base));
+  if (unlocked.public.id !== config.id) {
+    throw new CustosError('INVALID_VALUE', `keystore is for ${unlocked.public.id}, config says ${config.id}`);
+  }
+  const store = new SignerStore(resolve(base, config.database));
+  const source = new HttpJobSource({
+    baseUrl: config.coordinatorUrl,
+    signerId: config.id,
+    identitySecret: unlocked.identitySecret,
+  });
+  const options = {
+    id: config.id,
+    identitySecret: unlocked.identitySecret,
+    key: unlocked.key,
+    pinnedGenesis: config.genesis as Digest,
+    chains: config.chains,
+    store,
+  };
+  let signer: Signer;
+  if (store.governance().length === 0) {
+    const genesis = await fetchGenesis(source);
+    signer = Signer.init(options, genesis);
+  } else {
+    signer = Signer.open(options);
+  }
+  log('signer.started', { signer: config.id, governanceSeq: signer.governance.seq, pid: process.pid });
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await runDaemon({
+    signer,
+    source,
+    signal: controller.signal,
+    ...(config.waitMs === undefined ? {} : { waitMs: config.waitMs }),
+    onResult: (r) =>
+      log('signer.decision', {
+        job: r.receipt.job,
+        intent: r.receipt.intent,
+        outcome: r.receipt.outcome,
+        code: r.receipt.code,
+        txid: r.receipt.txid,
+        ...(r.alert === undefined ? {} : { alert: r.alert }),
+      }),
+    onError: (err) =>
+      log('signer.error', { code: err instanceof CustosError ? err.code : 'INTERNAL', message: String(err) }),
+  });
+  store.close();
+  log('signer.stopped', { signer: config.id });
+  return 0;
+}
+
+async function fetchGenesis(source: HttpJobSource) {
+  // The coordinator serves seq 0; Signer.init checks it against the pinned digest.
+  for (let attempt = 0; attempt < 30; attempt++) {
+    try {
+      const entries = await source.governanceEntries(-1, 0);
+      if (Array.isArray(entries) && entries.length > 0) {
+        return signedGovernanceEntry.parse(entries[0]);
+      }
+    } catch (err) {
+      log('signer.waiting', { reason: err instanceof Error ? err.message : String(err) });
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new CustosError('UNAVAILABLE', 'could not fetch the genesis entry from the coordinator');
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href;
+if (isMain) {
+  signerCommand(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      const code = err instanceof CustosError ? err.code : 'INTERNAL';
+      process.stderr.write(`custos signer: ${code}: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

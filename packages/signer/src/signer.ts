@@ -1,0 +1,393 @@
+/**
+ * The signer: where the DMM Bitcoin attack dies (DESIGN.md flow step 4).
+ *
+ * It holds one key of an m-of-n wallet and signs nothing it has not checked
+ * itself against the exact bytes it signs: the governance chain from the
+ * pinned genesis, every signature, membership and devices at signing time,
+ * the policy on its own clock with its own ledger, the freeze state, and the
+ * PSBT (inputs are the wallet's, amounts proven, outputs exactly the intent
+ * plus change, fee under the caps, SIGHASH_ALL). The coordinator that hands it
+ * jobs is trusted for availability only.
+ *
+ * Order of work for one job:
+ * 1. decode the job strictly;
+ * 2. bring governance up to the job's head (fetched entries are verified and
+ *    stored with this signer's first-seen time; a second digest for a known
+ *    seq freezes the signer: THREATS 10);
+ * 3. in one exclusive transaction: frozen? already signed this intent? policy
+ *    with the ledger, PSBT check, sign, write the ledger row, commit; only then
+ *    does the signature leave (THREATS 32).
+ */
+import {
+  applyGovernance,
+  type Digest,
+  type ErrorCode,
+  governanceDigest,
+  type GovernanceState,
+  intentDigest,
+  type Millis,
+  policiesInForce,
+  type Receipt,
+  receiptDigest,
+  requireAllow,
+  evaluate,
+  fromHex,
+  signBytes,
+  type SignedGovernanceEntry,
+  type SignerJob,
+  type SignerResult,
+  signerJob,
+  verifyGovernanceChain,
+  CustosError,
+  type Policy,
+  type Intent,
+  governanceEntries,
+} from '@custos/core';
+import {
+  type FeeCaps,
+  networkOfChain,
+  parseDescriptor,
+  type SignerKey,
+  signPsbt,
+  verifyPsbt,
+} from '@custos/bitcoin';
+import type { SignerStore } from './store.js';
+
+/** Where the signer gets governance entries it has not seen yet. */
+export interface GovernanceSource {
+  /** Entries with seq in (afterSeq, uptoSeq], in order, as parsed JSON (checked here). */
+  governanceEntries(afterSeq: number, uptoSeq: number): Promise<unknown>;
+}
+
+export interface SignerOptions {
+  readonly id: string;
+  readonly identitySecret: Uint8Array;
+  readonly key: SignerKey;
+  readonly pinnedGenesis: Digest;
+  /** Chains this signer serves, e.g. ['bitcoin:regtest']. */
+  readonly chains: readonly string[];
+  readonly store: SignerStore;
+  readonly clock?: () => Millis;
+}
+
+/** Codes that mean someone tampered with something: the coordinator relays them as critical alerts. */
+const CRITICAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'INTENT_SIGNATURE_INVALID',
+  'APPROVAL_SIGNATURE_INVALID',
+  'GOVERNANCE_SIGNATURE_INVALID',
+  'GOVERNANCE_EQUIVOCATION',
+  'GOVERNANCE_CHAIN_BROKEN',
+  'WRONG_ORG',
+  'DUPLICATE_INTENT',
+  'FOREIGN_INPUT',
+  'UNEXPECTED_OUTPUT',
+  'INPUT_AMOUNT_UNPROVEN',
+  'SIGHASH_NOT_ALL',
+]);
+
+class Refused extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Signer {
+  private state: GovernanceState;
+  private readonly clock: () => Millis;
+
+  private constructor(
+    private readonly opts: SignerOptions,
+    state: GovernanceState,
+  ) {
+    this.state = state;
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  /**
+   * Opens a signer over its store. The stored governance chain is verified
+   * again from the pinned genesis at every start: the file is this signer's
+   * own, but a verifier that trusts its disk blindly is one edit from lying.
+   * A new store must be seeded with the genesis entry (see {@link Signer.init}).
+   */
+  static open(opts: SignerOptions): Signer {
+    const stored = opts.store.governance();
+    const chain = verifyGovernanceChain(
+      opts.pinnedGenesis,
+      stored.map((s) => ({ signed: s.signed, seenAt: s.seenAt })),
+    );
+    if (!chain.ok) {
+      throw new CustosError(chain.code, `the signer's stored governance does not verify: ${chain.message}`);
+    }
+    return new Signer(opts, chain.value);
+  }
+
+  /** Seeds a new store with the genesis entry, checked against the pinned digest. */
+  static init(opts: SignerOptions, genesis: SignedGovernanceEntry): Signer {
+    if (opts.store.governance().length === 0) {
+      const now = (opts.clock ?? Date.now)();
+      const chain = verifyGovernanceChain(opts.pinnedGenesis, [{ signed: genesis, seenAt: now }]);
+      if (!chain.ok) throw new CustosError(chain.code, chain.message);
+      opts.store.insertGovernance(genesis, governanceDigest(genesis.entry), now);
+    }
+    return Signer.open(opts);
+  }
+
+  get governance(): GovernanceState {
+    return this.state;
+  }
+
+  /** Handles one job (raw JSON value as received) and returns the signed result. Never throws on bad input. */
+  async handle(raw: unknown, source: GovernanceSource): Promise<SignerResult> {
+    let job: SignerJob;
+    try {
+      job = signerJob.parse(raw);
+    } catch (err) {
+      const code = err instanceof CustosError ? err.code : 'INVALID_VALUE';
+      return this.finish(jobIdOf(raw), null, null, refusal(code, `the job is malformed: ${messageOf(err)}`));
+    }
+    const digest = intentDigestSafe(job.intent.intent);
+    try {
+      await this.syncGovernance(job, source);
+    } catch (err) {
+      if (err instanceof Refused) return this.finish(job.id, digest, null, err);
+      throw err;
+    }
+    return this.decide(job, digest);
+  }
+
+  /** Brings governance up to the job's head; refuses forks, rollbacks and unverifiable entries. */
+  private async syncGovernance(job: SignerJob, source: GovernanceSource): Promise<void> {
+    const head = job.governance;
+    if (head.seq <= this.state.seq) {
+      const known = this.opts.store.governanceDigestAt(head.seq);
+      if (known !== head.digest) this.equivocation(head.seq, 'the job names another entry at a known seq');
+      return;
+    }
+    let fetched: unknown;
+    try {
+      fetched = await source.governanceEntries(this.state.seq, head.seq);
+    } catch (err) {
+      throw new Refused('UNAVAILABLE', `could not fetch governance entries: ${messageOf(err)}`);
+    }
+    let entries: SignedGovernanceEntry[];
+    try {
+      entries = governanceEntries.parse(fetched);
+    } catch (err) {
+      throw new Refused('GOVERNANCE_INVALID', `governance entries are malformed: ${messageOf(err)}`);
+    }
+    for (const signed of entries) {
+      const seq = signed.entry.seq;
+      const d = governanceDigest(signed.entry);
+      const known = this.opts.store.governanceDigestAt(seq);
+      if (known !== null) {
+        if (known !== d) this.equivocation(seq, 'two different entries for one seq');
+        continue;
+      }
+      const now = this.clock();
+      const next = applyGovernance(this.state, signed, now);
+      if (!next.ok) {
+        const code: ErrorCode =
+          next.code === 'QUORUM_NOT_MET' || next.code === 'BAD_SIGNATURE' ? 'GOVERNANCE_SIGNATURE_INVALID' : next.code;
+        throw new Refused(code, `governance entry ${seq} refused: ${next.message}`);
+      }
+      this.opts.store.insertGovernance(signed, d, now);
+      this.state = next.value;
+    }
+    if (this.state.seq < head.seq || this.opts.store.governanceDigestAt(head.seq) !== head.digest) {
+      if (this.state.seq >= head.seq) this.equivocation(head.seq, 'the job names another entry at a known seq');
+      throw new Refused('GOVERNANCE_CHAIN_BROKEN', `the coordinator did not provide governance up to seq ${head.seq}`);
+    }
+  }
+
+  private equivocation(seq: number, reason: string): never {
+    this.opts.store.setFreeze({ code: 'GOVERNANCE_EQUIVOCATION', reason: `seq ${seq}: ${reason}`, at: this.clock() });
+    throw new Refused('GOVERNANCE_EQUIVOCATION', `governance equivocation at seq ${seq}: ${reason}; signer frozen`);
+  }
+
+  /** The decision, the signature and the durable record, in one exclusive transaction. */
+  private decide(job: SignerJob, digest: Digest | null): SignerResult {
+    const store = this.opts.store;
+    return store.exclusive(() => {
+      try {
+        const now = this.clock();
+        const freeze = store.freeze();
+        if (freeze !== null) throw new Refused('FROZEN', `this signer is frozen: ${freeze.reason}`);
+        if (this.state.frozen !== null) throw new Refused('FROZEN', `the organization is frozen: ${this.state.frozen.reason}`);
+        if (digest === null) throw new Refused('INTENT_SIGNATURE_INVALID', 'the intent cannot be digested');
+        const intent = job.intent.intent;
+
+        // THREATS 14: one intent, one transaction, ever. The same transaction again gets the same answer.
+        const prior = store.ledgerFor(digest);
+        if (prior !== null) {
+          const verified = this.checkPsbt(job, intent);
+          if (verified.txid === prior.txid) return prior.result;
+          throw new Refused('DUPLICATE_INTENT', `intent ${digest} was already signed for transaction ${prior.txid}`);
+        }
+
+        const policies = policiesInForce(this.state, now);
+        const lookback = Math.max(0, ...policies.flatMap((p) => p.limits.map((l) => l.windowMs)));
+        const decision = evaluate({
+          state: this.state,
+          intent: job.intent,
+          approvals: job.approvals,
+          ledger: store.ledgerSince(now - lookback - 1),
+          now,
+          chains: this.opts.chains,
+        });
+        const allowed = requireAllow(decision);
+        if (!allowed.ok) throw new Refused(allowed.code, allowed.message);
+
+        const verified = this.checkPsbt(job, intent, policies);
+        const wallet = this.walletDescriptor(intent);
+        const signed = signPsbt(fromBase64(job.psbt), this.opts.key, wallet);
+        if (!signed.ok) throw new Refused(signed.code, signed.message);
+        if (signed.value.signed === 0) throw new Refused('FOREIGN_INPUT', 'this signer holds no key for these inputs');
+
+        const result = this.result(job.id, digest, verified.txid, 'signed', null, {
+          psbt: toBase64(signed.value.psbt),
+        });
+        store.insertLedger({
+          intent: digest,
+          wallet: intent.wallet,
+          asset: intent.asset,
+          amount: intent.amount,
+          to: intent.to,
+          requester: intent.requester,
+          at: now,
+          txid: verified.txid,
+          job: job.id,
+          result,
+        });
+        store.insertDecision(job.id, digest, result);
+        return result;
+      } catch (err) {
+        if (!(err instanceof Refused)) throw err;
+        const result = this.refusalResult(job.id, digest, err);
+        store.insertDecision(job.id, digest, result);
+        return result;
+      }
+    });
+  }
+
+  private walletDescriptor(intent: Intent) {
+    const wallet = this.state.wallets.get(intent.wallet);
+    if (wallet === undefined) throw new Refused('UNKNOWN_WALLET', `wallet ${intent.wallet} is not in governance`);
+    const network = networkOfChain(wallet.chain);
+    if (network === undefined) throw new Refused('WRONG_CHAIN', `wallet chain ${wallet.chain} is not a Bitcoin chain`);
+    const parsed = parseDescriptor(wallet.descriptor, network);
+    if (!parsed.ok) throw new Refused('GOVERNANCE_INVALID', `wallet descriptor does not parse: ${parsed.message}`);
+    return parsed.value;
+  }
+
+  private checkPsbt(job: SignerJob, intent: Intent, policies?: Policy[]) {
+    const wallet = this.walletDescriptor(intent);
+    const caps = feeCapsFor(policies ?? policiesInForce(this.state, this.clock()), intent);
+    if (caps === null) throw new Refused('FEE_TOO_HIGH', `no fee cap is set for ${intent.wallet}/${intent.asset}`);
+    let psbt: Uint8Array;
+    try {
+      psbt = fromBase64(job.psbt);
+    } catch {
+      throw new Refused('INVALID_VALUE', 'the PSBT is not base64');
+    }
+    const verified = verifyPsbt(psbt, intent, wallet, caps);
+    if (!verified.ok) throw new Refused(verified.code, verified.message);
+    return verified.value;
+  }
+
+  private finish(jobId: string, digest: Digest | null, txid: string | null, err: Refused): SignerResult {
+    const result = this.refusalResult(jobId, digest, err, txid);
+    this.opts.store.insertDecision(jobId, digest, result);
+    return result;
+  }
+
+  private refusalResult(jobId: string, digest: Digest | null, err: Refused, txid: string | null = null): SignerResult {
+    const extra: { message: string; alert?: { severity: 'critical'; code: ErrorCode } } = {
+      message: err.message.slice(0, 512),
+    };
+    if (CRITICAL.has(err.code)) extra.alert = { severity: 'critical', code: err.code };
+    return this.result(jobId, digest, txid, 'refused', err.code, extra);
+  }
+
+  private result(
+    jobId: string,
+    digest: Digest | null,
+    txid: string | null,
+    outcome: 'signed' | 'refused',
+    code: ErrorCode | null,
+    extra: Omit<SignerResult, 'receipt' | 'signature'>,
+  ): SignerResult {
+    const receipt: Receipt = {
+      v: 1,
+      signer: this.opts.id,
+      job: jobId,
+      intent: digest,
+      txid: txid as Receipt['txid'],
+      outcome,
+      code,
+      governanceSeq: this.state.seq,
+      at: this.clock(),
+    };
+    const signature = signBytes(this.opts.identitySecret, fromHex(receiptDigest(receipt)));
+    return { receipt, signature, ...extra };
+  }
+}
+
+/** The tightest fee caps for this wallet and asset across every policy in force; null if none is set. */
+export function feeCapsFor(policies: readonly Policy[], intent: Intent): FeeCaps | null {
+  let caps: FeeCaps | null = null;
+  for (const policy of policies) {
+    const matching = policy.feeCaps.filter(
+      (c) => c.asset === intent.asset && (c.wallet === undefined || c.wallet === intent.wallet),
+    );
+    // A cap naming the wallet is more specific than one for the asset alone.
+    const specific = matching.filter((c) => c.wallet !== undefined);
+    const chosen = specific.length > 0 ? specific : matching;
+    if (chosen.length === 0) return null;
+    for (const c of chosen) {
+      const next = { maxFee: BigInt(c.maxFee), maxFeeRate: BigInt(c.maxFeeRate) };
+      caps =
+        caps === null
+          ? next
+          : {
+              maxFee: next.maxFee < caps.maxFee ? next.maxFee : caps.maxFee,
+              maxFeeRate: next.maxFeeRate < caps.maxFeeRate ? next.maxFeeRate : caps.maxFeeRate,
+            };
+    }
+  }
+  return caps;
+}
+
+function refusal(code: ErrorCode, message: string): Refused {
+  return new Refused(code, message);
+}
+
+function intentDigestSafe(intent: Intent): Digest | null {
+  try {
+    return intentDigest(intent);
+  } catch {
+    return null;
+  }
+}
+
+function jobIdOf(raw: unknown): string {
+  if (typeof raw === 'object' && raw !== null && 'id' in raw) {
+    const id = (raw as { id: unknown }).id;
+    if (typeof id === 'string' && /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/.test(id)) return id;
+  }
+  return 'invalid-job';
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function fromBase64(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}
+
+export function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('base64');
+}

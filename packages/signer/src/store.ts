@@ -1,0 +1,213 @@
+/**
+ * The signer's own SQLite file (DESIGN.md "Storage"): governance entries with
+ * the time this signer first saw each, its signing ledger, its decisions and
+ * its freeze state. Nothing here comes from the coordinator's database; every
+ * row was verified by this process before it was written.
+ *
+ * Durability: WAL with synchronous=FULL, so a committed transaction survives
+ * power loss. The signer commits the ledger row (with the signatures it made)
+ * before any signature leaves the process; if it dies after the commit, the
+ * same job asked again gets the same stored answer, and no other transaction
+ * can ever be signed for that intent (THREATS 32, 14).
+ */
+import Database from 'better-sqlite3';
+import {
+  type Digest,
+  decode,
+  type LedgerEntry,
+  type SignedGovernanceEntry,
+  type SignerResult,
+  signedGovernanceEntry,
+  signerResult,
+  canonicalize,
+} from '@custos/core';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS governance (
+  seq INTEGER PRIMARY KEY,
+  digest TEXT NOT NULL,
+  entry TEXT NOT NULL,
+  seen_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS ledger (
+  intent TEXT PRIMARY KEY,
+  txid TEXT NOT NULL UNIQUE,
+  wallet TEXT NOT NULL,
+  asset TEXT NOT NULL,
+  amount TEXT NOT NULL,
+  destination TEXT NOT NULL,
+  requester TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  job TEXT NOT NULL,
+  result TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
+CREATE TABLE IF NOT EXISTS decisions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job TEXT NOT NULL,
+  intent TEXT,
+  outcome TEXT NOT NULL,
+  code TEXT,
+  at INTEGER NOT NULL,
+  result TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS freeze (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  code TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  at INTEGER NOT NULL
+) STRICT;
+`;
+
+export interface StoredGovernance {
+  readonly signed: SignedGovernanceEntry;
+  readonly digest: Digest;
+  readonly seenAt: number;
+}
+
+export interface LedgerRow extends LedgerEntry {
+  readonly txid: string;
+  readonly job: string;
+  readonly result: SignerResult;
+}
+
+export interface LocalFreeze {
+  readonly code: string;
+  readonly reason: string;
+  readonly at: number;
+}
+
+export class SignerStore {
+  readonly db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Runs `fn` in a BEGIN IMMEDIATE transaction: one decision at a time, even across processes. */
+  exclusive<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  governance(): StoredGovernance[] {
+    const rows = this.db.prepare('SELECT digest, entry, seen_at FROM governance ORDER BY seq').all() as {
+      digest: string;
+      entry: string;
+      seen_at: number;
+    }[];
+    return rows.map((r) => ({
+      signed: decode(signedGovernanceEntry, r.entry),
+      digest: r.digest as Digest,
+      seenAt: r.seen_at,
+    }));
+  }
+
+  governanceDigestAt(seq: number): Digest | null {
+    const row = this.db.prepare('SELECT digest FROM governance WHERE seq = ?').get(seq) as
+      | { digest: string }
+      | undefined;
+    return row === undefined ? null : (row.digest as Digest);
+  }
+
+  insertGovernance(signed: SignedGovernanceEntry, digest: Digest, seenAt: number): void {
+    this.db
+      .prepare('INSERT INTO governance (seq, digest, entry, seen_at) VALUES (?, ?, ?, ?)')
+      .run(signed.entry.seq, digest, canonicalize(signed), seenAt);
+  }
+
+  ledgerFor(intent: Digest): LedgerRow | null {
+    const row = this.db.prepare('SELECT * FROM ledger WHERE intent = ?').get(intent) as RawLedger | undefined;
+    return row === undefined ? null : fromRaw(row);
+  }
+
+  /** Ledger entries signed after `since` (rolling limits look back over these). */
+  ledgerSince(since: number): LedgerEntry[] {
+    const rows = this.db.prepare('SELECT * FROM ledger WHERE at > ? ORDER BY at').all(since) as RawLedger[];
+    return rows.map((r) => toEntry(r));
+  }
+
+  ledgerCount(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM ledger').get() as { n: number }).n;
+  }
+
+  allLedger(): LedgerRow[] {
+    return (this.db.prepare('SELECT * FROM ledger ORDER BY at, intent').all() as RawLedger[]).map(fromRaw);
+  }
+
+  insertLedger(row: LedgerRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO ledger (intent, txid, wallet, asset, amount, destination, requester, at, job, result)
+         VALUES (@intent, @txid, @wallet, @asset, @amount, @to, @requester, @at, @job, @result)`,
+      )
+      .run({ ...row, result: canonicalize(row.result) });
+  }
+
+  insertDecision(job: string, intent: string | null, result: SignerResult): void {
+    this.db
+      .prepare('INSERT INTO decisions (job, intent, outcome, code, at, result) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(job, intent, result.receipt.outcome, result.receipt.code, result.receipt.at, canonicalize(result));
+  }
+
+  decisions(): { job: string; intent: string | null; outcome: string; code: string | null; at: number }[] {
+    return this.db.prepare('SELECT job, intent, outcome, code, at FROM decisions ORDER BY id').all() as {
+      job: string;
+      intent: string | null;
+      outcome: string;
+      code: string | null;
+      at: number;
+    }[];
+  }
+
+  freeze(): LocalFreeze | null {
+    return (this.db.prepare('SELECT code, reason, at FROM freeze WHERE id = 1').get() as LocalFreeze | undefined) ?? null;
+  }
+
+  setFreeze(f: LocalFreeze): void {
+    this.db
+      .prepare('INSERT OR IGNORE INTO freeze (id, code, reason, at) VALUES (1, ?, ?, ?)')
+      .run(f.code, f.reason, f.at);
+  }
+
+  clearFreeze(): void {
+    this.db.prepare('DELETE FROM freeze WHERE id = 1').run();
+  }
+}
+
+interface RawLedger {
+  intent: string;
+  txid: string;
+  wallet: string;
+  asset: string;
+  amount: string;
+  destination: string;
+  requester: string;
+  at: number;
+  job: string;
+  result: string;
+}
+
+function toEntry(r: RawLedger): LedgerEntry {
+  return {
+    intent: r.intent as LedgerEntry['intent'],
+    wallet: r.wallet,
+    asset: r.asset,
+    amount: r.amount as LedgerEntry['amount'],
+    to: r.destination as LedgerEntry['to'],
+    requester: r.requester,
+    at: r.at,
+  };
+}
+
+function fromRaw(r: RawLedger): LedgerRow {
+  return { ...toEntry(r), txid: r.txid, job: r.job, result: decode(signerResult, r.result) };
+}

@@ -24,7 +24,13 @@
  *   rather than ignored: UNSUPPORTED_TRANSACTION.
  */
 import { accept, type Result, refuse } from '@custos/core';
-import { type DerivedAddress, deriveAddress, HARDENED, type WalletDescriptor, walletKeyOrigins } from './descriptor.js';
+import {
+  type DerivedAddress,
+  deriveAddress,
+  HARDENED,
+  type WalletDescriptor,
+  walletKeyOrigins,
+} from './descriptor.js';
 import { equalBytes, scriptToAddress } from './network.js';
 import {
   type Bip32Origin,
@@ -96,7 +102,8 @@ export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result
   const tx = raw.global.unsignedTx;
 
   const extra = unexpectedField(raw.global, GLOBAL_FIELDS);
-  if (extra !== undefined) return refuse('UNSUPPORTED_TRANSACTION', `PSBT global field ${extra} is not accepted`);
+  if (extra !== undefined)
+    return refuse('UNSUPPORTED_TRANSACTION', `PSBT global field ${extra} is not accepted`);
   if (tx.version !== 1 && tx.version !== 2) {
     return refuse('UNSUPPORTED_TRANSACTION', `transaction version ${tx.version} is not 1 or 2`);
   }
@@ -110,7 +117,8 @@ export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result
     const map = raw.inputs[i]!;
     const txid = hex(txIn.txid);
     const outpoint = `${txid}:${txIn.index}`;
-    if (outpoints.has(outpoint)) return refuse('INVALID_VALUE', `input ${i} spends ${outpoint} a second time`);
+    if (outpoints.has(outpoint))
+      return refuse('INVALID_VALUE', `input ${i} spends ${outpoint} a second time`);
     outpoints.add(outpoint);
     const r = analyzeInput(i, txid, txIn.index, txIn.sequence, map, wallet);
     if (!r.ok) return r;
@@ -124,13 +132,15 @@ export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result
   for (const [j, txOut] of tx.outputs.entries()) {
     const map = raw.outputs[j]!;
     const field = unexpectedField(map, OUTPUT_FIELDS);
-    if (field !== undefined) return refuse('UNSUPPORTED_TRANSACTION', `output ${j}: PSBT field ${field} is not accepted`);
+    if (field !== undefined)
+      return refuse('UNSUPPORTED_TRANSACTION', `output ${j}: PSBT field ${field} is not accepted`);
     if (txOut.amount > MAX_MONEY) return refuse('INVALID_VALUE', `output ${j} pays more than 21 million BTC`);
     totalOut += txOut.amount;
     let changeIndex: number | undefined;
     if (map.bip32Derivation !== undefined || map.witnessScript !== undefined) {
       const owned = matchDerivations(map.bip32Derivation, wallet);
-      if (typeof owned === 'string') return refuse('UNEXPECTED_OUTPUT', `output ${j} claims to be change but ${owned}`);
+      if (typeof owned === 'string')
+        return refuse('UNEXPECTED_OUTPUT', `output ${j} claims to be change but ${owned}`);
       if (owned.branch !== 1) {
         return refuse('UNEXPECTED_OUTPUT', `output ${j} claims to be change but is on the receive branch`);
       }
@@ -142,13 +152,23 @@ export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result
       }
       changeIndex = owned.index;
     }
-    outputs.push({ script: txOut.script, amount: txOut.amount, address: scriptToAddress(txOut.script, wallet.network), changeIndex });
+    outputs.push({
+      script: txOut.script,
+      amount: txOut.amount,
+      address: scriptToAddress(txOut.script, wallet.network),
+      changeIndex,
+    });
   }
   if (totalOut > MAX_MONEY) return refuse('INVALID_VALUE', 'outputs add up to more than 21 million BTC');
   const fee = totalIn - totalOut;
   if (fee < 0n) return refuse('INVALID_VALUE', 'outputs spend more than the inputs hold');
 
-  const vsize = estimateVsize(inputs.length, wallet.m, wallet.keys.length, tx.outputs.map((o) => o.script));
+  const vsize = estimateVsize(
+    inputs.length,
+    wallet.m,
+    wallet.keys.length,
+    tx.outputs.map((o) => o.script),
+  );
   const feeRate = (fee + BigInt(vsize) - 1n) / BigInt(vsize);
   return accept({
     txid: txidOf(tx),
@@ -172,7 +192,8 @@ function analyzeInput(
   wallet: WalletDescriptor,
 ): Result<AnalyzedInput> {
   const field = unexpectedField(map, INPUT_FIELDS);
-  if (field !== undefined) return refuse('UNSUPPORTED_TRANSACTION', `input ${i}: PSBT field ${field} is not accepted`);
+  if (field !== undefined)
+    return refuse('UNSUPPORTED_TRANSACTION', `input ${i}: PSBT field ${field} is not accepted`);
 
   // THREATS 26: the input must be provably this wallet's, by derivation.
   const owned = matchDerivations(map.bip32Derivation, wallet);
@@ -181,7 +202,10 @@ function analyzeInput(
   // The amount comes from the full previous transaction, and only if it is the one spent.
   const prevTx = map.nonWitnessUtxo;
   if (prevTx === undefined) {
-    return refuse('INPUT_AMOUNT_UNPROVEN', `input ${i} lacks the full previous transaction (non-witness UTXO)`);
+    return refuse(
+      'INPUT_AMOUNT_UNPROVEN',
+      `input ${i} lacks the full previous transaction (non-witness UTXO)`,
+    );
   }
   if (txidOf(prevTx) !== txid) {
     return refuse('INPUT_AMOUNT_UNPROVEN', `input ${i}: the previous transaction given is not ${txid}`);
@@ -190,9 +214,13 @@ function analyzeInput(
   if (prevOut === undefined) {
     return refuse('INPUT_AMOUNT_UNPROVEN', `input ${i}: the previous transaction has no output ${vout}`);
   }
-  if (prevOut.amount > MAX_MONEY) return refuse('INVALID_VALUE', `input ${i} spends more than 21 million BTC`);
+  if (prevOut.amount > MAX_MONEY)
+    return refuse('INVALID_VALUE', `input ${i} spends more than 21 million BTC`);
   if (!equalBytes(prevOut.script, owned.script)) {
-    return refuse('FOREIGN_INPUT', `input ${i} spends a script that is not the wallet's at ${owned.branch}/${owned.index}`);
+    return refuse(
+      'FOREIGN_INPUT',
+      `input ${i} spends a script that is not the wallet's at ${owned.branch}/${owned.index}`,
+    );
   }
   const w = map.witnessUtxo;
   if (w !== undefined && (w.amount !== prevOut.amount || !equalBytes(w.script, prevOut.script))) {
@@ -203,7 +231,10 @@ function analyzeInput(
   }
 
   if (map.sighashType !== undefined && map.sighashType !== SIGHASH_ALL) {
-    return refuse('SIGHASH_NOT_ALL', `input ${i} asks for sighash type 0x${map.sighashType.toString(16)}, only ALL is signed`);
+    return refuse(
+      'SIGHASH_NOT_ALL',
+      `input ${i} asks for sighash type 0x${map.sighashType.toString(16)}, only ALL is signed`,
+    );
   }
   const pubkeys = owned.derivations.map((d) => d.pubkey);
   for (const [pubkey, sig] of map.partialSig ?? []) {
@@ -267,7 +298,10 @@ export function matchDerivations(
   return derived;
 }
 
-function unexpectedField(map: { readonly [field: string]: unknown }, allowed: ReadonlySet<string>): string | undefined {
+function unexpectedField(
+  map: { readonly [field: string]: unknown },
+  allowed: ReadonlySet<string>,
+): string | undefined {
   for (const [k, v] of Object.entries(map)) {
     if (v === undefined) continue;
     if (!allowed.has(k)) return k;

@@ -49,6 +49,8 @@ declare module 'bcoin' {
   export interface Chain {
     readonly tip: ChainEntry;
     readonly height: number;
+    /** Deployment state for the next block. */
+    readonly state: { hasWitness(): boolean };
     add(block: Block): Promise<ChainEntry | null>;
   }
 

@@ -83,8 +83,8 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
 
   const checked = checkUtxos(req.utxos, wallet);
   if (!checked.ok) return checked;
-  const candidates = [...checked.value].sort(
-    (a, b) => (a.value === b.value ? compareOutpoints(a, b) : a.value > b.value ? -1 : 1),
+  const candidates = [...checked.value].sort((a, b) =>
+    a.value === b.value ? compareOutpoints(a, b) : a.value > b.value ? -1 : 1,
   );
 
   const change = deriveAddress(wallet, 1, changeIndex);
@@ -100,15 +100,20 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
     if (total < amount + feeWithout) continue;
     const feeWith = feeRate * BigInt(estimateVsize(selected.length, wallet.m, n, [toScript, change.script]));
     const changeValue = total - amount - feeWith;
-    plan = changeValue >= changeDust ? { fee: feeWith, changeValue } : { fee: total - amount, changeValue: null };
+    plan =
+      changeValue >= changeDust ? { fee: feeWith, changeValue } : { fee: total - amount, changeValue: null };
     break;
   }
   if (plan === undefined) {
     const available = candidates.reduce((s, u) => s + u.value, 0n);
-    return refuse('INSUFFICIENT_FUNDS', `the wallet holds ${available} sat, not enough for ${amount} sat plus the fee`, {
-      available: available.toString(),
-      amount: amount.toString(),
-    });
+    return refuse(
+      'INSUFFICIENT_FUNDS',
+      `the wallet holds ${available} sat, not enough for ${amount} sat plus the fee`,
+      {
+        available: available.toString(),
+        amount: amount.toString(),
+      },
+    );
   }
 
   const inputs = [...selected].sort(compareOutpoints);
@@ -122,22 +127,31 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
       nonWitnessUtxo: u.prevTx,
       witnessUtxo: { script: derived.script, amount: u.value },
       witnessScript: derived.witnessScript,
-      bip32Derivation: derived.derivations.map((d) => [d.pubkey, { fingerprint: d.fingerprint, path: d.path }]),
+      bip32Derivation: derived.derivations.map((d) => [
+        d.pubkey,
+        { fingerprint: d.fingerprint, path: d.path },
+      ]),
     });
   }
   const outputs: { script: Uint8Array; amount: bigint; change: boolean }[] = [
     { script: toScript, amount, change: false },
   ];
-  if (plan.changeValue !== null) outputs.push({ script: change.script, amount: plan.changeValue, change: true });
+  if (plan.changeValue !== null)
+    outputs.push({ script: change.script, amount: plan.changeValue, change: true });
   // BIP 69: by amount, then by script bytes.
-  outputs.sort((a, b) => (a.amount === b.amount ? compareBytes(a.script, b.script) : a.amount < b.amount ? -1 : 1));
+  outputs.sort((a, b) =>
+    a.amount === b.amount ? compareBytes(a.script, b.script) : a.amount < b.amount ? -1 : 1,
+  );
   for (const o of outputs) {
     if (o.change) {
       tx.addOutput({
         script: o.script,
         amount: o.amount,
         witnessScript: change.witnessScript,
-        bip32Derivation: change.derivations.map((d) => [d.pubkey, { fingerprint: d.fingerprint, path: d.path }]),
+        bip32Derivation: change.derivations.map((d) => [
+          d.pubkey,
+          { fingerprint: d.fingerprint, path: d.path },
+        ]),
       });
     } else {
       tx.addOutput({ script: o.script, amount: o.amount });
@@ -172,7 +186,12 @@ function checkUtxos(utxos: readonly WalletUtxo[], wallet: WalletDescriptor): Res
     if (typeof u.value !== 'bigint' || u.value <= 0n || u.value > MAX_MONEY) {
       return refuse('INVALID_VALUE', `UTXO ${i}: value must be between 1 sat and 21 million BTC`);
     }
-    if ((u.branch !== 0 && u.branch !== 1) || !Number.isSafeInteger(u.index) || u.index < 0 || u.index >= HARDENED) {
+    if (
+      (u.branch !== 0 && u.branch !== 1) ||
+      !Number.isSafeInteger(u.index) ||
+      u.index < 0 ||
+      u.index >= HARDENED
+    ) {
       return refuse('INVALID_VALUE', `UTXO ${i}: branch must be 0 or 1 and index from 0 to 2^31-1`);
     }
     const key = `${u.txid}:${u.vout}`;
@@ -184,7 +203,10 @@ function checkUtxos(utxos: readonly WalletUtxo[], wallet: WalletDescriptor): Res
     }
     const out = prev.outputs[u.vout];
     if (out === undefined || out.amount !== u.value) {
-      return refuse('INPUT_AMOUNT_UNPROVEN', `UTXO ${key}: the previous transaction does not hold that value there`);
+      return refuse(
+        'INPUT_AMOUNT_UNPROVEN',
+        `UTXO ${key}: the previous transaction does not hold that value there`,
+      );
     }
     if (!equalBytes(out.script, deriveAddress(wallet, u.branch, u.index).script)) {
       return refuse('FOREIGN_INPUT', `UTXO ${key} is not the wallet's address ${u.branch}/${u.index}`);

@@ -16,10 +16,10 @@
  * in a shell or in JSON.
  */
 import { CustosError, type Result, refuse } from '@custos/core';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { createBase58check } from '@scure/base';
 import { HDKey } from '@scure/bip32';
 import { p2ms, p2wsh } from '@scure/btc-signer';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { type BitcoinNetworkName, bitcoinNetwork, NETWORKS } from './network.js';
 
 export interface DescriptorKey {
@@ -130,7 +130,10 @@ export function checkDescriptorChecksum(text: string): Result<string> {
     return refuse('INVALID_VALUE', 'descriptor checksum must be 8 characters of the bech32 character set');
   }
   if (descriptorChecksum(body) !== sum) {
-    return refuse('INVALID_VALUE', 'descriptor checksum does not match: the descriptor was altered or mistyped');
+    return refuse(
+      'INVALID_VALUE',
+      'descriptor checksum does not match: the descriptor was altered or mistyped',
+    );
   }
   return { ok: true, value: body };
 }
@@ -208,7 +211,10 @@ function parseKey(key: DescriptorKey, network: BitcoinNetworkName, position: num
   const fingerprint = Number.parseInt(key.fingerprint, 16);
   // The key origin must describe this key: as deep as the key is, ending in its child number.
   if (node.depth !== path.length) {
-    return refuse('INVALID_VALUE', `${where}: origin path has ${path.length} steps but the key is at depth ${node.depth}`);
+    return refuse(
+      'INVALID_VALUE',
+      `${where}: origin path has ${path.length} steps but the key is at depth ${node.depth}`,
+    );
   }
   if (path.length > 0 && path[path.length - 1] !== node.index) {
     return refuse('INVALID_VALUE', `${where}: origin path does not end in the key's child number`);
@@ -219,7 +225,11 @@ function parseKey(key: DescriptorKey, network: BitcoinNetworkName, position: num
   return {
     ok: true,
     value: {
-      key: Object.freeze({ fingerprint: key.fingerprint.toLowerCase(), path: formatPath(path), xpub: key.xpub }),
+      key: Object.freeze({
+        fingerprint: key.fingerprint.toLowerCase(),
+        path: formatPath(path),
+        xpub: key.xpub,
+      }),
       node,
       fingerprint,
       path: Object.freeze([...path]),
@@ -227,12 +237,19 @@ function parseKey(key: DescriptorKey, network: BitcoinNetworkName, position: num
   };
 }
 
-function checkWallet(m: number, keys: readonly DescriptorKey[], network: BitcoinNetworkName): Result<WalletDescriptor> {
+function checkWallet(
+  m: number,
+  keys: readonly DescriptorKey[],
+  network: BitcoinNetworkName,
+): Result<WalletDescriptor> {
   if (!Number.isSafeInteger(m) || m < 1 || m > MAX_KEYS) {
     return refuse('INVALID_VALUE', `threshold must be between 1 and ${MAX_KEYS}`);
   }
   if (keys.length < m || keys.length > MAX_KEYS) {
-    return refuse('INVALID_VALUE', `a ${m}-of-n wallet needs between ${m} and ${MAX_KEYS} keys, got ${keys.length}`);
+    return refuse(
+      'INVALID_VALUE',
+      `a ${m}-of-n wallet needs between ${m} and ${MAX_KEYS} keys, got ${keys.length}`,
+    );
   }
   const parsed: ParsedKey[] = [];
   const seen = new Set<string>();
@@ -244,7 +261,11 @@ function checkWallet(m: number, keys: readonly DescriptorKey[], network: Bitcoin
     seen.add(id);
     parsed.push(r.value);
   }
-  const wallet: WalletDescriptor = Object.freeze({ m, keys: Object.freeze(parsed.map((p) => p.key)), network });
+  const wallet: WalletDescriptor = Object.freeze({
+    m,
+    keys: Object.freeze(parsed.map((p) => p.key)),
+    network,
+  });
   PARSED.set(wallet, { keys: parsed, branches: new Map() });
   return { ok: true, value: wallet };
 }
@@ -266,7 +287,10 @@ export function parseDescriptor(text: string, network: BitcoinNetworkName): Resu
   if (!body.ok) return body;
   const outer = /^wsh\(sortedmulti\((0|[1-9][0-9]*),(.*)\)\)$/.exec(body.value);
   if (outer === null) {
-    return refuse('INVALID_VALUE', 'only wsh(sortedmulti(m,[fingerprint/path]xpub/0/*,...)) descriptors are supported');
+    return refuse(
+      'INVALID_VALUE',
+      'only wsh(sortedmulti(m,[fingerprint/path]xpub/0/*,...)) descriptors are supported',
+    );
   }
   const m = Number(outer[1]);
   const keys: DescriptorKey[] = [];
@@ -284,7 +308,9 @@ export function parseDescriptor(text: string, network: BitcoinNetworkName): Resu
 export function formatDescriptor(d: WalletDescriptor, branch: 0 | 1 = 0): string {
   if (branch !== 0 && branch !== 1) throw new CustosError('INVALID_VALUE', 'branch must be 0 or 1');
   const { keys } = parsedWallet(d);
-  const parts = keys.map(({ key }) => `[${key.fingerprint}${key.path === '' ? '' : `/${key.path}`}]${key.xpub}/${branch}/*`);
+  const parts = keys.map(
+    ({ key }) => `[${key.fingerprint}${key.path === '' ? '' : `/${key.path}`}]${key.xpub}/${branch}/*`,
+  );
   const body = `wsh(sortedmulti(${d.m},${parts.join(',')}))`;
   return `${body}#${descriptorChecksum(body)}`;
 }
@@ -293,7 +319,11 @@ export function formatDescriptor(d: WalletDescriptor, branch: 0 | 1 = 0): string
  * A wallet from cosigners' account keys (for `custos init`). Paths may use any
  * hardened marker; they are stored canonically. Throws on invalid keys.
  */
-export function walletFromKeys(m: number, keys: readonly DescriptorKey[], network: BitcoinNetworkName): WalletDescriptor {
+export function walletFromKeys(
+  m: number,
+  keys: readonly DescriptorKey[],
+  network: BitcoinNetworkName,
+): WalletDescriptor {
   bitcoinNetwork(network);
   const r = checkWallet(m, keys, network);
   if (!r.ok) throw new CustosError(r.code, r.message);
@@ -321,7 +351,9 @@ function parsedWallet(d: WalletDescriptor): ParsedWallet {
 }
 
 /** BIP 32 fingerprint and path of each key, parsed: what PSBT derivations are matched against. */
-export function walletKeyOrigins(d: WalletDescriptor): readonly { fingerprint: number; path: readonly number[]; publicKey: Uint8Array; chainCode: Uint8Array }[] {
+export function walletKeyOrigins(
+  d: WalletDescriptor,
+): readonly { fingerprint: number; path: readonly number[]; publicKey: Uint8Array; chainCode: Uint8Array }[] {
   return parsedWallet(d).keys.map((k) => ({
     fingerprint: k.fingerprint,
     path: k.path,
@@ -336,7 +368,8 @@ export function walletKeyOrigins(d: WalletDescriptor): readonly { fingerprint: n
  * or an index outside 0..2^31-1.
  */
 export function deriveAddress(d: WalletDescriptor, branch: 0 | 1, index: number): DerivedAddress {
-  if (branch !== 0 && branch !== 1) throw new CustosError('INVALID_VALUE', 'branch must be 0 (receive) or 1 (change)');
+  if (branch !== 0 && branch !== 1)
+    throw new CustosError('INVALID_VALUE', 'branch must be 0 (receive) or 1 (change)');
   if (!Number.isSafeInteger(index) || index < 0 || index >= HARDENED) {
     throw new CustosError('INVALID_VALUE', 'address index must be an integer from 0 to 2^31-1');
   }

@@ -53,7 +53,12 @@ export const NETWORKS: Readonly<Record<BitcoinNetworkName, BitcoinNetwork>> = Ob
     address: testAddress('tb'),
     bip32: TEST_BIP32,
   }),
-  signet: Object.freeze({ name: 'signet', chain: 'bitcoin:signet', address: testAddress('tb'), bip32: TEST_BIP32 }),
+  signet: Object.freeze({
+    name: 'signet',
+    chain: 'bitcoin:signet',
+    address: testAddress('tb'),
+    bip32: TEST_BIP32,
+  }),
   regtest: Object.freeze({
     name: 'regtest',
     chain: 'bitcoin:regtest',

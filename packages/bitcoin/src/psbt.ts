@@ -65,7 +65,11 @@ export interface PsbtOutputMap {
 }
 
 export interface RawPsbt {
-  readonly global: { readonly unsignedTx: UnsignedTx; readonly version?: number; readonly [field: string]: unknown };
+  readonly global: {
+    readonly unsignedTx: UnsignedTx;
+    readonly version?: number;
+    readonly [field: string]: unknown;
+  };
   readonly inputs: readonly PsbtInputMap[];
   readonly outputs: readonly PsbtOutputMap[];
 }
@@ -86,12 +90,16 @@ export function parsePsbt(bytes: Uint8Array): Result<RawPsbt> {
     decoded = RawPSBTV0.decode(bytes) as unknown as RawPsbt;
   } catch (err) {
     // A PSBT that names version 2 fails the version 0 framing; say so rather than "malformed".
-    if (declaresVersion2(bytes)) return refuse('UNSUPPORTED_TRANSACTION', 'only version 0 PSBTs are supported');
+    if (declaresVersion2(bytes))
+      return refuse('UNSUPPORTED_TRANSACTION', 'only version 0 PSBTs are supported');
     return refuse('INVALID_VALUE', `malformed PSBT: ${messageOf(err)}`);
   }
   const version = decoded.global.version;
   if (version !== undefined && version !== 0) {
-    return refuse('UNSUPPORTED_TRANSACTION', `only version 0 PSBTs are supported, this is version ${version}`);
+    return refuse(
+      'UNSUPPORTED_TRANSACTION',
+      `only version 0 PSBTs are supported, this is version ${version}`,
+    );
   }
   const tx = decoded.global.unsignedTx;
   if (decoded.inputs.length !== tx.inputs.length || decoded.outputs.length !== tx.outputs.length) {
@@ -104,7 +112,10 @@ export function parsePsbt(bytes: Uint8Array): Result<RawPsbt> {
     return refuse('INVALID_VALUE', `malformed PSBT: ${messageOf(err)}`);
   }
   if (!equalBytes(again, bytes)) {
-    return refuse('NON_CANONICAL_ENCODING', 'PSBT is not in canonical encoding (BIP 174 key order, one form per field)');
+    return refuse(
+      'NON_CANONICAL_ENCODING',
+      'PSBT is not in canonical encoding (BIP 174 key order, one form per field)',
+    );
   }
   return accept(decoded);
 }
@@ -121,7 +132,8 @@ export function psbtToBase64(psbt: Uint8Array): string {
 export function psbtFromBase64(text: string): Result<Uint8Array> {
   try {
     const bytes = base64.decode(text);
-    if (base64.encode(bytes) !== text) return refuse('NON_CANONICAL_ENCODING', 'PSBT base64 is not canonical');
+    if (base64.encode(bytes) !== text)
+      return refuse('NON_CANONICAL_ENCODING', 'PSBT base64 is not canonical');
     return accept(bytes);
   } catch {
     return refuse('INVALID_VALUE', 'PSBT is not valid base64');
@@ -155,7 +167,12 @@ export function txidOf(tx: UnsignedTx): string {
  * sighash byte (DER with a 33-byte r and a low-S s, BIP 62/146), so the real
  * size is never larger and the fee rate never lower than planned.
  */
-export function estimateVsize(inputs: number, m: number, n: number, outputScripts: readonly Uint8Array[]): number {
+export function estimateVsize(
+  inputs: number,
+  m: number,
+  n: number,
+  outputScripts: readonly Uint8Array[],
+): number {
   const witnessScriptLength = 3 + 34 * n;
   const perInputWitness =
     compactSizeLength(m + 2) + // stack items: dummy, m signatures, witness script
@@ -163,7 +180,8 @@ export function estimateVsize(inputs: number, m: number, n: number, outputScript
     m * (1 + 72) +
     compactSizeLength(witnessScriptLength) +
     witnessScriptLength;
-  let base = 4 + compactSizeLength(inputs) + inputs * (32 + 4 + 1 + 4) + compactSizeLength(outputScripts.length) + 4;
+  let base =
+    4 + compactSizeLength(inputs) + inputs * (32 + 4 + 1 + 4) + compactSizeLength(outputScripts.length) + 4;
   for (const s of outputScripts) base += 8 + compactSizeLength(s.length) + s.length;
   const witness = 2 + inputs * perInputWitness; // marker and flag, then one stack per input
   return Math.ceil((base * 4 + witness) / 4);

@@ -61,7 +61,12 @@ export function verifyPsbt(
   wallet: WalletDescriptor,
   caps: FeeCaps,
 ): Result<VerifiedPsbt> {
-  if (typeof caps.maxFee !== 'bigint' || typeof caps.maxFeeRate !== 'bigint' || caps.maxFee < 0n || caps.maxFeeRate < 0n) {
+  if (
+    typeof caps.maxFee !== 'bigint' ||
+    typeof caps.maxFeeRate !== 'bigint' ||
+    caps.maxFee < 0n ||
+    caps.maxFeeRate < 0n
+  ) {
     throw new CustosError('INVALID_VALUE', 'fee caps must be non-negative bigints');
   }
   // THREATS 16: a testnet intent never signs a mainnet wallet's coins, nor the reverse.
@@ -93,13 +98,19 @@ export function verifyPsbt(
       continue;
     }
     if (!equalBytes(out.script, toScript)) {
-      return refuse('UNEXPECTED_OUTPUT', `output ${j} pays ${out.address ?? 'a non-standard script'}, not the intent's destination`);
+      return refuse(
+        'UNEXPECTED_OUTPUT',
+        `output ${j} pays ${out.address ?? 'a non-standard script'}, not the intent's destination`,
+      );
     }
     if (destination !== undefined) {
       return refuse('UNEXPECTED_OUTPUT', `output ${j} pays the destination a second time`);
     }
     if (out.amount !== amount) {
-      return refuse('UNEXPECTED_OUTPUT', `output ${j} pays ${out.amount} sat where the intent says ${amount} sat`);
+      return refuse(
+        'UNEXPECTED_OUTPUT',
+        `output ${j} pays ${out.amount} sat where the intent says ${amount} sat`,
+      );
     }
     destination = { address: intent.to, amount };
   }
@@ -113,10 +124,14 @@ export function verifyPsbt(
     });
   }
   if (a.feeRate > caps.maxFeeRate) {
-    return refuse('FEE_TOO_HIGH', `fee rate ${a.feeRate} sat/vB exceeds the cap of ${caps.maxFeeRate} sat/vB`, {
-      feeRate: a.feeRate.toString(),
-      maxFeeRate: caps.maxFeeRate.toString(),
-    });
+    return refuse(
+      'FEE_TOO_HIGH',
+      `fee rate ${a.feeRate} sat/vB exceeds the cap of ${caps.maxFeeRate} sat/vB`,
+      {
+        feeRate: a.feeRate.toString(),
+        maxFeeRate: caps.maxFeeRate.toString(),
+      },
+    );
   }
 
   return accept({
@@ -124,7 +139,13 @@ export function verifyPsbt(
     fee: a.fee,
     vsize: a.vsize,
     feeRate: a.feeRate,
-    inputs: a.inputs.map((i) => ({ txid: i.txid, vout: i.vout, value: i.value, branch: i.branch, index: i.index })),
+    inputs: a.inputs.map((i) => ({
+      txid: i.txid,
+      vout: i.vout,
+      value: i.value,
+      branch: i.branch,
+      index: i.index,
+    })),
     destination,
     change,
   });

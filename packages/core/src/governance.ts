@@ -269,10 +269,7 @@ export function buildEntry<K extends LaterKind>(
 }
 
 /** One Ed25519 signature over `governanceDigest(entry)`. */
-export function signEntry(
-  entry: GovernanceEntry,
-  signer: { member: string; device: string; secretKey: Uint8Array },
-): GovernanceSignature {
+export function signEntry(entry: GovernanceEntry, signer: EntrySigner): GovernanceSignature {
   return signatureFor(governanceDigest(entry), signer);
 }
 
@@ -612,6 +609,9 @@ function checkSignatures(
       members.push(s.member);
     }
   }
+  // Governance signatures are checked again on every chain verification, so a
+  // passkey's signature counter cannot be required to grow here; replay is
+  // impossible anyway, as each signature covers one entry's digest.
   for (const [index, s] of signatures.entries()) {
     const verified = verifyDeviceSignature(devices[index] as Device, digest, s.signature);
     if (!verified.ok) {

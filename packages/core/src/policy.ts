@@ -852,7 +852,7 @@ function judgeApprovals(
       continue;
     }
     ats.sort((x, y) => x - y);
-    const at = ats[g.group.m - 1] as Millis;
+    const at = ats[ats.length - 1] as Millis;
     quorumAt.set(g.policy, Math.max(quorumAt.get(g.policy) ?? intent.createdAt, at));
   }
   if (missing.length > 0) return { kind: 'pending', intent: digest, missing, approvalChecks, warnings };

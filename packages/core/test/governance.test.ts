@@ -22,6 +22,7 @@ import {
 } from '../src/governance.js';
 import { ed25519PublicKey, generateEd25519 } from '../src/keys.js';
 import {
+  type Device,
   type GenesisBody,
   type GovernanceEntry,
   governanceDigest,
@@ -136,7 +137,7 @@ describe('genesis', () => {
     expectCode(createGenesisState(signed, T0), 'GOVERNANCE_SIGNATURE_INVALID');
   });
 
-  const sameKey = a1.member.devices[0] as GenesisBody['members'][number]['devices'][number];
+  const sameKey = a1.member.devices[0] as Device;
   const inconsistent: [string, (b: GenesisBody) => GenesisBody][] = [
     ['a member listed twice', (b) => ({ ...b, members: [...b.members, { ...a1.member, name: 'Twin' }] })],
     [
@@ -149,7 +150,7 @@ describe('genesis', () => {
                 ...m,
                 devices: [
                   ...m.devices,
-                  { ...(m.devices[0] as typeof sameKey), publicKey: generateEd25519().publicKey },
+                  { ...(m.devices[0] as Device), publicKey: generateEd25519().publicKey },
                 ],
               }
             : m,

@@ -1,0 +1,63 @@
+/**
+ * @custos/bitcoin: descriptor wallets, PSBT construction, verify-against-intent
+ * and signing. The signer depends on this package, so its surface is an
+ * explicit list, kept small; test/public-api.test.ts pins it.
+ *
+ * The modules exported here are pure: no I/O, no clock, no randomness.
+ */
+export {
+  type AnalyzedInput,
+  type AnalyzedOutput,
+  analyzePsbt,
+  type PsbtAnalysis,
+  SIGHASH_ALL,
+} from './analyze.js';
+export { type BuildRequest, type BuiltPsbt, buildPsbt, SEQUENCE, type WalletUtxo } from './build.js';
+export {
+  type DerivedAddress,
+  type DescriptorKey,
+  deriveAddress,
+  descriptorChecksum,
+  formatDescriptor,
+  formatPath,
+  type KeyDerivation,
+  MAX_KEYS,
+  parseDescriptor,
+  parsePath,
+  type WalletDescriptor,
+  walletFromKeys,
+} from './descriptor.js';
+export {
+  addressToScript,
+  BITCOIN_NETWORKS,
+  type BitcoinNetwork,
+  type BitcoinNetworkName,
+  bitcoinNetwork,
+  chainOfNetwork,
+  dustThreshold,
+  isBitcoinNetworkName,
+  NETWORKS,
+  networkOfChain,
+  scriptToAddress,
+} from './network.js';
+export { estimateVsize, MAX_MONEY, psbtFromBase64, psbtToBase64 } from './psbt.js';
+export {
+  combinePsbts,
+  descriptorKeyOf,
+  finalizePsbt,
+  type SignerKey,
+  signerKeyFromSeed,
+  signPsbt,
+} from './sign.js';
+export {
+  decodePsbt,
+  type FeeCaps,
+  type IntentTransfer,
+  type PsbtSummary,
+  type VerifiedPsbt,
+  verifyPsbt,
+} from './verify.js';
+
+// ---------------------------------------------------------------- chain access (I/O)
+// rpc.ts, block.ts, scanner.ts and regtest.ts are written alongside; their
+// exports are added here by their author, e.g. `export * from './rpc.js';`.

@@ -1,0 +1,192 @@
+/**
+ * Signing, combining and finalizing (BIP 174 Signer, Combiner, Input
+ * Finalizer and Transaction Extractor roles).
+ *
+ * signPsbt is the only code in Custos that touches a private key. It signs
+ * only what analyzePsbt has proven to be this wallet's spend, only inputs
+ * whose derivations name this key, with the child key it derives itself from
+ * the derivation path and checks against the public key the descriptor
+ * gives, and only SIGHASH_ALL. It does not know the intent: the signer
+ * daemon must call verifyPsbt first, with the intent it verified, and sign
+ * the very same bytes.
+ *
+ * finalizePsbt checks every partial signature (ECDSA over the BIP 143
+ * digest, low-S, SIGHASH_ALL) before it assembles witnesses, so a bad
+ * signature is named here instead of being rejected by the network later.
+ */
+import { accept, CustosError, type Result, refuse } from '@custos/core';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { HDKey } from '@scure/bip32';
+import { PSBTCombine, SigHash, Transaction } from '@scure/btc-signer';
+import { analyzePsbt, SIGHASH_ALL } from './analyze.js';
+import {
+  type DescriptorKey,
+  formatPath,
+  parsePath,
+  type WalletDescriptor,
+  walletKeyOrigins,
+} from './descriptor.js';
+import { type BitcoinNetworkName, bitcoinNetwork, equalBytes } from './network.js';
+import { parsePsbt } from './psbt.js';
+
+export interface SignerKey {
+  /** Master key fingerprint, 8 lower-case hex digits. */
+  readonly fingerprint: string;
+  /** Path of the account key from the master key, canonical (`48h/1h/0h/2h`). */
+  readonly path: string;
+  /** The account-level private extended key at `path`. */
+  readonly account: HDKey;
+}
+
+const STRICT = { unknown: 'strict', proprietary: 'strict' } as const;
+
+/** The account key at `path` (e.g. `48h/1h/0h/2h`, any hardened marker) of a BIP 32 seed. */
+export function signerKeyFromSeed(seed: Uint8Array, path: string): SignerKey {
+  if (!(seed instanceof Uint8Array) || seed.length < 16 || seed.length > 64) {
+    throw new CustosError('INVALID_VALUE', 'a BIP 32 seed is 16 to 64 bytes');
+  }
+  const steps = parsePath(path);
+  if (steps === undefined) throw new CustosError('INVALID_VALUE', `malformed derivation path ${path}`);
+  const master = HDKey.fromMasterSeed(seed);
+  let account = master;
+  for (const step of steps) account = account.deriveChild(step);
+  return Object.freeze({
+    fingerprint: master.fingerprint.toString(16).padStart(8, '0'),
+    path: formatPath(steps),
+    account,
+  });
+}
+
+/** The descriptor key (origin and xpub/tpub) a signer contributes to a wallet, for `custos init`. */
+export function descriptorKeyOf(key: SignerKey, network: BitcoinNetworkName): DescriptorKey {
+  const a = key.account;
+  const pub = new HDKey({
+    versions: bitcoinNetwork(network).bip32,
+    depth: a.depth,
+    index: a.index,
+    parentFingerprint: a.parentFingerprint,
+    chainCode: a.chainCode!,
+    publicKey: a.publicKey!,
+  });
+  return Object.freeze({ fingerprint: key.fingerprint, path: key.path, xpub: pub.publicExtendedKey });
+}
+
+/**
+ * Signs every input whose derivations name this key, SIGHASH_ALL only.
+ * Refuses when the key is not one of the wallet's (NOT_AUTHORIZED), when the
+ * PSBT is not a provable spend of this wallet (analyzePsbt's codes), and when
+ * no input is this key's to sign.
+ */
+export function signPsbt(
+  psbt: Uint8Array,
+  key: SignerKey,
+  wallet: WalletDescriptor,
+): Result<{ psbt: Uint8Array; signed: number }> {
+  if (key.account.privateKey === null)
+    throw new CustosError('INVALID_VALUE', 'signer key holds no private key');
+  const path = parsePath(key.path);
+  const fingerprint = Number.parseInt(key.fingerprint, 16);
+  const slot = walletKeyOrigins(wallet).findIndex(
+    (o) =>
+      o.fingerprint === fingerprint &&
+      path !== undefined &&
+      o.path.length === path.length &&
+      o.path.every((s, k) => s === path[k]) &&
+      equalBytes(o.publicKey, key.account.publicKey!) &&
+      equalBytes(o.chainCode, key.account.chainCode!),
+  );
+  if (slot < 0) return refuse('NOT_AUTHORIZED', 'this signer key is not one of the wallet keys');
+
+  const analyzed = analyzePsbt(psbt, wallet);
+  if (!analyzed.ok) return analyzed;
+
+  let tx: Transaction;
+  try {
+    tx = Transaction.fromPSBT(psbt, { ...STRICT, strictPrevoutValidation: true });
+  } catch (err) {
+    return refuse('INVALID_VALUE', `PSBT cannot be signed: ${messageOf(err)}`);
+  }
+  let signed = 0;
+  for (const [i, input] of analyzed.value.inputs.entries()) {
+    const expected = input.derived.derivations[slot]!;
+    const child = key.account.deriveChild(input.branch).deriveChild(input.index);
+    if (child.privateKey === null || !equalBytes(child.publicKey!, expected.pubkey)) {
+      throw new CustosError('INTERNAL', 'derived signing key does not match the descriptor');
+    }
+    try {
+      tx.signIdx(child.privateKey, i, [SigHash.ALL]);
+    } catch (err) {
+      return refuse('INVALID_VALUE', `input ${i} cannot be signed: ${messageOf(err)}`);
+    } finally {
+      child.wipePrivateData();
+    }
+    signed++;
+  }
+  if (signed === 0) return refuse('FOREIGN_INPUT', 'no input of this PSBT is this key’s to sign');
+  return accept({ psbt: tx.toPSBT(0), signed });
+}
+
+/** Merges the signatures of PSBTs of one unsigned transaction (BIP 174 Combiner). */
+export function combinePsbts(psbts: readonly Uint8Array[]): Result<Uint8Array> {
+  if (psbts.length === 0) return refuse('INVALID_VALUE', 'nothing to combine');
+  for (const p of psbts) {
+    const r = parsePsbt(p);
+    if (!r.ok) return r;
+  }
+  try {
+    return accept(PSBTCombine([...psbts], { ...STRICT, PSBTVersion: 0 }));
+  } catch (err) {
+    return refuse('INVALID_VALUE', `PSBTs cannot be combined: ${messageOf(err)}`);
+  }
+}
+
+/**
+ * Checks every signature, builds each input's witness and extracts the
+ * network transaction (BIP 174 Input Finalizer and Transaction Extractor).
+ */
+export function finalizePsbt(psbt: Uint8Array): Result<{ tx: Uint8Array; txid: string; hex: string }> {
+  const parsed = parsePsbt(psbt);
+  if (!parsed.ok) return parsed;
+  let tx: Transaction;
+  try {
+    tx = Transaction.fromPSBT(psbt, STRICT);
+  } catch (err) {
+    return refuse('INVALID_VALUE', `PSBT cannot be finalized: ${messageOf(err)}`);
+  }
+  for (let i = 0; i < tx.inputsLength; i++) {
+    const input = tx.getInput(i);
+    const prevOut = input.witnessUtxo ?? input.nonWitnessUtxo?.outputs[input.index ?? -1];
+    if (prevOut === undefined || input.witnessScript === undefined) {
+      return refuse('UNSUPPORTED_TRANSACTION', `input ${i} is not a P2WSH input with its previous output`);
+    }
+    for (const [pubkey, sig] of input.partialSig ?? []) {
+      if (sig[sig.length - 1] !== SIGHASH_ALL) {
+        return refuse('SIGHASH_NOT_ALL', `input ${i} holds a signature that is not SIGHASH_ALL`);
+      }
+      let valid = false;
+      try {
+        const digest = tx.preimageWitnessV0(i, input.witnessScript, SIGHASH_ALL, prevOut.amount);
+        valid = secp256k1.verify(sig.subarray(0, -1), digest, pubkey, {
+          prehash: false,
+          format: 'der',
+          lowS: true,
+        });
+      } catch {
+        valid = false;
+      }
+      if (!valid) return refuse('BAD_SIGNATURE', `input ${i} holds an invalid signature`);
+    }
+  }
+  try {
+    tx.finalize();
+    const raw = tx.extract();
+    return accept({ tx: raw, txid: tx.id, hex: tx.hex });
+  } catch (err) {
+    return refuse('INVALID_VALUE', `PSBT cannot be finalized: ${messageOf(err)}`);
+  }
+}
+
+function messageOf(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}

@@ -37,7 +37,6 @@ import {
   estimateVsize,
   MAX_MONEY,
   type PsbtInputMap,
-  type PsbtOutputMap,
   parsePsbt,
   type RawPsbt,
   txidOf,

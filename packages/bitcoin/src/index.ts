@@ -1,7 +1,7 @@
 /**
  * @custos/bitcoin: descriptor wallets, PSBT construction, verify-against-intent
  * and signing. The signer depends on this package, so its surface is an
- * explicit list, kept small; test/public-api.test.ts pins it.
+ * explicit list, kept small.
  *
  * The modules exported here are pure: no I/O, no clock, no randomness.
  */

@@ -18,9 +18,10 @@
  *   entry k no longer matches what entry k+1 commits to; either entry k was
  *   edited or entry k+1 was. If a verified checkpoint vouches for entry k,
  *   entry k+1 is named instead.
- * - A checkpoint at s whose head is not the digest of entry s: s. The links
- *   still hold, so the entries after the last checkpoint that matched may all
- *   have been rewritten and relinked; the message names that range.
+ * - A checkpoint at s whose head is not the digest of entry s: the first
+ *   entry after the last checkpoint that matched (the safe lower bound). The
+ *   links still hold, so any of the entries in that range may have been
+ *   rewritten and relinked; the message names the range.
  * - A checkpoint beyond the last entry (a truncated log): last seq + 1.
  *
  * Speed: a CLI verifies logs of millions of entries, so `AuditChainVerifier`
@@ -231,9 +232,10 @@ export class AuditChainVerifier {
       if (sc.checkpoint.head !== digest) {
         const from = this.#vouchedSeq + 1;
         const range = from === seq ? `entry ${seq} was edited` : `entries ${from}..${seq} were rewritten`;
+        // Name the start of the range: nothing after the last matching checkpoint can be trusted.
         return this.#fail(
           'AUDIT_CHAIN_BROKEN',
-          seq,
+          from,
           `entry ${seq} is not the one the checkpoint of signer ${sc.checkpoint.signer} commits to: ` +
             `${range} (or cut and replaced)`,
         );

@@ -4,11 +4,12 @@
  * form, for places (test vectors, stored objects) where only one spelling may
  * exist.
  */
+
+import { fromUtf8 } from './bytes.js';
 import { CustosError } from './errors.js';
 import { canonicalize } from './jcs.js';
 import { type ParseLimits, parseJson, parseJsonBytes } from './json.js';
 import type { Schema } from './schema.js';
-import { fromUtf8 } from './bytes.js';
 
 export function decode<T>(schema: Schema<T>, input: Uint8Array | string, limits?: ParseLimits): T {
   const value = typeof input === 'string' ? parseJson(input, limits) : parseJsonBytes(input, limits);

@@ -13,7 +13,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8 } from './bytes.js';
-import { accept, refuse, type Result } from './errors.js';
+import { accept, type Result, refuse } from './errors.js';
 import { signBytes, verifyEd25519 } from './keys.js';
 
 export const SIGNATURE_COMPONENTS = ['@method', '@path', '@query', 'content-digest'] as const;
@@ -94,7 +94,10 @@ export function parseSignatureHeaders(headers: {
   const input = headers['signature-input'];
   const sig = headers.signature;
   if (input === undefined || sig === undefined) {
-    return refuse('SIGNATURE_REQUIRED', 'this call must be signed by a device key (RFC 9421 HTTP message signature)');
+    return refuse(
+      'SIGNATURE_REQUIRED',
+      'this call must be signed by a device key (RFC 9421 HTTP message signature)',
+    );
   }
   const m = INPUT_RE.exec(input);
   const s = SIG_RE.exec(sig);

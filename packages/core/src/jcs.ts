@@ -39,7 +39,8 @@ function write(value: unknown, out: string[], depth: number): void {
       out.push(value ? 'true' : 'false');
       return;
     case 'number':
-      if (!Number.isFinite(value)) throw new CustosError('INVALID_VALUE', 'JSON cannot hold a non-finite number');
+      if (!Number.isFinite(value))
+        throw new CustosError('INVALID_VALUE', 'JSON cannot hold a non-finite number');
       if (!Number.isSafeInteger(value) || Object.is(value, -0)) {
         throw new CustosError('NON_CANONICAL_NUMBER', 'Custos objects hold only safe integers');
       }
@@ -88,7 +89,10 @@ function write(value: unknown, out: string[], depth: number): void {
 /** The domain-separation prefix of a digest: "custos/<type>/v<n>\n". */
 export function digestPrefix(type: string, version: number): string {
   if (!/^[a-z][a-z0-9-]{0,31}$/.test(type) || !Number.isSafeInteger(version) || version < 1) {
-    throw new CustosError('INVALID_VALUE', 'digest type must be a lower-case name and version a positive integer');
+    throw new CustosError(
+      'INVALID_VALUE',
+      'digest type must be a lower-case name and version a positive integer',
+    );
   }
   return `custos/${type}/v${version}\n`;
 }

@@ -6,13 +6,13 @@
  * transaction bytes. The signer's answer is a receipt signed by its identity
  * key, so the coordinator (and the audit log) cannot forge a signer's word.
  */
+
+import { ERROR_CODES } from './errors.js';
 import { digestOf } from './jcs.js';
+import { signedApproval, signedGovernanceEntry, signedIntent } from './objects.js';
 import { digest, hexBytes, id, millis } from './primitives.js';
 import { array, type Infer, int, literal, nullable, object, oneOf, string } from './schema.js';
-import { signedApproval, signedIntent } from './objects.js';
-import { signedGovernanceEntry } from './objects.js';
 import type { Digest } from './types.js';
-import { ERROR_CODES } from './errors.js';
 
 /** Standard base64 (RFC 4648 section 4), as Bitcoin Core spells PSBTs. At most 3 MB of PSBT. */
 export const base64Psbt = string({

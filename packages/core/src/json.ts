@@ -120,13 +120,19 @@ class Parser {
     if (m === null) return this.fail('invalid number');
     const raw = m[0];
     if (!INTEGER_RE.test(raw) || raw === '-0') {
-      throw new CustosError('NON_CANONICAL_NUMBER', `number ${raw} is not a plain integer`, { offset: this.pos });
+      throw new CustosError('NON_CANONICAL_NUMBER', `number ${raw} is not a plain integer`, {
+        offset: this.pos,
+      });
     }
     const n = Number(raw);
     if (!Number.isSafeInteger(n)) {
-      throw new CustosError('NON_CANONICAL_NUMBER', `integer ${raw} is outside the safe range; use a string`, {
-        offset: this.pos,
-      });
+      throw new CustosError(
+        'NON_CANONICAL_NUMBER',
+        `integer ${raw} is outside the safe range; use a string`,
+        {
+          offset: this.pos,
+        },
+      );
     }
     this.pos += raw.length;
     return n;
@@ -155,7 +161,9 @@ class Parser {
       this.pos++;
     }
     if (!out.isWellFormed()) {
-      throw new CustosError('LONE_SURROGATE', 'string contains a lone UTF-16 surrogate', { offset: this.pos });
+      throw new CustosError('LONE_SURROGATE', 'string contains a lone UTF-16 surrogate', {
+        offset: this.pos,
+      });
     }
     return out;
   }

@@ -139,7 +139,8 @@ export const approvalGroup = refine(
   object({ m: int({ min: 1, max: 100 }) }, { members: ids(100), role: id }),
   (g) => {
     if ((g.members === undefined) === (g.role === undefined)) return 'a group names either members or a role';
-    if (g.members !== undefined && g.members.length < g.m) return 'a group cannot need more members than it names';
+    if (g.members !== undefined && g.members.length < g.m)
+      return 'a group cannot need more members than it names';
     return undefined;
   },
 );

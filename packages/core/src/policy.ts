@@ -688,8 +688,9 @@ function checkOne(
     return refuse('NOT_YET_VALID', 'the approval is dated in the future beyond the allowed clock skew');
   }
   // THREATS 11: the requester never counts toward its own intent, approving or rejecting.
-  if (a.approver === intent.requester)
-    return refuse('SELF_APPROVAL', 'the requester cannot approve its own intent');
+  if (a.approver === intent.requester) {
+    return refuse('SELF_APPROVAL', 'the requester cannot approve or reject its own intent');
+  }
   const vote: Vote = { approver: a.approver, decision: a.decision, at: a.at };
   return accept(verified.value.counter === undefined ? vote : { ...vote, counter: verified.value.counter });
 }
@@ -852,7 +853,7 @@ function judgeApprovals(
       continue;
     }
     ats.sort((x, y) => x - y);
-    const at = ats[ats.length - 1] as Millis;
+    const at = ats[g.group.m - 1] as Millis;
     quorumAt.set(g.policy, Math.max(quorumAt.get(g.policy) ?? intent.createdAt, at));
   }
   if (missing.length > 0) return { kind: 'pending', intent: digest, missing, approvalChecks, warnings };

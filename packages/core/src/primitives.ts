@@ -47,13 +47,22 @@ export const address = branded<'Address'>({
 });
 
 /** Milliseconds since the Unix epoch, UTC. */
-export const millis = int({ min: 0, max: Number.MAX_SAFE_INTEGER, description: 'milliseconds since the Unix epoch' });
+export const millis = int({
+  min: 0,
+  max: Number.MAX_SAFE_INTEGER,
+  description: 'milliseconds since the Unix epoch',
+});
 
 /** A duration in milliseconds, up to 10 years. */
 export const duration = int({ min: 0, max: 10 * 366 * 86_400_000, description: 'duration in milliseconds' });
 
 /** 128 random bits as 32 hex digits. */
-export const nonce = branded<'Hex'>({ min: 32, max: 32, pattern: /^[0-9a-f]{32}$/, description: '128-bit nonce, hex' });
+export const nonce = branded<'Hex'>({
+  min: 32,
+  max: 32,
+  pattern: /^[0-9a-f]{32}$/,
+  description: '128-bit nonce, hex',
+});
 
 export function hexBytes(bytes: number, description?: string) {
   return branded<'Hex'>({

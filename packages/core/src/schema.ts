@@ -246,7 +246,8 @@ export function tagged<K extends string, V extends { readonly [tag: string]: Obj
       const p = path ? `${path}.${tag}` : tag;
       if (t === undefined) fail('MISSING_FIELD', p, 'is required');
       if (typeof t !== 'string') fail('WRONG_TYPE', p, `expected a string, got ${typeName(t)}`);
-      if (!Object.hasOwn(variants, t)) fail('INVALID_VALUE', p, `must be one of ${Object.keys(variants).join(', ')}`);
+      if (!Object.hasOwn(variants, t))
+        fail('INVALID_VALUE', p, `must be one of ${Object.keys(variants).join(', ')}`);
       return (variants[t] as ObjectSchema<unknown>).parse(value, path) as Infer<V[keyof V]>;
     },
   };

@@ -116,7 +116,12 @@ export type AddressStatus =
   | { readonly status: 'unknown' };
 
 /** Looks a destination up in the address book for one chain. */
-export function addressStatus(state: GovernanceState, chain: string, address: string, now: Millis): AddressStatus {
+export function addressStatus(
+  state: GovernanceState,
+  chain: string,
+  address: string,
+  now: Millis,
+): AddressStatus {
   let pending: AddressStatus | undefined;
   for (const { value, activeFrom } of state.addresses.values()) {
     if (value.chain !== chain || value.address !== address) continue;

@@ -144,16 +144,12 @@ describe('verifyAuditChain (THREATS 30)', () => {
     expect(verifyAuditChain(edited, opts([checkpointAt(entries, 19)]))).toMatchObject({ firstBadSeq: 11 });
   });
 
-  it('THREATS 30: an edited last row is named when a checkpoint covers it', () => {
+  it('THREATS 30: an edited last row is caught when a checkpoint covers it, naming the range since the last good checkpoint', () => {
     const entries = chain(20);
     const edited = edit(entries, 19, { actor: 'member:mallory' });
-    expect(
-      verifyAuditChain(edited, opts([checkpointAt(entries, 9), checkpointAt(entries, 19)])),
-    ).toMatchObject({
-      ok: false,
-      code: 'AUDIT_CHAIN_BROKEN',
-      firstBadSeq: 19,
-    });
+    const r = verifyAuditChain(edited, opts([checkpointAt(entries, 9), checkpointAt(entries, 19)]));
+    expect(r).toMatchObject({ ok: false, code: 'AUDIT_CHAIN_BROKEN', firstBadSeq: 10 });
+    expect(r.ok ? '' : r.message).toContain('entries 10..19');
   });
 
   it('should not detect an edit of the last row by hashes alone: checkpoints close that gap', () => {
@@ -166,7 +162,7 @@ describe('verifyAuditChain (THREATS 30)', () => {
     const entries = chain(1000);
     const rewritten = rewriteFrom(entries, 600, { subject: 'intent:mallory' });
     const r = verifyAuditChain(rewritten, opts([checkpointAt(entries, 499), checkpointAt(entries, 749)]));
-    expect(r).toMatchObject({ ok: false, code: 'AUDIT_CHAIN_BROKEN', firstBadSeq: 749 });
+    expect(r).toMatchObject({ ok: false, code: 'AUDIT_CHAIN_BROKEN', firstBadSeq: 500 });
     expect(r.ok ? '' : r.message).toContain('entries 500..749');
   });
 

@@ -20,7 +20,9 @@ interface Vectors {
   negatives: { name: string; schema: string; input: string; code: string }[];
 }
 
-const vectors = JSON.parse(readFileSync(new URL('./vectors/encoding.json', import.meta.url), 'utf8')) as Vectors;
+const vectors = JSON.parse(
+  readFileSync(new URL('./vectors/encoding.json', import.meta.url), 'utf8'),
+) as Vectors;
 
 function schemaNamed(name: string): Schema<unknown> {
   const s = (objects as unknown as Record<string, Schema<unknown>>)[name];
@@ -31,7 +33,14 @@ function schemaNamed(name: string): Schema<unknown> {
 describe('encoding vectors (vectors/encoding.json)', () => {
   it('has a vector for every signed object type and every rejection rule', () => {
     expect(vectors.positives.map((p) => p.schema)).toEqual(
-      expect.arrayContaining(['intent', 'signedIntent', 'approval', 'governanceEntry', 'auditEntry', 'checkpoint']),
+      expect.arrayContaining([
+        'intent',
+        'signedIntent',
+        'approval',
+        'governanceEntry',
+        'auditEntry',
+        'checkpoint',
+      ]),
     );
     expect(new Set(vectors.negatives.map((n) => n.code)).size).toBeGreaterThanOrEqual(12);
   });

@@ -27,7 +27,9 @@ describe('RFC 8785 canonicalization', () => {
   });
 
   it('writes no whitespace and keeps array order', () => {
-    expect(canonicalize({ b: [3, 1, 2], a: { d: null, c: true } })).toBe('{"a":{"c":true,"d":null},"b":[3,1,2]}');
+    expect(canonicalize({ b: [3, 1, 2], a: { d: null, c: true } })).toBe(
+      '{"a":{"c":true,"d":null},"b":[3,1,2]}',
+    );
   });
 
   it('refuses values Custos objects cannot hold', () => {

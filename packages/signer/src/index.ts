@@ -2,6 +2,6 @@
 export { runDaemon } from './daemon.js';
 export { createKeystore, defaultPath, keystoreFile, unlockKeystore, writeKeystore } from './keystore.js';
 export { signerCommand, signerConfig } from './main.js';
-export { feeCapsFor, Signer, type GovernanceSource, type SignerOptions } from './signer.js';
+export { feeCapsFor, type GovernanceSource, Signer, type SignerOptions } from './signer.js';
 export { HttpJobSource, type JobSource } from './source.js';
 export { SignerStore } from './store.js';

@@ -37,7 +37,12 @@ export const keystorePublic = object({
 });
 export type KeystorePublic = Infer<typeof keystorePublic>;
 
-export const keystoreFile = object({ v: literal(1), kind: literal('custos-signer-keystore'), public: keystorePublic, box: sealedBox });
+export const keystoreFile = object({
+  v: literal(1),
+  kind: literal('custos-signer-keystore'),
+  public: keystorePublic,
+  box: sealedBox,
+});
 const keystoreSecret = object({ seed: hexBytes(64), identity: hexBytes(32) });
 
 export interface UnlockedKeystore {

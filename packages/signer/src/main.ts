@@ -83,7 +83,11 @@ async function init(argv: readonly string[]): Promise<number> {
   const signerId = flag(argv, 'id');
   const keystore = flag(argv, 'keystore');
   const network = (flag(argv, 'network') ?? 'regtest') as 'mainnet' | 'testnet' | 'signet' | 'regtest';
-  if (signerId === undefined || keystore === undefined || !['mainnet', 'testnet', 'signet', 'regtest'].includes(network)) {
+  if (
+    signerId === undefined ||
+    keystore === undefined ||
+    !['mainnet', 'testnet', 'signet', 'regtest'].includes(network)
+  ) {
     process.stderr.write(HELP);
     return 2;
   }
@@ -177,7 +181,8 @@ async function fetchGenesis(source: HttpJobSource) {
   throw new CustosError('UNAVAILABLE', 'could not fetch the genesis entry from the coordinator');
 }
 
-const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href;
+const isMain =
+  process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href;
 if (isMain) {
   signerCommand(process.argv.slice(2)).then(
     (code) => {

@@ -18,31 +18,7 @@
  *    with the ledger, PSBT check, sign, write the ledger row, commit; only then
  *    does the signature leave (THREATS 32).
  */
-import {
-  applyGovernance,
-  type Digest,
-  type ErrorCode,
-  governanceDigest,
-  type GovernanceState,
-  intentDigest,
-  type Millis,
-  policiesInForce,
-  type Receipt,
-  receiptDigest,
-  requireAllow,
-  evaluate,
-  fromHex,
-  signBytes,
-  type SignedGovernanceEntry,
-  type SignerJob,
-  type SignerResult,
-  signerJob,
-  verifyGovernanceChain,
-  CustosError,
-  type Policy,
-  type Intent,
-  governanceEntries,
-} from '@custos/core';
+
 import {
   type FeeCaps,
   networkOfChain,
@@ -51,6 +27,31 @@ import {
   signPsbt,
   verifyPsbt,
 } from '@custos/bitcoin';
+import {
+  applyGovernance,
+  CustosError,
+  type Digest,
+  type ErrorCode,
+  evaluate,
+  fromHex,
+  type GovernanceState,
+  governanceDigest,
+  governanceEntries,
+  type Intent,
+  intentDigest,
+  type Millis,
+  type Policy,
+  policiesInForce,
+  type Receipt,
+  receiptDigest,
+  requireAllow,
+  type SignedGovernanceEntry,
+  type SignerJob,
+  type SignerResult,
+  signBytes,
+  signerJob,
+  verifyGovernanceChain,
+} from '@custos/core';
 import type { SignerStore } from './store.js';
 
 /** Where the signer gets governance entries it has not seen yet. */
@@ -190,21 +191,34 @@ export class Signer {
       const next = applyGovernance(this.state, signed, now);
       if (!next.ok) {
         const code: ErrorCode =
-          next.code === 'QUORUM_NOT_MET' || next.code === 'BAD_SIGNATURE' ? 'GOVERNANCE_SIGNATURE_INVALID' : next.code;
+          next.code === 'QUORUM_NOT_MET' || next.code === 'BAD_SIGNATURE'
+            ? 'GOVERNANCE_SIGNATURE_INVALID'
+            : next.code;
         throw new Refused(code, `governance entry ${seq} refused: ${next.message}`);
       }
       this.opts.store.insertGovernance(signed, d, now);
       this.state = next.value;
     }
     if (this.state.seq < head.seq || this.opts.store.governanceDigestAt(head.seq) !== head.digest) {
-      if (this.state.seq >= head.seq) this.equivocation(head.seq, 'the job names another entry at a known seq');
-      throw new Refused('GOVERNANCE_CHAIN_BROKEN', `the coordinator did not provide governance up to seq ${head.seq}`);
+      if (this.state.seq >= head.seq)
+        this.equivocation(head.seq, 'the job names another entry at a known seq');
+      throw new Refused(
+        'GOVERNANCE_CHAIN_BROKEN',
+        `the coordinator did not provide governance up to seq ${head.seq}`,
+      );
     }
   }
 
   private equivocation(seq: number, reason: string): never {
-    this.opts.store.setFreeze({ code: 'GOVERNANCE_EQUIVOCATION', reason: `seq ${seq}: ${reason}`, at: this.clock() });
-    throw new Refused('GOVERNANCE_EQUIVOCATION', `governance equivocation at seq ${seq}: ${reason}; signer frozen`);
+    this.opts.store.setFreeze({
+      code: 'GOVERNANCE_EQUIVOCATION',
+      reason: `seq ${seq}: ${reason}`,
+      at: this.clock(),
+    });
+    throw new Refused(
+      'GOVERNANCE_EQUIVOCATION',
+      `governance equivocation at seq ${seq}: ${reason}; signer frozen`,
+    );
   }
 
   /** The decision, the signature and the durable record, in one exclusive transaction. */
@@ -215,7 +229,8 @@ export class Signer {
         const now = this.clock();
         const freeze = store.freeze();
         if (freeze !== null) throw new Refused('FROZEN', `this signer is frozen: ${freeze.reason}`);
-        if (this.state.frozen !== null) throw new Refused('FROZEN', `the organization is frozen: ${this.state.frozen.reason}`);
+        if (this.state.frozen !== null)
+          throw new Refused('FROZEN', `the organization is frozen: ${this.state.frozen.reason}`);
         if (digest === null) throw new Refused('INTENT_SIGNATURE_INVALID', 'the intent cannot be digested');
         const intent = job.intent.intent;
 
@@ -224,7 +239,10 @@ export class Signer {
         if (prior !== null) {
           const verified = this.checkPsbt(job, intent);
           if (verified.txid === prior.txid) return prior.result;
-          throw new Refused('DUPLICATE_INTENT', `intent ${digest} was already signed for transaction ${prior.txid}`);
+          throw new Refused(
+            'DUPLICATE_INTENT',
+            `intent ${digest} was already signed for transaction ${prior.txid}`,
+          );
         }
 
         const policies = policiesInForce(this.state, now);
@@ -244,7 +262,8 @@ export class Signer {
         const wallet = this.walletDescriptor(intent);
         const signed = signPsbt(fromBase64(job.psbt), this.opts.key, wallet);
         if (!signed.ok) throw new Refused(signed.code, signed.message);
-        if (signed.value.signed === 0) throw new Refused('FOREIGN_INPUT', 'this signer holds no key for these inputs');
+        if (signed.value.signed === 0)
+          throw new Refused('FOREIGN_INPUT', 'this signer holds no key for these inputs');
 
         const result = this.result(job.id, digest, verified.txid, 'signed', null, {
           psbt: toBase64(signed.value.psbt),
@@ -274,18 +293,22 @@ export class Signer {
 
   private walletDescriptor(intent: Intent) {
     const wallet = this.state.wallets.get(intent.wallet);
-    if (wallet === undefined) throw new Refused('UNKNOWN_WALLET', `wallet ${intent.wallet} is not in governance`);
+    if (wallet === undefined)
+      throw new Refused('UNKNOWN_WALLET', `wallet ${intent.wallet} is not in governance`);
     const network = networkOfChain(wallet.chain);
-    if (network === undefined) throw new Refused('WRONG_CHAIN', `wallet chain ${wallet.chain} is not a Bitcoin chain`);
+    if (network === undefined)
+      throw new Refused('WRONG_CHAIN', `wallet chain ${wallet.chain} is not a Bitcoin chain`);
     const parsed = parseDescriptor(wallet.descriptor, network);
-    if (!parsed.ok) throw new Refused('GOVERNANCE_INVALID', `wallet descriptor does not parse: ${parsed.message}`);
+    if (!parsed.ok)
+      throw new Refused('GOVERNANCE_INVALID', `wallet descriptor does not parse: ${parsed.message}`);
     return parsed.value;
   }
 
   private checkPsbt(job: SignerJob, intent: Intent, policies?: Policy[]) {
     const wallet = this.walletDescriptor(intent);
     const caps = feeCapsFor(policies ?? policiesInForce(this.state, this.clock()), intent);
-    if (caps === null) throw new Refused('FEE_TOO_HIGH', `no fee cap is set for ${intent.wallet}/${intent.asset}`);
+    if (caps === null)
+      throw new Refused('FEE_TOO_HIGH', `no fee cap is set for ${intent.wallet}/${intent.asset}`);
     let psbt: Uint8Array;
     try {
       psbt = fromBase64(job.psbt);
@@ -303,7 +326,12 @@ export class Signer {
     return result;
   }
 
-  private refusalResult(jobId: string, digest: Digest | null, err: Refused, txid: string | null = null): SignerResult {
+  private refusalResult(
+    jobId: string,
+    digest: Digest | null,
+    err: Refused,
+    txid: string | null = null,
+  ): SignerResult {
     const extra: { message: string; alert?: { severity: 'critical'; code: ErrorCode } } = {
       message: err.message.slice(0, 512),
     };

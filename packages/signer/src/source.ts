@@ -6,7 +6,15 @@
  * coordinator is trusted for availability only.
  */
 import { randomBytes } from 'node:crypto';
-import { CustosError, parseJsonBytes, type SignerResult, signRequest, toHex, utf8, canonicalize } from '@custos/core';
+import {
+  CustosError,
+  canonicalize,
+  parseJsonBytes,
+  type SignerResult,
+  signRequest,
+  toHex,
+  utf8,
+} from '@custos/core';
 import type { GovernanceSource } from './signer.js';
 
 export interface JobSource extends GovernanceSource {
@@ -38,17 +46,29 @@ export class HttpJobSource implements JobSource {
   }
 
   async nextJobs(waitMs: number, signal?: AbortSignal): Promise<unknown[]> {
-    const body = await this.request('GET', '/v1/signer/jobs', `?wait=${Math.max(0, Math.floor(waitMs))}`, null, {
-      extraTimeoutMs: waitMs,
-      ...(signal === undefined ? {} : { signal }),
-    });
+    const body = await this.request(
+      'GET',
+      '/v1/signer/jobs',
+      `?wait=${Math.max(0, Math.floor(waitMs))}`,
+      null,
+      {
+        extraTimeoutMs: waitMs,
+        ...(signal === undefined ? {} : { signal }),
+      },
+    );
     const jobs = (body as { jobs?: unknown }).jobs;
-    if (!Array.isArray(jobs)) throw new CustosError('UNAVAILABLE', 'the coordinator answered without a jobs list');
+    if (!Array.isArray(jobs))
+      throw new CustosError('UNAVAILABLE', 'the coordinator answered without a jobs list');
     return jobs;
   }
 
   async governanceEntries(afterSeq: number, uptoSeq: number): Promise<unknown> {
-    const body = await this.request('GET', '/v1/governance/entries', `?after=${afterSeq}&upto=${uptoSeq}`, null);
+    const body = await this.request(
+      'GET',
+      '/v1/governance/entries',
+      `?after=${afterSeq}&upto=${uptoSeq}`,
+      null,
+    );
     return (body as { entries?: unknown }).entries;
   }
 

@@ -10,8 +10,9 @@
  * same job asked again gets the same stored answer, and no other transaction
  * can ever be signed for that intent (THREATS 32, 14).
  */
-import Database from 'better-sqlite3';
+
 import {
+  canonicalize,
   type Digest,
   decode,
   type LedgerEntry,
@@ -19,8 +20,8 @@ import {
   type SignerResult,
   signedGovernanceEntry,
   signerResult,
-  canonicalize,
 } from '@custos/core';
+import Database from 'better-sqlite3';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS governance (
@@ -169,7 +170,11 @@ export class SignerStore {
   }
 
   freeze(): LocalFreeze | null {
-    return (this.db.prepare('SELECT code, reason, at FROM freeze WHERE id = 1').get() as LocalFreeze | undefined) ?? null;
+    return (
+      (this.db.prepare('SELECT code, reason, at FROM freeze WHERE id = 1').get() as
+        | LocalFreeze
+        | undefined) ?? null
+    );
   }
 
   setFreeze(f: LocalFreeze): void {

@@ -29,7 +29,9 @@ export interface FakeCoordinator {
   close(): Promise<void>;
 }
 
-export async function startFakeCoordinator(signerKeys: ReadonlyMap<string, string>): Promise<FakeCoordinator> {
+export async function startFakeCoordinator(
+  signerKeys: ReadonlyMap<string, string>,
+): Promise<FakeCoordinator> {
   const queue: unknown[] = [];
   const waiters: (() => void)[] = [];
   const results: SignerResult[] = [];
@@ -69,7 +71,12 @@ export async function startFakeCoordinator(signerKeys: ReadonlyMap<string, strin
       key === undefined
         ? ({ ok: false, code: 'BAD_SIGNATURE', message: 'unknown key' } as const)
         : verifyRequestSignature(
-            { method: req.method ?? 'GET', path: url.pathname, query: url.search === '' ? '?' : url.search, body: bytes },
+            {
+              method: req.method ?? 'GET',
+              path: url.pathname,
+              query: url.search === '' ? '?' : url.search,
+              body: bytes,
+            },
             req.headers['content-digest'] as string | undefined,
             parsed.value,
             key,
@@ -94,7 +101,9 @@ export async function startFakeCoordinator(signerKeys: ReadonlyMap<string, strin
     if (req.method === 'GET' && url.pathname === '/v1/governance/entries') {
       const after = Number(url.searchParams.get('after'));
       const upto = Number(url.searchParams.get('upto'));
-      return send(res, 200, { entries: governance.filter((e) => e.entry.seq > after && e.entry.seq <= upto) });
+      return send(res, 200, {
+        entries: governance.filter((e) => e.entry.seq > after && e.entry.seq <= upto),
+      });
     }
     if (req.method === 'POST' && url.pathname === '/v1/signer/results') {
       results.push(decode(signerResult, bytes));
@@ -106,7 +115,9 @@ export async function startFakeCoordinator(signerKeys: ReadonlyMap<string, strin
   }
 
   const server: Server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => send(res, 500, { error: { code: 'INTERNAL', message: String(err) } }));
+    handle(req, res).catch((err: unknown) =>
+      send(res, 500, { error: { code: 'INTERNAL', message: String(err) } }),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

@@ -11,6 +11,8 @@ declare module 'bcoin' {
     memory: boolean;
     workers: boolean;
     listen: boolean;
+    /** Peers to dial first; regtest's default is 127.0.0.1:48444. */
+    seeds: string[];
     httpHost: string;
     httpPort: number;
     apiKey: string;
@@ -87,6 +89,8 @@ declare module 'bcoin' {
     readonly rpc: NodeRpc;
     readonly http: { address(): { address: string; port: number } };
     open(): Promise<void>;
+    /** Starts the P2P pool; without it a chain reset (invalidateblock) throws in the pool's handler. */
+    connect(): Promise<void>;
     close(): Promise<void>;
     /** Mempool first (null if spent there), then the chain's UTXO set. */
     getCoin(hash: string, index: number): Promise<Coin | null>;

@@ -128,8 +128,10 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
     network: 'regtest',
     memory: true,
     workers: false,
-    // No P2P at all: no listening socket and, since connect() is never called, no outbound dialing.
+    // No P2P traffic: no listening socket, and no seed to dial (regtest's default seed is
+    // 127.0.0.1:48444, where another local node could be listening).
     listen: false,
+    seeds: [],
     httpHost: '127.0.0.1',
     httpPort: port,
     apiKey,
@@ -137,6 +139,9 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
   });
   await node.open();
   try {
+    // The pool must be "connected" (with no peer to connect to): bcoin's pool handles a chain reset,
+    // which invalidateblock causes, by asserting that it is, and the mempool is then never reset.
+    await node.connect();
     installCoreSendRawTransaction(bcoin, node);
   } catch (err) {
     await node.close();

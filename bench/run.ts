@@ -1,0 +1,30 @@
+/**
+ * `npm run bench`: runs every benchmark suite, prints a table, and writes the
+ * figures as JSON to bench/results/<time>.json so runs can be compared.
+ * `npm run bench -- core` runs one suite.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { arch, cpus, platform } from 'node:os';
+import { coreBench } from './core.js';
+import { printTable, type Row } from './harness.js';
+
+const suites: Record<string, () => Row[] | Promise<Row[]>> = {
+  core: coreBench,
+};
+
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const rows: Row[] = [];
+for (const [name, run] of Object.entries(suites)) {
+  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  process.stdout.write(`running ${name}...\n`);
+  rows.push(...(await run()));
+}
+printTable(rows);
+const dir = new URL('./results/', import.meta.url);
+mkdirSync(dir, { recursive: true });
+const file = new URL(`${new Date().toISOString().replace(/[:.]/g, '-')}.json`, dir);
+writeFileSync(
+  file,
+  `${JSON.stringify({ at: new Date().toISOString(), node: process.version, platform: platform(), arch: arch(), cpus: cpus().length, rows }, null, 2)}\n`,
+);
+process.stdout.write(`written ${file.pathname}\n`);

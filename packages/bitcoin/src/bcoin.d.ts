@@ -19,17 +19,22 @@ declare module 'bcoin' {
     logLevel: 'none' | 'error' | 'warning' | 'info' | 'debug' | 'spam';
   }
 
-  export class Script {
-    static fromRaw(raw: Buffer): Script;
+  export interface Script {
+    toRaw(): Buffer;
   }
+  export const Script: {
+    fromRaw(raw: Buffer): Script;
+  };
 
-  export class Address {
+  export interface Address {
+    toString(): string;
+  }
+  export const Address: {
     /** Null when the script is not one an address can spell. */
-    static fromScript(script: Script): Address | null;
-  }
+    fromScript(script: Script): Address | null;
+  };
 
-  export class TX {
-    static fromRaw(raw: Buffer): TX;
+  export interface TX {
     /** Internal byte order. */
     hash(enc: 'hex'): string;
     /** Display hex. */
@@ -37,6 +42,9 @@ declare module 'bcoin' {
     toRaw(): Buffer;
     readonly outputs: readonly { readonly value: number }[];
   }
+  export const TX: {
+    fromRaw(raw: Buffer): TX;
+  };
 
   export class Block {
     readonly txs: readonly TX[];

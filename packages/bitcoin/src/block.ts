@@ -137,9 +137,13 @@ class Reader {
       min = 0x100000000;
     }
     if (value < min) {
-      throw new CustosError('NON_CANONICAL_ENCODING', `${this.what} has a non-minimal CompactSize at byte ${at}`, {
-        offset: at,
-      });
+      throw new CustosError(
+        'NON_CANONICAL_ENCODING',
+        `${this.what} has a non-minimal CompactSize at byte ${at}`,
+        {
+          offset: at,
+        },
+      );
     }
     return value;
   }
@@ -211,7 +215,11 @@ function walkTx(r: Reader): TxSpan {
   const end = r.pos;
   const bytes = r.bytes;
   const stripped = segwit
-    ? concat3(bytes.subarray(start, start + 4), bytes.subarray(bodyStart, bodyEnd), bytes.subarray(end - 4, end))
+    ? concat3(
+        bytes.subarray(start, start + 4),
+        bytes.subarray(bodyStart, bodyEnd),
+        bytes.subarray(end - 4, end),
+      )
     : bytes.subarray(start, end);
   return { start, end, txidInternal: sha256d(stripped) };
 }
@@ -270,7 +278,10 @@ function merkleRoot(leaves: readonly Uint8Array[]): Uint8Array {
       const left = level[i]!;
       const right = level[i + 1];
       if (right !== undefined && equalBytes(left, right)) {
-        throw new CustosError('INVALID_VALUE', 'block merkle tree holds a duplicated subtree (CVE-2012-2459)');
+        throw new CustosError(
+          'INVALID_VALUE',
+          'block merkle tree holds a duplicated subtree (CVE-2012-2459)',
+        );
       }
       const pair = new Uint8Array(64);
       pair.set(left, 0);

@@ -59,5 +59,22 @@ export {
 } from './verify.js';
 
 // ---------------------------------------------------------------- chain access (I/O)
-// rpc.ts, block.ts, scanner.ts and regtest.ts are written alongside; their
-// exports are added here by their author, e.g. `export * from './rpc.js';`.
+// block.ts is pure; rpc.ts does network I/O (fetch, no dependency); scanner.ts is
+// pure state plus one async step over rpc.ts. regtest.ts (bcoin) is deliberately
+// not here: it is the subpath export `@custos/bitcoin/regtest`, for tests and
+// `custos dev`, so the signer never loads a node implementation.
+export { blockHash, MAX_BLOCK_BYTES, type ParsedBlock, type ParsedTx, parseBlock, parseTransaction } from './block.js';
+export { BitcoinRpc, type BitcoinRpcOptions, type ChainInfo } from './rpc.js';
+export {
+  type ChainTip,
+  COINBASE_MATURITY,
+  DEFAULT_MAX_UNDO,
+  type SyncOptions,
+  type SyncResult,
+  syncChain,
+  type TrackedUtxo,
+  type TrackerJson,
+  UtxoTracker,
+  type WatchedScript,
+  type WatchFn,
+} from './scanner.js';

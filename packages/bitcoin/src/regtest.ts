@@ -93,7 +93,9 @@ function rpcError(code: number, message: string): Error {
 }
 
 function isVerifyError(err: unknown): err is Bcoin.VerifyErrorLike {
-  return typeof err === 'object' && err !== null && 'type' in err && err.type === 'VerifyError' && 'reason' in err;
+  return (
+    typeof err === 'object' && err !== null && 'type' in err && err.type === 'VerifyError' && 'reason' in err
+  );
 }
 
 function checkCount(n: number): void {
@@ -181,7 +183,12 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
       if (harness && coinbase !== undefined) {
         for (const [vout, out] of coinbase.outputs.entries()) {
           if (out.value > 0) {
-            coins.push({ txid: coinbase.txid(), vout, value: BigInt(out.value), coinbaseHeight: entry.height });
+            coins.push({
+              txid: coinbase.txid(),
+              vout,
+              value: BigInt(out.value),
+              coinbaseHeight: entry.height,
+            });
           }
         }
       }
@@ -205,7 +212,10 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
   };
 
   /** Picks spendable harness coins worth at least `target`, dropping any spent or reorganized away. */
-  const select = async (target: bigint, feeFor: (inputs: number) => bigint): Promise<HarnessCoin[] | null> => {
+  const select = async (
+    target: bigint,
+    feeFor: (inputs: number) => bigint,
+  ): Promise<HarnessCoin[] | null> => {
     const nextHeight = node.chain.height + 1;
     const picked: HarnessCoin[] = [];
     let total = 0n;
@@ -228,7 +238,10 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
     return null;
   };
 
-  const fund = async (script: Uint8Array, value: bigint): Promise<{ txid: string; vout: number; raw: Uint8Array }> => {
+  const fund = async (
+    script: Uint8Array,
+    value: bigint,
+  ): Promise<{ txid: string; vout: number; raw: Uint8Array }> => {
     if (value <= 0n) throw new CustosError('INVALID_VALUE', 'value must be positive');
     await activateSegwit();
     // P2WPKH input ~68 vB, outputs 9 + script bytes, P2WPKH change 31 vB, 11 vB of framing.
@@ -271,7 +284,10 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
         checkCount(n);
         const addr = bcoin.Address.fromScript(bcoin.Script.fromRaw(Buffer.from(script)));
         if (addr === null) {
-          throw new CustosError('INVALID_VALUE', 'bcoin mines only to scripts an address can spell (P2PKH, P2SH, segwit)');
+          throw new CustosError(
+            'INVALID_VALUE',
+            'bcoin mines only to scripts an address can spell (P2PKH, P2SH, segwit)',
+          );
         }
         return mineTo(addr, n, false);
       }),

@@ -74,7 +74,8 @@ function badAnswer(method: string, what: string): never {
 }
 
 function expectHash(method: string, value: unknown): string {
-  if (typeof value !== 'string' || !HASH_RE.test(value)) badAnswer(method, 'something that is not a 32-byte hex hash');
+  if (typeof value !== 'string' || !HASH_RE.test(value))
+    badAnswer(method, 'something that is not a 32-byte hex hash');
   return value;
 }
 
@@ -139,8 +140,17 @@ export class BitcoinRpc {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new CustosError('INVALID_VALUE', 'chain node URL must be http: or https:');
     }
-    const username = opts.username ?? decodeURIComponent(url.username);
-    const password = opts.password ?? decodeURIComponent(url.password);
+    let username: string;
+    let password: string;
+    try {
+      username = opts.username ?? decodeURIComponent(url.username);
+      password = opts.password ?? decodeURIComponent(url.password);
+    } catch {
+      throw new CustosError(
+        'INVALID_VALUE',
+        'credentials in the chain node URL are not valid percent-encoding',
+      );
+    }
     url.username = '';
     url.password = '';
     this.#endpoint = url.href;
@@ -253,7 +263,9 @@ export class BitcoinRpc {
 
   #rpcError(method: string, error: unknown): CustosError {
     if (!isRecord(error) || typeof error.code !== 'number' || typeof error.message !== 'string') {
-      return new CustosError('UNAVAILABLE', `chain node answered ${method} with a malformed error`, { method });
+      return new CustosError('UNAVAILABLE', `chain node answered ${method} with a malformed error`, {
+        method,
+      });
     }
     const rpcCode = error.code;
     const reason = clip(error.message);
@@ -301,10 +313,12 @@ export class BitcoinRpc {
    * transactions to the header.
    */
   async getBlockRaw(hash: string): Promise<Uint8Array> {
-    if (!HASH_RE.test(hash)) throw new CustosError('INVALID_VALUE', 'block hash must be 64 lower-case hex digits');
+    if (!HASH_RE.test(hash))
+      throw new CustosError('INVALID_VALUE', 'block hash must be 64 lower-case hex digits');
     const method = 'getblock';
     const raw = expectHexBytes(method, await this.call<unknown>(method, [hash, false]));
-    if (raw.length < 80 || blockHash(raw) !== hash) badAnswer(method, 'a block that is not the one asked for');
+    if (raw.length < 80 || blockHash(raw) !== hash)
+      badAnswer(method, 'a block that is not the one asked for');
     return raw;
   }
 
@@ -333,7 +347,12 @@ export class BitcoinRpc {
     try {
       txid = parseTransaction(fromHex(hex)).txid;
     } catch (err) {
-      throw new CustosError('INVALID_VALUE', 'not a serialized transaction in lower-case hex', {}, { cause: err });
+      throw new CustosError(
+        'INVALID_VALUE',
+        'not a serialized transaction in lower-case hex',
+        {},
+        { cause: err },
+      );
     }
     const method = 'sendrawtransaction';
     const answered = expectHash(method, await this.call<unknown>(method, [hex]));

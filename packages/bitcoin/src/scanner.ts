@@ -23,7 +23,7 @@
  * addresses they hand out (a gap limit), as BIP 44 wallets do.
  */
 import { CustosError, fromHex, schema, toHex } from '@custos/core';
-import { parseBlock, parseTransaction, type ParsedBlock } from './block.js';
+import { type ParsedBlock, parseBlock, parseTransaction } from './block.js';
 import type { BitcoinRpc } from './rpc.js';
 
 /** What the watch function says about a script it recognizes. */
@@ -87,10 +87,23 @@ interface BlockUndo {
 export const DEFAULT_MAX_UNDO = 144;
 export const COINBASE_MATURITY = 100;
 
-const ZERO_TXID = '0'.repeat(64);
-
 function outpointKey(txid: string, vout: number): string {
   return `${txid}:${vout}`;
+}
+
+/** A watch function's answer must fit the persisted form, or the state could not be restored. */
+function checkWatched(hit: WatchedScript): void {
+  if (
+    typeof hit.wallet !== 'string' ||
+    hit.wallet.length === 0 ||
+    hit.wallet.length > 256 ||
+    (hit.branch !== 0 && hit.branch !== 1) ||
+    !Number.isSafeInteger(hit.index) ||
+    hit.index < 0 ||
+    hit.index > 0xffffffff
+  ) {
+    throw new CustosError('INVALID_VALUE', 'watch function returned an invalid wallet, branch or index');
+  }
 }
 
 function view(r: UtxoRecord, pending: boolean): TrackedUtxo {
@@ -153,10 +166,14 @@ export class UtxoTracker {
     }
     const tip = this.#tip;
     if (tip !== null && (height !== tip.height + 1 || block.prevHash !== tip.hash)) {
-      throw new CustosError('CONFLICT', `block ${block.hash} at height ${height} does not extend the tracked tip`, {
-        height,
-        tipHeight: tip.height,
-      });
+      throw new CustosError(
+        'CONFLICT',
+        `block ${block.hash} at height ${height} does not extend the tracked tip`,
+        {
+          height,
+          tipHeight: tip.height,
+        },
+      );
     }
     const ops: UndoOp[] = [];
     for (const [position, { txid, raw, tx }] of block.txs.entries()) {
@@ -178,6 +195,7 @@ export class UtxoTracker {
         if (output.script === undefined || output.amount === undefined) continue;
         const hit = this.#watch(output.script);
         if (hit === null) continue;
+        checkWatched(hit);
         const key = outpointKey(txid, vout);
         // BIP 30 forbids a txid while an earlier copy is unspent; keep the first rather than overwrite.
         if (this.#utxos.has(key)) continue;
@@ -240,7 +258,9 @@ export class UtxoTracker {
       if (pending && opts.includePending !== true) continue;
       out.push(view(r, pending));
     }
-    return out.sort((a, b) => a.height - b.height || (a.txid < b.txid ? -1 : a.txid > b.txid ? 1 : a.vout - b.vout));
+    return out.sort(
+      (a, b) => a.height - b.height || (a.txid < b.txid ? -1 : a.txid > b.txid ? 1 : a.vout - b.vout),
+    );
   }
 
   /** One tracked output, or null. */
@@ -290,7 +310,10 @@ export class UtxoTracker {
       height: b.height,
       hash: b.hash,
       prevHash: b.prevHash,
-      ops: b.ops.map((op): UndoOpJson => ('add' in op ? { add: op.add } : { remove: utxoJson(op.remove), pending: op.pending })),
+      ops: b.ops.map(
+        (op): UndoOpJson =>
+          'add' in op ? { add: op.add } : { remove: utxoJson(op.remove), pending: op.pending },
+      ),
     }));
     return {
       v: 1,
@@ -312,8 +335,10 @@ export class UtxoTracker {
     const state = trackerSchema.parse(json);
     const txs = new Map<string, { raw: Uint8Array; outputs: { amount: bigint; script: Uint8Array }[] }>();
     for (const { txid, raw } of state.txs) {
+      if (txs.has(txid)) throw new CustosError('INVALID_VALUE', `transaction ${txid} is stored twice`);
       const parsed = parseTransaction(fromHex(raw));
-      if (parsed.txid !== txid) throw new CustosError('INVALID_VALUE', `stored transaction ${txid} has another txid`);
+      if (parsed.txid !== txid)
+        throw new CustosError('INVALID_VALUE', `stored transaction ${txid} has another txid`);
       const outputs: { amount: bigint; script: Uint8Array }[] = [];
       for (let i = 0; i < parsed.tx.outputsLength; i++) {
         const o = parsed.tx.getOutput(i);
@@ -328,7 +353,10 @@ export class UtxoTracker {
       const script = fromHex(u.script);
       const value = BigInt(u.value);
       if (out === undefined || out.amount !== value || toHex(out.script) !== u.script) {
-        throw new CustosError('INVALID_VALUE', `stored output ${u.txid}:${u.vout} does not match its transaction`);
+        throw new CustosError(
+          'INVALID_VALUE',
+          `stored output ${u.txid}:${u.vout} does not match its transaction`,
+        );
       }
       return {
         txid: u.txid,
@@ -350,18 +378,25 @@ export class UtxoTracker {
       tracker.#utxos.set(key, record(u));
     }
     for (const key of state.pending) {
-      if (!tracker.#utxos.has(key)) throw new CustosError('INVALID_VALUE', `pending output ${key} is not tracked`);
+      if (!tracker.#utxos.has(key))
+        throw new CustosError('INVALID_VALUE', `pending output ${key} is not tracked`);
       tracker.#pending.add(key);
     }
-    if (state.undo.length > state.maxUndo) throw new CustosError('INVALID_VALUE', 'more undo blocks than maxUndo');
+    if (state.undo.length > state.maxUndo)
+      throw new CustosError('INVALID_VALUE', 'more undo blocks than maxUndo');
     tracker.#undo = state.undo.map((b) => ({
       height: b.height,
       hash: b.hash,
       prevHash: b.prevHash,
-      ops: b.ops.map((op): UndoOp => ('add' in op ? { add: op.add } : { remove: record(op.remove), pending: op.pending })),
+      ops: b.ops.map(
+        (op): UndoOp => ('add' in op ? { add: op.add } : { remove: record(op.remove), pending: op.pending }),
+      ),
     }));
     const last = tracker.#undo.at(-1);
-    if (last !== undefined && (state.tip === null || last.hash !== state.tip.hash || last.height !== state.tip.height)) {
+    if (
+      last !== undefined &&
+      (state.tip === null || last.hash !== state.tip.hash || last.height !== state.tip.height)
+    ) {
       throw new CustosError('INVALID_VALUE', 'undo history does not end at the tip');
     }
     tracker.#tip = state.tip;
@@ -376,7 +411,12 @@ const outpoint = schema.string({ min: 66, max: 75, pattern: /^[0-9a-f]{64}:(?:0|
 const utxoSchema = schema.object({
   txid: hash,
   vout: u32,
-  value: schema.string({ min: 1, max: 16, pattern: /^(?:0|[1-9][0-9]*)$/, patternCode: 'NON_CANONICAL_AMOUNT' }),
+  value: schema.string({
+    min: 1,
+    max: 16,
+    pattern: /^(?:0|[1-9][0-9]*)$/,
+    patternCode: 'NON_CANONICAL_AMOUNT',
+  }),
   script: schema.string({ min: 2, max: 20_000, pattern: /^(?:[0-9a-f]{2})+$/ }),
   wallet: schema.string({ min: 1, max: 256 }),
   branch: schema.int({ min: 0, max: 1 }),
@@ -413,7 +453,10 @@ const trackerSchema = schema.object({
     { max: 10_000 },
   ),
   txs: schema.array(
-    schema.object({ txid: hash, raw: schema.string({ min: 2, max: 8_000_000, pattern: /^(?:[0-9a-f]{2})+$/ }) }),
+    schema.object({
+      txid: hash,
+      raw: schema.string({ min: 2, max: 8_000_000, pattern: /^(?:[0-9a-f]{2})+$/ }),
+    }),
     { max: MAX_ITEMS },
   ),
 });
@@ -442,7 +485,11 @@ export interface SyncResult {
  * applies up to `maxBlocks` new ones. Call it on a timer or on a new-block notification; it is safe
  * to call again after any error (the tracker only changes a block at a time).
  */
-export async function syncChain(rpc: BitcoinRpc, tracker: UtxoTracker, opts: SyncOptions = {}): Promise<SyncResult> {
+export async function syncChain(
+  rpc: BitcoinRpc,
+  tracker: UtxoTracker,
+  opts: SyncOptions = {},
+): Promise<SyncResult> {
   const startHeight = opts.startHeight ?? 0;
   const maxBlocks = opts.maxBlocks ?? 500;
   if (!Number.isSafeInteger(startHeight) || startHeight < 0) {
@@ -475,7 +522,8 @@ export async function syncChain(rpc: BitcoinRpc, tracker: UtxoTracker, opts: Syn
       block = parseBlock(await rpc.getBlockRaw(await rpc.getBlockHash(next)));
     } catch (err) {
       // The node's chain got shorter since getblockcount: stop here, the next call sorts it out.
-      if (err instanceof CustosError && err.code === 'INVALID_VALUE' && err.details.method === 'getblockhash') break;
+      if (err instanceof CustosError && err.code === 'INVALID_VALUE' && err.details.method === 'getblockhash')
+        break;
       throw err;
     }
     if (tip !== null && block.prevHash !== tip.hash) {

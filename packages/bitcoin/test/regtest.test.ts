@@ -31,7 +31,9 @@ async function caught(fn: () => Promise<unknown> | unknown): Promise<CustosError
 }
 
 function listen(server: Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+  );
 }
 
 function closeServer(server: Server): Promise<void> {
@@ -80,7 +82,10 @@ describe('regtest node', () => {
     const t0 = performance.now();
     await node.activateSegwit();
     segwitMs = performance.now() - t0;
-    const info = await node.rpc.call<{ bip9_softforks: { segwit: { status: string } } }>('getblockchaininfo', []);
+    const info = await node.rpc.call<{ bip9_softforks: { segwit: { status: string } } }>(
+      'getblockchaininfo',
+      [],
+    );
     expect(info.bip9_softforks.segwit.status).toBe('active');
     expect(await node.rpc.getBlockCount()).toBeGreaterThanOrEqual(431);
   });
@@ -118,7 +123,14 @@ describe('UtxoTracker over JSON-RPC', () => {
     const utxos = tracker.utxos('treasury');
     expect(utxos).toHaveLength(1);
     const u = utxos[0]!;
-    expect(u).toMatchObject({ txid: funding.txid, vout: 0, value: 250_000n, branch: 0, index: 0, coinbase: false });
+    expect(u).toMatchObject({
+      txid: funding.txid,
+      vout: 0,
+      value: 250_000n,
+      branch: 0,
+      index: 0,
+      coinbase: false,
+    });
     expect(toHex(u.prevTx)).toBe(toHex(funding.raw));
     expect(parseTransaction(u.prevTx).txid).toBe(u.txid);
     expect(u.height).toBe(scanFrom);
@@ -239,10 +251,10 @@ describe('parseBlock on real blocks', () => {
 
   it('yields the hash, previous hash and txids the node reports', async () => {
     const block = parseBlock(raw);
-    const json = await node.rpc.call<{ tx: string[]; previousblockhash: string; merkleroot: string }>('getblock', [
-      hash,
-      true,
-    ]);
+    const json = await node.rpc.call<{ tx: string[]; previousblockhash: string; merkleroot: string }>(
+      'getblock',
+      [hash, true],
+    );
     expect(block.hash).toBe(hash);
     expect(block.prevHash).toBe(json.previousblockhash);
     expect(block.merkleRoot).toBe(json.merkleroot);
@@ -282,8 +294,11 @@ describe('parseBlock on real blocks', () => {
   });
 
   it('refuses a transaction changed under the merkle root', async () => {
+    // The 10 000 sat output of the first funding transaction: amount (8 bytes LE), then a 22-byte script.
+    const at = Buffer.from(raw).indexOf(Buffer.from('102700000000000016', 'hex'));
+    expect(at).toBeGreaterThan(80);
     const bad = raw.slice();
-    bad[bad.length - 10] = bad[bad.length - 10]! ^ 1;
+    bad[at + 1] = 0x28;
     const err = await caught(() => parseBlock(bad));
     expect(err.code).toBe('INVALID_VALUE');
     expect(err.message).toMatch(/merkle root/);
@@ -301,7 +316,14 @@ describe('parseBlock on real blocks', () => {
     const stripped = tx.toBytes(true, false);
     const inputs = tx.inputsLength;
     const withFlag = (flag: number, witness: number[]) =>
-      Uint8Array.of(...stripped.subarray(0, 4), 0, flag, ...stripped.subarray(4, -4), ...witness, ...stripped.subarray(-4));
+      Uint8Array.of(
+        ...stripped.subarray(0, 4),
+        0,
+        flag,
+        ...stripped.subarray(4, -4),
+        ...witness,
+        ...stripped.subarray(-4),
+      );
     const empty = new Array<number>(inputs).fill(0);
     expect((await caught(() => parseTransaction(withFlag(1, empty)))).code).toBe('NON_CANONICAL_ENCODING');
     expect((await caught(() => parseTransaction(withFlag(2, empty)))).code).toBe('INVALID_VALUE');
@@ -357,7 +379,11 @@ describe('BitcoinRpc errors', () => {
     const probe = createServer();
     const port = await listen(probe);
     await closeServer(probe);
-    const rpc = new BitcoinRpc({ url: `http://127.0.0.1:${port}/`, username: 'u', password: 'pw-closed-port' });
+    const rpc = new BitcoinRpc({
+      url: `http://127.0.0.1:${port}/`,
+      username: 'u',
+      password: 'pw-closed-port',
+    });
     const err = await caught(() => rpc.getBlockCount());
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toMatch(/unreachable/);
@@ -376,12 +402,28 @@ describe('BitcoinRpc errors', () => {
     const rpc = new BitcoinRpc({ url: `http://127.0.0.1:${fakePort}/` });
     const cases: [(b: { id: number }) => string, () => Promise<unknown>, RegExp][] = [
       [() => 'not json', () => rpc.getBlockCount(), /no JSON/],
-      [(b) => JSON.stringify({ id: b.id, result: -1, error: null }), () => rpc.getBlockCount(), /not a block height/],
-      [(b) => JSON.stringify({ id: b.id + 1, result: 1, error: null }), () => rpc.getBlockCount(), /another request/],
+      [
+        (b) => JSON.stringify({ id: b.id, result: -1, error: null }),
+        () => rpc.getBlockCount(),
+        /not a block height/,
+      ],
+      [
+        (b) => JSON.stringify({ id: b.id + 1, result: 1, error: null }),
+        () => rpc.getBlockCount(),
+        /another request/,
+      ],
       [(b) => JSON.stringify({ id: b.id, result: 'zz', error: null }), () => rpc.getBlockHash(1), /hex hash/],
       [(b) => JSON.stringify({ id: b.id, result: [1], error: null }), () => rpc.getRawMempool(), /hex hash/],
-      [(b) => JSON.stringify({ id: b.id, result: { fee: 'x' }, error: null }), () => rpc.estimateFeeRate(2), /fee rate/],
-      [(b) => JSON.stringify({ id: b.id, error: null }), () => rpc.getBlockCount(), /not a JSON-RPC response/],
+      [
+        (b) => JSON.stringify({ id: b.id, result: { fee: 'x' }, error: null }),
+        () => rpc.estimateFeeRate(2),
+        /fee rate/,
+      ],
+      [
+        (b) => JSON.stringify({ id: b.id, error: null }),
+        () => rpc.getBlockCount(),
+        /not a JSON-RPC response/,
+      ],
     ];
     for (const [reply, call, message] of cases) {
       answer = reply;

@@ -31,9 +31,10 @@
  * exact text `canonicalize` produces for an audit entry (a test holds the two
  * together); an entry of any other shape is refused as malformed.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
+
 import { fromHex, toHex } from './bytes.js';
 import { CustosError } from './errors.js';
+import { sha256 } from './hash.js';
 import { digestPrefix } from './jcs.js';
 import { signBytes, verifyEd25519 } from './keys.js';
 import {

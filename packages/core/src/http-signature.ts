@@ -11,9 +11,10 @@
  * server with its clock and its nonce store; this module only parses, builds
  * the signature base (RFC 9421 section 2.5) and checks the signature.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
+
 import { utf8 } from './bytes.js';
 import { accept, type Result, refuse } from './errors.js';
+import { sha256 } from './hash.js';
 import { signBytes, verifyEd25519 } from './keys.js';
 
 export const SIGNATURE_COMPONENTS = ['@method', '@path', '@query', 'content-digest'] as const;

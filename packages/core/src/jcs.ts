@@ -10,9 +10,10 @@
  * A digest is sha256("custos/<type>/v<n>\n" || JCS(body)). The prefix
  * separates domains: an approval's bytes can never be read as an intent's.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
+
 import { toHex, utf8 } from './bytes.js';
 import { CustosError } from './errors.js';
+import { sha256 } from './hash.js';
 import type { Digest } from './types.js';
 
 /** Canonical JSON text of a value. Throws on values JSON cannot hold. */

@@ -1,0 +1,271 @@
+/**
+ * The coordinator's schema migrations: one static list for SQLite and
+ * PostgreSQL (DESIGN.md "Storage": the same migrations for both).
+ *
+ * Why a static list and not files read at run time: the migrations ship
+ * inside the package that runs them, so what a coordinator applies is exactly
+ * what was reviewed and built, with nothing on disk to add or swap.
+ *
+ * Portability rules: the schema builder only; TEXT for digests, amounts and
+ * JSON; BIGINT for times in ms and sequence numbers; INTEGER for small counts;
+ * CHECK constraints spell the allowed statuses. The one unavoidable dialect
+ * difference is the generated key: PostgreSQL's `GENERATED ALWAYS AS
+ * IDENTITY` against SQLite's `INTEGER PRIMARY KEY AUTOINCREMENT` (SQLite
+ * generates values only for an integer primary key, and AUTOINCREMENT never
+ * reuses one, so cursors stay valid).
+ *
+ * A migration is never edited once released; a change is a new migration at
+ * the end. Kysely's Migrator records what ran (table `custos_migration`) and,
+ * on PostgreSQL, holds an advisory lock while migrating, so several
+ * coordinators starting at once apply each migration once.
+ */
+import { CustosError } from '@custos/core';
+import {
+  type ColumnDefinitionBuilder,
+  type CreateTableBuilder,
+  type Kysely,
+  type Migration,
+  type MigrationProvider,
+  Migrator,
+  PostgresAdapter,
+  type RawBuilder,
+  sql,
+} from 'kysely';
+import { dbError } from './errors.js';
+import { INTENT_STATUSES, JOB_STATUSES, PROPOSAL_STATUSES } from './schema.js';
+
+export const MIGRATION_TABLE = 'custos_migration';
+export const MIGRATION_LOCK_TABLE = 'custos_migration_lock';
+
+function isPostgres(db: Kysely<unknown>): boolean {
+  return db.getExecutor().adapter instanceof PostgresAdapter;
+}
+
+/** The generated key column: identity on PostgreSQL, AUTOINCREMENT on SQLite (see the header). */
+function serialKey<TB extends string, C extends string>(
+  db: Kysely<unknown>,
+  table: CreateTableBuilder<TB, C>,
+  name: string,
+): CreateTableBuilder<TB, C | string> {
+  return isPostgres(db)
+    ? table.addColumn(name, 'bigint', (c) => c.generatedAlwaysAsIdentity().primaryKey())
+    : table.addColumn(name, 'integer', (c) => c.primaryKey().autoIncrement());
+}
+
+function oneOf(column: string, values: readonly string[]): RawBuilder<unknown> {
+  return sql`${sql.ref(column)} in (${sql.join(values.map((v) => sql.lit(v)))})`;
+}
+
+const notNull = (c: ColumnDefinitionBuilder): ColumnDefinitionBuilder => c.notNull();
+
+const initial: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await serialKey(db, db.schema.createTable('intents'), 'received_seq')
+      .addColumn('id', 'text', notNull)
+      .addColumn('org', 'text', notNull)
+      .addColumn('wallet', 'text', notNull)
+      .addColumn('chain', 'text', notNull)
+      .addColumn('asset', 'text', notNull)
+      .addColumn('amount', 'text', notNull)
+      .addColumn('destination', 'text', notNull)
+      .addColumn('requester', 'text', notNull)
+      .addColumn('device', 'text', notNull)
+      .addColumn('created_at', 'bigint', notNull)
+      .addColumn('expires_at', 'bigint', notNull)
+      .addColumn('body', 'text', notNull)
+      .addColumn('status', 'text', notNull)
+      .addColumn('status_code', 'text')
+      .addColumn('txid', 'text')
+      .addColumn('psbt', 'text')
+      .addColumn('received_at', 'bigint', notNull)
+      .addColumn('updated_at', 'bigint', notNull)
+      .addUniqueConstraint('intents_id_key', ['id'])
+      .addCheckConstraint('intents_status_check', oneOf('status', INTENT_STATUSES))
+      .execute();
+    await db.schema.createIndex('intents_status_seq').on('intents').columns(['status', 'received_seq']).execute();
+    await db.schema
+      .createIndex('intents_requester_seq')
+      .on('intents')
+      .columns(['requester', 'received_seq'])
+      .execute();
+    await db.schema.createIndex('intents_wallet_seq').on('intents').columns(['wallet', 'received_seq']).execute();
+
+    await db.schema
+      .createTable('approvals')
+      .addColumn('intent', 'text', (c) => c.notNull().references('intents.id'))
+      .addColumn('approver', 'text', notNull)
+      .addColumn('device', 'text', notNull)
+      .addColumn('decision', 'text', notNull)
+      .addColumn('digest', 'text', notNull)
+      .addColumn('at', 'bigint', notNull)
+      .addColumn('expires_at', 'bigint', notNull)
+      .addColumn('body', 'text', notNull)
+      .addColumn('received_at', 'bigint', notNull)
+      .addPrimaryKeyConstraint('approvals_pkey', ['intent', 'approver', 'device'])
+      .addCheckConstraint('approvals_decision_check', oneOf('decision', ['approve', 'reject']))
+      .execute();
+
+    await db.schema
+      .createTable('governance')
+      .addColumn('seq', 'bigint', (c) => c.primaryKey())
+      .addColumn('digest', 'text', notNull)
+      .addColumn('kind', 'text', notNull)
+      .addColumn('body', 'text', notNull)
+      .addColumn('received_at', 'bigint', notNull)
+      .addUniqueConstraint('governance_digest_key', ['digest'])
+      .execute();
+
+    await db.schema
+      .createTable('governance_proposals')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('seq', 'bigint', notNull)
+      .addColumn('kind', 'text', notNull)
+      .addColumn('entry', 'text', notNull)
+      .addColumn('signatures', 'text', notNull)
+      .addColumn('status', 'text', notNull)
+      .addColumn('created_at', 'bigint', notNull)
+      .addColumn('updated_at', 'bigint', notNull)
+      .addCheckConstraint('governance_proposals_status_check', oneOf('status', PROPOSAL_STATUSES))
+      .execute();
+    await db.schema
+      .createIndex('governance_proposals_status_seq')
+      .on('governance_proposals')
+      .columns(['status', 'seq'])
+      .execute();
+
+    await db.schema
+      .createTable('signer_jobs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('intent', 'text', (c) => c.notNull().references('intents.id'))
+      .addColumn('signer', 'text', notNull)
+      .addColumn('body', 'text', notNull)
+      .addColumn('status', 'text', notNull)
+      .addColumn('created_at', 'bigint', notNull)
+      .addColumn('delivered_at', 'bigint')
+      .addColumn('deliveries', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('result', 'text')
+      .addColumn('outcome', 'text')
+      .addColumn('code', 'text')
+      .addColumn('completed_at', 'bigint')
+      .addCheckConstraint('signer_jobs_status_check', oneOf('status', JOB_STATUSES))
+      .execute();
+    await db.schema
+      .createIndex('signer_jobs_signer_status')
+      .on('signer_jobs')
+      .columns(['signer', 'status', 'created_at'])
+      .execute();
+    await db.schema.createIndex('signer_jobs_intent').on('signer_jobs').column('intent').execute();
+
+    await db.schema
+      .createTable('transactions')
+      .addColumn('intent', 'text', (c) => c.primaryKey().references('intents.id'))
+      .addColumn('txid', 'text', notNull)
+      .addColumn('raw_hex', 'text', notNull)
+      .addColumn('broadcast_at', 'bigint', notNull)
+      .addColumn('confirmations', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('block_height', 'integer')
+      .addColumn('block_hash', 'text')
+      .addColumn('updated_at', 'bigint', notNull)
+      .execute();
+    await db.schema.createIndex('transactions_txid').on('transactions').column('txid').execute();
+    await db.schema
+      .createIndex('transactions_confirmations')
+      .on('transactions')
+      .column('confirmations')
+      .execute();
+
+    await db.schema
+      .createTable('audit_log')
+      .addColumn('seq', 'bigint', (c) => c.primaryKey())
+      .addColumn('prev', 'text', notNull)
+      .addColumn('at', 'bigint', notNull)
+      .addColumn('actor', 'text', notNull)
+      .addColumn('event', 'text', notNull)
+      .addColumn('subject', 'text', notNull)
+      .addColumn('digest', 'text', notNull)
+      .addColumn('hash', 'text', notNull)
+      .execute();
+
+    await db.schema
+      .createTable('audit_checkpoints')
+      .addColumn('signer', 'text', notNull)
+      .addColumn('seq', 'bigint', notNull)
+      .addColumn('head', 'text', notNull)
+      .addColumn('body', 'text', notNull)
+      .addColumn('received_at', 'bigint', notNull)
+      .addPrimaryKeyConstraint('audit_checkpoints_pkey', ['signer', 'seq'])
+      .execute();
+
+    await serialKey(db, db.schema.createTable('outbox'), 'id')
+      .addColumn('event', 'text', notNull)
+      .addColumn('payload', 'text', notNull)
+      .addColumn('target', 'text', notNull)
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('next_attempt_at', 'bigint', notNull)
+      .addColumn('delivered_at', 'bigint')
+      .addColumn('last_error', 'text')
+      .addColumn('created_at', 'bigint', notNull)
+      .execute();
+    await db.schema
+      .createIndex('outbox_due')
+      .on('outbox')
+      .columns(['delivered_at', 'next_attempt_at'])
+      .execute();
+
+    await db.schema
+      .createTable('request_nonces')
+      .addColumn('key_id', 'text', notNull)
+      .addColumn('nonce', 'text', notNull)
+      .addColumn('expires_at', 'bigint', notNull)
+      .addPrimaryKeyConstraint('request_nonces_pkey', ['key_id', 'nonce'])
+      .execute();
+    await db.schema.createIndex('request_nonces_expires').on('request_nonces').column('expires_at').execute();
+
+    await db.schema
+      .createTable('kv')
+      .addColumn('key', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'text', notNull)
+      .addColumn('updated_at', 'bigint', notNull)
+      .execute();
+  },
+};
+
+/** Every migration, in order. Names sort in the order they run. */
+export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
+  '0001_initial': initial,
+});
+
+const provider: MigrationProvider = {
+  getMigrations: async () => ({ ...MIGRATIONS }),
+};
+
+/**
+ * Brings the schema up to date. Idempotent: migrations that already ran are
+ * skipped. Throws CustosError: UNAVAILABLE when the database cannot be
+ * reached, INTERNAL when a migration fails or the database was migrated by a
+ * newer Custos (a migration it recorded is not in this list).
+ */
+export async function migrate(db: Kysely<unknown>): Promise<readonly string[]> {
+  const migrator = new Migrator({
+    db,
+    provider,
+    migrationTableName: MIGRATION_TABLE,
+    migrationLockTableName: MIGRATION_LOCK_TABLE,
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    if (error instanceof Error && /^corrupted migrations/.test(error.message)) {
+      throw new CustosError(
+        'INTERNAL',
+        'the database holds migrations this coordinator does not know: it was migrated by a newer Custos',
+        {},
+        { cause: error },
+      );
+    }
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    const mapped = dbError(error, 'migrate');
+    if (mapped.code === 'UNAVAILABLE' || failed === undefined) throw mapped;
+    throw new CustosError('INTERNAL', `database migration ${failed} failed`, { migration: failed }, { cause: error });
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -3,7 +3,12 @@
  * and signing. The signer depends on this package, so its surface is an
  * explicit list, kept small.
  *
- * The modules exported here are pure: no I/O, no clock, no randomness.
+ * The modules exported here are pure: no I/O, no clock, no randomness, except
+ * the chain access: rpc.ts (a JSON-RPC client over fetch) and syncChain in
+ * scanner.ts, which reads blocks through it into the pure UtxoTracker.
+ * regtest.ts (bcoin) is deliberately not exported here but as the subpath
+ * `@custos/bitcoin/regtest`, for tests and `custos dev`, so the signer never
+ * loads a node implementation.
  */
 export {
   type AnalyzedInput,
@@ -12,6 +17,14 @@ export {
   type PsbtAnalysis,
   SIGHASH_ALL,
 } from './analyze.js';
+export {
+  blockHash,
+  MAX_BLOCK_BYTES,
+  type ParsedBlock,
+  type ParsedTx,
+  parseBlock,
+  parseTransaction,
+} from './block.js';
 export { type BuildRequest, type BuiltPsbt, buildPsbt, SEQUENCE, type WalletUtxo } from './build.js';
 export {
   type DerivedAddress,
@@ -41,6 +54,20 @@ export {
   scriptToAddress,
 } from './network.js';
 export { estimateVsize, MAX_MONEY, psbtFromBase64, psbtToBase64 } from './psbt.js';
+export { BitcoinRpc, type BitcoinRpcOptions, type ChainInfo } from './rpc.js';
+export {
+  type ChainTip,
+  COINBASE_MATURITY,
+  DEFAULT_MAX_UNDO,
+  type SyncOptions,
+  type SyncResult,
+  syncChain,
+  type TrackedUtxo,
+  type TrackerJson,
+  UtxoTracker,
+  type WatchedScript,
+  type WatchFn,
+} from './scanner.js';
 export {
   combinePsbts,
   descriptorKeyOf,
@@ -57,24 +84,3 @@ export {
   type VerifiedPsbt,
   verifyPsbt,
 } from './verify.js';
-
-// ---------------------------------------------------------------- chain access (I/O)
-// block.ts is pure; rpc.ts does network I/O (fetch, no dependency); scanner.ts is
-// pure state plus one async step over rpc.ts. regtest.ts (bcoin) is deliberately
-// not here: it is the subpath export `@custos/bitcoin/regtest`, for tests and
-// `custos dev`, so the signer never loads a node implementation.
-export { blockHash, MAX_BLOCK_BYTES, type ParsedBlock, type ParsedTx, parseBlock, parseTransaction } from './block.js';
-export { BitcoinRpc, type BitcoinRpcOptions, type ChainInfo } from './rpc.js';
-export {
-  type ChainTip,
-  COINBASE_MATURITY,
-  DEFAULT_MAX_UNDO,
-  type SyncOptions,
-  type SyncResult,
-  syncChain,
-  type TrackedUtxo,
-  type TrackerJson,
-  UtxoTracker,
-  type WatchedScript,
-  type WatchFn,
-} from './scanner.js';

@@ -7,7 +7,7 @@
  * admins put into the wallet descriptor without the password.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { type SignerKey, signerKeyFromSeed } from '@custos/bitcoin';
+import { BITCOIN_NETWORKS, descriptorKeyOf, type SignerKey, signerKeyFromSeed } from '@custos/bitcoin';
 import {
   CustosError,
   canonicalize,
@@ -26,13 +26,14 @@ import {
 import { randomBytes } from '@noble/hashes/utils.js';
 
 const { id, hexBytes } = primitives;
-const { literal, object, string } = schema;
+const { literal, object, oneOf, string } = schema;
 
 export const keystorePublic = object({
   id,
+  network: oneOf(BITCOIN_NETWORKS),
   identityKey: hexBytes(32),
   fingerprint: string({ min: 8, max: 8, pattern: /^[0-9a-f]{8}$/ }),
-  path: string({ min: 1, max: 64, pattern: /^[0-9]+'?(\/[0-9]+'?)*$/ }),
+  path: string({ min: 1, max: 64, pattern: /^[0-9]+['h]?(\/[0-9]+['h]?)*$/ }),
   xpub: string({ min: 100, max: 120, pattern: /^[1-9A-HJ-NP-Za-km-z]+$/ }),
 });
 export type KeystorePublic = Infer<typeof keystorePublic>;
@@ -58,19 +59,22 @@ export function defaultPath(network: 'mainnet' | 'testnet' | 'signet' | 'regtest
 
 export async function createKeystore(opts: {
   id: string;
+  network: (typeof BITCOIN_NETWORKS)[number];
   password: string;
-  path: string;
+  path?: string;
   logN?: number;
 }): Promise<{ file: Infer<typeof keystoreFile>; unlocked: UnlockedKeystore }> {
   const seed = randomBytes(64);
   const identity = generateEd25519();
-  const key = signerKeyFromSeed(seed, opts.path);
+  const key = signerKeyFromSeed(seed, opts.path ?? defaultPath(opts.network));
+  const descriptorKey = descriptorKeyOf(key, opts.network);
   const pub: KeystorePublic = keystorePublic.parse({
     id: opts.id,
+    network: opts.network,
     identityKey: identity.publicKey,
-    fingerprint: key.fingerprint,
-    path: key.path,
-    xpub: key.account.publicExtendedKey,
+    fingerprint: descriptorKey.fingerprint,
+    path: descriptorKey.path,
+    xpub: descriptorKey.xpub,
   });
   const box = await sealWithPassword(
     { seed: toHex(seed), identity: toHex(identity.secretKey) },
@@ -97,7 +101,8 @@ export async function unlockKeystore(path: string, password: string): Promise<Un
   }
   const key = signerKeyFromSeed(seed, file.public.path);
   seed.fill(0);
-  if (key.account.publicExtendedKey !== file.public.xpub || key.fingerprint !== file.public.fingerprint) {
+  const descriptorKey = descriptorKeyOf(key, file.public.network);
+  if (descriptorKey.xpub !== file.public.xpub || descriptorKey.fingerprint !== file.public.fingerprint) {
     throw new CustosError('BAD_PASSWORD', 'the keystore seed does not match its public half');
   }
   return { public: file.public, identitySecret, key };

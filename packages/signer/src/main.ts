@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CustosError, type Digest, decode, primitives, schema, signedGovernanceEntry } from '@custos/core';
 import { runDaemon } from './daemon.js';
-import { createKeystore, defaultPath, unlockKeystore, writeKeystore } from './keystore.js';
+import { createKeystore, unlockKeystore, writeKeystore } from './keystore.js';
 import { Signer } from './signer.js';
 import { HttpJobSource } from './source.js';
 import { SignerStore } from './store.js';
@@ -96,8 +96,8 @@ async function init(argv: readonly string[]): Promise<number> {
   const logN = flag(argv, 'scrypt-log-n');
   const { file } = await createKeystore({
     id: id.parse(signerId, 'id'),
+    network,
     password,
-    path: defaultPath(network),
     ...(logN === undefined ? {} : { logN: Number(logN) }),
   });
   writeKeystore(keystore, file);

@@ -23,6 +23,8 @@ import {
   type FeeCaps,
   networkOfChain,
   parseDescriptor,
+  psbtFromBase64,
+  psbtToBase64,
   type SignerKey,
   signPsbt,
   verifyPsbt,
@@ -143,6 +145,20 @@ export class Signer {
   /** Handles one job (raw JSON value as received) and returns the signed result. Never throws on bad input. */
   async handle(raw: unknown, source: GovernanceSource): Promise<SignerResult> {
     let job: SignerJob;
+    if (
+      typeof raw === 'object' &&
+      raw !== null &&
+      !Array.isArray(raw) &&
+      (raw as { intent?: unknown }).intent == null
+    ) {
+      // THREATS 27: a transaction with no approved intent behind it.
+      return this.finish(
+        jobIdOf(raw),
+        null,
+        null,
+        refusal('NO_APPROVED_INTENT', 'the job carries no intent'),
+      );
+    }
     try {
       job = signerJob.parse(raw);
     } catch (err) {
@@ -260,13 +276,13 @@ export class Signer {
 
         const verified = this.checkPsbt(job, intent, policies);
         const wallet = this.walletDescriptor(intent);
-        const signed = signPsbt(fromBase64(job.psbt), this.opts.key, wallet);
+        const signed = signPsbt(verified.bytes, this.opts.key, wallet);
         if (!signed.ok) throw new Refused(signed.code, signed.message);
         if (signed.value.signed === 0)
           throw new Refused('FOREIGN_INPUT', 'this signer holds no key for these inputs');
 
         const result = this.result(job.id, digest, verified.txid, 'signed', null, {
-          psbt: toBase64(signed.value.psbt),
+          psbt: psbtToBase64(signed.value.psbt),
         });
         store.insertLedger({
           intent: digest,
@@ -309,15 +325,12 @@ export class Signer {
     const caps = feeCapsFor(policies ?? policiesInForce(this.state, this.clock()), intent);
     if (caps === null)
       throw new Refused('FEE_TOO_HIGH', `no fee cap is set for ${intent.wallet}/${intent.asset}`);
-    let psbt: Uint8Array;
-    try {
-      psbt = fromBase64(job.psbt);
-    } catch {
-      throw new Refused('INVALID_VALUE', 'the PSBT is not base64');
-    }
-    const verified = verifyPsbt(psbt, intent, wallet, caps);
+    const psbt = psbtFromBase64(job.psbt);
+    if (!psbt.ok) throw new Refused(psbt.code, `the PSBT does not decode: ${psbt.message}`);
+    const verified = verifyPsbt(psbt.value, intent, wallet, caps);
     if (!verified.ok) throw new Refused(verified.code, verified.message);
-    return verified.value;
+    // Sign exactly the bytes that were verified, nothing re-read from the job.
+    return { ...verified.value, bytes: psbt.value };
   }
 
   private finish(jobId: string, digest: Digest | null, txid: string | null, err: Refused): SignerResult {
@@ -410,12 +423,4 @@ function jobIdOf(raw: unknown): string {
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-export function fromBase64(text: string): Uint8Array {
-  return new Uint8Array(Buffer.from(text, 'base64'));
-}
-
-export function toBase64(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString('base64');
 }

@@ -245,7 +245,7 @@ const provider: MigrationProvider = {
  * reached, INTERNAL when a migration fails or the database was migrated by a
  * newer Custos (a migration it recorded is not in this list).
  */
-export async function migrate(db: Kysely<unknown>): Promise<readonly string[]> {
+export async function migrate<DB>(db: Kysely<DB>): Promise<readonly string[]> {
   const migrator = new Migrator({
     db,
     provider,

@@ -1,0 +1,198 @@
+/**
+ * Opening the coordinator's database: SQLite by default, PostgreSQL for
+ * production (DESIGN.md "Storage", "Scale"), both through Kysely, migrated to
+ * the latest schema before anything else runs.
+ *
+ * SQLite (better-sqlite3): WAL, so readers never wait for the writer;
+ * synchronous=FULL, so a committed transaction survives a power loss;
+ * foreign_keys=ON, which SQLite leaves off by default; a busy timeout, so a
+ * second process waits for the write lock instead of failing at once. Every
+ * transaction begins IMMEDIATE: it takes the write lock at BEGIN, so two
+ * processes can never both read a head (audit, governance) and then both try
+ * to write after it; the second waits. Within one process Kysely already runs
+ * one statement or transaction at a time on the single connection. Open one
+ * CoordinatorDb per SQLite file per process: a second connection in the same
+ * process would wait for the first synchronously, blocking the event loop the
+ * first needs to finish.
+ *
+ * PostgreSQL (pg Pool): several coordinators may share one database. A lost
+ * server never crashes the process: the pool's and each client's 'error'
+ * events are handled (an unhandled 'error' event would), a broken client is
+ * dropped from the pool, and new ones are opened on demand. While the server
+ * is down or restarting, every operation fails fast with CustosError
+ * UNAVAILABLE (connection refused is immediate; an unreachable host fails after
+ * `connectTimeoutMs`); a statement that was running when the connection broke
+ * fails the same way, and its transaction is rolled back by the server. Once
+ * the server is back, the next operation opens fresh connections: nothing is
+ * to be done by the caller but retry.
+ *
+ * The connection URL's password never appears in an error message or in
+ * `where`: errors name the host, port, database and user only.
+ */
+import { CustosError } from '@custos/core';
+import Database from 'better-sqlite3';
+import { CompiledQuery, type DatabaseConnection, Kysely, PostgresDialect, SqliteDialect, SqliteDriver } from 'kysely';
+import pg from 'pg';
+import { dbError } from './errors.js';
+import { migrate } from './migrations.js';
+import type { Tables } from './schema.js';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface OpenDatabaseOptions {
+  /** postgres://user:password@host:port/database (or postgresql://). When set, PostgreSQL is used. */
+  readonly url?: string;
+  /** Path of the SQLite file (created if missing; its directory must exist), or ':memory:'. */
+  readonly sqlitePath?: string;
+  /** PostgreSQL pool size (default 10). */
+  readonly poolSize?: number;
+  /** PostgreSQL: how long to wait for a new connection (default 10 s). */
+  readonly connectTimeoutMs?: number;
+  /** SQLite: how long to wait for another process's write lock (default 5 s). */
+  readonly busyTimeoutMs?: number;
+  /**
+   * Told about connection errors that happen outside any operation (an idle
+   * PostgreSQL connection lost). They are handled; this is for logging.
+   */
+  readonly onBackgroundError?: (err: CustosError) => void;
+}
+
+export interface CoordinatorDb {
+  readonly dialect: Dialect;
+  readonly db: Kysely<Tables>;
+  /** Where the data lives, for logs: the SQLite path or the PostgreSQL URL without its password. */
+  readonly where: string;
+  /** Closes every connection. Operations after close fail with UNAVAILABLE. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens and migrates the coordinator's database: PostgreSQL when `url` is a
+ * postgres:// or postgresql:// URL, SQLite at `sqlitePath` otherwise.
+ * Throws CustosError: INVALID_VALUE for bad options, UNAVAILABLE when the
+ * database cannot be reached or opened, INTERNAL when migrating fails.
+ */
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<CoordinatorDb> {
+  if (opts.url !== undefined) return openPostgres(opts.url, opts);
+  if (opts.sqlitePath === undefined || opts.sqlitePath === '') {
+    throw new CustosError('INVALID_VALUE', 'no database configured: give a PostgreSQL url or a SQLite path');
+  }
+  return openSqlite(opts.sqlitePath, opts);
+}
+
+// ---------------------------------------------------------------- SQLite
+
+/** Kysely's SQLite driver, with BEGIN IMMEDIATE (see the module header). */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: ConstructorParameters<typeof SqliteDialect>[0];
+  constructor(config: ConstructorParameters<typeof SqliteDialect>[0]) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): SqliteDriver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+}
+
+async function openSqlite(path: string, opts: OpenDatabaseOptions): Promise<CoordinatorDb> {
+  let sqlite: Database.Database;
+  try {
+    sqlite = new Database(path);
+  } catch (err) {
+    throw new CustosError('UNAVAILABLE', `cannot open the SQLite database at ${path}`, { path }, { cause: err });
+  }
+  try {
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+  } catch (err) {
+    sqlite.close();
+    throw dbError(err, 'open');
+  }
+  const db = new Kysely<Tables>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
+  const handle: CoordinatorDb = {
+    dialect: 'sqlite',
+    db,
+    where: path,
+    close: () => db.destroy(),
+  };
+  await migrateOrClose(handle);
+  return handle;
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+/** The URL without its password, for messages and logs. Throws INVALID_VALUE without echoing the URL. */
+export function redactUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new CustosError('INVALID_VALUE', 'the database URL is not a valid URL');
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
+    throw new CustosError('INVALID_VALUE', 'the database URL must start with postgres:// or postgresql://', {
+      scheme: u.protocol.replace(/:$/, '').slice(0, 32),
+    });
+  }
+  u.password = '';
+  u.search = '';
+  u.hash = '';
+  return u.toString();
+}
+
+async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<CoordinatorDb> {
+  const where = redactUrl(url);
+  const report = (err: unknown): void => {
+    opts.onBackgroundError?.(dbError(err, 'idle connection'));
+  };
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.poolSize ?? 10,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'custos-coordinator',
+  });
+  // An 'error' event with no listener throws and kills the process. The pool
+  // emits one when an idle client loses its connection; a client emits one when
+  // its connection breaks while checked out between two statements. Both are
+  // handled here; the operation that used the client fails on its own.
+  pool.on('error', report);
+  pool.on('connect', (client) => {
+    client.on('error', () => {
+      // Reported through the pool (idle) or the failing query (busy).
+    });
+  });
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  const handle: CoordinatorDb = {
+    dialect: 'postgres',
+    db,
+    where,
+    close: () => db.destroy(),
+  };
+  await migrateOrClose(handle);
+  return handle;
+}
+
+async function migrateOrClose(handle: CoordinatorDb): Promise<void> {
+  try {
+    await migrate(handle.db);
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    const e = dbError(err, 'open');
+    // Name the place (never the password) so the operator knows which database failed.
+    throw new CustosError(
+      e.code,
+      `cannot open the database at ${handle.where}: ${e.message}`,
+      { ...e.details, where: handle.where },
+      { cause: e },
+    );
+  }
+}

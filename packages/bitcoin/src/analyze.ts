@@ -101,8 +101,9 @@ export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result
   const tx = raw.global.unsignedTx;
 
   const extra = unexpectedField(raw.global, GLOBAL_FIELDS);
-  if (extra !== undefined)
+  if (extra !== undefined) {
     return refuse('UNSUPPORTED_TRANSACTION', `PSBT global field ${extra} is not accepted`);
+  }
   if (tx.version !== 1 && tx.version !== 2) {
     return refuse('UNSUPPORTED_TRANSACTION', `transaction version ${tx.version} is not 1 or 2`);
   }
@@ -116,8 +117,9 @@ export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result
     const map = raw.inputs[i]!;
     const txid = hex(txIn.txid);
     const outpoint = `${txid}:${txIn.index}`;
-    if (outpoints.has(outpoint))
+    if (outpoints.has(outpoint)) {
       return refuse('INVALID_VALUE', `input ${i} spends ${outpoint} a second time`);
+    }
     outpoints.add(outpoint);
     const r = analyzeInput(i, txid, txIn.index, txIn.sequence, map, wallet);
     if (!r.ok) return r;
@@ -131,15 +133,17 @@ export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result
   for (const [j, txOut] of tx.outputs.entries()) {
     const map = raw.outputs[j]!;
     const field = unexpectedField(map, OUTPUT_FIELDS);
-    if (field !== undefined)
+    if (field !== undefined) {
       return refuse('UNSUPPORTED_TRANSACTION', `output ${j}: PSBT field ${field} is not accepted`);
+    }
     if (txOut.amount > MAX_MONEY) return refuse('INVALID_VALUE', `output ${j} pays more than 21 million BTC`);
     totalOut += txOut.amount;
     let changeIndex: number | undefined;
     if (map.bip32Derivation !== undefined || map.witnessScript !== undefined) {
       const owned = matchDerivations(map.bip32Derivation, wallet);
-      if (typeof owned === 'string')
+      if (typeof owned === 'string') {
         return refuse('UNEXPECTED_OUTPUT', `output ${j} claims to be change but ${owned}`);
+      }
       if (owned.branch !== 1) {
         return refuse('UNEXPECTED_OUTPUT', `output ${j} claims to be change but is on the receive branch`);
       }
@@ -191,8 +195,9 @@ function analyzeInput(
   wallet: WalletDescriptor,
 ): Result<AnalyzedInput> {
   const field = unexpectedField(map, INPUT_FIELDS);
-  if (field !== undefined)
+  if (field !== undefined) {
     return refuse('UNSUPPORTED_TRANSACTION', `input ${i}: PSBT field ${field} is not accepted`);
+  }
 
   // THREATS 26: the input must be provably this wallet's, by derivation.
   const owned = matchDerivations(map.bip32Derivation, wallet);
@@ -213,8 +218,9 @@ function analyzeInput(
   if (prevOut === undefined) {
     return refuse('INPUT_AMOUNT_UNPROVEN', `input ${i}: the previous transaction has no output ${vout}`);
   }
-  if (prevOut.amount > MAX_MONEY)
+  if (prevOut.amount > MAX_MONEY) {
     return refuse('INVALID_VALUE', `input ${i} spends more than 21 million BTC`);
+  }
   if (!equalBytes(prevOut.script, owned.script)) {
     return refuse(
       'FOREIGN_INPUT',

@@ -136,8 +136,9 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
   const outputs: { script: Uint8Array; amount: bigint; change: boolean }[] = [
     { script: toScript, amount, change: false },
   ];
-  if (plan.changeValue !== null)
+  if (plan.changeValue !== null) {
     outputs.push({ script: change.script, amount: plan.changeValue, change: true });
+  }
   // BIP 69: by amount, then by script bytes.
   outputs.sort((a, b) =>
     a.amount === b.amount ? compareBytes(a.script, b.script) : a.amount < b.amount ? -1 : 1,

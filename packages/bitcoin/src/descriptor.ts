@@ -177,10 +177,10 @@ interface ParsedKey {
  */
 function parseKey(key: DescriptorKey, network: BitcoinNetworkName, position: number): Result<ParsedKey> {
   const where = `key ${position + 1}`;
-  if (!/^[0-9a-fA-F]{8}$/.test(key.fingerprint)) {
+  if (typeof key.fingerprint !== 'string' || !/^[0-9a-fA-F]{8}$/.test(key.fingerprint)) {
     return refuse('INVALID_VALUE', `${where}: fingerprint must be 8 hex digits`);
   }
-  const path = parsePath(key.path);
+  const path = typeof key.path === 'string' ? parsePath(key.path) : undefined;
   if (path === undefined) return refuse('INVALID_VALUE', `${where}: malformed derivation path ${key.path}`);
   let raw: Uint8Array;
   try {
@@ -221,6 +221,9 @@ function parseKey(key: DescriptorKey, network: BitcoinNetworkName, position: num
   }
   if (path.length === 0 && fingerprint !== node.fingerprint) {
     return refuse('INVALID_VALUE', `${where}: a master key's origin must be its own fingerprint`);
+  }
+  if (path.length === 1 && fingerprint !== node.parentFingerprint) {
+    return refuse('INVALID_VALUE', `${where}: the key's parent is not the master key the origin names`);
   }
   return {
     ok: true,
@@ -368,8 +371,9 @@ export function walletKeyOrigins(
  * or an index outside 0..2^31-1.
  */
 export function deriveAddress(d: WalletDescriptor, branch: 0 | 1, index: number): DerivedAddress {
-  if (branch !== 0 && branch !== 1)
+  if (branch !== 0 && branch !== 1) {
     throw new CustosError('INVALID_VALUE', 'branch must be 0 (receive) or 1 (change)');
+  }
   if (!Number.isSafeInteger(index) || index < 0 || index >= HARDENED) {
     throw new CustosError('INVALID_VALUE', 'address index must be an integer from 0 to 2^31-1');
   }

@@ -15,7 +15,7 @@
 import { accept, type Result, refuse } from '@custos/core';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { base64 } from '@scure/base';
-import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
+import { RawPSBTV0, RawPSBTV2 } from '@scure/btc-signer/psbt.js';
 import { RawOldTx, RawTx } from '@scure/btc-signer/script.js';
 import { compactSizeLength, equalBytes } from './network.js';
 
@@ -89,9 +89,10 @@ export function parsePsbt(bytes: Uint8Array): Result<RawPsbt> {
   try {
     decoded = RawPSBTV0.decode(bytes) as unknown as RawPsbt;
   } catch (err) {
-    // A PSBT that names version 2 fails the version 0 framing; say so rather than "malformed".
-    if (declaresVersion2(bytes))
+    // A BIP 370 PSBT fails the version 0 framing; say so rather than "malformed".
+    if (declaresVersion2(bytes)) {
       return refuse('UNSUPPORTED_TRANSACTION', 'only version 0 PSBTs are supported');
+    }
     return refuse('INVALID_VALUE', `malformed PSBT: ${messageOf(err)}`);
   }
   const version = decoded.global.version;
@@ -132,8 +133,9 @@ export function psbtToBase64(psbt: Uint8Array): string {
 export function psbtFromBase64(text: string): Result<Uint8Array> {
   try {
     const bytes = base64.decode(text);
-    if (base64.encode(bytes) !== text)
+    if (base64.encode(bytes) !== text) {
       return refuse('NON_CANONICAL_ENCODING', 'PSBT base64 is not canonical');
+    }
     return accept(bytes);
   } catch {
     return refuse('INVALID_VALUE', 'PSBT is not valid base64');
@@ -188,13 +190,12 @@ export function estimateVsize(
 }
 
 function declaresVersion2(bytes: Uint8Array): boolean {
-  // PSBT_GLOBAL_VERSION (0xfb) with value 2, as BIP 370 writes it.
-  const needle = [0x01, 0xfb, 0x04, 0x02, 0x00, 0x00, 0x00];
-  outer: for (let i = 5; i + needle.length <= bytes.length && i < 4096; i++) {
-    for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+  try {
+    RawPSBTV2.decode(bytes);
     return true;
+  } catch {
+    return false;
   }
-  return false;
 }
 
 function messageOf(err: unknown): string {

@@ -82,8 +82,9 @@ export function signPsbt(
   key: SignerKey,
   wallet: WalletDescriptor,
 ): Result<{ psbt: Uint8Array; signed: number }> {
-  if (key.account.privateKey === null)
+  if (key.account.privateKey === null) {
     throw new CustosError('INVALID_VALUE', 'signer key holds no private key');
+  }
   const path = parsePath(key.path);
   const fingerprint = Number.parseInt(key.fingerprint, 16);
   const slot = walletKeyOrigins(wallet).findIndex(

@@ -16,29 +16,42 @@ function bytesOf(b64: string): Uint8Array {
 }
 
 describe('BIP 174 valid test vectors', () => {
-  it.each(vectors.valid.map((v) => [v.case, v.base64] as const))('%s: reads and re-encodes byte for byte', (_, b64) => {
-    const bytes = bytesOf(b64);
-    const r = parsePsbt(bytes);
-    expect(r.ok).toBe(true);
-    if (!r.ok) return;
-    expect(Buffer.from(encodePsbt(r.value)).equals(Buffer.from(bytes))).toBe(true);
-    expect(psbtToBase64(encodePsbt(r.value))).toBe(b64);
-  });
+  it.each(vectors.valid.map((v) => [v.case, v.base64] as const))(
+    '%s: reads and re-encodes byte for byte',
+    (_, b64) => {
+      const bytes = bytesOf(b64);
+      const r = parsePsbt(bytes);
+      expect(r.ok).toBe(true);
+      if (!r.ok) return;
+      expect(Buffer.from(encodePsbt(r.value)).equals(Buffer.from(bytes))).toBe(true);
+      expect(psbtToBase64(encodePsbt(r.value))).toBe(b64);
+    },
+  );
 
-  it.each(vectors.valid.map((v) => [v.case, v.base64] as const))('%s: is not a spend of this wallet', (_, b64) => {
-    const r = analyzePsbt(bytesOf(b64), wallet);
-    expect(r.ok).toBe(false);
-    if (!r.ok) {
-      expect(['FOREIGN_INPUT', 'UNSUPPORTED_TRANSACTION', 'INVALID_VALUE', 'INPUT_AMOUNT_UNPROVEN']).toContain(r.code);
-    }
-  });
+  it.each(vectors.valid.map((v) => [v.case, v.base64] as const))(
+    '%s: is not a spend of this wallet',
+    (_, b64) => {
+      const r = analyzePsbt(bytesOf(b64), wallet);
+      expect(r.ok).toBe(false);
+      if (!r.ok) {
+        expect([
+          'FOREIGN_INPUT',
+          'UNSUPPORTED_TRANSACTION',
+          'INVALID_VALUE',
+          'INPUT_AMOUNT_UNPROVEN',
+        ]).toContain(r.code);
+      }
+    },
+  );
 });
 
 describe('BIP 174 invalid test vectors', () => {
   it.each(vectors.invalid.map((v) => [v.case, v.base64] as const))('%s: refused', (_, b64) => {
     const r = parsePsbt(bytesOf(b64));
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(['INVALID_VALUE', 'NON_CANONICAL_ENCODING', 'UNSUPPORTED_TRANSACTION']).toContain(r.code);
+    if (!r.ok) {
+      expect(['INVALID_VALUE', 'NON_CANONICAL_ENCODING', 'UNSUPPORTED_TRANSACTION']).toContain(r.code);
+    }
   });
 });
 

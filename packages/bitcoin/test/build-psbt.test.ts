@@ -5,7 +5,8 @@
  */
 import { hex } from '@scure/base';
 import { Transaction } from '@scure/btc-signer';
-import { address as bjsAddress, networks, Psbt, Transaction as BjsTransaction } from 'bitcoinjs-lib';
+import { Transaction as BjsTransaction, address as bjsAddress, networks, Psbt } from 'bitcoinjs-lib';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   addressToScript,
@@ -18,7 +19,16 @@ import {
   verifyPsbt,
   type WalletUtxo,
 } from '../src/index.js';
-import { ATTACKER, built, DESTINATION, fundingTx, otherWallet, UTXOS, utxosOf, wallet } from './psbt-fixtures.js';
+import {
+  ATTACKER,
+  built,
+  DESTINATION,
+  fundingTx,
+  otherWallet,
+  UTXOS,
+  utxosOf,
+  wallet,
+} from './psbt-fixtures.js';
 
 const destScript = addressToScript(DESTINATION, 'regtest')!;
 
@@ -66,7 +76,9 @@ function crossCheck(b: BuiltPsbt, to: string, amount: bigint): void {
   expect(paid).toHaveLength(1);
   expect(paid[0]!.value).toBe(amount);
   // bitcoinjs-lib reads Taproot addresses only with an ECC library loaded; the other kinds it reads alone.
-  if (!to.startsWith('bcrt1p')) expect(bjsAddress.fromOutputScript(paid[0]!.script, networks.regtest)).toBe(to);
+  if (!to.startsWith('bcrt1p')) {
+    expect(bjsAddress.fromOutputScript(paid[0]!.script, networks.regtest)).toBe(to);
+  }
   const changeOuts = outs.filter((o) => hex.encode(o.script) !== toScript);
   if (b.change === null) {
     expect(changeOuts).toHaveLength(0);
@@ -84,17 +96,30 @@ function crossCheck(b: BuiltPsbt, to: string, amount: bigint): void {
   const totalOut = outs.reduce((s, o) => s + o.value, 0n);
   expect(totalIn - totalOut).toBe(b.fee);
   // BIP 69 order.
-  const ids = psbt.txInputs.map((x) => `${hex.encode(Uint8Array.from(x.hash).reverse())}:${String(x.index).padStart(10, '0')}`);
+  const ids = psbt.txInputs.map(
+    (x) => `${hex.encode(Uint8Array.from(x.hash).reverse())}:${String(x.index).padStart(10, '0')}`,
+  );
   expect(ids).toEqual([...ids].sort());
   const values = outs.map((o) => o.value);
   expect(values).toEqual([...values].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)));
   // And the signers' own reading agrees.
-  expect(verifyPsbt(b.psbt, { chain: 'bitcoin:regtest', to, amount: String(amount) }, wallet, { maxFee: 1_000_000n, maxFeeRate: 1_000n }).ok).toBe(true);
+  expect(
+    verifyPsbt(b.psbt, { chain: 'bitcoin:regtest', to, amount: String(amount) }, wallet, {
+      maxFee: 1_000_000n,
+      maxFeeRate: 1_000n,
+    }).ok,
+  ).toBe(true);
 }
 
-function sortedDerivations(ds: readonly { masterFingerprint: Uint8Array; pubkey: Uint8Array; path: string }[]) {
+function sortedDerivations(
+  ds: readonly { masterFingerprint: Uint8Array; pubkey: Uint8Array; path: string }[],
+) {
   return ds
-    .map((d) => ({ fingerprint: hex.encode(d.masterFingerprint), pubkey: hex.encode(d.pubkey), path: d.path }))
+    .map((d) => ({
+      fingerprint: hex.encode(d.masterFingerprint),
+      pubkey: hex.encode(d.pubkey),
+      path: d.path,
+    }))
     .sort((a, b) => a.pubkey.localeCompare(b.pubkey));
 }
 
@@ -121,7 +146,11 @@ describe('buildPsbt', () => {
 
   it('selects the largest coins first and needs as few inputs as possible', () => {
     expect(built({ amount: 100_000n }).inputs.map((u) => u.value)).toEqual([120_000n]);
-    expect(built({ amount: 150_000n }).inputs.map((u) => u.value).sort()).toEqual([120_000n, 80_000n].sort());
+    expect(
+      built({ amount: 150_000n })
+        .inputs.map((u) => u.value)
+        .sort(),
+    ).toEqual([120_000n, 80_000n].sort());
     expect(built({ amount: 240_000n, feeRate: 2n }).inputs).toHaveLength(3);
   });
 
@@ -157,20 +186,42 @@ describe('buildPsbt', () => {
   });
 
   it('refuses when the wallet holds too little: INSUFFICIENT_FUNDS', () => {
-    const r = buildPsbt({ wallet, utxos: UTXOS, to: DESTINATION, amount: 250_000n, feeRate: 1n, changeIndex: 0 });
-    expect(r).toMatchObject({ ok: false, code: 'INSUFFICIENT_FUNDS', details: { available: '250000', amount: '250000' } });
-    const empty = buildPsbt({ wallet, utxos: [], to: DESTINATION, amount: 1_000n, feeRate: 1n, changeIndex: 0 });
+    const r = buildPsbt({
+      wallet,
+      utxos: UTXOS,
+      to: DESTINATION,
+      amount: 250_000n,
+      feeRate: 1n,
+      changeIndex: 0,
+    });
+    expect(r).toMatchObject({
+      ok: false,
+      code: 'INSUFFICIENT_FUNDS',
+      details: { available: '250000', amount: '250000' },
+    });
+    const empty = buildPsbt({
+      wallet,
+      utxos: [],
+      to: DESTINATION,
+      amount: 1_000n,
+      feeRate: 1n,
+      changeIndex: 0,
+    });
     expect(empty).toMatchObject({ ok: false, code: 'INSUFFICIENT_FUNDS' });
   });
 
   it("refuses a coin that is another wallet's: FOREIGN_INPUT", () => {
     const foreign = utxosOf([{ w: otherWallet, branch: 0, index: 0, value: 500_000n }], 3);
-    expect(buildPsbt({ wallet, utxos: foreign, to: DESTINATION, amount: 1_000n, feeRate: 1n, changeIndex: 0 })).toMatchObject({
+    expect(
+      buildPsbt({ wallet, utxos: foreign, to: DESTINATION, amount: 1_000n, feeRate: 1n, changeIndex: 0 }),
+    ).toMatchObject({
       ok: false,
       code: 'FOREIGN_INPUT',
     });
     const wrongIndex: WalletUtxo[] = [{ ...UTXOS[0]!, index: 5 }];
-    expect(buildPsbt({ wallet, utxos: wrongIndex, to: DESTINATION, amount: 1_000n, feeRate: 1n, changeIndex: 0 })).toMatchObject({
+    expect(
+      buildPsbt({ wallet, utxos: wrongIndex, to: DESTINATION, amount: 1_000n, feeRate: 1n, changeIndex: 0 }),
+    ).toMatchObject({
       ok: false,
       code: 'FOREIGN_INPUT',
     });
@@ -185,7 +236,9 @@ describe('buildPsbt', () => {
       [{ ...UTXOS[0]!, prevTx: Uint8Array.from([1, 2, 3]) }],
     ];
     for (const utxos of cases) {
-      expect(buildPsbt({ wallet, utxos, to: DESTINATION, amount: 1_000n, feeRate: 1n, changeIndex: 0 })).toMatchObject({
+      expect(
+        buildPsbt({ wallet, utxos, to: DESTINATION, amount: 1_000n, feeRate: 1n, changeIndex: 0 }),
+      ).toMatchObject({
         ok: false,
         code: 'INPUT_AMOUNT_UNPROVEN',
       });
@@ -213,7 +266,40 @@ describe('buildPsbt', () => {
     const tx = Transaction.fromPSBT(b.psbt);
     const scripts = Array.from({ length: tx.outputsLength }, (_, j) => hex.encode(tx.getOutput(j).script!));
     expect(scripts.sort()).toEqual(
-      [hex.encode(addressToScript(ATTACKER, 'regtest')!), hex.encode(deriveAddress(wallet, 1, 7).script)].sort(),
+      [
+        hex.encode(addressToScript(ATTACKER, 'regtest')!),
+        hex.encode(deriveAddress(wallet, 1, 7).script),
+      ].sort(),
+    );
+  });
+
+  it('any coins, amount and fee rate: what it builds decodes identically in bitcoinjs-lib, or it refuses', () => {
+    const coin = fc.record({
+      branch: fc.constantFrom(0 as const, 1 as const),
+      index: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      value: fc.bigInt({ min: 1_000n, max: 2_000_000n }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(coin, { minLength: 1, maxLength: 4 }),
+        fc.bigInt({ min: 300n, max: 2_000_000n }),
+        fc.bigInt({ min: 1n, max: 60n }),
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.nat(),
+        (coins, amount, feeRate, changeIndex, nonce) => {
+          const utxos = utxosOf(coins, 1_000 + nonce);
+          const r = buildPsbt({ wallet, utxos, to: DESTINATION, amount, feeRate, changeIndex });
+          if (!r.ok) {
+            expect(['INSUFFICIENT_FUNDS', 'INVALID_VALUE']).toContain(r.code);
+            if (r.code === 'INVALID_VALUE') expect(amount).toBeLessThan(294n);
+            return;
+          }
+          crossCheck(r.value, DESTINATION, amount);
+          expect(r.value.fee).toBeGreaterThanOrEqual(feeRate * BigInt(r.value.vsize));
+          if (r.value.change !== null) expect(r.value.fee).toBe(feeRate * BigInt(r.value.vsize));
+        },
+      ),
+      { numRuns: 40, seed: 69 },
     );
   });
 });

@@ -3,9 +3,10 @@
  * wsh(sortedmulti(...)) form, and derivation checked against BIP 32 test
  * vectors with an independent CKDpub and bitcoinjs-lib's P2WSH(P2MS).
  */
+
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
-import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { createBase58check, hex } from '@scure/base';
 import { networks, payments } from 'bitcoinjs-lib';
 import { describe, expect, it } from 'vitest';
@@ -23,14 +24,17 @@ import {
 import { SEEDS, wallet } from './psbt-fixtures.js';
 
 // BIP 32 test vectors 1, 3 and 4: the m/0H public keys, with their masters' fingerprints.
-const TV1_0H = 'xpub68Gmy5EdvgibQVfPdqkBBCHxA5htiqg55crXYuXoQRKfDBFA1WEjWgP6LHhwBZeNK1VTsfTFUHCdrfp1bgwQ9xv5ski8PX9rL2dZXvgGDnw';
-const TV3_0H = 'xpub68NZiKmJWnxxS6aaHmn81bvJeTESw724CRDs6HbuccFQN9Ku14VQrADWgqbhhTHBaohPX4CjNLf9fq9MYo6oDaPPLPxSb7gwQN3ih19Zm4Y';
-const TV4_0H = 'xpub69AUMk3qDBi3uW1sXgjCmVjJ2G6WQoYSnNHyzkmdCHEhSZ4tBok37xfFEqHd2AddP56Tqp4o56AePAgCjYdvpW2PU2jbUPFKsav5ut6Ch1m';
+const TV1_0H =
+  'xpub68Gmy5EdvgibQVfPdqkBBCHxA5htiqg55crXYuXoQRKfDBFA1WEjWgP6LHhwBZeNK1VTsfTFUHCdrfp1bgwQ9xv5ski8PX9rL2dZXvgGDnw';
+const TV3_0H =
+  'xpub68NZiKmJWnxxS6aaHmn81bvJeTESw724CRDs6HbuccFQN9Ku14VQrADWgqbhhTHBaohPX4CjNLf9fq9MYo6oDaPPLPxSb7gwQN3ih19Zm4Y';
+const TV4_0H =
+  'xpub69AUMk3qDBi3uW1sXgjCmVjJ2G6WQoYSnNHyzkmdCHEhSZ4tBok37xfFEqHd2AddP56Tqp4o56AePAgCjYdvpW2PU2jbUPFKsav5ut6Ch1m';
 // BIP 32 test vector 1, chain m/0H/1: the change branch of the first key.
-const TV1_0H_1 = 'xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ';
+const TV1_0H_1 =
+  'xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ';
 
-const MAINNET_BODY =
-  `wsh(sortedmulti(2,[3442193e/0h]${TV1_0H}/0/*,[41d63b50/0h]${TV3_0H}/0/*,[ad85d955/0h]${TV4_0H}/0/*))`;
+const MAINNET_BODY = `wsh(sortedmulti(2,[3442193e/0h]${TV1_0H}/0/*,[41d63b50/0h]${TV3_0H}/0/*,[ad85d955/0h]${TV4_0H}/0/*))`;
 
 const base58check = createBase58check(sha256);
 
@@ -84,7 +88,10 @@ describe('BIP 380 checksum', () => {
   it("matches BIP 380's reference code on wallet descriptors with either hardened marker", () => {
     // Computed with descsum_create from the BIP's Python listing.
     expect(formatDescriptor(wallet)).toMatch(/#9emrgnry$/);
-    const apostrophes = formatDescriptor(wallet).replace(/#.*$/, '').replaceAll('h/', "'/").replaceAll('h]', "']");
+    const apostrophes = formatDescriptor(wallet)
+      .replace(/#.*$/, '')
+      .replaceAll('h/', "'/")
+      .replaceAll('h]', "']");
     expect(descriptorChecksum(apostrophes)).toBe('qvrk9cz7');
   });
 
@@ -94,7 +101,15 @@ describe('BIP 380 checksum', () => {
     // Change each character of the key material in turn to another of the same class.
     for (let i = 0; i < body.length; i += 7) {
       const c = body[i]!;
-      const swapped = /[0-9]/.test(c) ? String((Number(c) + 1) % 10) : /[a-z]/.test(c) ? (c === 'a' ? 'b' : 'a') : c === 'A' ? 'B' : 'A';
+      const swapped = /[0-9]/.test(c)
+        ? String((Number(c) + 1) % 10)
+        : /[a-z]/.test(c)
+          ? c === 'a'
+            ? 'b'
+            : 'a'
+          : c === 'A'
+            ? 'B'
+            : 'A';
       const altered = `${body.slice(0, i)}${swapped}${body.slice(i + 1)}${text.slice(body.length)}`;
       const r = parseDescriptor(altered, 'regtest');
       expect(r.ok, `character ${i} (${c} -> ${swapped})`).toBe(false);
@@ -121,7 +136,10 @@ describe('parseDescriptor', () => {
   });
 
   it("accepts h, H and ' as hardened markers and prints h", () => {
-    const mixed = MAINNET_BODY.replace('[3442193e/0h]', "[3442193E/0']").replace('[41d63b50/0h]', '[41d63b50/0H]');
+    const mixed = MAINNET_BODY.replace('[3442193e/0h]', "[3442193E/0']").replace(
+      '[41d63b50/0h]',
+      '[41d63b50/0H]',
+    );
     const r = parseDescriptor(mixed, 'mainnet');
     expect(r.ok).toBe(true);
     if (r.ok) expect(formatDescriptor(r.value)).toBe(`${MAINNET_BODY}#${descriptorChecksum(MAINNET_BODY)}`);
@@ -145,18 +163,39 @@ describe('parseDescriptor', () => {
   });
 
   it.each([
-    ['the change branch', MAINNET_BODY.replaceAll('/0/*', '/1/*'), /expected \[fingerprint\/path\]xpub\/0\/\*/],
+    [
+      'the change branch',
+      MAINNET_BODY.replaceAll('/0/*', '/1/*'),
+      /expected \[fingerprint\/path\]xpub\/0\/\*/,
+    ],
     ['a hardened wildcard', MAINNET_BODY.replace('/0/*', "/0/*'"), /expected \[fingerprint/],
     ['a multipath key', MAINNET_BODY.replace('/0/*', '/<0;1>/*'), /expected \[fingerprint/],
-    ['wsh(multi(...)) without sorting', MAINNET_BODY.replace('sortedmulti', 'multi'), /only wsh\(sortedmulti/],
+    [
+      'wsh(multi(...)) without sorting',
+      MAINNET_BODY.replace('sortedmulti', 'multi'),
+      /only wsh\(sortedmulti/,
+    ],
     ['sh(wsh(...))', `sh(${MAINNET_BODY})`, /only wsh\(sortedmulti/],
     ['a key without origin', MAINNET_BODY.replace('[3442193e/0h]', ''), /expected \[fingerprint/],
     ['a threshold of 0', MAINNET_BODY.replace('(2,', '(0,'), /threshold must be between 1 and 15/],
     ['a threshold above the key count', MAINNET_BODY.replace('(2,', '(4,'), /needs between 4 and 15 keys/],
     ['a threshold with a leading zero', MAINNET_BODY.replace('(2,', '(02,'), /only wsh\(sortedmulti/],
-    ['a key twice', MAINNET_BODY.replace(TV3_0H, TV1_0H).replace('41d63b50', '3442193e'), /same key appears twice/],
+    [
+      'a key twice',
+      MAINNET_BODY.replace(TV3_0H, TV1_0H).replace('41d63b50', '3442193e'),
+      /same key appears twice/,
+    ],
     ['an origin deeper than the key', MAINNET_BODY.replace('[3442193e/0h]', '[3442193e/0h/1]'), /at depth 1/],
-    ['an origin with another child number', MAINNET_BODY.replace('[3442193e/0h]', '[3442193e/1h]'), /child number/],
+    [
+      'an origin with another child number',
+      MAINNET_BODY.replace('[3442193e/0h]', '[3442193e/1h]'),
+      /child number/,
+    ],
+    [
+      'an origin naming another master',
+      MAINNET_BODY.replace('[3442193e/0h]', '[3442193f/0h]'),
+      /parent is not/,
+    ],
     ['a non-hex fingerprint', MAINNET_BODY.replace('3442193e', '3442193g'), /fingerprint must be 8 hex/],
     ['a space', MAINNET_BODY.replace(',', ', '), /expected \[fingerprint/],
     ['a mistyped xpub', MAINNET_BODY.replace(TV1_0H, `${TV1_0H.slice(0, -1)}x`), /not a Base58Check/],
@@ -175,7 +214,15 @@ describe('parseDescriptor', () => {
   });
 
   it('never throws on arbitrary text', () => {
-    for (const text of ['', '#', 'wsh(', 'wsh(sortedmulti(1,[)))', 'x'.repeat(5000), '\u0000', 'wsh(sortedmulti(1,[00000000]/0/*))']) {
+    for (const text of [
+      '',
+      '#',
+      'wsh(',
+      'wsh(sortedmulti(1,[)))',
+      'x'.repeat(5000),
+      '\u0000',
+      'wsh(sortedmulti(1,[00000000]/0/*))',
+    ]) {
       expect(parseDescriptor(text, 'mainnet').ok).toBe(false);
     }
   });
@@ -201,7 +248,10 @@ describe('deriveAddress', () => {
         const pubkeys = [TV1_0H, TV3_0H, TV4_0H].map((x) => ckdPub(x, branch, index));
         expect(a.address).toBe(bitcoinjsAddress(2, pubkeys));
         const p = payments.p2wsh({
-          redeem: payments.p2ms({ m: 2, pubkeys: pubkeys.sort((x, y) => hex.encode(x).localeCompare(hex.encode(y))) }),
+          redeem: payments.p2ms({
+            m: 2,
+            pubkeys: pubkeys.sort((x, y) => hex.encode(x).localeCompare(hex.encode(y))),
+          }),
         });
         expect(hex.encode(a.script)).toBe(hex.encode(p.output!));
         expect(hex.encode(a.witnessScript)).toBe(hex.encode(p.redeem!.output!));

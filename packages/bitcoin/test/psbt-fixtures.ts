@@ -4,15 +4,16 @@
  * transactions signed by a P2WPKH key, and helpers to edit a PSBT's
  * key-value maps the way an attacker in the middle would.
  */
+
+import { sha256 } from '@noble/hashes/sha2.js';
 import { hex } from '@scure/base';
 import { p2wpkh, Transaction } from '@scure/btc-signer';
 import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
 import { pubECDSA } from '@scure/btc-signer/utils.js';
-import { sha256 } from '@noble/hashes/sha2.js';
 import {
-  buildPsbt,
   type BuiltPsbt,
   bitcoinNetwork,
+  buildPsbt,
   deriveAddress,
   descriptorKeyOf,
   type SignerKey,
@@ -74,7 +75,8 @@ export function fundingTx(
     index: 0,
     witnessUtxo: { script: funder.script, amount: total },
   });
-  for (const p of pays) tx.addOutput({ script: deriveAddress(p.w, p.branch, p.index).script, amount: p.value });
+  for (const p of pays)
+    tx.addOutput({ script: deriveAddress(p.w, p.branch, p.index).script, amount: p.value });
   tx.sign(funderKey);
   tx.finalize();
   return { raw: tx.extract(), txid: tx.id };
@@ -86,7 +88,14 @@ export function utxosOf(
 ): WalletUtxo[] {
   const full = pays.map((p) => ({ w: p.w ?? wallet, branch: p.branch, index: p.index, value: p.value }));
   const f = fundingTx(full, nonce);
-  return full.map((p, vout) => ({ txid: f.txid, vout, value: p.value, branch: p.branch, index: p.index, prevTx: f.raw }));
+  return full.map((p, vout) => ({
+    txid: f.txid,
+    vout,
+    value: p.value,
+    branch: p.branch,
+    index: p.index,
+    prevTx: f.raw,
+  }));
 }
 
 /** Three UTXOs of the wallet, in two funding transactions. */
@@ -117,7 +126,9 @@ export function built(overrides: Partial<Parameters<typeof buildPsbt>[0]> = {}):
 
 /** Mutable view of a PSBT's maps, as scure's raw BIP 174 coder reads them. */
 export type EditablePsbt = {
-  global: Record<string, unknown> & { unsignedTx: { version: number; lockTime: number; inputs: EditableTxIn[]; outputs: EditableTxOut[] } };
+  global: Record<string, unknown> & {
+    unsignedTx: { version: number; lockTime: number; inputs: EditableTxIn[]; outputs: EditableTxOut[] };
+  };
   inputs: Record<string, unknown>[];
   outputs: Record<string, unknown>[];
 };

@@ -22,7 +22,18 @@ import {
   signPsbt,
   verifyPsbt,
 } from '../src/index.js';
-import { built, CAPS, editPsbt, INTENT, otherSigners, otherWallet, SEEDS, signers, utxosOf, wallet } from './psbt-fixtures.js';
+import {
+  built,
+  CAPS,
+  editPsbt,
+  INTENT,
+  otherSigners,
+  otherWallet,
+  SEEDS,
+  signers,
+  utxosOf,
+  wallet,
+} from './psbt-fixtures.js';
 
 function sign(psbt: Uint8Array, i: number): Uint8Array {
   const r = signPsbt(psbt, signers[i]!, wallet);
@@ -59,7 +70,10 @@ describe('2 of 3: sign, combine, finalize', () => {
     expect(r).toMatchObject({ ok: true, value: { signed: 2 } });
     const once = ok(r).psbt;
     expect(hex.encode(sign(b.psbt, 0))).toBe(hex.encode(once)); // RFC 6979
-    expect(verifyPsbt(once, { ...INTENT, amount: '150000' }, wallet, CAPS)).toMatchObject({ ok: true, value: { txid: b.txid } });
+    expect(verifyPsbt(once, { ...INTENT, amount: '150000' }, wallet, CAPS)).toMatchObject({
+      ok: true,
+      value: { txid: b.txid },
+    });
     const summary = ok(decodePsbt(once, wallet));
     expect(summary.inputs.map((i) => i.signatures)).toEqual([1, 1]);
   });
@@ -93,11 +107,16 @@ describe('2 of 3: sign, combine, finalize', () => {
       const signedBy = [sig1!, sig2!].map((sig) => {
         expect(sig[sig.length - 1]).toBe(0x01);
         const der = sig.subarray(0, -1);
-        return keys.findIndex((k) => secp256k1.verify(der, digest, k, { prehash: false, format: 'der', lowS: true }));
+        return keys.findIndex((k) =>
+          secp256k1.verify(der, digest, k, { prehash: false, format: 'der', lowS: true }),
+        );
       });
       expect(signedBy.every((k) => k >= 0)).toBe(true);
       expect(signedBy[0]!).toBeLessThan(signedBy[1]!);
-      const expectedSigners = [0, 2].map((s) => derived.derivations[s]!.pubkey).map(hex.encode).sort();
+      const expectedSigners = [0, 2]
+        .map((s) => derived.derivations[s]!.pubkey)
+        .map(hex.encode)
+        .sort();
       expect(signedBy.map((k) => hex.encode(keys[k]!)).sort()).toEqual(expectedSigners);
     }
     expect(tx.outs.map((o) => o.value).reduce((s, v) => s + v, 0n)).toBe(200_000n - b.fee);
@@ -136,7 +155,10 @@ describe('2 of 3: sign, combine, finalize', () => {
 
   it('refuses to combine PSBTs of different transactions', () => {
     const other = built({ amount: 100_000n });
-    expect(combinePsbts([sign(b.psbt, 0), sign(other.psbt, 1)])).toMatchObject({ ok: false, code: 'INVALID_VALUE' });
+    expect(combinePsbts([sign(b.psbt, 0), sign(other.psbt, 1)])).toMatchObject({
+      ok: false,
+      code: 'INVALID_VALUE',
+    });
     expect(combinePsbts([])).toMatchObject({ ok: false, code: 'INVALID_VALUE' });
   });
 });
@@ -160,10 +182,20 @@ describe('signPsbt refuses', () => {
     const sharedWallet = ok(shared);
     const coins = utxosOf([{ w: sharedWallet, branch: 0, index: 0, value: 90_000n }], 11);
     const theirs = ok(
-      buildPsbt({ wallet: sharedWallet, utxos: coins, to: INTENT.to, amount: 50_000n, feeRate: 2n, changeIndex: 0 }),
+      buildPsbt({
+        wallet: sharedWallet,
+        utxos: coins,
+        to: INTENT.to,
+        amount: 50_000n,
+        feeRate: 2n,
+        changeIndex: 0,
+      }),
     );
     expect(signPsbt(theirs.psbt, signers[0]!, wallet)).toMatchObject({ ok: false, code: 'FOREIGN_INPUT' });
-    expect(signPsbt(theirs.psbt, signers[0]!, sharedWallet)).toMatchObject({ ok: true, value: { signed: 1 } });
+    expect(signPsbt(theirs.psbt, signers[0]!, sharedWallet)).toMatchObject({
+      ok: true,
+      value: { signed: 1 },
+    });
   });
 
   it('a PSBT asking for another sighash: SIGHASH_NOT_ALL', () => {
@@ -177,7 +209,10 @@ describe('signPsbt refuses', () => {
     const stripped = editPsbt(b.psbt, (p) => {
       delete p.inputs[0]!.nonWitnessUtxo;
     });
-    expect(signPsbt(stripped, signers[0]!, wallet)).toMatchObject({ ok: false, code: 'INPUT_AMOUNT_UNPROVEN' });
+    expect(signPsbt(stripped, signers[0]!, wallet)).toMatchObject({
+      ok: false,
+      code: 'INPUT_AMOUNT_UNPROVEN',
+    });
   });
 
   it('bytes that are not a PSBT, without throwing', () => {

@@ -4,12 +4,13 @@
  * the BIP 174 key-value level (scure's raw coder), as a hostile coordinator
  * or relay would edit it; the verifier sees only bytes.
  */
+
+import { ERROR_CODES } from '@custos/core';
 import { hex } from '@scure/base';
 import { Address, RawTx, SigHash, Transaction } from '@scure/btc-signer';
 import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
-import { ERROR_CODES } from '@custos/core';
-import fc from 'fast-check';
 import { Transaction as BjsTransaction } from 'bitcoinjs-lib';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   addressToScript,
@@ -41,7 +42,12 @@ import {
 const base = built(); // one input of 120 000 sat, 100 000 to the destination, change at 1/7
 const script = (address: string) => addressToScript(address, 'regtest')!;
 
-function verify(psbt: Uint8Array, intent: typeof INTENT | { chain: string; to: string; amount: string } = INTENT, caps: FeeCaps = CAPS, w: WalletDescriptor = wallet) {
+function verify(
+  psbt: Uint8Array,
+  intent: typeof INTENT | { chain: string; to: string; amount: string } = INTENT,
+  caps: FeeCaps = CAPS,
+  w: WalletDescriptor = wallet,
+) {
   return verifyPsbt(psbt, intent, w, caps);
 }
 
@@ -56,7 +62,10 @@ function changeOf(p: EditablePsbt) {
 }
 
 function derivationsFor(w: WalletDescriptor, branch: 0 | 1, index: number) {
-  return deriveAddress(w, branch, index).derivations.map((d) => [d.pubkey, { fingerprint: d.fingerprint, path: d.path }]);
+  return deriveAddress(w, branch, index).derivations.map((d) => [
+    d.pubkey,
+    { fingerprint: d.fingerprint, path: d.path },
+  ]);
 }
 
 describe('a valid PSBT', () => {
@@ -84,7 +93,9 @@ describe('a valid PSBT', () => {
     expect(all.change).toBeNull();
     const r = verify(all.psbt, { ...INTENT, amount: String(amount) });
     expect(r).toMatchObject({ ok: true, value: { change: null, fee: BigInt(vsize) + 100n } });
-    if (r.ok) expect(r.value.inputs.map((i) => `${i.branch}/${i.index}`).sort()).toEqual(['0/0', '0/1', '1/4']);
+    if (r.ok) {
+      expect(r.value.inputs.map((i) => `${i.branch}/${i.index}`).sort()).toEqual(['0/0', '0/1', '1/4']);
+    }
   });
 
   it('is still accepted once partially signed (SIGHASH_ALL signatures)', () => {
@@ -96,14 +107,29 @@ describe('a valid PSBT', () => {
 
 describe('the intent and the wallet', () => {
   it('THREATS 16: an intent for another chain is WRONG_CHAIN', () => {
-    expect(verify(base.psbt, { ...INTENT, chain: 'bitcoin:testnet' })).toMatchObject({ ok: false, code: 'WRONG_CHAIN' });
-    expect(verify(base.psbt, { ...INTENT, chain: 'bitcoin:mainnet' })).toMatchObject({ ok: false, code: 'WRONG_CHAIN' });
-    expect(verify(base.psbt, { ...INTENT, chain: 'eip155:1' })).toMatchObject({ ok: false, code: 'WRONG_CHAIN' });
+    expect(verify(base.psbt, { ...INTENT, chain: 'bitcoin:testnet' })).toMatchObject({
+      ok: false,
+      code: 'WRONG_CHAIN',
+    });
+    expect(verify(base.psbt, { ...INTENT, chain: 'bitcoin:mainnet' })).toMatchObject({
+      ok: false,
+      code: 'WRONG_CHAIN',
+    });
+    expect(verify(base.psbt, { ...INTENT, chain: 'eip155:1' })).toMatchObject({
+      ok: false,
+      code: 'WRONG_CHAIN',
+    });
   });
 
   it('a wrong amount is UNEXPECTED_OUTPUT', () => {
-    expect(verify(base.psbt, { ...INTENT, amount: '100001' })).toMatchObject({ ok: false, code: 'UNEXPECTED_OUTPUT' });
-    expect(verify(base.psbt, { ...INTENT, amount: '99999' })).toMatchObject({ ok: false, code: 'UNEXPECTED_OUTPUT' });
+    expect(verify(base.psbt, { ...INTENT, amount: '100001' })).toMatchObject({
+      ok: false,
+      code: 'UNEXPECTED_OUTPUT',
+    });
+    expect(verify(base.psbt, { ...INTENT, amount: '99999' })).toMatchObject({
+      ok: false,
+      code: 'UNEXPECTED_OUTPUT',
+    });
   });
 
   it('a PSBT whose destination output pays one satoshi more than the intent is UNEXPECTED_OUTPUT', () => {
@@ -115,11 +141,17 @@ describe('the intent and the wallet', () => {
   });
 
   it('another destination than the intent names is UNEXPECTED_OUTPUT', () => {
-    expect(verify(base.psbt, { ...INTENT, to: ATTACKER })).toMatchObject({ ok: false, code: 'UNEXPECTED_OUTPUT' });
+    expect(verify(base.psbt, { ...INTENT, to: ATTACKER })).toMatchObject({
+      ok: false,
+      code: 'UNEXPECTED_OUTPUT',
+    });
   });
 
   it('a destination that is not a standard address of the network is UNEXPECTED_OUTPUT', () => {
-    const anchor = Address(REGTEST).encode({ type: 'p2a', script: Uint8Array.from([0x51, 0x02, 0x4e, 0x73]) });
+    const anchor = Address(REGTEST).encode({
+      type: 'p2a',
+      script: Uint8Array.from([0x51, 0x02, 0x4e, 0x73]),
+    });
     for (const to of ['bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq', anchor, 'not an address', '']) {
       expect(verify(base.psbt, { ...INTENT, to })).toMatchObject({ ok: false, code: 'UNEXPECTED_OUTPUT' });
     }
@@ -158,7 +190,10 @@ describe('THREATS 23: change', () => {
     const edited = editPsbt(base.psbt, (p) => {
       const c = changeOf(p);
       c.out.script = other.script;
-      p.outputs[c.j] = { witnessScript: other.witnessScript, bip32Derivation: derivationsFor(otherWallet, 1, 7) };
+      p.outputs[c.j] = {
+        witnessScript: other.witnessScript,
+        bip32Derivation: derivationsFor(otherWallet, 1, 7),
+      };
     });
     expect(verify(edited)).toMatchObject({ ok: false, code: 'UNEXPECTED_OUTPUT' });
   });
@@ -168,7 +203,10 @@ describe('THREATS 23: change', () => {
     const edited = editPsbt(base.psbt, (p) => {
       const c = changeOf(p);
       c.out.script = receive.script;
-      p.outputs[c.j] = { witnessScript: receive.witnessScript, bip32Derivation: derivationsFor(wallet, 0, 7) };
+      p.outputs[c.j] = {
+        witnessScript: receive.witnessScript,
+        bip32Derivation: derivationsFor(wallet, 0, 7),
+      };
     });
     expect(verify(edited)).toMatchObject({ ok: false, code: 'UNEXPECTED_OUTPUT' });
   });
@@ -230,7 +268,10 @@ describe('THREATS 24: outputs', () => {
 
   it('THREATS 24: an OP_RETURN output is UNEXPECTED_OUTPUT', () => {
     const edited = editPsbt(base.psbt, (p) => {
-      p.global.unsignedTx.outputs.push({ amount: 0n, script: Uint8Array.from([0x6a, 0x04, 0xde, 0xad, 0xbe, 0xef]) });
+      p.global.unsignedTx.outputs.push({
+        amount: 0n,
+        script: Uint8Array.from([0x6a, 0x04, 0xde, 0xad, 0xbe, 0xef]),
+      });
       p.outputs.push({});
     });
     expect(verify(edited)).toMatchObject({ ok: false, code: 'UNEXPECTED_OUTPUT' });
@@ -259,8 +300,12 @@ describe('THREATS 25: fee', () => {
 
   it('THREATS 25: the caps bound the fee exactly', () => {
     expect(verify(base.psbt, INTENT, { maxFee: base.fee, maxFeeRate: 5n }).ok).toBe(true);
-    expect(verify(base.psbt, INTENT, { maxFee: base.fee - 1n, maxFeeRate: 5n })).toMatchObject({ code: 'FEE_TOO_HIGH' });
-    expect(verify(base.psbt, INTENT, { maxFee: base.fee, maxFeeRate: 4n })).toMatchObject({ code: 'FEE_TOO_HIGH' });
+    expect(verify(base.psbt, INTENT, { maxFee: base.fee - 1n, maxFeeRate: 5n })).toMatchObject({
+      code: 'FEE_TOO_HIGH',
+    });
+    expect(verify(base.psbt, INTENT, { maxFee: base.fee, maxFeeRate: 4n })).toMatchObject({
+      code: 'FEE_TOO_HIGH',
+    });
   });
 
   it('outputs worth more than the inputs are refused', () => {
@@ -281,7 +326,12 @@ describe('THREATS 26: inputs', () => {
     const [utxo] = utxosOf([{ w: otherWallet, branch: 0, index: 0, value: 70_000n }], 9);
     const d = deriveAddress(otherWallet, 0, 0);
     const edited = editPsbt(base.psbt, (p) => {
-      p.global.unsignedTx.inputs.push({ txid: hex.decode(utxo!.txid), index: 0, finalScriptSig: new Uint8Array(), sequence: 0xfffffffd });
+      p.global.unsignedTx.inputs.push({
+        txid: hex.decode(utxo!.txid),
+        index: 0,
+        finalScriptSig: new Uint8Array(),
+        sequence: 0xfffffffd,
+      });
       p.inputs.push({
         nonWitnessUtxo: rawTxStruct(utxo!.prevTx),
         witnessUtxo: { amount: 70_000n, script: d.script },
@@ -297,7 +347,12 @@ describe('THREATS 26: inputs', () => {
     const [utxo] = utxosOf([{ w: otherWallet, branch: 0, index: 0, value: 70_000n }], 9);
     const mine = deriveAddress(wallet, 0, 0);
     const edited = editPsbt(base.psbt, (p) => {
-      p.global.unsignedTx.inputs.push({ txid: hex.decode(utxo!.txid), index: 0, finalScriptSig: new Uint8Array(), sequence: 0xfffffffd });
+      p.global.unsignedTx.inputs.push({
+        txid: hex.decode(utxo!.txid),
+        index: 0,
+        finalScriptSig: new Uint8Array(),
+        sequence: 0xfffffffd,
+      });
       p.inputs.push({
         nonWitnessUtxo: rawTxStruct(utxo!.prevTx),
         witnessScript: mine.witnessScript,
@@ -339,10 +394,13 @@ describe('THREATS 26: inputs', () => {
 
   it('a previous transaction whose txid does not match the input is INPUT_AMOUNT_UNPROVEN', () => {
     // Pays the same script the same amount at the same position, but it is another transaction.
-    const decoy = fundingTx([
-      { w: wallet, branch: 0, index: 0, value: 50_000n },
-      { w: wallet, branch: 0, index: 1, value: 120_000n },
-    ], 42);
+    const decoy = fundingTx(
+      [
+        { w: wallet, branch: 0, index: 0, value: 50_000n },
+        { w: wallet, branch: 0, index: 1, value: 120_000n },
+      ],
+      42,
+    );
     const edited = editPsbt(base.psbt, (p) => {
       p.inputs[0]!.nonWitnessUtxo = rawTxStruct(decoy.raw);
     });
@@ -405,23 +463,28 @@ describe('sighash', () => {
   it.each([
     ['SINGLE', SigHash.SINGLE],
     ['NONE|ANYONECANPAY', SigHash.NONE_ANYONECANPAY],
-  ])('a real partial signature made with %s is SIGHASH_NOT_ALL even with the field removed', (_name, type) => {
-    // Sign the first input for real with the other sighash, then strip the sighash field.
-    const tx = Transaction.fromPSBT(base.psbt);
-    tx.updateInput(0, { sighashType: type });
-    const s = signers[0]!;
-    const input = tx.getInput(0);
-    const path = (input.bip32Derivation ?? []).find(([, d]) => d.fingerprint === Number.parseInt(s.fingerprint, 16))![1].path;
-    let key = s.account;
-    for (const step of path.slice(4)) key = key.deriveChild(step);
-    tx.signIdx(key.privateKey!, 0, [type]);
-    const edited = editPsbt(tx.toPSBT(0), (p) => {
-      delete p.inputs[0]!.sighashType;
-    });
-    const sig = (editPsbtView(edited).inputs[0]!.partialSig as [Uint8Array, Uint8Array][])[0]![1];
-    expect(sig[sig.length - 1]).toBe(type);
-    expect(verify(edited)).toMatchObject({ ok: false, code: 'SIGHASH_NOT_ALL' });
-  });
+  ])(
+    'a real partial signature made with %s is SIGHASH_NOT_ALL even with the field removed',
+    (_name, type) => {
+      // Sign the first input for real with the other sighash, then strip the sighash field.
+      const tx = Transaction.fromPSBT(base.psbt);
+      tx.updateInput(0, { sighashType: type });
+      const s = signers[0]!;
+      const input = tx.getInput(0);
+      const path = (input.bip32Derivation ?? []).find(
+        ([, d]) => d.fingerprint === Number.parseInt(s.fingerprint, 16),
+      )![1].path;
+      let key = s.account;
+      for (const step of path.slice(4)) key = key.deriveChild(step);
+      tx.signIdx(key.privateKey!, 0, [type]);
+      const edited = editPsbt(tx.toPSBT(0), (p) => {
+        delete p.inputs[0]!.sighashType;
+      });
+      const sig = (editPsbtView(edited).inputs[0]!.partialSig as [Uint8Array, Uint8Array][])[0]![1];
+      expect(sig[sig.length - 1]).toBe(type);
+      expect(verify(edited)).toMatchObject({ ok: false, code: 'SIGHASH_NOT_ALL' });
+    },
+  );
 });
 
 describe('fields and formats', () => {
@@ -447,7 +510,9 @@ describe('fields and formats', () => {
   it('a proprietary field is UNSUPPORTED_TRANSACTION', () => {
     const edited = editPsbt(base.psbt, (p) => {
       // identifier "custos", subtype 1, no key data
-      p.global.proprietary = [[Uint8Array.from([6, 0x63, 0x75, 0x73, 0x74, 0x6f, 0x73, 1]), Uint8Array.from([1])]];
+      p.global.proprietary = [
+        [Uint8Array.from([6, 0x63, 0x75, 0x73, 0x74, 0x6f, 0x73, 1]), Uint8Array.from([1])],
+      ];
     });
     expect(verify(edited)).toMatchObject({ ok: false, code: 'UNSUPPORTED_TRANSACTION' });
   });
@@ -481,7 +546,12 @@ describe('fields and formats', () => {
 
   it('bytes that are not a PSBT are refused, never thrown', () => {
     const rawTx = fundingTx([{ w: wallet, branch: 0, index: 0, value: 1_000n }]).raw;
-    for (const bytes of [new Uint8Array(), Uint8Array.from([0x70, 0x73, 0x62, 0x74, 0xff]), rawTx, base.psbt.slice(0, 100)]) {
+    for (const bytes of [
+      new Uint8Array(),
+      Uint8Array.from([0x70, 0x73, 0x62, 0x74, 0xff]),
+      rawTx,
+      base.psbt.slice(0, 100),
+    ]) {
       const r = verify(bytes);
       expect(r.ok).toBe(false);
     }
@@ -497,11 +567,25 @@ describe('decodePsbt', () => {
     expect(r.value.requiredSignatures).toBe(2);
     expect(r.value.outputs).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ address: DESTINATION, amount: 100_000n, isChange: false, changeIndex: null }),
-        expect.objectContaining({ address: deriveAddress(wallet, 1, 7).address, amount: base.change!.value, isChange: true, changeIndex: 7 }),
+        expect.objectContaining({
+          address: DESTINATION,
+          amount: 100_000n,
+          isChange: false,
+          changeIndex: null,
+        }),
+        expect.objectContaining({
+          address: deriveAddress(wallet, 1, 7).address,
+          amount: base.change!.value,
+          isChange: true,
+          changeIndex: 7,
+        }),
       ]),
     );
-    expect(r.value.inputs[0]).toMatchObject({ value: 120_000n, address: deriveAddress(wallet, 0, 1).address, signatures: 0 });
+    expect(r.value.inputs[0]).toMatchObject({
+      value: 120_000n,
+      address: deriveAddress(wallet, 0, 1).address,
+      signatures: 0,
+    });
   });
 
   it('shows an output the wallet does not own as not change, with its address', () => {
@@ -525,7 +609,11 @@ describe('random corruption', () => {
     const mutation = fc.oneof(
       fc.record({ kind: fc.constant('set' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
       fc.record({ kind: fc.constant('xor' as const), at: fc.nat(), byte: fc.integer({ min: 1, max: 255 }) }),
-      fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
+      fc.record({
+        kind: fc.constant('insert' as const),
+        at: fc.nat(),
+        byte: fc.integer({ min: 0, max: 255 }),
+      }),
       fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), byte: fc.constant(0) }),
     );
     fc.assert(
@@ -535,8 +623,9 @@ describe('random corruption', () => {
           const at = m.at % bytes.length;
           if (m.kind === 'set') bytes[at] = m.byte;
           else if (m.kind === 'xor') bytes[at]! ^= m.byte;
-          else if (m.kind === 'insert') bytes = Uint8Array.from([...bytes.slice(0, at), m.byte, ...bytes.slice(at)]);
-          else bytes = Uint8Array.from([...bytes.slice(0, at), ...bytes.slice(at + 1)]);
+          else if (m.kind === 'insert') {
+            bytes = Uint8Array.from([...bytes.slice(0, at), m.byte, ...bytes.slice(at)]);
+          } else bytes = Uint8Array.from([...bytes.slice(0, at), ...bytes.slice(at + 1)]);
         }
         const r = verifyPsbt(bytes, { ...INTENT, amount: '150000' }, wallet, CAPS);
         if (r.ok) {

@@ -184,7 +184,9 @@ async function fetchGenesis(source: HttpJobSource) {
 const isMain =
   process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href;
 if (isMain) {
-  signerCommand(process.argv.slice(2)).then(
+  // Run directly, it takes the same words as `custos signer ...`.
+  const args = process.argv.slice(2);
+  signerCommand(args[0] === 'signer' ? args.slice(1) : args).then(
     (code) => {
       process.exitCode = code;
     },

@@ -31,7 +31,14 @@
  */
 import { CustosError } from '@custos/core';
 import Database from 'better-sqlite3';
-import { CompiledQuery, type DatabaseConnection, Kysely, PostgresDialect, SqliteDialect, SqliteDriver } from 'kysely';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  Kysely,
+  PostgresDialect,
+  SqliteDialect,
+  SqliteDriver,
+} from 'kysely';
 import pg from 'pg';
 import { dbError } from './errors.js';
 import { migrate } from './migrations.js';
@@ -105,7 +112,12 @@ async function openSqlite(path: string, opts: OpenDatabaseOptions): Promise<Coor
   try {
     sqlite = new Database(path);
   } catch (err) {
-    throw new CustosError('UNAVAILABLE', `cannot open the SQLite database at ${path}`, { path }, { cause: err });
+    throw new CustosError(
+      'UNAVAILABLE',
+      `cannot open the SQLite database at ${path}`,
+      { path },
+      { cause: err },
+    );
   }
   try {
     sqlite.pragma('journal_mode = WAL');

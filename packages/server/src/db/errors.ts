@@ -109,7 +109,12 @@ export function dbError(err: unknown, op: string): CustosError {
   if (err instanceof CustosError) return err;
   switch (classifyDbError(err)) {
     case 'unavailable':
-      return new CustosError('UNAVAILABLE', `the database is unavailable (${op}); retry later`, { op }, { cause: err });
+      return new CustosError(
+        'UNAVAILABLE',
+        `the database is unavailable (${op}); retry later`,
+        { op },
+        { cause: err },
+      );
     case 'serialization':
       return new CustosError('CONFLICT', `a concurrent update won (${op}); retry`, { op }, { cause: err });
     default: {

@@ -82,13 +82,21 @@ const initial: Migration = {
       .addUniqueConstraint('intents_id_key', ['id'])
       .addCheckConstraint('intents_status_check', oneOf('status', INTENT_STATUSES))
       .execute();
-    await db.schema.createIndex('intents_status_seq').on('intents').columns(['status', 'received_seq']).execute();
+    await db.schema
+      .createIndex('intents_status_seq')
+      .on('intents')
+      .columns(['status', 'received_seq'])
+      .execute();
     await db.schema
       .createIndex('intents_requester_seq')
       .on('intents')
       .columns(['requester', 'received_seq'])
       .execute();
-    await db.schema.createIndex('intents_wallet_seq').on('intents').columns(['wallet', 'received_seq']).execute();
+    await db.schema
+      .createIndex('intents_wallet_seq')
+      .on('intents')
+      .columns(['wallet', 'received_seq'])
+      .execute();
 
     await db.schema
       .createTable('approvals')
@@ -265,7 +273,12 @@ export async function migrate<DB>(db: Kysely<DB>): Promise<readonly string[]> {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
     const mapped = dbError(error, 'migrate');
     if (mapped.code === 'UNAVAILABLE' || failed === undefined) throw mapped;
-    throw new CustosError('INTERNAL', `database migration ${failed} failed`, { migration: failed }, { cause: error });
+    throw new CustosError(
+      'INTERNAL',
+      `database migration ${failed} failed`,
+      { migration: failed },
+      { cause: error },
+    );
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

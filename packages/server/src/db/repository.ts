@@ -280,7 +280,10 @@ export class Store {
   async insertIntent(signed: SignedIntent, receivedBody?: string): Promise<IntentRecord> {
     const body = canonicalize(signed);
     if (receivedBody !== undefined && receivedBody !== body) {
-      throw new CustosError('INVALID_VALUE', 'the intent body is not the canonical text of the signed intent');
+      throw new CustosError(
+        'INVALID_VALUE',
+        'the intent body is not the canonical text of the signed intent',
+      );
     }
     const i = signed.intent;
     const id = intentDigest(i);
@@ -367,7 +370,8 @@ export class Store {
    */
   async updateIntentStatus(id: string, change: IntentStatusChange): Promise<boolean> {
     const from: readonly IntentStatus[] = typeof change.from === 'string' ? [change.from] : change.from;
-    if (from.length === 0) throw new CustosError('INVALID_VALUE', 'updateIntentStatus needs at least one from status');
+    if (from.length === 0)
+      throw new CustosError('INVALID_VALUE', 'updateIntentStatus needs at least one from status');
     return this.#op('updateIntentStatus', async () => {
       const res = await this.#db
         .updateTable('intents')
@@ -483,18 +487,21 @@ export class Store {
     return this.#op('appendGovernance', async () => {
       try {
         return await this.#db.transaction().execute(async (trx) => {
-          const taken = await trx
-            .selectFrom('governance')
-            .select('digest')
-            .where('seq', '=', entry.seq)
-            .executeTakeFirst();
-          if (taken !== undefined) return sameGovernance(taken.digest, digest, entry.seq);
           const head = await trx
             .selectFrom('governance')
             .select(['seq', 'digest'])
             .orderBy('seq', 'desc')
             .limit(1)
             .executeTakeFirst();
+          // Seqs have no gaps, so one at or below the head is stored: the same entry or another.
+          if (head !== undefined && entry.seq <= int(head.seq)) {
+            const taken = await trx
+              .selectFrom('governance')
+              .select('digest')
+              .where('seq', '=', entry.seq)
+              .executeTakeFirst();
+            return sameGovernance(taken?.digest, digest, entry.seq);
+          }
           const expected = head === undefined ? 0 : int(head.seq) + 1;
           if (entry.seq !== expected) {
             throw new CustosError('CONFLICT', `governance entry ${entry.seq} does not follow the head`, {
@@ -540,7 +547,11 @@ export class Store {
   }
 
   /** Entries with after < seq <= upto, in order (after = -1 starts at the genesis), at most `limit` (<= 1000). */
-  async governanceRange(after: number, upto: number, limit = MAX_GOVERNANCE_PAGE): Promise<readonly GovernanceRecord[]> {
+  async governanceRange(
+    after: number,
+    upto: number,
+    limit = MAX_GOVERNANCE_PAGE,
+  ): Promise<readonly GovernanceRecord[]> {
     if (!Number.isSafeInteger(after) || !Number.isSafeInteger(upto) || after < -1) {
       throw new CustosError('INVALID_VALUE', 'governanceRange takes integer bounds, after >= -1');
     }
@@ -571,7 +582,10 @@ export class Store {
    * Stores a proposal (status 'open') for `entry` with the signatures given so
    * far. Its id is the entry digest. Returns false if it already exists.
    */
-  async createProposal(entry: GovernanceEntry, signatures: readonly GovernanceSignature[] = []): Promise<boolean> {
+  async createProposal(
+    entry: GovernanceEntry,
+    signatures: readonly GovernanceSignature[] = [],
+  ): Promise<boolean> {
     const id = governanceDigest(entry);
     const now = this.#now();
     return this.#op('createProposal', async () => {
@@ -606,7 +620,9 @@ export class Store {
   }
 
   /** Proposals by seq, then age; only those with `status` when given. */
-  async listProposals(q: { status?: ProposalStatus; limit?: number } = {}): Promise<readonly ProposalRecord[]> {
+  async listProposals(
+    q: { status?: ProposalStatus; limit?: number } = {},
+  ): Promise<readonly ProposalRecord[]> {
     const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(q.limit ?? MAX_PAGE)));
     return this.#op('listProposals', async () => {
       let query = this.#db.selectFrom('governance_proposals').selectAll();
@@ -621,7 +637,10 @@ export class Store {
    * signed keeps its first signature. Returns the updated proposal. Throws
    * NOT_FOUND if there is no such proposal, CONFLICT if it is no longer open.
    */
-  async addProposalSignatures(id: string, signatures: readonly GovernanceSignature[]): Promise<ProposalRecord> {
+  async addProposalSignatures(
+    id: string,
+    signatures: readonly GovernanceSignature[],
+  ): Promise<ProposalRecord> {
     return this.#op('addProposalSignatures', () =>
       this.#db.transaction().execute(async (trx) => {
         let query = trx.selectFrom('governance_proposals').selectAll().where('id', '=', id);
@@ -633,7 +652,8 @@ export class Store {
         }
         const current = stored(schema.array(governanceSignature, { max: 100 }), row.signatures, 'proposal');
         const merged = dedupeSignatures(current, signatures);
-        if (merged.length > 100) throw new CustosError('INVALID_VALUE', 'a proposal holds at most 100 signatures');
+        if (merged.length > 100)
+          throw new CustosError('INVALID_VALUE', 'a proposal holds at most 100 signatures');
         const updated = await trx
           .updateTable('governance_proposals')
           .set({ signatures: canonicalize(merged), updated_at: this.#now() })
@@ -683,7 +703,11 @@ export class Store {
    */
   async enqueueJobs(jobs: readonly SignerJob[]): Promise<number> {
     const now = this.#now();
-    const rows = jobs.map((job) => ({ job, body: canonicalize(job), intent: intentDigest(job.intent.intent) }));
+    const rows = jobs.map((job) => ({
+      job,
+      body: canonicalize(job),
+      intent: intentDigest(job.intent.intent),
+    }));
     return this.#op('enqueueJobs', async () => {
       try {
         return await this.#db.transaction().execute(async (trx) => {
@@ -716,7 +740,9 @@ export class Store {
               .where('id', '=', job.id)
               .executeTakeFirst();
             if (existing?.body !== body) {
-              throw new CustosError('CONFLICT', 'a different job with this id is already queued', { job: job.id });
+              throw new CustosError('CONFLICT', 'a different job with this id is already queued', {
+                job: job.id,
+              });
             }
           }
           return added;
@@ -761,7 +787,9 @@ export class Store {
         .where('id', 'in', pick)
         .returningAll()
         .execute();
-      return rows.map(jobRecord).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return rows
+        .map(jobRecord)
+        .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     });
   }
 
@@ -802,7 +830,11 @@ export class Store {
   /** The job, or null. */
   async getJob(id: string): Promise<JobRecord | null> {
     return this.#op('getJob', async () => {
-      const row = await this.#db.selectFrom('signer_jobs').selectAll().where('id', '=', id).executeTakeFirst();
+      const row = await this.#db
+        .selectFrom('signer_jobs')
+        .selectAll()
+        .where('id', '=', id)
+        .executeTakeFirst();
       return row === undefined ? null : jobRecord(row);
     });
   }
@@ -828,7 +860,12 @@ export class Store {
    * is already recorded for it. Throws CONFLICT if another txid is (one intent,
    * one transaction), NOT_FOUND if the intent is unknown.
    */
-  async recordTransaction(t: { intent: string; txid: string; rawHex: string; broadcastAt: Millis }): Promise<boolean> {
+  async recordTransaction(t: {
+    intent: string;
+    txid: string;
+    rawHex: string;
+    broadcastAt: Millis;
+  }): Promise<boolean> {
     return this.#op('recordTransaction', async () => {
       try {
         const res = await this.#db
@@ -858,7 +895,9 @@ export class Store {
         .where('intent', '=', t.intent)
         .executeTakeFirst();
       if (existing?.txid === t.txid) return false;
-      throw new CustosError('CONFLICT', 'another transaction is recorded for this intent', { intent: t.intent });
+      throw new CustosError('CONFLICT', 'another transaction is recorded for this intent', {
+        intent: t.intent,
+      });
     });
   }
 
@@ -878,7 +917,8 @@ export class Store {
         })
         .where('intent', '=', intent)
         .executeTakeFirst();
-      if (res.numUpdatedRows === 0n) throw new CustosError('NOT_FOUND', 'no transaction for this intent', { intent });
+      if (res.numUpdatedRows === 0n)
+        throw new CustosError('NOT_FOUND', 'no transaction for this intent', { intent });
     });
   }
 
@@ -1097,7 +1137,10 @@ export class Store {
   }
 
   /** Records a failed attempt and when to try again. `error` is cut to 1000 characters. Throws NOT_FOUND. */
-  async markOutboxFailed(id: number, f: { attempts: number; nextAttemptAt: Millis; error: string }): Promise<void> {
+  async markOutboxFailed(
+    id: number,
+    f: { attempts: number; nextAttemptAt: Millis; error: string },
+  ): Promise<void> {
     await this.#op('markOutboxFailed', async () => {
       const res = await this.#db
         .updateTable('outbox')
@@ -1222,7 +1265,12 @@ function stored<T>(s: Schema<T>, text: string, what: string): T {
   try {
     return decode(s, text, STORED_LIMITS);
   } catch (err) {
-    throw new CustosError('INTERNAL', `a stored ${what} does not decode: the database was altered`, {}, { cause: err });
+    throw new CustosError(
+      'INTERNAL',
+      `a stored ${what} does not decode: the database was altered`,
+      {},
+      { cause: err },
+    );
   }
 }
 

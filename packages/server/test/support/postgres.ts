@@ -77,7 +77,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     if (!existsSync(join(POSTGRES_BIN, program))) {
       throw new Error(
         `PostgreSQL 15 is not installed: ${join(POSTGRES_BIN, program)} is missing. ` +
-          'Install the postgresql-15 package (apt-get install postgresql-15; CI\'s .ci/run does this), ' +
+          "Install the postgresql-15 package (apt-get install postgresql-15; CI's .ci/run does this), " +
           'or point CUSTOS_PG_BIN at a directory holding initdb, pg_ctl and postgres.',
       );
     }
@@ -246,10 +246,20 @@ async function pgRun(as: RunAs, dir: string, program: string, args: readonly str
   }
 }
 
-function spawnOptions(as: RunAs, dir: string): { cwd: string; env: NodeJS.ProcessEnv; uid?: number; gid?: number } {
+function spawnOptions(
+  as: RunAs,
+  dir: string,
+): { cwd: string; env: NodeJS.ProcessEnv; uid?: number; gid?: number } {
   // The postgres user may not be able to read our working directory or HOME.
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C', HOME: dir, TZ: 'UTC' };
-  return as.uid !== undefined && as.gid !== undefined ? { cwd: dir, env, uid: as.uid, gid: as.gid } : { cwd: dir, env };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    LC_ALL: 'C',
+    HOME: dir,
+    TZ: 'UTC',
+  };
+  return as.uid !== undefined && as.gid !== undefined
+    ? { cwd: dir, env, uid: as.uid, gid: as.gid }
+    : { cwd: dir, env };
 }
 
 /** initdb refuses root: as root, run as the `postgres` OS user (created by the postgresql package). */
@@ -307,7 +317,8 @@ export function usePostgres(): PostgresPerFile {
     await current?.stop();
   });
   const server = (): PostgresServer => {
-    if (current === undefined) throw new Error('the PostgreSQL server is not started yet (use it inside tests)');
+    if (current === undefined)
+      throw new Error('the PostgreSQL server is not started yet (use it inside tests)');
     return current;
   };
   return {

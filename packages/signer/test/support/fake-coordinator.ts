@@ -23,6 +23,8 @@ export interface FakeCoordinator {
   /** Requests refused for a bad or missing signature. */
   readonly refusedRequests: number;
   push(job: unknown): void;
+  /** Empties the queue (jobs not yet handed out). */
+  drain(): void;
   setGovernance(entries: SignedGovernanceEntry[]): void;
   /** Resolves when `n` results in total have arrived (bounded by `timeoutMs`). */
   waitForResults(n: number, timeoutMs?: number): Promise<SignerResult[]>;
@@ -131,6 +133,9 @@ export async function startFakeCoordinator(
     push(job) {
       queue.push(job);
       wake(waiters);
+    },
+    drain() {
+      queue.length = 0;
     },
     setGovernance(entries) {
       governance = entries;

@@ -79,13 +79,14 @@ export interface World {
 
 let nonceCounter = 0;
 
-export function makeWorld(opts: { policy?: (p: Policy) => Policy; delayMs?: number } = {}): World {
+export function makeWorld(
+  opts: { policy?: (p: Policy) => Policy; delayMs?: number; firstKey?: DescriptorKey } = {},
+): World {
   const keys = seedSigners;
-  const descriptor = walletFromKeys(
-    2,
-    keys.map((k) => descriptorKeyOf(k, 'regtest')),
-    'regtest',
-  );
+  const descriptorKeys = keys.map((k) => descriptorKeyOf(k, 'regtest'));
+  // A signer process with its own keystore takes the first seat of the 2-of-3.
+  if (opts.firstKey !== undefined) descriptorKeys[0] = opts.firstKey;
+  const descriptor = walletFromKeys(2, descriptorKeys, 'regtest');
   const wallet: Wallet = {
     id: 'btc-main',
     label: 'Main BTC (regtest)',

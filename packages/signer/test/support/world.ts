@@ -9,6 +9,7 @@
 import {
   type BuiltPsbt,
   buildPsbt,
+  type DescriptorKey,
   descriptorKeyOf,
   formatDescriptor,
   psbtToBase64,

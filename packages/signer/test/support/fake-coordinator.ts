@@ -34,7 +34,16 @@ export interface FakeCoordinator {
 export async function startFakeCoordinator(
   signerKeys: ReadonlyMap<string, string>,
 ): Promise<FakeCoordinator> {
-  const queue: unknown[] = [];
+  // One queue per signer, as the real coordinator keeps them: a job names its signer.
+  const queues = new Map<string, unknown[]>();
+  const queueOf = (signer: string) => {
+    let q = queues.get(signer);
+    if (q === undefined) {
+      q = [];
+      queues.set(signer, q);
+    }
+    return q;
+  };
   const waiters: (() => void)[] = [];
   const results: SignerResult[] = [];
   const resultWaiters: (() => void)[] = [];
@@ -89,6 +98,7 @@ export async function startFakeCoordinator(
     }
     if (req.method === 'GET' && url.pathname === '/v1/signer/jobs') {
       const wait = Math.min(Number(url.searchParams.get('wait') ?? 0), 2000);
+      const queue = queueOf(signerId);
       if (queue.length === 0 && wait > 0) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, wait);
@@ -131,11 +141,13 @@ export async function startFakeCoordinator(
       return refused;
     },
     push(job) {
-      queue.push(job);
+      const signer =
+        typeof job === 'object' && job !== null ? (job as { signer?: unknown }).signer : undefined;
+      queueOf(typeof signer === 'string' ? signer : 'signer-1').push(job);
       wake(waiters);
     },
     drain() {
-      queue.length = 0;
+      queues.clear();
     },
     setGovernance(entries) {
       governance = entries;

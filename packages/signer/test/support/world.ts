@@ -81,12 +81,18 @@ export interface World {
 let nonceCounter = 0;
 
 export function makeWorld(
-  opts: { policy?: (p: Policy) => Policy; delayMs?: number; firstKey?: DescriptorKey } = {},
+  opts: {
+    policy?: (p: Policy) => Policy;
+    delayMs?: number;
+    firstKey?: DescriptorKey;
+    secondKey?: DescriptorKey;
+  } = {},
 ): World {
   const keys = seedSigners;
   const descriptorKeys = keys.map((k) => descriptorKeyOf(k, 'regtest'));
   // A signer process with its own keystore takes the first seat of the 2-of-3.
   if (opts.firstKey !== undefined) descriptorKeys[0] = opts.firstKey;
+  if (opts.secondKey !== undefined) descriptorKeys[1] = opts.secondKey;
   const descriptor = walletFromKeys(2, descriptorKeys, 'regtest');
   const wallet: Wallet = {
     id: 'btc-main',

@@ -1,0 +1,163 @@
+/**
+ * On a real regtest node: a 2-of-3 wallet is funded, a withdrawal is signed
+ * by two signer processes (each with its own keystore, database and HTTP
+ * connection), combined, finalized, accepted by the node and mined; the same
+ * transaction with its amount changed after signing is rejected by the node.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  addressToScript,
+  buildPsbt,
+  combinePsbts,
+  deriveAddress,
+  finalizePsbt,
+  psbtFromBase64,
+  syncChain,
+  UtxoTracker,
+} from '@custos/bitcoin';
+import { type RegtestNode, startRegtestNode } from '@custos/bitcoin/regtest';
+import { CustosError, toHex } from '@custos/core';
+import { Transaction } from '@scure/btc-signer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
+import {
+  initKeystore,
+  type RunningSigner,
+  runSigner,
+  waitForOutput,
+  writeConfig,
+} from './support/process.js';
+import { COLD_STORAGE, makeWorld, type World } from './support/world.js';
+
+let dir: string;
+let node: RegtestNode;
+let coordinator: FakeCoordinator;
+let world: World;
+const signers: RunningSigner[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'custos-regtest-'));
+  const [k1, k2] = await Promise.all([initKeystore(dir, 'signer-1'), initKeystore(dir, 'signer-2')]);
+  world = makeWorld({ firstKey: k1.descriptorKey, secondKey: k2.descriptorKey });
+  world.clock.now = Date.now();
+  node = await startRegtestNode();
+  await node.activateSegwit();
+  coordinator = await startFakeCoordinator(
+    new Map([
+      ['signer-1', k1.identityKey],
+      ['signer-2', k2.identityKey],
+    ]),
+  );
+  coordinator.setGovernance(world.governance);
+  for (const id of ['signer-1', 'signer-2']) {
+    const s = runSigner(writeConfig(dir, id, coordinator.url, world.org.orgId));
+    signers.push(s);
+    await waitForOutput(s, 'signer.started');
+  }
+}, 120_000);
+
+afterAll(async () => {
+  for (const s of signers) s.child.kill('SIGTERM');
+  await Promise.all(signers.map((s) => s.exited));
+  await coordinator?.close();
+  await node?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a 2-of-3 withdrawal on a real regtest node', () => {
+  it('is funded and signed by two signer processes; the node rejects it altered after signing, accepts and mines it as signed', async () => {
+    // Fund two receive addresses of the wallet and confirm them.
+    for (const index of [0, 1]) {
+      await node.fund(deriveAddress(world.descriptor, 0, index).script, 30_000_000n);
+    }
+    await node.mine(1);
+    const watch = new Map<string, { wallet: string; branch: 0 | 1; index: number }>();
+    for (const branch of [0, 1] as const) {
+      for (let index = 0; index < 5; index++) {
+        watch.set(toHex(deriveAddress(world.descriptor, branch, index).script), {
+          wallet: 'btc-main',
+          branch,
+          index,
+        });
+      }
+    }
+    const tracker = new UtxoTracker((script) => watch.get(toHex(script)) ?? null);
+    await syncChain(node.rpc, tracker);
+    const utxos = tracker.utxos('btc-main');
+    expect(utxos.map((u) => u.value)).toEqual([30_000_000n, 30_000_000n]);
+
+    const intent = world.intent(45_000_000n);
+    const built = buildPsbt({
+      wallet: world.descriptor,
+      utxos: utxos.map((u) => ({
+        txid: u.txid,
+        vout: u.vout,
+        value: u.value,
+        branch: u.branch,
+        index: u.index,
+        prevTx: u.prevTx,
+      })),
+      to: intent.intent.to,
+      amount: 45_000_000n,
+      feeRate: 3n,
+      changeIndex: 0,
+    });
+    if (!built.ok) throw new Error(built.message);
+    const approvals = world.approve(intent);
+    coordinator.push(world.job(intent, approvals, built.value.psbt, { id: 'rt-1', signer: 'signer-1' }));
+    coordinator.push(world.job(intent, approvals, built.value.psbt, { id: 'rt-2', signer: 'signer-2' }));
+    const results = await coordinator.waitForResults(2);
+    expect(results.map((r) => [r.receipt.signer, r.receipt.outcome]).sort()).toEqual([
+      ['signer-1', 'signed'],
+      ['signer-2', 'signed'],
+    ]);
+
+    const parts = results.map((r) => {
+      const p = psbtFromBase64(r.psbt!);
+      if (!p.ok) throw new Error(p.message);
+      return p.value;
+    });
+    const combined = combinePsbts(parts);
+    if (!combined.ok) throw new Error(combined.message);
+    const final = finalizePsbt(combined.value);
+    if (!final.ok) throw new Error(final.message);
+    expect(final.value.txid).toBe(built.value.txid);
+    const rawTx = final.value.tx;
+
+    // First, the same signed transaction with one output amount changed after signing: the node refuses it.
+    const tampered = Transaction.fromRaw(rawTx, { allowUnknownOutputs: true, disableScriptCheck: true });
+    tampered.updateOutput(0, { amount: (tampered.getOutput(0).amount ?? 0n) - 1000n }, true);
+    let caught: unknown;
+    try {
+      await node.rpc.sendRawTransaction(toHex(tampered.toBytes(true, true)));
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(CustosError);
+    expect((caught as CustosError).code).toBe('CHAIN_REJECTED');
+    expect(String((caught as CustosError).details.reason)).toMatch(/script-verify/);
+
+    // Then the real one is accepted and mined.
+    const txid = await node.rpc.sendRawTransaction(final.value.hex);
+    expect(txid).toBe(built.value.txid);
+    await node.mine(1);
+    await syncChain(node.rpc, tracker);
+    // The two wallet inputs are spent, the change came back to the wallet's change branch.
+    const after = tracker.utxos('btc-main');
+    expect(after).toHaveLength(1);
+    expect(after[0]).toMatchObject({ txid, branch: 1, index: 0 });
+    const tip = await node.rpc.getBlockCount();
+    expect(after[0]!.confirmations(tip)).toBe(1);
+    // The cold-storage address received exactly the intent's amount in the mined block.
+    const block = await node.rpc.getBlockRaw(await node.rpc.getBlockHash(tip));
+    expect(block.length).toBeGreaterThan(0);
+    const paid = Transaction.fromRaw(rawTx, { allowUnknownOutputs: true });
+    const destination = addressToScript(COLD_STORAGE, 'regtest')!;
+    const outputs = Array.from({ length: paid.outputsLength }, (_, i) => paid.getOutput(i));
+    expect(
+      outputs.find((o) => o.script !== undefined && toHex(o.script) === toHex(destination))?.amount,
+    ).toBe(45_000_000n);
+  });
+});

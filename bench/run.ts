@@ -7,9 +7,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
 import { coreBench } from './core.js';
 import { printTable, type Row } from './harness.js';
+import { signerBench } from './signer.js';
 
 const suites: Record<string, () => Row[] | Promise<Row[]>> = {
   core: coreBench,
+  signer: signerBench,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -269,7 +269,7 @@ function checkWallet(
     keys: Object.freeze(parsed.map((p) => p.key)),
     network,
   });
-  PARSED.set(wallet, { keys: parsed, branches: new Map() });
+  PARSED.set(wallet, { keys: parsed, branches: new Map(), addresses: new Map() });
   return { ok: true, value: wallet };
 }
 
@@ -338,7 +338,12 @@ export function walletFromKeys(
 interface ParsedWallet {
   readonly keys: readonly ParsedKey[];
   readonly branches: Map<0 | 1, HDKey[]>;
+  /** Derived addresses by `branch/index`: each costs a point multiplication per key, and verification repeats them. */
+  readonly addresses: Map<string, DerivedAddress>;
 }
+
+/** Bound on cached addresses per wallet; past it the cache starts over (a cache, never a source of truth). */
+const MAX_CACHED_ADDRESSES = 50_000;
 
 /** Parsed keys and derived branch nodes, per wallet object: point multiplications are the cost here. */
 const PARSED = new WeakMap<WalletDescriptor, ParsedWallet>();
@@ -378,6 +383,9 @@ export function deriveAddress(d: WalletDescriptor, branch: 0 | 1, index: number)
     throw new CustosError('INVALID_VALUE', 'address index must be an integer from 0 to 2^31-1');
   }
   const w = parsedWallet(d);
+  const cacheKey = `${branch}/${index}`;
+  const hit = w.addresses.get(cacheKey);
+  if (hit !== undefined) return hit;
   let nodes = w.branches.get(branch);
   if (nodes === undefined) {
     nodes = w.keys.map((k) => k.node.deriveChild(branch));
@@ -393,7 +401,7 @@ export function deriveAddress(d: WalletDescriptor, branch: 0 | 1, index: number)
   });
   const sorted = derivations.map((x) => x.pubkey).sort(compareBytes);
   const payment = p2wsh(p2ms(d.m, sorted), bitcoinNetwork(d.network).address);
-  return Object.freeze({
+  const derived: DerivedAddress = Object.freeze({
     branch,
     index,
     address: payment.address,
@@ -401,6 +409,9 @@ export function deriveAddress(d: WalletDescriptor, branch: 0 | 1, index: number)
     witnessScript: payment.witnessScript,
     derivations: Object.freeze(derivations),
   });
+  if (w.addresses.size >= MAX_CACHED_ADDRESSES) w.addresses.clear();
+  w.addresses.set(cacheKey, derived);
+  return derived;
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {

@@ -28,6 +28,7 @@ import {
   type SignerKey,
   signPsbt,
   verifyPsbt,
+  type WalletDescriptor,
 } from '@custos/bitcoin';
 import {
   applyGovernance,
@@ -100,6 +101,8 @@ class Refused extends Error {
 export class Signer {
   private state: GovernanceState;
   private readonly clock: () => Millis;
+  /** Parsed wallet descriptors by their text: parsing and deriving keys is the costly part of a check. */
+  private readonly descriptors = new Map<string, WalletDescriptor>();
 
   private constructor(
     private readonly opts: SignerOptions,
@@ -314,9 +317,13 @@ export class Signer {
     const network = networkOfChain(wallet.chain);
     if (network === undefined)
       throw new Refused('WRONG_CHAIN', `wallet chain ${wallet.chain} is not a Bitcoin chain`);
+    const key = `${network} ${wallet.descriptor}`;
+    const cached = this.descriptors.get(key);
+    if (cached !== undefined) return cached;
     const parsed = parseDescriptor(wallet.descriptor, network);
     if (!parsed.ok)
       throw new Refused('GOVERNANCE_INVALID', `wallet descriptor does not parse: ${parsed.message}`);
+    this.descriptors.set(key, parsed.value);
     return parsed.value;
   }
 

@@ -4,7 +4,7 @@
  * form one unbroken chain that core's verifier accepts, the log streams out in
  * pages, and signer checkpoints are stored once (THREATS 30).
  */
-import { AuditChainVerifier, auditEntryDigest, AUDIT_GENESIS_PREV, verifyAuditChain } from '@custos/core';
+import { AUDIT_GENESIS_PREV, AuditChainVerifier, auditEntryDigest, verifyAuditChain } from '@custos/core';
 import { describe, expect, it } from 'vitest';
 import type { Store } from '../../src/db/repository.js';
 import { useBackends } from './backends.js';
@@ -44,8 +44,12 @@ describe.each(backends)('audit log on $name', (backend) => {
 
   it('keeps one unbroken chain under 20 concurrent appends', async () => {
     const { store, peer } = await backend.fresh();
-    const appended = await Promise.all(Array.from({ length: 20 }, (_, i) => peer(i).appendAuditEvent(event(i))));
-    expect(appended.map((a) => a.entry.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    const appended = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => peer(i).appendAuditEvent(event(i))),
+    );
+    expect(appended.map((a) => a.entry.seq).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 20 }, (_, i) => i),
+    );
     const entries = await allEntries(store);
     expect(entries).toHaveLength(20);
     const result = verifyAuditChain(entries);
@@ -79,7 +83,9 @@ describe.each(backends)('audit log on $name', (backend) => {
 
   it('refuses an event that does not fit the audit entry schema, storing nothing', async () => {
     const { store } = await backend.fresh();
-    expect(await codeOf(store.appendAuditEvent({ ...event(0), event: 'Not An Event' }))).toBe('INVALID_VALUE');
+    expect(await codeOf(store.appendAuditEvent({ ...event(0), event: 'Not An Event' }))).toBe(
+      'INVALID_VALUE',
+    );
     expect(await store.auditHead()).toBeNull();
   });
 
@@ -96,7 +102,10 @@ describe.each(backends)('audit log on $name', (backend) => {
     const stored = await store.checkpoints();
     expect(stored).toEqual([cp1, cp3]);
     expect(await store.checkpoints({ signer: 'someone-else' })).toEqual([]);
-    const result = verifyAuditChain(await allEntries(store), { checkpoints: stored, signerKeys: SIGNER_KEYS });
+    const result = verifyAuditChain(await allEntries(store), {
+      checkpoints: stored,
+      signerKeys: SIGNER_KEYS,
+    });
     expect(result).toMatchObject({ ok: true, entries: 4, checkpointsVerified: 2 });
   });
 });

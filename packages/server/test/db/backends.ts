@@ -56,7 +56,12 @@ export function useBackends(): { backends: readonly Backend[]; postgres: Postgre
       const sqlitePath = join(dir, 'coordinator.db');
       const db = track(await openDatabase({ sqlitePath }));
       const store = new Store(db, opts);
-      return withPeer({ db, store, peers: [store], reopen: async () => track(await openDatabase({ sqlitePath })) });
+      return withPeer({
+        db,
+        store,
+        peers: [store],
+        reopen: async () => track(await openDatabase({ sqlitePath })),
+      });
     },
   };
 

@@ -136,7 +136,9 @@ export function digestOf(n: number): Digest {
 }
 
 /** Settles every promise; returns the values and the errors. */
-export async function settle<T>(promises: readonly Promise<T>[]): Promise<{ values: T[]; errors: unknown[] }> {
+export async function settle<T>(
+  promises: readonly Promise<T>[],
+): Promise<{ values: T[]; errors: unknown[] }> {
   const results = await Promise.allSettled(promises);
   const values: T[] = [];
   const errors: unknown[] = [];

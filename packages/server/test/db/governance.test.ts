@@ -149,7 +149,9 @@ describe.each(backends)('governance proposals on $name', (backend) => {
     await store.createProposal(entry);
     await store.createProposal(other);
     await store.setProposalStatus(governanceDigest(other), 'open', 'superseded');
-    expect((await store.listProposals()).map((p) => p.id).sort()).toEqual([id, governanceDigest(other)].sort());
+    expect((await store.listProposals()).map((p) => p.id).sort()).toEqual(
+      [id, governanceDigest(other)].sort(),
+    );
     expect((await store.listProposals({ status: 'open' })).map((p) => p.id)).toEqual([id]);
     expect(await store.deleteProposal(id)).toBe(true);
     expect(await store.deleteProposal(id)).toBe(false);

@@ -45,7 +45,7 @@ describe.each(backends)('intents on $name', (backend) => {
   });
 
   it('lets exactly one of several concurrent inserts of one intent win', async () => {
-    const { store, peer } = await backend.fresh();
+    const { peer } = await backend.fresh();
     const signed = makeIntent(3);
     const { values, errors } = await settle(
       Array.from({ length: 8 }, (_, i) => peer(i).insertIntent(signed)),
@@ -143,19 +143,27 @@ describe.each(backends)('intents on $name', (backend) => {
     const { store } = await backend.fresh();
     const { id } = await store.insertIntent(makeIntent(1));
     expect(await store.updateIntentStatus(id, { from: 'pending', to: 'approved' })).toBe(true);
-    expect(await store.updateIntentStatus(id, { from: 'pending', to: 'refused', code: 'FROZEN' })).toBe(false);
+    expect(await store.updateIntentStatus(id, { from: 'pending', to: 'refused', code: 'FROZEN' })).toBe(
+      false,
+    );
     expect(
-      await store.updateIntentStatus(id, { from: ['approved', 'signing'], to: 'signing', psbt: 'cHNidP8BAA==' }),
+      await store.updateIntentStatus(id, {
+        from: ['approved', 'signing'],
+        to: 'signing',
+        psbt: 'cHNidP8BAA==',
+      }),
     ).toBe(true);
-    expect(await store.updateIntentStatus(id, { from: 'signing', to: 'broadcast', txid: 'ab'.repeat(32) })).toBe(true);
+    expect(
+      await store.updateIntentStatus(id, { from: 'signing', to: 'broadcast', txid: 'ab'.repeat(32) }),
+    ).toBe(true);
     const rec = await store.getIntent(id);
     expect(rec?.status).toBe('broadcast');
     expect(rec?.psbt).toBe('cHNidP8BAA==');
     expect(rec?.txid).toBe('ab'.repeat(32));
     expect(rec?.statusCode).toBeNull();
-    expect(await store.updateIntentStatus(id, { from: 'broadcast', to: 'refused', code: 'CHAIN_REJECTED' })).toBe(
-      true,
-    );
+    expect(
+      await store.updateIntentStatus(id, { from: 'broadcast', to: 'refused', code: 'CHAIN_REJECTED' }),
+    ).toBe(true);
     expect((await store.getIntent(id))?.statusCode).toBe('CHAIN_REJECTED');
   });
 
@@ -198,7 +206,9 @@ describe.each(backends)('approvals on $name', (backend) => {
     expect(await codeOf(store.insertApproval(approve(id, org.approvers[0]!, { decision: 'reject' })))).toBe(
       'CONFLICT',
     );
-    expect(await codeOf(store.insertApproval(approve(id, org.approvers[0]!, { at: T0 + 9999 })))).toBe('CONFLICT');
+    expect(await codeOf(store.insertApproval(approve(id, org.approvers[0]!, { at: T0 + 9999 })))).toBe(
+      'CONFLICT',
+    );
     expect((await store.approvalsFor(id))[0]?.decision).toBe('approve');
   });
 
@@ -223,9 +233,7 @@ describe.each(backends)('approvals on $name', (backend) => {
     const { store, peer } = await backend.fresh();
     const { id } = await store.insertIntent(makeIntent(1));
     const a = approve(id, org.approvers[1]!);
-    const results = await Promise.all(
-      Array.from({ length: 6 }, (_, i) => peer(i).insertApproval(a)),
-    );
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => peer(i).insertApproval(a)));
     expect(results.filter(Boolean)).toHaveLength(1);
     expect(await store.approvalsFor(id)).toHaveLength(1);
   });
@@ -239,7 +247,9 @@ describe.each(backends)('transactions on $name', (backend) => {
     expect(await store.recordTransaction({ intent: id, txid, rawHex: '0200', broadcastAt: T0 })).toBe(true);
     expect(await store.recordTransaction({ intent: id, txid, rawHex: '0200', broadcastAt: T0 })).toBe(false);
     expect(
-      await codeOf(store.recordTransaction({ intent: id, txid: 'ef'.repeat(32), rawHex: '0201', broadcastAt: T0 })),
+      await codeOf(
+        store.recordTransaction({ intent: id, txid: 'ef'.repeat(32), rawHex: '0201', broadcastAt: T0 }),
+      ),
     ).toBe('CONFLICT');
     expect(await store.transactionsBelow(1)).toHaveLength(1);
     await store.updateTransaction(id, { confirmations: 3, blockHeight: 812_345, blockHash: '00'.repeat(32) });
@@ -260,11 +270,14 @@ describe.each(backends)('transactions on $name', (backend) => {
   it('says NOT_FOUND for the transaction of an unknown intent', async () => {
     const { store } = await backend.fresh();
     const id = intentDigest(makeIntent(1).intent);
-    expect(await codeOf(store.recordTransaction({ intent: id, txid: 'ab'.repeat(32), rawHex: '00', broadcastAt: 1 })))
-      .toBe('NOT_FOUND');
-    expect(await codeOf(store.updateTransaction(id, { confirmations: 1, blockHeight: 1, blockHash: null }))).toBe(
-      'NOT_FOUND',
-    );
+    expect(
+      await codeOf(
+        store.recordTransaction({ intent: id, txid: 'ab'.repeat(32), rawHex: '00', broadcastAt: 1 }),
+      ),
+    ).toBe('NOT_FOUND');
+    expect(
+      await codeOf(store.updateTransaction(id, { confirmations: 1, blockHeight: 1, blockHash: null })),
+    ).toBe('NOT_FOUND');
     expect(await store.getTransaction(id)).toBeNull();
   });
 });

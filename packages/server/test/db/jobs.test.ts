@@ -37,7 +37,9 @@ describe.each(backends)('signer jobs on $name', (backend) => {
     const claimed = await store.claimJobs('signer-1', 10);
     expect(claimed.map((j) => j.id)).toEqual(mine.map((j) => j.id));
     expect(claimed[0]?.job).toEqual(mine[0]);
-    expect(claimed.every((j) => j.status === 'delivered' && j.deliveries === 1 && j.deliveredAt === now)).toBe(true);
+    expect(
+      claimed.every((j) => j.status === 'delivered' && j.deliveries === 1 && j.deliveredAt === now),
+    ).toBe(true);
     expect(await store.claimJobs('signer-1', 10)).toEqual([]);
     expect((await store.claimJobs('signer-2', 1)).map((j) => j.id)).toEqual([theirs[0]?.id]);
   });
@@ -120,7 +122,9 @@ describe.each(backends)('signer jobs on $name', (backend) => {
     const { store } = await backend.fresh();
     const [a] = await seed(store, 1);
     await store.enqueueJobs([a!]);
-    expect(await codeOf(store.completeJob(a!.id, makeResult(a!, { signer: 'signer-2' })))).toBe('NOT_AUTHORIZED');
+    expect(await codeOf(store.completeJob(a!.id, makeResult(a!, { signer: 'signer-2' })))).toBe(
+      'NOT_AUTHORIZED',
+    );
     const ghost = makeJob(makeIntent(99), 'job-ghost');
     expect(await codeOf(store.completeJob('job-ghost', makeResult(ghost)))).toBe('NOT_FOUND');
     expect(await codeOf(store.completeJob('job-other', makeResult(a!)))).toBe('INVALID_VALUE');

@@ -42,13 +42,18 @@ describe.each(backends)('outbox on $name', (backend) => {
     expect(retry.map((r) => [r.id, r.attempts, r.lastError])).toEqual([[id, 1, 'HTTP 503']]);
     await store.markOutboxDelivered(id, T0 + 5_001);
     expect(await store.dueOutbox(T0 + 1_000_000, 10)).toEqual([]);
-    expect(await store.getOutbox(id)).toMatchObject({ deliveredAt: T0 + 5_001, attempts: 2, lastError: null });
+    expect(await store.getOutbox(id)).toMatchObject({
+      deliveredAt: T0 + 5_001,
+      attempts: 2,
+      lastError: null,
+    });
   });
 
   it('gives each due notification to one of several concurrent senders', async () => {
     const { store, peer } = await backend.fresh();
     const ids: number[] = [];
-    for (let i = 0; i < 30; i++) ids.push(await store.enqueueOutbox({ event: 'e', payload: i, target: 't', at: T0 }));
+    for (let i = 0; i < 30; i++)
+      ids.push(await store.enqueueOutbox({ event: 'e', payload: i, target: 't', at: T0 }));
     const batches = await Promise.all([0, 1, 2, 3].map((i) => peer(i).dueOutbox(T0, 10)));
     const got = batches.flat().map((r) => r.id);
     expect(got).toHaveLength(30);

@@ -57,6 +57,12 @@ export interface OpenDatabaseOptions {
   readonly poolSize?: number;
   /** PostgreSQL: how long to wait for a new connection (default 10 s). */
   readonly connectTimeoutMs?: number;
+  /**
+   * PostgreSQL: the longest a statement may run (default 30 s) and wait for a
+   * lock (a third of that). Past either, the operation fails with UNAVAILABLE
+   * instead of hanging behind a stuck coordinator.
+   */
+  readonly statementTimeoutMs?: number;
   /** SQLite: how long to wait for another process's write lock (default 5 s). */
   readonly busyTimeoutMs?: number;
   /**
@@ -182,11 +188,16 @@ async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<Coo
   const report = (err: unknown): void => {
     opts.onBackgroundError?.(dbError(err, 'idle connection'));
   };
+  const statementTimeout = Math.max(1, Math.floor(opts.statementTimeoutMs ?? 30_000));
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.poolSize ?? 10,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
     idleTimeoutMillis: 30_000,
+    statement_timeout: statementTimeout,
+    lock_timeout: Math.max(1, Math.floor(statementTimeout / 3)),
+    // A coordinator that dies inside a transaction must not hold its locks (the audit lock) for long.
+    idle_in_transaction_session_timeout: 60_000,
     application_name: 'custos-coordinator',
   });
   // An 'error' event with no listener throws and kills the process. The pool

@@ -84,14 +84,16 @@ function classifySqlState(code: string): DbFailure {
   if (code === '23502') return 'not-null';
   if (code === '40001' || code === '40P01') return 'serialization';
   // 08: connection exception; 53: insufficient resources (too many connections);
-  // 57P01-57P03: shutdown, crash, starting up; 25006: read-only transaction (a
-  // replica after a failover); 55P03: lock not available.
+  // 57P01-57P03: shutdown, crash, starting up; 57014: statement timeout;
+  // 25006: read-only transaction (a replica after a failover); 55P03: lock
+  // timeout.
   if (
     code.startsWith('08') ||
     code.startsWith('53') ||
     code === '57P01' ||
     code === '57P02' ||
     code === '57P03' ||
+    code === '57014' ||
     code === '25006' ||
     code === '55P03'
   ) {

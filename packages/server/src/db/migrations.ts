@@ -14,6 +14,18 @@
  * generates values only for an integer primary key, and AUTOINCREMENT never
  * reuses one, so cursors stay valid).
  *
+ * Where the tables differ from the first sketch, and why:
+ * - intents: `received_seq` is the primary key and `id` (the digest) is
+ *   UNIQUE, because SQLite generates values only for an integer primary key;
+ *   the unique key refuses a second insert exactly as a primary key would.
+ *   `received_at` records when the coordinator stored it (`created_at` is
+ *   the client's claim and not to be trusted for ordering).
+ * - approvals: `digest`, the approval digest the device signed.
+ * - signer_jobs: `deliveries` (how often it was handed out) and
+ *   `completed_at`; transactions, kv: `updated_at`; audit_checkpoints:
+ *   `received_at`; outbox: `created_at`.
+ * - approvals, signer_jobs and transactions reference intents(id).
+ *
  * A migration is never edited once released; a change is a new migration at
  * the end. Kysely's Migrator records what ran (table `custos_migration`) and,
  * on PostgreSQL, holds an advisory lock while migrating, so several

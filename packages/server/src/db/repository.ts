@@ -336,10 +336,13 @@ export class Store {
    * A page of intents, filtered, newest first unless `order` is 'asc'.
    * Pagination is by arrival order, so pages are stable while new intents
    * arrive: a new intent never shifts or repeats an entry of a later page.
+   * Following new arrivals oldest first ('asc') is best effort on PostgreSQL:
+   * sequence numbers are taken at insert and become visible at commit, so an
+   * insert that commits late can land behind a cursor already handed out.
    * Throws INVALID_VALUE for a malformed cursor or one made with the other order.
    */
   async listIntents(q: IntentQuery = {}): Promise<IntentPage> {
-    const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(q.limit ?? 50)));
+    const limit = clamp(q.limit, 50, MAX_PAGE);
     const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
     if (after !== undefined && q.order !== undefined && after.order !== q.order) {
       throw new CustosError('INVALID_VALUE', 'the cursor was made for the other order');
@@ -555,7 +558,7 @@ export class Store {
     if (!Number.isSafeInteger(after) || !Number.isSafeInteger(upto) || after < -1) {
       throw new CustosError('INVALID_VALUE', 'governanceRange takes integer bounds, after >= -1');
     }
-    const max = Math.min(MAX_GOVERNANCE_PAGE, Math.max(1, Math.floor(limit)));
+    const max = clamp(limit, MAX_GOVERNANCE_PAGE, MAX_GOVERNANCE_PAGE);
     return this.#op('governanceRange', async () => {
       const rows = await this.#db
         .selectFrom('governance')
@@ -623,7 +626,7 @@ export class Store {
   async listProposals(
     q: { status?: ProposalStatus; limit?: number } = {},
   ): Promise<readonly ProposalRecord[]> {
-    const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(q.limit ?? MAX_PAGE)));
+    const limit = clamp(q.limit, MAX_PAGE, MAX_PAGE);
     return this.#op('listProposals', async () => {
       let query = this.#db.selectFrom('governance_proposals').selectAll();
       if (q.status !== undefined) query = query.where('status', '=', q.status);
@@ -763,7 +766,7 @@ export class Store {
    * get the same job (until it goes stale). Oldest first.
    */
   async claimJobs(signer: string, max: number): Promise<readonly JobRecord[]> {
-    const n = Math.min(1000, Math.max(1, Math.floor(max)));
+    const n = clamp(max, 1, 1000);
     const now = this.#now();
     const staleBefore = now - this.#redeliverAfterMs;
     return this.#op('claimJobs', async () => {
@@ -936,7 +939,7 @@ export class Store {
 
   /** Transactions with fewer than `confirmations` confirmations, oldest broadcast first. */
   async transactionsBelow(confirmations: number, limit = MAX_PAGE): Promise<readonly TransactionRecord[]> {
-    const max = Math.min(MAX_PAGE, Math.max(1, Math.floor(limit)));
+    const max = clamp(limit, MAX_PAGE, MAX_PAGE);
     return this.#op('transactionsBelow', async () => {
       const rows = await this.#db
         .selectFrom('transactions')
@@ -1016,7 +1019,7 @@ export class Store {
     if (!Number.isSafeInteger(fromSeq) || fromSeq < 0) {
       throw new CustosError('INVALID_VALUE', 'auditRange starts at a seq >= 0');
     }
-    const max = Math.min(MAX_AUDIT_PAGE, Math.max(1, Math.floor(limit)));
+    const max = clamp(limit, MAX_AUDIT_PAGE, MAX_AUDIT_PAGE);
     return this.#op('auditRange', async () => {
       const rows = await this.#db
         .selectFrom('audit_log')
@@ -1097,10 +1100,11 @@ export class Store {
    * Each is leased for `leaseMs` (its next attempt moved to now + leaseMs in
    * the same statement), so coordinators polling together do not send the
    * same notification at once; if the sender dies, it is due again after the
-   * lease. Delivery is at least once: receivers deduplicate by id.
+   * lease. Delivery is at least once: receivers deduplicate by id. The
+   * records returned carry the lease's end as `nextAttemptAt`.
    */
   async dueOutbox(now: Millis, max: number, leaseMs = 60_000): Promise<readonly OutboxRecord[]> {
-    const n = Math.min(1000, Math.max(1, Math.floor(max)));
+    const n = clamp(max, 1, 1000);
     return this.#op('dueOutbox', async () => {
       let pick = this.#db
         .selectFrom('outbox')
@@ -1117,10 +1121,7 @@ export class Store {
         .where('id', 'in', pick)
         .returningAll()
         .execute();
-      // The caller sees when it was due, not the lease.
-      return rows
-        .map((r) => ({ ...outboxRecord(r), nextAttemptAt: now }))
-        .sort((a, b) => a.createdAt - b.createdAt || a.id - b.id);
+      return rows.map(outboxRecord).sort((a, b) => a.createdAt - b.createdAt || a.id - b.id);
     });
   }
 
@@ -1189,9 +1190,21 @@ export class Store {
       const fresh = (res.numInsertedOrUpdatedRows ?? 0n) > 0n;
       if (now - this.#lastSweep >= this.#sweepEveryMs) {
         this.#lastSweep = now;
-        await this.#db.deleteFrom('request_nonces').where('expires_at', '<=', now).execute();
+        // Best effort: the nonce is already recorded, and the next sweep deletes what this one missed.
+        await this.sweepNonces(now).catch(() => undefined);
       }
       return fresh;
+    });
+  }
+
+  /** Deletes nonces expired at `now`; returns how many. */
+  async sweepNonces(now: Millis): Promise<number> {
+    return this.#op('sweepNonces', async () => {
+      const res = await this.#db
+        .deleteFrom('request_nonces')
+        .where('expires_at', '<=', now)
+        .executeTakeFirst();
+      return Number(res.numDeletedRows);
     });
   }
 
@@ -1245,6 +1258,12 @@ function dedupeSignatures(
     out.push(s);
   }
   return out;
+}
+
+/** A page size: an integer in 1..max, `fallback` when absent or not a number. */
+function clamp(value: number | undefined, fallback: number, max: number): number {
+  const v = value === undefined || !Number.isFinite(value) ? fallback : Math.floor(value);
+  return Math.min(max, Math.max(1, v));
 }
 
 // ---------------------------------------------------------------- rows to records

@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { MIGRATION_TABLE, MIGRATIONS, migrate } from '../../src/db/migrations.js';
 import { useBackends } from './backends.js';
-import { codeOf } from './fixtures.js';
+import { codeOf, org } from './fixtures.js';
 
 const { backends } = useBackends();
 
@@ -64,5 +64,14 @@ describe.each(backends)('migrations on $name', (backend) => {
     );
     expect(await codeOf(reopen())).toBe('INTERNAL');
     await expect(reopen()).rejects.toThrow(/newer Custos/);
+  });
+
+  it('fails operations after close with UNAVAILABLE', async () => {
+    const { db, store } = await backend.fresh();
+    await db.close();
+    expect(await codeOf(store.getKv('k'))).toBe('UNAVAILABLE');
+    expect(
+      await codeOf(store.appendAuditEvent({ at: 1, actor: 'a', event: 'e', subject: '', digest: org.orgId })),
+    ).toBe('UNAVAILABLE');
   });
 });

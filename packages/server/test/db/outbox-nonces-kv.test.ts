@@ -28,7 +28,8 @@ describe.each(backends)('outbox on $name', (backend) => {
         payload: '{"a":[true,null],"b":1,"intent":"x"}',
         target: 'https://hooks.example/custos',
         attempts: 0,
-        nextAttemptAt: T0,
+        // Leased to this sender until then.
+        nextAttemptAt: T0 + 30_000,
         deliveredAt: null,
         lastError: null,
         createdAt: T0,

@@ -6,10 +6,12 @@
  */
 import { CustosError, verifyAuditChain } from '@custos/core';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type CoordinatorDb, openDatabase } from '../../src/db/connect.js';
+import { type CoordinatorDb, type OpenDatabaseOptions, openDatabase } from '../../src/db/connect.js';
+import { dbError } from '../../src/db/errors.js';
 import { MIGRATION_TABLE } from '../../src/db/migrations.js';
-import { Store } from '../../src/db/repository.js';
+import { AUDIT_LOCK_KEY, Store } from '../../src/db/repository.js';
 import { usePostgres } from '../support/postgres.js';
 import { codeOf, digestOf, makeIntent, T0 } from './fixtures.js';
 
@@ -19,8 +21,8 @@ const opened: CoordinatorDb[] = [];
 afterEach(async () => {
   for (const db of opened.splice(0)) await db.close().catch(() => undefined);
 });
-async function open(url: string, onBackgroundError?: (err: CustosError) => void): Promise<CoordinatorDb> {
-  const db = await openDatabase(onBackgroundError === undefined ? { url } : { url, onBackgroundError });
+async function open(url: string, opts: Omit<OpenDatabaseOptions, 'url'> = {}): Promise<CoordinatorDb> {
+  const db = await openDatabase({ ...opts, url });
   opened.push(db);
   return db;
 }
@@ -65,7 +67,7 @@ describe('a PostgreSQL restart', () => {
   it('fails operations with UNAVAILABLE while the server is down and recovers when it is back', async () => {
     const url = await postgres.freshDatabase();
     const background: CustosError[] = [];
-    const db = await open(url, (err) => background.push(err));
+    const db = await open(url, { onBackgroundError: (err) => background.push(err) });
     const store = new Store(db);
     const { id } = await store.insertIntent(makeIntent(1));
     // Fill the pool with idle connections that the shutdown will break.
@@ -81,6 +83,7 @@ describe('a PostgreSQL restart', () => {
       await postgres.server().resume();
     }
     // Idle connections lost during the outage were reported, not thrown.
+    expect(background.length).toBeGreaterThan(0);
     expect(background.every((e) => e.code === 'UNAVAILABLE')).toBe(true);
 
     await store.ping();
@@ -123,5 +126,44 @@ describe('a PostgreSQL restart', () => {
     // An append whose commit landed just as its connection broke may be stored though reported failed.
     expect(entries.length).toBeGreaterThanOrEqual(ok);
     expect(verifyAuditChain(entries).ok).toBe(true);
+  });
+
+  it('survives a connection broken between two statements of a transaction', async () => {
+    const url = await postgres.freshDatabase();
+    const db = await open(url);
+    const killer = new pg.Client({ connectionString: url });
+    await killer.connect();
+    let failure: unknown;
+    try {
+      await db.db.transaction().execute(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+        await killer.query('select pg_terminate_backend($1)', [rows[0]?.pid]);
+        // The checked-out client hears of it with no query running: an 'error' event nobody awaits.
+        await new Promise((r) => setTimeout(r, 200));
+        await sql`select 1`.execute(trx);
+      });
+    } catch (err) {
+      failure = err;
+    } finally {
+      await killer.end();
+    }
+    expect(dbError(failure, 'test').code).toBe('UNAVAILABLE');
+    await new Store(db).ping();
+  });
+
+  it('fails with UNAVAILABLE instead of waiting forever behind a coordinator stuck on the audit lock', async () => {
+    const url = await postgres.freshDatabase();
+    const store = new Store(await open(url, { statementTimeoutMs: 900 }));
+    const stuck = new pg.Client({ connectionString: url });
+    await stuck.connect();
+    try {
+      await stuck.query('begin');
+      await stuck.query('select pg_advisory_xact_lock($1)', [AUDIT_LOCK_KEY]);
+      expect(await codeOf(store.appendAuditEvent(event(0)))).toBe('UNAVAILABLE');
+      await stuck.query('rollback');
+    } finally {
+      await stuck.end();
+    }
+    expect((await store.appendAuditEvent(event(0))).entry.seq).toBe(0);
   });
 });

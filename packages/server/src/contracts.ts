@@ -1,0 +1,83 @@
+/**
+ * The seams inside the coordinator, so its parts can be built and tested
+ * apart: the HTTP edge (app.ts and friends) owns requests, authentication,
+ * intents, approvals and governance; the signing pipeline (pipeline.ts,
+ * chain.ts) owns building transactions, the signer feed, results, broadcast
+ * and confirmations; the notifier (webhooks.ts) owns the outbox.
+ *
+ * Nothing here is trusted by a signer: these are availability plumbing.
+ */
+import type {
+  Digest,
+  GovernanceState,
+  Millis,
+  SignedCheckpoint,
+  SignerJob,
+  SignerResult,
+} from '@custos/core';
+import type { Store } from './db/repository.js';
+
+/** The verified governance state the coordinator works with (refreshed from the store when the head moves). */
+export interface GovernanceView {
+  current(): Promise<GovernanceState>;
+}
+
+/** Appends to the hash-chained audit log (docs/api.md lists the events). */
+export interface AuditLog {
+  append(e: { actor: string; event: string; subject: string; digest: Digest; at?: Millis }): Promise<void>;
+}
+
+/** Webhook events (docs/api.md "Webhooks"), delivered from the outbox with retries. */
+export type NotificationEvent =
+  | 'intent.created'
+  | 'approval.needed'
+  | 'intent.signed'
+  | 'transaction.broadcast'
+  | 'intent.refused'
+  | 'alert'
+  | 'frozen';
+
+export interface Notifier {
+  emit(event: NotificationEvent, data: Record<string, unknown>): Promise<void>;
+}
+
+export interface WalletSummary {
+  readonly id: string;
+  readonly chain: string;
+  /** Confirmed balance in base units. */
+  readonly balance: string;
+  readonly utxos: number;
+  readonly receiveAddress: string;
+}
+
+export interface SignerFeed {
+  readonly jobs: readonly SignerJob[];
+  /** An audit head the signer is asked to countersign, or null. */
+  readonly checkpoint: { readonly seq: number; readonly head: Digest } | null;
+}
+
+/** Everything after "the policy allows": transaction, signers, broadcast, confirmations. */
+export interface SigningPipeline {
+  /** The intent's status just became `approved`: build the PSBT and queue one job per signer. Never throws for the caller; failures are recorded on the intent and audited. */
+  onApproved(intentId: Digest): Promise<void>;
+  /** Jobs for one signer, long-polling up to `waitMs` when there are none. */
+  jobsFor(signer: string, waitMs: number, signal: AbortSignal): Promise<SignerFeed>;
+  /** A result from `signer` (the request was authenticated as that signer). The receipt signature is checked here. */
+  acceptResult(signer: string, result: SignerResult): Promise<void>;
+  /** A checkpoint countersigned by `signer`. */
+  acceptCheckpoint(signer: string, checkpoint: SignedCheckpoint): Promise<void>;
+  wallets(): Promise<readonly WalletSummary[]>;
+  /** Whether the chain node answers (for /v1/ready). */
+  chainStatus(): Promise<{ readonly ok: boolean; readonly height: number | null; readonly message?: string }>;
+  /** Background loops: chain sync, confirmations, job redelivery. Bounded; stop() waits for them. */
+  start(): void;
+  stop(): Promise<void>;
+}
+
+export interface CoordinatorParts {
+  readonly store: Store;
+  readonly governance: GovernanceView;
+  readonly audit: AuditLog;
+  readonly notifier: Notifier;
+  readonly clock: () => Millis;
+}

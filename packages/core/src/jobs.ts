@@ -40,6 +40,10 @@ export const signerJob = object(
 );
 export type SignerJob = Infer<typeof signerJob>;
 
+/** The coordinator asks a signer to countersign its audit head (docs/api.md "Signer feed"). */
+export const checkpointRequest = object({ seq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }), head: digest });
+export type CheckpointRequest = Infer<typeof checkpointRequest>;
+
 /** Entries the signer asks for to bring its governance view up to the job's head. */
 export const governanceEntries = array(signedGovernanceEntry, { max: 1000 });
 

@@ -43,6 +43,7 @@ const EXPORTS = [
   'checkApproval',
   'checkpoint',
   'checkpointDigest',
+  'checkpointRequest',
   'concatBytes',
   'constantTimeEqual',
   'contentDigest',

@@ -10,6 +10,7 @@ import type { JobSource } from './source.js';
 
 export interface DaemonEvents {
   onResult?(result: SignerResult): void;
+  onCheckpoint?(outcome: { seq: number; ok: boolean; code?: string }): void;
   onError?(err: unknown): void;
 }
 
@@ -28,8 +29,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const maxBackoff = opts.maxBackoffMs ?? 5000;
   while (!opts.signal.aborted) {
     let jobs: unknown[];
+    let checkpoint: unknown;
     try {
-      jobs = await opts.source.nextJobs(opts.waitMs ?? 10_000, opts.signal);
+      ({ jobs, checkpoint } = await opts.source.nextJobs(opts.waitMs ?? 10_000, opts.signal));
       backoff = 100;
     } catch (err) {
       if (opts.signal.aborted) break;
@@ -38,6 +40,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       backoff = Math.min(maxBackoff, backoff * 2);
       continue;
     }
+    if (checkpoint !== null && checkpoint !== undefined) await countersign(opts, checkpoint);
     for (const raw of jobs) {
       if (opts.signal.aborted) return;
       const result = await opts.signer.handle(raw, opts.source);
@@ -66,4 +69,20 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+async function countersign(opts: DaemonOptions, request: unknown): Promise<void> {
+  const signed = opts.signer.countersign(request);
+  const seq =
+    typeof request === 'object' && request !== null ? Number((request as { seq?: unknown }).seq) : -1;
+  if (!signed.ok) {
+    opts.onCheckpoint?.({ seq, ok: false, code: signed.code });
+    return;
+  }
+  try {
+    await opts.source.submitCheckpoint(signed.checkpoint);
+    opts.onCheckpoint?.({ seq, ok: true });
+  } catch (err) {
+    opts.onError?.(err);
+  }
 }

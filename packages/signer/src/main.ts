@@ -157,6 +157,7 @@ async function run(argv: readonly string[]): Promise<number> {
         txid: r.receipt.txid,
         ...(r.alert === undefined ? {} : { alert: r.alert }),
       }),
+    onCheckpoint: (c) => log(c.ok ? 'signer.checkpoint' : 'signer.alert', c),
     onError: (err) =>
       log('signer.error', { code: err instanceof CustosError ? err.code : 'INTERNAL', message: String(err) }),
   });

@@ -33,6 +33,7 @@ import {
 import {
   applyGovernance,
   CustosError,
+  checkpointRequest,
   type Digest,
   type ErrorCode,
   evaluate,
@@ -48,10 +49,12 @@ import {
   type Receipt,
   receiptDigest,
   requireAllow,
+  type SignedCheckpoint,
   type SignedGovernanceEntry,
   type SignerJob,
   type SignerResult,
   signBytes,
+  signCheckpoint,
   signerJob,
   verifyGovernanceChain,
 } from '@custos/core';
@@ -143,6 +146,48 @@ export class Signer {
 
   get governance(): GovernanceState {
     return this.state;
+  }
+
+  /**
+   * Countersigns the coordinator's audit head (DESIGN.md "Audit entry"). The
+   * signer keeps every head it signed: asked to sign a different head for a
+   * seq it already signed, it refuses (the log was rewritten) and returns a
+   * refusal for the coordinator to relay as an alert (THREATS 30).
+   */
+  countersign(
+    request: unknown,
+  ): { ok: true; checkpoint: SignedCheckpoint } | { ok: false; code: ErrorCode; message: string } {
+    let seq: number;
+    let head: Digest;
+    try {
+      const parsed = checkpointRequest.parse(request);
+      seq = parsed.seq;
+      head = parsed.head;
+    } catch (err) {
+      return { ok: false, code: 'INVALID_VALUE', message: `malformed checkpoint request: ${messageOf(err)}` };
+    }
+    const store = this.opts.store;
+    return store.exclusive(() => {
+      const known = store.checkpointAt(seq);
+      if (known !== null && known !== head) {
+        return {
+          ok: false as const,
+          code: 'AUDIT_CHAIN_BROKEN' as const,
+          message: `audit entry ${seq} was countersigned with another head before: the log was rewritten`,
+        };
+      }
+      const at = this.clock();
+      store.insertCheckpoint(seq, head, at);
+      const checkpoint = signCheckpoint(this.opts.identitySecret, {
+        v: 1,
+        org: this.state.org,
+        signer: this.opts.id,
+        seq,
+        head,
+        at,
+      });
+      return { ok: true as const, checkpoint };
+    });
   }
 
   /** Handles one job (raw JSON value as received) and returns the signed result. Never throws on bad input. */

@@ -10,6 +10,7 @@ import {
   CustosError,
   canonicalize,
   parseJsonBytes,
+  type SignedCheckpoint,
   type SignerResult,
   signRequest,
   toHex,
@@ -18,10 +19,16 @@ import {
 import type { GovernanceSource } from './signer.js';
 
 export interface JobSource extends GovernanceSource {
-  /** Waits up to `waitMs` for jobs for this signer; returns them as parsed JSON (checked by the signer). */
-  nextJobs(waitMs: number, signal?: AbortSignal): Promise<unknown[]>;
+  /**
+   * Waits up to `waitMs` for jobs for this signer; returns them as parsed JSON
+   * (checked by the signer), with an audit head to countersign if the
+   * coordinator asks for one.
+   */
+  nextJobs(waitMs: number, signal?: AbortSignal): Promise<{ jobs: unknown[]; checkpoint: unknown }>;
   /** Hands a signed result back. */
   submit(result: SignerResult): Promise<void>;
+  /** Hands a countersigned audit checkpoint back. */
+  submitCheckpoint(checkpoint: SignedCheckpoint): Promise<void>;
 }
 
 export interface HttpJobSourceOptions {
@@ -45,7 +52,7 @@ export class HttpJobSource implements JobSource {
     }
   }
 
-  async nextJobs(waitMs: number, signal?: AbortSignal): Promise<unknown[]> {
+  async nextJobs(waitMs: number, signal?: AbortSignal): Promise<{ jobs: unknown[]; checkpoint: unknown }> {
     const body = await this.request(
       'GET',
       '/v1/signer/jobs',
@@ -59,7 +66,11 @@ export class HttpJobSource implements JobSource {
     const jobs = (body as { jobs?: unknown }).jobs;
     if (!Array.isArray(jobs))
       throw new CustosError('UNAVAILABLE', 'the coordinator answered without a jobs list');
-    return jobs;
+    return { jobs, checkpoint: (body as { checkpoint?: unknown }).checkpoint ?? null };
+  }
+
+  async submitCheckpoint(checkpoint: SignedCheckpoint): Promise<void> {
+    await this.request('POST', '/v1/audit/checkpoints', '?', utf8(canonicalize(checkpoint)));
   }
 
   async governanceEntries(afterSeq: number, uptoSeq: number): Promise<unknown> {

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS decisions (
   at INTEGER NOT NULL,
   result TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS checkpoints (
+  seq INTEGER PRIMARY KEY,
+  head TEXT NOT NULL,
+  at INTEGER NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS freeze (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   code TEXT NOT NULL,
@@ -167,6 +172,18 @@ export class SignerStore {
       code: string | null;
       at: number;
     }[];
+  }
+
+  /** The audit head this signer countersigned at `seq`, if any. */
+  checkpointAt(seq: number): string | null {
+    const row = this.db.prepare('SELECT head FROM checkpoints WHERE seq = ?').get(seq) as
+      | { head: string }
+      | undefined;
+    return row?.head ?? null;
+  }
+
+  insertCheckpoint(seq: number, head: string, at: number): void {
+    this.db.prepare('INSERT OR IGNORE INTO checkpoints (seq, head, at) VALUES (?, ?, ?)').run(seq, head, at);
   }
 
   freeze(): LocalFreeze | null {

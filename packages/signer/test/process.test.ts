@@ -2,7 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyzePsbt, psbtFromBase64 } from '@custos/bitcoin';
-import { fromHex, type Intent, receiptDigest, verifyEd25519 } from '@custos/core';
+import {
+  digestOf,
+  fromHex,
+  type Intent,
+  receiptDigest,
+  verifyCheckpointSignature,
+  verifyEd25519,
+} from '@custos/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ATTACKER } from '../../bitcoin/test/psbt-fixtures.js';
 import { SignerStore } from '../src/store.js';
@@ -92,6 +99,21 @@ describe('the signer process', () => {
     expect(result.alert).toEqual({ severity: 'critical', code: 'INTENT_SIGNATURE_INVALID' });
     await waitForOutput(signer, '"job":"job-dmm"');
     expect(signer.output()).toContain('"code":"INTENT_SIGNATURE_INVALID"');
+  });
+
+  it('countersigns the audit head it is asked to, and refuses another head for the same seq (THREATS 30)', async () => {
+    const head = digestOf('test', 1, 'audit head 7');
+    coordinator.requestCheckpoint(7, head);
+    await waitForOutput(signer, '"event":"signer.checkpoint"');
+    expect(coordinator.checkpoints).toHaveLength(1);
+    const cp = coordinator.checkpoints[0]!;
+    expect(cp.checkpoint).toMatchObject({ seq: 7, head, signer: 'signer-1', org: world.org.orgId });
+    expect(verifyCheckpointSignature(cp, keystore.identityKey)).toBe(true);
+    // The log is rewritten: the coordinator now claims another head at seq 7.
+    coordinator.requestCheckpoint(7, digestOf('test', 1, 'rewritten'));
+    await waitForOutput(signer, '"event":"signer.alert"');
+    expect(signer.output()).toContain('"code":"AUDIT_CHAIN_BROKEN"');
+    expect(coordinator.checkpoints).toHaveLength(1);
   });
 
   it('stops cleanly on SIGTERM with its ledger intact: one signed intent, the refusal recorded', async () => {

@@ -11,8 +11,10 @@ import {
   canonicalize,
   decode,
   parseSignatureHeaders,
+  type SignedCheckpoint,
   type SignedGovernanceEntry,
   type SignerResult,
+  signedCheckpoint,
   signerResult,
   verifyRequestSignature,
 } from '@custos/core';
@@ -20,6 +22,9 @@ import {
 export interface FakeCoordinator {
   readonly url: string;
   readonly results: SignerResult[];
+  readonly checkpoints: SignedCheckpoint[];
+  /** Asks the next poller to countersign this audit head. */
+  requestCheckpoint(seq: number, head: string): void;
   /** Requests refused for a bad or missing signature. */
   readonly refusedRequests: number;
   push(job: unknown): void;
@@ -48,6 +53,8 @@ export async function startFakeCoordinator(
   const results: SignerResult[] = [];
   const resultWaiters: (() => void)[] = [];
   let governance: SignedGovernanceEntry[] = [];
+  const checkpointRequests: { seq: number; head: string }[] = [];
+  const checkpoints: SignedCheckpoint[] = [];
   let refused = 0;
 
   function wake(list: (() => void)[]) {
@@ -108,7 +115,7 @@ export async function startFakeCoordinator(
           });
         });
       }
-      return send(res, 200, { jobs: queue.splice(0, 4) });
+      return send(res, 200, { jobs: queue.splice(0, 4), checkpoint: checkpointRequests.shift() ?? null });
     }
     if (req.method === 'GET' && url.pathname === '/v1/governance/entries') {
       const after = Number(url.searchParams.get('after'));
@@ -116,6 +123,12 @@ export async function startFakeCoordinator(
       return send(res, 200, {
         entries: governance.filter((e) => e.entry.seq > after && e.entry.seq <= upto),
       });
+    }
+    if (req.method === 'POST' && url.pathname === '/v1/audit/checkpoints') {
+      checkpoints.push(decode(signedCheckpoint, bytes));
+      wake(resultWaiters);
+      res.writeHead(204).end();
+      return;
     }
     if (req.method === 'POST' && url.pathname === '/v1/signer/results') {
       results.push(decode(signerResult, bytes));
@@ -137,6 +150,10 @@ export async function startFakeCoordinator(
   return {
     url: `http://127.0.0.1:${port}`,
     results,
+    checkpoints,
+    requestCheckpoint(seq, head) {
+      checkpointRequests.push({ seq, head });
+    },
     get refusedRequests() {
       return refused;
     },

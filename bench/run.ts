@@ -5,6 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
+import { auditBench } from './audit.js';
 import { coreBench } from './core.js';
 import { printTable, type Row } from './harness.js';
 import { signerBench } from './signer.js';
@@ -12,6 +13,7 @@ import { signerBench } from './signer.js';
 const suites: Record<string, () => Row[] | Promise<Row[]>> = {
   core: coreBench,
   signer: signerBench,
+  audit: () => auditBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -114,7 +114,7 @@ describe('fuzzing core decoders', () => {
       expect(outcome(schema, seed)).toBe('ok');
       fc.assert(
         fc.property(fc.array(mutation(seed), { minLength: 1, maxLength: 4 }), (ms) => {
-          let bytes = seed;
+          let bytes: Uint8Array = seed;
           for (const m of ms)
             bytes = bytes.length > 0 ? apply(bytes, { ...m, at: Math.min(m.at, bytes.length - 1) }) : bytes;
           outcome(schema, bytes);

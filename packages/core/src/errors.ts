@@ -24,6 +24,8 @@ export const ERROR_CODES = [
   'NON_NFC_STRING',
   'LONE_SURROGATE',
   'NON_CANONICAL_ENCODING',
+  /** A request body that is not JSON (the HTTP edge answers 415). */
+  'UNSUPPORTED_MEDIA_TYPE',
   // Identity and sessions (THREATS 1-5)
   'SIGNATURE_REQUIRED',
   'BAD_SIGNATURE',

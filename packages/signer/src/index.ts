@@ -1,6 +1,14 @@
 /** @custos/signer: the signer daemon and its parts. */
 export { runDaemon } from './daemon.js';
-export { createKeystore, defaultPath, keystoreFile, unlockKeystore, writeKeystore } from './keystore.js';
+export {
+  createKeystore,
+  defaultPath,
+  type KeystorePublic,
+  keystoreFile,
+  keystorePublic,
+  unlockKeystore,
+  writeKeystore,
+} from './keystore.js';
 export { signerCommand, signerConfig } from './main.js';
 export { feeCapsFor, type GovernanceSource, Signer, type SignerOptions } from './signer.js';
 export { HttpJobSource, type JobSource } from './source.js';

@@ -1238,6 +1238,55 @@ export class Store {
       throw dbError(err, name);
     }
   }
+
+  // ---------------------------------------------------------------- added for the signing pipeline
+
+  /**
+   * Compare-and-set of a kv value: writes `value` only if the key holds
+   * `expected` now (null: only if the key is absent). Returns whether it wrote.
+   * Of coordinators racing on one key, exactly one wins each round (the
+   * pipeline's UTXO reservations and change-index counters rest on this).
+   */
+  async compareAndSetKv(key: string, expected: string | null, value: string): Promise<boolean> {
+    const now = this.#now();
+    return this.#op('compareAndSetKv', async () => {
+      if (expected === null) {
+        const res = await this.#db
+          .insertInto('kv')
+          .values({ key, value, updated_at: now })
+          .onConflict((oc) => oc.column('key').doNothing())
+          .executeTakeFirst();
+        return (res.numInsertedOrUpdatedRows ?? 0n) > 0n;
+      }
+      const res = await this.#db
+        .updateTable('kv')
+        .set({ value, updated_at: now })
+        .where('key', '=', key)
+        .where('value', '=', expected)
+        .executeTakeFirst();
+      return res.numUpdatedRows > 0n;
+    });
+  }
+
+  /**
+   * Withdraws the unanswered jobs of an intent (it was refused, or enough
+   * signers already signed): they become 'done' with no result and `code`
+   * (null when nothing went wrong), so they are never handed out again.
+   * Returns how many. A signer's late result for such a job gets CONFLICT
+   * from completeJob.
+   */
+  async cancelJobs(intent: string, code: ErrorCode | null): Promise<number> {
+    const now = this.#now();
+    return this.#op('cancelJobs', async () => {
+      const res = await this.#db
+        .updateTable('signer_jobs')
+        .set({ status: 'done', code, completed_at: now })
+        .where('intent', '=', intent)
+        .where('status', '!=', 'done')
+        .executeTakeFirst();
+      return Number(res.numUpdatedRows);
+    });
+  }
 }
 
 function sameGovernance(stored: string | undefined, digest: Digest, seq: number): boolean {

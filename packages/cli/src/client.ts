@@ -1,0 +1,415 @@
+/**
+ * The coordinator's HTTP API as the CLI speaks it (docs/api.md).
+ *
+ * Every request is signed by the device key (RFC 9421 through core
+ * signRequest: keyid `member:<member>/<device>`, a fresh 128-bit nonce,
+ * created = now), GETs included: the coordinator answers reads only to
+ * members, and no bearer token or cookie exists to steal (THREATS 1-2).
+ *
+ * The coordinator is trusted for availability only, so its answers are data
+ * to check, not facts: bodies go through core's strict JSON parser (duplicate
+ * keys, oversized or deep input refused), and every signed object in them
+ * (intents, approvals, governance entries, audit entries, checkpoints) through
+ * its strict schema. What the signatures say is checked by the commands
+ * themselves (review.ts, governance.ts); a refusal comes back as a
+ * CustosError with the server's stable code.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  type AuditEntry,
+  auditEntry,
+  CustosError,
+  canonicalize,
+  type Digest,
+  type GovernanceEntry,
+  type GovernanceSignature,
+  governanceEntry,
+  governanceSignature,
+  type JsonValue,
+  parseJsonBytes,
+  primitives,
+  type SignedApproval,
+  type SignedCheckpoint,
+  type SignedGovernanceEntry,
+  type SignedIntent,
+  signedApproval,
+  signedCheckpoint,
+  signedGovernanceEntry,
+  signedIntent,
+  signRequest,
+  toHex,
+  utf8,
+} from '@custos/core';
+import { errorFromWire } from './output.js';
+
+/** Who signs the requests: a member device (or, for tests and demos, any key id). */
+export interface RequestSigner {
+  readonly keyId: string;
+  readonly secretKey: Uint8Array;
+}
+
+export function memberSigner(d: { member: string; device: string; secretKey: Uint8Array }): RequestSigner {
+  return { keyId: `member:${d.member}/${d.device}`, secretKey: d.secretKey };
+}
+
+export interface ClientOptions {
+  /** http://127.0.0.1:7340 */
+  readonly baseUrl: string;
+  readonly signer?: RequestSigner | undefined;
+  /** Per request (default 30 s). */
+  readonly timeoutMs?: number;
+  /** Largest answer accepted (default 16 MiB). */
+  readonly maxResponseBytes?: number;
+}
+
+export interface SendOptions {
+  readonly query?: Readonly<Record<string, string | number | undefined>>;
+  /** A JSON value (sent as its RFC 8785 form) or raw bytes. */
+  readonly body?: unknown;
+  /** Sign the request (default true when the client has a signer). */
+  readonly sign?: boolean;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface PreparedRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  readonly body: Uint8Array | null;
+}
+
+export interface WireAnswer {
+  readonly status: number;
+  /** Parsed strictly; null for an empty body. */
+  readonly body: JsonValue | null;
+}
+
+export class CustosClient {
+  readonly base: URL;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.base = new URL(opts.baseUrl);
+    if (this.base.username !== '' || this.base.password !== '') {
+      throw new CustosError('INVALID_VALUE', 'the coordinator URL must not carry credentials');
+    }
+  }
+
+  /** Builds (and signs) a request without sending it: what `custos demo attacks` replays. */
+  prepare(method: string, path: string, opts: SendOptions = {}): PreparedRequest {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) params.set(k, String(v));
+    const qs = params.toString();
+    const query = qs === '' ? '?' : `?${qs}`;
+    const body =
+      opts.body === undefined
+        ? null
+        : opts.body instanceof Uint8Array
+          ? opts.body
+          : utf8(canonicalize(opts.body));
+    const headers: Record<string, string> = { accept: 'application/json', ...(opts.headers ?? {}) };
+    if (body !== null) headers['content-type'] = 'application/json';
+    const signer = this.opts.signer;
+    if (signer !== undefined && opts.sign !== false) {
+      Object.assign(
+        headers,
+        signRequest(
+          { method, path, query, body: body ?? new Uint8Array(0) },
+          { keyId: signer.keyId, created: Math.floor(Date.now() / 1000), nonce: toHex(randomBytes(16)) },
+          signer.secretKey,
+        ),
+      );
+    }
+    const url = new URL(path + (query === '?' ? '' : query), this.base).toString();
+    return { method, url, headers, body };
+  }
+
+  /** Sends a prepared request; any HTTP status is an answer (no throw), a network failure is UNAVAILABLE. */
+  async sendPrepared(req: PreparedRequest): Promise<WireAnswer> {
+    let res: Response;
+    try {
+      res = await fetch(req.url, {
+        method: req.method,
+        headers: req.headers,
+        ...(req.body === null ? {} : { body: req.body }),
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+        redirect: 'error',
+      });
+    } catch (err) {
+      const why = err instanceof Error && err.name === 'TimeoutError' ? 'timed out' : 'cannot be reached';
+      throw new CustosError('UNAVAILABLE', `the coordinator at ${this.base.origin} ${why}`);
+    }
+    const max = this.opts.maxResponseBytes ?? 16 << 20;
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.length > max) throw new CustosError('TOO_LARGE', 'the coordinator answer is too large');
+    if (bytes.length === 0) return { status: res.status, body: null };
+    let body: JsonValue;
+    try {
+      body = parseJsonBytes(bytes, { maxBytes: max, maxDepth: 64 });
+    } catch (err) {
+      if (!res.ok) throw errorFromWire(res.status, undefined, undefined);
+      throw err;
+    }
+    return { status: res.status, body };
+  }
+
+  async send(method: string, path: string, opts: SendOptions = {}): Promise<WireAnswer> {
+    return this.sendPrepared(this.prepare(method, path, opts));
+  }
+
+  /** Sends and returns the body of a 2xx answer; anything else becomes a CustosError with the server's code. */
+  async call(method: string, path: string, opts: SendOptions = {}): Promise<JsonValue | null> {
+    const answer = await this.send(method, path, opts);
+    if (answer.status >= 200 && answer.status < 300) return answer.body;
+    throw wireError(answer);
+  }
+
+  // ------------------------------------------------------------ health
+
+  async health(): Promise<JsonValue | null> {
+    return this.call('GET', '/v1/health', { sign: false });
+  }
+
+  /** /v1/ready: 200 or 503, both with a body worth showing. */
+  async ready(): Promise<{ ready: boolean; body: JsonValue | null }> {
+    const answer = await this.send('GET', '/v1/ready');
+    if (answer.status === 200) return { ready: true, body: answer.body };
+    if (answer.status === 503) return { ready: false, body: answer.body };
+    throw wireError(answer);
+  }
+
+  // ------------------------------------------------------------ intents
+
+  async postIntent(
+    signed: SignedIntent,
+  ): Promise<{ id: Digest; status: string; decision: JsonValue | null }> {
+    const body = asRecord(await this.call('POST', '/v1/intents', { body: signed }), 'intent answer');
+    return {
+      id: primitives.digest.parse(body.id, 'id'),
+      status: str(body.status, 'status'),
+      decision: body.decision ?? null,
+    };
+  }
+
+  async intent(id: string): Promise<IntentView> {
+    return readIntentView(await this.call('GET', `/v1/intents/${encodeURIComponent(id)}`), true);
+  }
+
+  async intents(q: {
+    status?: string | undefined;
+    requester?: string | undefined;
+    wallet?: string | undefined;
+    limit?: number | undefined;
+    cursor?: string | undefined;
+  }): Promise<{ intents: IntentView[]; next: string | null }> {
+    const body = asRecord(await this.call('GET', '/v1/intents', { query: q }), 'intent list');
+    const list = arr(body.intents, 'intents').map((v) => readIntentView(v, false));
+    const next = body.next === null || body.next === undefined ? null : str(body.next, 'next');
+    return { intents: list, next };
+  }
+
+  /** Every intent matching `q`, page after page (bounded by `max`). */
+  async allIntents(
+    q: { status?: string; wallet?: string; requester?: string },
+    max = 100_000,
+  ): Promise<IntentView[]> {
+    const out: IntentView[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.intents({ ...q, limit: 200, cursor });
+      out.push(...page.intents);
+      cursor = page.next ?? undefined;
+    } while (cursor !== undefined && out.length < max);
+    return out;
+  }
+
+  async postApproval(id: string, approval: SignedApproval): Promise<IntentView> {
+    return readIntentView(
+      await this.call('POST', `/v1/intents/${encodeURIComponent(id)}/approvals`, { body: approval }),
+      true,
+    );
+  }
+
+  // ------------------------------------------------------------ governance
+
+  async governanceHead(): Promise<{ seq: number; digest: Digest } | null> {
+    const answer = await this.send('GET', '/v1/governance/head');
+    if (answer.status === 404) return null;
+    if (answer.status < 200 || answer.status >= 300) throw wireError(answer);
+    const body = asRecord(answer.body, 'governance head');
+    if (body.seq === null || body.seq === undefined) return null;
+    return { seq: int(body.seq, 'seq'), digest: primitives.digest.parse(body.digest, 'digest') };
+  }
+
+  async governanceEntries(after: number, upto?: number): Promise<SignedGovernanceEntry[]> {
+    const body = asRecord(
+      await this.call('GET', '/v1/governance/entries', { query: { after, upto } }),
+      'governance entries',
+    );
+    return arr(body.entries, 'entries').map((e, i) => signedGovernanceEntry.parse(e, `entries[${i}]`));
+  }
+
+  async postGenesis(signed: SignedGovernanceEntry): Promise<JsonValue | null> {
+    return this.call('POST', '/v1/governance/genesis', { body: signed });
+  }
+
+  async propose(signed: SignedGovernanceEntry): Promise<{ status: string; id?: string; seq?: number }> {
+    const body = asRecord(await this.call('POST', '/v1/governance/proposals', { body: signed }), 'proposal');
+    return {
+      status: str(body.status, 'status'),
+      ...(typeof body.id === 'string' ? { id: body.id } : {}),
+      ...(typeof body.seq === 'number' ? { seq: body.seq } : {}),
+    };
+  }
+
+  async proposals(status = 'open'): Promise<ProposalView[]> {
+    const body = asRecord(
+      await this.call('GET', '/v1/governance/proposals', { query: { status } }),
+      'proposals',
+    );
+    return arr(body.proposals, 'proposals').map((p, i) => {
+      const r = asRecord(p, `proposals[${i}]`);
+      return {
+        id: str(r.id, 'id'),
+        status: str(r.status, 'status'),
+        entry: governanceEntry.parse(r.entry, `proposals[${i}].entry`),
+        signatures: arr(r.signatures, 'signatures').map((s, j) =>
+          governanceSignature.parse(s, `proposals[${i}].signatures[${j}]`),
+        ),
+      };
+    });
+  }
+
+  async cosign(id: string, signatures: readonly GovernanceSignature[]): Promise<JsonValue | null> {
+    return this.call('POST', `/v1/governance/proposals/${encodeURIComponent(id)}/signatures`, {
+      body: { signatures },
+    });
+  }
+
+  // ------------------------------------------------------------ wallets
+
+  async wallets(): Promise<WalletView[]> {
+    const body = asRecord(await this.call('GET', '/v1/wallets'), 'wallets');
+    return arr(body.wallets, 'wallets').map((w, i) => {
+      const r = asRecord(w, `wallets[${i}]`);
+      return {
+        id: str(r.id, 'id'),
+        chain: str(r.chain, 'chain'),
+        label: typeof r.label === 'string' ? r.label : str(r.id, 'id'),
+        balance: typeof r.balance === 'string' ? r.balance : String(r.balance ?? '0'),
+        utxos: typeof r.utxos === 'number' ? r.utxos : Array.isArray(r.utxos) ? r.utxos.length : 0,
+        ...(typeof r.receiveAddress === 'string' ? { receiveAddress: r.receiveAddress } : {}),
+      };
+    });
+  }
+
+  // ------------------------------------------------------------ audit
+
+  async audit(from: number, limit: number): Promise<{ entries: AuditEntry[]; head: { seq: number } | null }> {
+    const body = asRecord(await this.call('GET', '/v1/audit', { query: { from, limit } }), 'audit page');
+    const entries = arr(body.entries, 'entries').map((e, i) => auditEntry.parse(e, `entries[${i}]`));
+    const head =
+      body.head === null || body.head === undefined
+        ? null
+        : { seq: int(asRecord(body.head, 'head').seq, 'head.seq') };
+    return { entries, head };
+  }
+
+  async checkpoints(): Promise<SignedCheckpoint[]> {
+    const body = asRecord(await this.call('GET', '/v1/audit/checkpoints'), 'checkpoints');
+    return arr(body.checkpoints, 'checkpoints').map((c, i) => signedCheckpoint.parse(c, `checkpoints[${i}]`));
+  }
+}
+
+// ---------------------------------------------------------------- views
+
+/** An intent as the coordinator shows it: the signed intent and approvals are checked by the caller. */
+export interface IntentView {
+  readonly id: string;
+  readonly status: string;
+  readonly statusCode: string | null;
+  readonly intent: SignedIntent;
+  readonly approvals: readonly SignedApproval[];
+  readonly psbt: string | null;
+  readonly txid: string | null;
+  readonly confirmations: number | null;
+  readonly signers: readonly { signer: string; outcome: string | null; code: string | null }[];
+  /** The coordinator's policy preview: informative only. */
+  readonly decision: JsonValue | null;
+}
+
+export interface ProposalView {
+  readonly id: string;
+  readonly status: string;
+  readonly entry: GovernanceEntry;
+  readonly signatures: readonly GovernanceSignature[];
+}
+
+export interface WalletView {
+  readonly id: string;
+  readonly chain: string;
+  readonly label: string;
+  readonly balance: string;
+  readonly utxos: number;
+  readonly receiveAddress?: string;
+}
+
+export function readIntentView(value: unknown, withApprovals: boolean): IntentView {
+  const r = asRecord(value, 'intent view');
+  const approvals =
+    withApprovals && r.approvals !== undefined
+      ? arr(r.approvals, 'approvals').map((a, i) => signedApproval.parse(a, `approvals[${i}]`))
+      : [];
+  const signers = r.signers === undefined || r.signers === null ? [] : arr(r.signers, 'signers');
+  return {
+    id: str(r.id, 'id'),
+    status: str(r.status, 'status'),
+    statusCode: typeof r.statusCode === 'string' ? r.statusCode : null,
+    intent: signedIntent.parse(r.intent, 'intent'),
+    approvals,
+    psbt: typeof r.psbt === 'string' ? r.psbt : null,
+    txid: typeof r.txid === 'string' ? r.txid : null,
+    confirmations: typeof r.confirmations === 'number' ? r.confirmations : null,
+    signers: signers.map((s, i) => {
+      const x = asRecord(s, `signers[${i}]`);
+      return {
+        signer: str(x.signer, 'signer'),
+        outcome: typeof x.outcome === 'string' ? x.outcome : null,
+        code: typeof x.code === 'string' ? x.code : null,
+      };
+    }),
+    decision: (r.decision as JsonValue | undefined) ?? null,
+  };
+}
+
+function wireError(answer: WireAnswer): CustosError {
+  const body = answer.body;
+  const error =
+    body !== null && typeof body === 'object' && !Array.isArray(body) && typeof body.error === 'object'
+      ? (body.error as Record<string, JsonValue> | null)
+      : null;
+  return errorFromWire(answer.status, error?.code, error?.message);
+}
+
+export function asRecord(value: unknown, what: string): Record<string, JsonValue> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new CustosError('WRONG_TYPE', `the coordinator sent no object for the ${what}`);
+  }
+  return value as Record<string, JsonValue>;
+}
+
+function arr(value: unknown, what: string): JsonValue[] {
+  if (!Array.isArray(value)) throw new CustosError('WRONG_TYPE', `the coordinator sent no list of ${what}`);
+  return value as JsonValue[];
+}
+
+function str(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw new CustosError('WRONG_TYPE', `the coordinator sent no ${what}`);
+  return value;
+}
+
+function int(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+    throw new CustosError('WRONG_TYPE', `the coordinator sent no whole number for ${what}`);
+  }
+  return value;
+}

@@ -1,0 +1,421 @@
+/**
+ * `custos dev` (npm run dev): a complete local deployment in one process
+ * tree, for trying Custos and developing against it.
+ *
+ *   this process    a bcoin regtest node (chain on disk), the coordinator
+ *                   (SQLite), the relay in front of signer-2, a miner that
+ *                   confirms what is broadcast
+ *   child processes `custos signer run` for signer-1 and signer-2, each with
+ *                   its own keystore and database; the third key of the
+ *                   2-of-3 wallet is the offline backup (never loaded)
+ *
+ * The first start creates everything (keys, the demo organization, its
+ * genesis, a wallet funded by mining) and writes state.json last; later
+ * starts resume from the state folder. Ctrl-C (SIGINT) or SIGTERM stops the
+ * signers (SIGTERM, then SIGKILL after a bounded wait), the coordinator and
+ * the node, each with a timeout, and exits.
+ *
+ * Development only, and it says so: the demo passwords sit in the state
+ * folder next to the keys they protect.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
+import { buildGenesis, CustosError, type Digest, governanceDigest, signGovernanceEntry } from '@custos/core';
+import { createKeystore, writeKeystore } from '@custos/signer';
+import { CustosClient, memberSigner } from '../client.js';
+import { COMMON_HELP, type Command } from '../command.js';
+import type { Context } from '../context.js';
+import { type DevNode, startDevNode } from '../dev/node.js';
+import { DEV_MEMBERS, DEV_WALLET, devGenesisBody, SMALL_MAX } from '../dev/org.js';
+import { startRelay } from '../dev/relay.js';
+import { DEFAULT_DEV_DIR, DevFolder, type DevState } from '../dev/state.js';
+import { createDeviceKey, unlockDevice } from '../device.js';
+import { Home, writeJson } from '../home.js';
+import { formatSats } from '../output.js';
+
+const SIGNERS = ['signer-1', 'signer-2'] as const;
+/** Dev keys: a lower scrypt cost than the default, so the first start and every command stay quick. */
+const DEV_LOG_N = 14;
+/** Blocks mined to the wallet on the first start (regtest subsidy at that height: 12.5 BTC each). */
+const FUNDING_BLOCKS = 4;
+const COINBASE_MATURITY = 100;
+const STOP_TIMEOUT_MS = 5_000;
+
+export const devCommand: Command = {
+  name: 'dev',
+  summary: 'start a complete local deployment (development only)',
+  help: `custos dev [--dir .custos-dev] [--port 7340] [--reset]
+
+Starts, in one process tree: a Bitcoin regtest node (bcoin, chain on disk),
+the coordinator (SQLite), two signer processes of a 2-of-3 wallet (the third
+key is an offline backup), and a demo organization: admins admin-1 and
+admin-2 (quorum 2), requester-1, approvers approver-1..3, watcher-1; a policy
+with tiers (up to ${formatSats(SMALL_MAX)}: 1 approver; above: 2 approvers and a
+cancel window) and rolling limits; an address book of two regtest addresses;
+the wallet funded by mining. Prints what to type next.
+
+State lives in one folder and survives a restart; delete it (or --reset) to
+start over. Ctrl-C stops everything. DEVELOPMENT ONLY: the demo passwords
+are stored in the state folder.
+
+Options:
+  --dir <path>     the state folder (default ${DEFAULT_DEV_DIR})
+  --port <n>       the coordinator's port on 127.0.0.1 (default 7340; 0 picks a free one)
+  --reset          delete the state and start over
+
+Example:
+  npm run dev
+  custos dev --dir /tmp/custos-demo --port 0
+${COMMON_HELP}`,
+  options: { dir: { type: 'string' }, port: { type: 'string' }, reset: { type: 'boolean' } },
+  async run(ctx, args) {
+    const folder = new DevFolder(resolve(ctx.cwd, args.str('dir') ?? DEFAULT_DEV_DIR));
+    const port = args.int('port', { min: 0, max: 65_535 }) ?? 7340;
+    const running = folder.runningPid();
+    if (running !== null) {
+      throw new CustosError('CONFLICT', `custos dev is already running on ${folder.dir} (pid ${running})`);
+    }
+    if (args.bool('reset')) folder.reset();
+    return runDev(ctx, folder, port);
+  },
+};
+
+interface Child {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly log: string;
+  readonly exited: Promise<void>;
+}
+
+async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<number> {
+  const t0 = Date.now();
+  const say = (text: string): void => ctx.io.out(text);
+  folder.ensure();
+  let existing = folder.state();
+  if (existing === null) {
+    // No state.json: a first start, or one that was interrupted; what it left cannot be trusted.
+    if (existsSync(folder.chain)) say('custos dev: an earlier first start did not finish; starting over\n');
+    folder.clearPartial();
+    folder.ensure();
+  }
+  folder.writePid();
+  const stoppers: (() => Promise<void>)[] = [];
+  const children: Child[] = [];
+  let stopping: Promise<void> | null = null;
+  let miner: NodeJS.Timeout | undefined;
+
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (miner !== undefined) clearInterval(miner);
+      // Signers first: they must not be mid-request when the coordinator goes.
+      await Promise.all(children.map((c) => stopChild(c)));
+      for (const s of stoppers.reverse()) await withTimeout(s(), STOP_TIMEOUT_MS).catch(() => undefined);
+      folder.removePid();
+    })();
+    return stopping;
+  };
+  let signalled: ((signal: string) => void) | undefined;
+  const interrupted = new Promise<string>((resolve) => {
+    signalled = resolve;
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    // A second Ctrl-C does not wait for the orderly stop.
+    if (signals > 1) {
+      for (const c of children) c.child.kill('SIGKILL');
+      folder.removePid();
+      process.exit(130);
+    }
+    signalled?.(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    say(
+      `custos dev: DEVELOPMENT deployment in ${folder.dir} (demo keys and passwords on disk: never for real funds)\n`,
+    );
+    const node = await startDevNode({ dir: folder.chain });
+    stoppers.push(() => node.close());
+    await node.activateSegwit();
+
+    const firstStart = existing === null;
+    const setup = firstStart ? await createDeployment(folder) : null;
+    const genesis = (existing?.genesis ?? setup?.genesis) as Digest;
+
+    // Loaded on use: the server is the heaviest part of the CLI, and most commands never need it.
+    const { startDevCoordinator } = await import('../dev/coordinator.js');
+    const coordinator = await startDevCoordinator({
+      sqlitePath: folder.database,
+      port,
+      org: genesis,
+      rpc: { url: node.rpcUrl, username: node.rpcUser, password: node.rpcPassword },
+      logFile: folder.path('logs', 'coordinator.log'),
+    });
+    stoppers.push(() => coordinator.close());
+    const home = new Home(folder.home);
+    home.saveConfig({ coordinator: coordinator.url, genesis });
+
+    if (setup !== null) {
+      // The genesis goes in through the API, signed by an admin it lists, as `custos init` does.
+      const admin = await unlockDevice(home, 'admin-1', { env: {} });
+      await new CustosClient({ baseUrl: coordinator.url, signer: memberSigner(admin) }).postGenesis(
+        setup.signed,
+      );
+      await fundWallet(node, setup.descriptorText);
+      existing = {
+        v: 1,
+        genesis,
+        wallet: DEV_WALLET,
+        addresses: setup.addresses,
+        createdAt: Date.now(),
+      };
+      folder.saveState(existing);
+    }
+    const state = existing as DevState;
+
+    const relay = await startRelay({
+      target: coordinator.url,
+      armFile: folder.armFile,
+      logFile: folder.path('logs', 'relay.log'),
+    });
+    stoppers.push(() => relay.close());
+    for (const id of SIGNERS) {
+      writeJson(join(folder.signerDir(), `${id}.json`), {
+        id,
+        coordinatorUrl: id === 'signer-2' ? relay.url : coordinator.url,
+        genesis,
+        keystore: `${id}.key`,
+        database: `${id}.db`,
+        chains: ['bitcoin:regtest'],
+        passwordFile: folder.passwordFile(id),
+        waitMs: 10_000,
+      });
+      children.push(startSigner(ctx, folder, id));
+    }
+    await Promise.all(children.map((c) => waitForLog(c, '"event":"signer.started"', 60_000)));
+
+    // Confirm what the coordinator broadcasts, as a network would: a block when the mempool has something.
+    let mining = false;
+    miner = setInterval(() => {
+      if (mining) return;
+      mining = true;
+      node
+        .mempoolSize()
+        .then((n) => (n > 0 ? node.mine(1) : undefined))
+        .catch(() => undefined)
+        .finally(() => {
+          mining = false;
+        });
+    }, 2_000);
+
+    const balance = await waitForBalance(coordinator.url, home, 60_000);
+    printNextSteps(ctx, folder, {
+      coordinator: coordinator.url,
+      relay: relay.url,
+      genesis,
+      state,
+      height: node.height(),
+      balance,
+      children,
+      seconds: (Date.now() - t0) / 1000,
+      firstStart,
+    });
+
+    const signal = await Promise.race([
+      interrupted,
+      ...children.map((c) => c.exited.then(() => `${c.name} exited (see ${c.log})`)),
+    ]);
+    say(`\ncustos dev: stopping (${signal})\n`);
+    await stop();
+    say('custos dev: stopped\n');
+    return signal.startsWith('SIG') ? 0 : 1;
+  } catch (err) {
+    await stop();
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+interface Setup {
+  readonly genesis: Digest;
+  readonly signed: ReturnType<typeof signGovernanceEntry>;
+  readonly descriptorText: string;
+  readonly addresses: DevState['addresses'];
+}
+
+/** First start: keystores, member keys, the demo genesis signed by both admins. */
+async function createDeployment(folder: DevFolder): Promise<Setup> {
+  const signerKeys = await Promise.all(
+    [...SIGNERS, 'backup'].map(async (id) => {
+      const { file } = await createKeystore({
+        id,
+        network: 'regtest',
+        password: folder.password(id),
+        logN: DEV_LOG_N,
+      });
+      writeKeystore(join(folder.signerDir(), `${id}.key`), file);
+      return file.public;
+    }),
+  );
+  const home = new Home(folder.home);
+  const members = [];
+  for (const m of DEV_MEMBERS) {
+    const device = `${m.id}-laptop`;
+    const file = await createDeviceKey(home, m.id, m.id, device, folder.password(m.id), {
+      logN: DEV_LOG_N,
+      passwordFile: folder.passwordFile(m.id),
+    });
+    members.push({ id: m.id, device, publicKey: file.publicKey });
+  }
+  home.saveConfig({ profile: 'requester-1' });
+  const keyOf = (p: (typeof signerKeys)[number]) => ({
+    fingerprint: p.fingerprint,
+    path: p.path,
+    xpub: p.xpub,
+  });
+  const body = devGenesisBody({
+    members,
+    signers: signerKeys
+      .filter((p) => p.id !== 'backup')
+      .map((p) => ({ record: { id: p.id, publicKey: p.identityKey, label: p.id }, key: keyOf(p) })),
+    backup: keyOf(signerKeys.find((p) => p.id === 'backup')!),
+  });
+  const entry = buildGenesis(body, Date.now());
+  const admins = await Promise.all(['admin-1', 'admin-2'].map((a) => unlockDevice(home, a, { env: {} })));
+  const signed = signGovernanceEntry(entry, admins);
+  return {
+    genesis: governanceDigest(entry),
+    signed,
+    descriptorText: body.wallets[0]!.descriptor,
+    addresses: body.addresses.map((a) => ({ id: a.id, address: a.address, label: a.label })),
+  };
+}
+
+/** Coinbases to the wallet's first receive addresses, then enough blocks for them to mature. */
+async function fundWallet(node: DevNode, descriptorText: string): Promise<void> {
+  const descriptor = parseDescriptor(descriptorText, 'regtest');
+  if (!descriptor.ok) throw new CustosError(descriptor.code, descriptor.message);
+  for (let i = 0; i < FUNDING_BLOCKS; i++) await node.mineTo(deriveAddress(descriptor.value, 0, i).script, 1);
+  await node.mine(COINBASE_MATURITY);
+}
+
+function startSigner(ctx: Context, folder: DevFolder, id: string): Child {
+  const log = folder.path('logs', `${id}.log`);
+  const fd = openSync(log, 'a', 0o600);
+  const child = spawn(
+    process.execPath,
+    [ctx.bin, 'signer', 'run', '--config', join(folder.signerDir(), `${id}.json`)],
+    {
+      stdio: ['ignore', fd, fd],
+    },
+  );
+  closeSync(fd);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return { name: id, child, log, exited };
+}
+
+async function waitForLog(c: Child, text: string, timeoutMs: number): Promise<void> {
+  const start = existsSync(c.log) ? readFileSync(c.log, 'utf8').length : 0;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const content = existsSync(c.log) ? readFileSync(c.log, 'utf8') : '';
+    if (content.slice(start).includes(text)) return;
+    if (c.child.exitCode !== null || c.child.signalCode !== null) {
+      throw new CustosError('UNAVAILABLE', `${c.name} exited while starting; see ${c.log}`);
+    }
+    if (Date.now() > deadline)
+      throw new CustosError('UNAVAILABLE', `${c.name} did not start in time; see ${c.log}`);
+    await sleep(100);
+  }
+}
+
+async function stopChild(c: Child): Promise<void> {
+  if (c.child.exitCode !== null || c.child.signalCode !== null) return;
+  c.child.kill('SIGTERM');
+  const done = await Promise.race([c.exited.then(() => true), sleep(STOP_TIMEOUT_MS).then(() => false)]);
+  if (!done) {
+    c.child.kill('SIGKILL');
+    await Promise.race([c.exited, sleep(STOP_TIMEOUT_MS)]);
+  }
+}
+
+async function waitForBalance(url: string, home: Home, timeoutMs: number): Promise<string> {
+  const viewer = await unlockDevice(home, 'watcher-1', { env: {} });
+  const client = new CustosClient({ baseUrl: url, signer: memberSigner(viewer) });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const wallets = await client.wallets().catch(() => []);
+    const balance = wallets.find((w) => w.id === DEV_WALLET)?.balance ?? '0';
+    if (BigInt(balance) > 0n) return balance;
+    if (Date.now() > deadline) return balance;
+    await sleep(250);
+  }
+}
+
+function printNextSteps(
+  ctx: Context,
+  folder: DevFolder,
+  d: {
+    coordinator: string;
+    relay: string;
+    genesis: string;
+    state: DevState;
+    height: number;
+    balance: string;
+    children: readonly Child[];
+    seconds: number;
+    firstStart: boolean;
+  },
+): void {
+  const book = d.state.addresses;
+  const small = book[0]!;
+  const lines = [
+    '',
+    `  DEVELOPMENT ONLY — demo keys whose passwords are in ${join(folder.dir, 'secrets')}`,
+    '',
+    `  node          bitcoin regtest, height ${d.height} (bcoin, chain in ${folder.chain})`,
+    `  coordinator   ${d.coordinator} (SQLite ${folder.database})`,
+    ...d.children.map(
+      (c) =>
+        `  ${c.name.padEnd(13)} pid ${c.child.pid}${c.name === 'signer-2' ? `, through the relay at ${d.relay}` : ''} (log ${c.log})`,
+    ),
+    `  backup key    ${join(folder.signerDir(), 'backup.key')}: the third key of the 2-of-3 wallet; keep this offline`,
+    `  genesis       ${d.genesis}`,
+    `  wallet        ${d.state.wallet} (2-of-3), balance ${formatSats(d.balance)}`,
+    '  members       admin-1, admin-2 (admins, quorum 2), requester-1, approver-1..3, watcher-1',
+    `  address book  ${book.map((a) => `${a.id} ${a.address}`).join('\n                ')}`,
+    `  policy        up to ${formatSats(SMALL_MAX)}: 1 approver; above: 2 approvers, then a 2-minute cancel window`,
+    '',
+    `  ready in ${d.seconds.toFixed(1)} s${d.firstStart ? ' (first start: keys, organization and funding created)' : ' (resumed)'}`,
+    '',
+    'Next, in another terminal in this directory:',
+    `  export CUSTOS_HOME=${folder.home}`,
+    '  npx custos status',
+    `  npx custos request --as requester-1 --wallet ${d.state.wallet} --to ${small.address} --amount 150000`,
+    '  npx custos approve <intent id> --as approver-1',
+    '  npx custos intents',
+    '  npx custos audit verify',
+    '  npx custos demo attacks',
+    '',
+    'Ctrl-C stops everything.',
+    '',
+  ];
+  ctx.io.out(`${lines.join('\n')}\n`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timed out')), ms).unref()),
+  ]);
+}

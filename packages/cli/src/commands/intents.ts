@@ -1,0 +1,420 @@
+/**
+ * The requester's and the approvers' commands: `custos request`,
+ * `custos approve`, `custos reject`, `custos intents`.
+ *
+ * Everything signed is built and signed here, on the device: the intent by
+ * the requester, the approval by the approver over the intent's digest, which
+ * this client computes itself from the intent it checked (review.ts). An
+ * approval of anything else would be a signature over the coordinator's word.
+ */
+import { randomBytes } from 'node:crypto';
+import { addressToScript, networkOfChain } from '@custos/bitcoin';
+import {
+  type Approval,
+  addressStatus,
+  approvalDigest,
+  approval as approvalSchema,
+  CustosError,
+  evaluate,
+  findLookalikes,
+  type Intent,
+  intentDigest,
+  intent as intentSchema,
+  policiesInForce,
+  signDigest,
+  toHex,
+} from '@custos/core';
+import { parseDuration, parseSats } from '../args.js';
+import type { IntentView } from '../client.js';
+import { COMMON_HELP, type Command } from '../command.js';
+import { type Context, openSession, type Session } from '../context.js';
+import { formatSats, relativeTime, table, toJson, UsageError } from '../output.js';
+import { confirm } from '../password.js';
+import { formatReview, reviewIntent } from '../review.js';
+
+export const requestCommand: Command = {
+  name: 'request',
+  summary: 'ask for a transfer: build and sign an intent on this device',
+  help: `custos request --wallet <id> --to <address> --amount <sats> [--asset BTC] [--memo <text>] [--expires 1h]
+
+Builds the intent (wallet, chain, asset, amount, destination, a fresh 128-bit
+nonce, created now, expiring after --expires), signs its digest with this
+device's key, and sends it. Prints the intent id (its digest) and status.
+The coordinator previews the policy; approvers and signers decide.
+
+Options:
+  --wallet <id>        the wallet to pay from (see \`custos status\`)
+  --to <address>       the destination; it must be in the address book
+  --amount <amount>    satoshi (150000) or BTC with its unit (0.0015btc)
+  --asset <id>         default: the wallet's first asset
+  --memo <text>        free text, signed with the intent
+  --expires <time>     lifetime, e.g. 30m, 1h, 2d (default 1h)
+
+Example:
+  custos request --as requester-1 --wallet btc-main --to bcrt1q... --amount 150000 --memo "payout 42"
+${COMMON_HELP}`,
+  options: {
+    wallet: { type: 'string' },
+    to: { type: 'string' },
+    amount: { type: 'string' },
+    asset: { type: 'string' },
+    memo: { type: 'string' },
+    expires: { type: 'string' },
+  },
+  async run(ctx, args) {
+    const walletId = args.required('wallet', 'the wallet id');
+    const to = args.required('to', 'the destination address');
+    const amount = parseSats(args.required('amount', 'satoshi'));
+    const expiresIn = parseDuration(args.str('expires') ?? '1h', 'expires');
+    if (expiresIn <= 0) throw new UsageError('--expires must be longer than zero');
+    const s = await openSession(ctx, args);
+    const { state } = await s.governance();
+    const wallet = state.wallets.get(walletId);
+    if (wallet === undefined) {
+      throw new CustosError(
+        'UNKNOWN_WALLET',
+        `no wallet ${walletId} in the verified governance (wallets: ${[...state.wallets.keys()].join(', ') || 'none'})`,
+      );
+    }
+    const network = networkOfChain(wallet.chain);
+    if (network !== undefined && addressToScript(to, network) === undefined) {
+      throw new CustosError('INVALID_VALUE', `${to} is not a ${network} address`);
+    }
+    const now = ctx.now();
+    const memo = args.str('memo');
+    const body: Intent = intentSchema.parse({
+      v: 1,
+      org: s.genesis,
+      wallet: wallet.id,
+      chain: wallet.chain,
+      asset: args.str('asset') ?? wallet.assets[0],
+      amount,
+      to,
+      requester: s.identity.member,
+      device: s.identity.device,
+      nonce: toHex(randomBytes(16)),
+      createdAt: now,
+      expiresAt: now + expiresIn,
+      ...(memo === undefined ? {} : { memo }),
+    });
+    // What this client can tell before sending (the signers decide): book status and look-alikes.
+    const book = addressStatus(state, wallet.chain, to, now);
+    if (book.status !== 'active') {
+      ctx.io.err(
+        `warning: ${to} is ${book.status === 'pending' ? `pending in the address book (${book.entry.label})` : 'not in the address book'}\n`,
+      );
+    }
+    for (const p of policiesInForce(state, now)) {
+      for (const e of findLookalikes(state, wallet.chain, to, p.lookalike, now)) {
+        ctx.io.err(`warning: ${to} looks like "${e.label}" (${e.address})\n`);
+      }
+    }
+    const signed = { intent: body, signature: signDigest(s.identity.secretKey, intentDigest(body)) };
+    const answer = await s.client.postIntent(signed);
+    if (args.bool('json')) {
+      ctx.io.out(toJson({ id: answer.id, status: answer.status, decision: answer.decision }));
+      return 0;
+    }
+    ctx.io.out(`${answer.id}\n`);
+    ctx.io.err(
+      `intent ${answer.status}: ${formatSats(amount, body.asset)} from ${wallet.id} to ${to}${book.status === 'active' ? ` (${book.entry.label})` : ''}\n`,
+    );
+    const missing = describeMissing(answer.decision);
+    if (missing !== '') ctx.io.err(`needs: ${missing}\n`);
+    ctx.io.err(`next: an approver runs \`custos approve ${answer.id}\`\n`);
+    return 0;
+  },
+};
+
+function describeMissing(decision: unknown): string {
+  if (decision === null || typeof decision !== 'object' || !('missing' in decision)) return '';
+  const missing = (decision as { missing: unknown }).missing;
+  if (!Array.isArray(missing)) return '';
+  return missing
+    .map((m: unknown) => {
+      if (m === null || typeof m !== 'object') return '';
+      const r = m as { need?: unknown; have?: unknown; of?: { role?: unknown; members?: unknown } };
+      const need = typeof r.need === 'number' ? r.need : 0;
+      const have = typeof r.have === 'number' ? r.have : 0;
+      const of =
+        typeof r.of?.role === 'string'
+          ? `role ${r.of.role}`
+          : Array.isArray(r.of?.members)
+            ? r.of.members.join('/')
+            : '?';
+      return `${need - have} approval(s) of ${of}`;
+    })
+    .filter((x) => x !== '')
+    .join('; ');
+}
+
+/** A full id, or a unique prefix of a pending intent's id (at least 8 hex digits). */
+async function resolveIntentId(s: Session, text: string): Promise<string> {
+  if (/^[0-9a-f]{64}$/.test(text)) return text;
+  if (!/^[0-9a-f]{8,63}$/.test(text))
+    throw new UsageError('the intent id is 64 hex digits (or a unique prefix of 8 or more)');
+  const candidates = (await s.client.allIntents({}, 10_000)).filter((i) => i.id.startsWith(text));
+  if (candidates.length === 1) return candidates[0]!.id;
+  if (candidates.length === 0) throw new CustosError('NOT_FOUND', `no intent id starts with ${text}`);
+  throw new UsageError(`${candidates.length} intents start with ${text}: give more digits`);
+}
+
+function decideCommand(decision: 'approve' | 'reject'): Command {
+  const verb = decision === 'approve' ? 'Approve' : 'Reject';
+  return {
+    name: decision,
+    summary:
+      decision === 'approve'
+        ? 'check an intent and its transaction yourself, then approve it on this device'
+        : 'reject an intent on this device (one valid reject vetoes it)',
+    help: `custos ${decision} <intent id> [--yes] [--as <profile>] [--json]
+
+Fetches the intent and, once built, its transaction, and checks them here,
+trusting nothing the coordinator says: the governance chain from the pinned
+genesis, the requester's signature, and the transaction decoded against the
+wallet's own descriptor, which must pay exactly the intent's destination and
+amount (else UNEXPECTED_OUTPUT, exit 1). Shows wallet, amount, destination
+with its address-book label and warnings (first payment to this address,
+look-alike of a known address, large against history), asks
+"${verb}? [y/N]" and signs the ${decision === 'approve' ? 'approval' : 'rejection'} with this device.
+
+Options:
+  --yes                ${decision} without asking (scripts)
+  --expires <time>     how long the decision stays valid (default: until the intent expires)
+
+Example:
+  custos ${decision} 5d0c3a1e --as approver-1
+${COMMON_HELP}`,
+    options: { yes: { type: 'boolean', short: 'y' }, expires: { type: 'string' } },
+    positionals: 1,
+    async run(ctx, args) {
+      const idText = args.positional(0, 'the intent id');
+      const s = await openSession(ctx, args);
+      const { state } = await s.governance();
+      const id = await resolveIntentId(s, idText);
+      const view = await s.client.intent(id);
+      const history = await s.client
+        .allIntents({ status: 'confirmed', wallet: view.intent.intent.wallet }, 10_000)
+        .catch(() => [] as IntentView[]);
+      const now = ctx.now();
+      const review = reviewIntent({ state, pinnedGenesis: s.genesis, view, history, now });
+      const json = args.bool('json');
+      if (!json) {
+        ctx.io.out(formatReview(review, now));
+        ctx.io.out(`Status     ${view.status}${view.statusCode === null ? '' : ` (${view.statusCode})`}\n`);
+      }
+      const first = review.problems[0];
+      if (decision === 'approve' && first !== undefined) {
+        if (json) ctx.io.out(toJson({ id, decided: false, review: reviewJson(review) }));
+        throw new CustosError(first.code, `not approving: ${first.message}`);
+      }
+      if (review.id === null) throw new CustosError('INVALID_VALUE', 'the intent has no digest');
+      if (view.status !== 'pending') {
+        ctx.io.err(`note: the intent is already ${view.status}; a decision now changes nothing\n`);
+      }
+      if (s.identity.member === review.intent.requester) {
+        throw new CustosError(
+          'SELF_APPROVAL',
+          'you asked for this transfer: another member must decide on it',
+        );
+      }
+      if (!args.bool('yes')) {
+        const yes = await confirm(`${verb}?`);
+        if (!yes) {
+          ctx.io.err('nothing signed\n');
+          return 1;
+        }
+      }
+      const at = ctx.now();
+      const expiresText = args.str('expires');
+      const expiresAt =
+        expiresText === undefined
+          ? Math.max(review.intent.expiresAt, at + 60_000)
+          : at + parseDuration(expiresText, 'expires');
+      const body: Approval = approvalSchema.parse({
+        v: 1,
+        intent: review.id,
+        approver: s.identity.member,
+        device: s.identity.device,
+        decision,
+        at,
+        expiresAt,
+      });
+      const signed = { approval: body, signature: signDigest(s.identity.secretKey, approvalDigest(body)) };
+      const after = await s.client.postApproval(review.id, signed);
+      if (json) {
+        ctx.io.out(
+          toJson({
+            id: review.id,
+            decided: true,
+            decision,
+            status: after.status,
+            review: reviewJson(review),
+          }),
+        );
+      } else {
+        ctx.io.out(
+          `${decision === 'approve' ? 'approved' : 'rejected'} by ${s.identity.member}; intent is now ${after.status}\n`,
+        );
+        if (after.status === 'pending') {
+          // What still stands between the intent and the signers, as this client evaluates it.
+          const next = evaluate({
+            state,
+            intent: after.intent,
+            approvals: after.approvals,
+            ledger: [],
+            now: ctx.now(),
+          });
+          if (next.kind === 'pending' && next.missing.length === 0 && next.cancelWindowEndsAt !== undefined) {
+            ctx.io.out(
+              `cancel window open until ${new Date(next.cancelWindowEndsAt).toISOString()}: any approver can still reject\n`,
+            );
+          } else if (next.kind === 'pending') {
+            ctx.io.out(
+              `still needs ${next.missing.map((m) => `${m.need - m.have} of ${'role' in m.of ? `role ${m.of.role}` : m.of.members.join('/')}`).join('; ')}\n`,
+            );
+          }
+        }
+      }
+      return 0;
+    },
+  };
+}
+
+export const approveCommand = decideCommand('approve');
+export const rejectCommand = decideCommand('reject');
+
+function reviewJson(r: ReturnType<typeof reviewIntent>): unknown {
+  return {
+    intent: r.intent,
+    destination: r.destination,
+    transaction: r.transaction,
+    problems: r.problems,
+    warnings: r.warnings,
+    policy: r.decision.kind === 'deny' ? { kind: 'deny', code: r.decision.code } : { kind: r.decision.kind },
+  };
+}
+
+export const intentsCommand: Command = {
+  name: 'intents',
+  summary: 'list intents',
+  help: `custos intents [--status pending|approved|signing|signed|broadcast|confirmed|refused|rejected|expired] [--wallet <id>] [--limit n] [--json]
+custos intents <intent id> [--json]
+
+Lists intents, newest first as the coordinator orders them, or shows one:
+its status, each signer's outcome (signed, or refused with its code), the
+transaction id and confirmations. Amounts and destinations are read from the
+signed intents themselves.
+
+Example:
+  custos intents --status pending
+  custos intents 5d0c3a1e
+${COMMON_HELP}`,
+  options: {
+    status: { type: 'string' },
+    wallet: { type: 'string' },
+    requester: { type: 'string' },
+    limit: { type: 'string' },
+  },
+  positionals: 1,
+  async run(ctx, args) {
+    const s = await openSession(ctx, args);
+    const one = args.positionals[0];
+    if (one !== undefined) return showIntent(ctx, s, await resolveIntentId(s, one), args.bool('json'));
+    const limit = args.int('limit', { min: 1, max: 100_000 }) ?? 50;
+    const list = (
+      await s.client.allIntents(
+        {
+          ...(args.str('status') === undefined ? {} : { status: args.str('status')! }),
+          ...(args.str('wallet') === undefined ? {} : { wallet: args.str('wallet')! }),
+          ...(args.str('requester') === undefined ? {} : { requester: args.str('requester')! }),
+        },
+        limit,
+      )
+    ).slice(0, limit);
+    if (args.bool('json')) {
+      ctx.io.out(
+        toJson(
+          list.map((v) => ({
+            id: v.id,
+            status: v.status,
+            statusCode: v.statusCode,
+            wallet: v.intent.intent.wallet,
+            asset: v.intent.intent.asset,
+            amount: v.intent.intent.amount,
+            to: v.intent.intent.to,
+            requester: v.intent.intent.requester,
+            createdAt: v.intent.intent.createdAt,
+            txid: v.txid,
+            confirmations: v.confirmations,
+            signers: v.signers,
+          })),
+        ),
+      );
+      return 0;
+    }
+    if (list.length === 0) {
+      ctx.io.err('no intents\n');
+      return 0;
+    }
+    const now = ctx.now();
+    const rows = [['ID', 'STATUS', 'AMOUNT', 'TO', 'REQUESTER', 'CREATED']];
+    for (const v of list) {
+      const i = v.intent.intent;
+      rows.push([
+        v.id.slice(0, 12),
+        v.statusCode === null ? v.status : `${v.status} (${v.statusCode})`,
+        formatSats(i.amount, i.asset),
+        i.to,
+        i.requester,
+        relativeTime(i.createdAt, now),
+      ]);
+    }
+    ctx.io.out(table(rows));
+    return 0;
+  },
+};
+
+async function showIntent(ctx: Context, s: Session, id: string, json: boolean): Promise<number> {
+  const v = await s.client.intent(id);
+  const i = v.intent.intent;
+  const out = {
+    id: v.id,
+    status: v.status,
+    statusCode: v.statusCode,
+    wallet: i.wallet,
+    asset: i.asset,
+    amount: i.amount,
+    to: i.to,
+    requester: i.requester,
+    memo: i.memo ?? null,
+    createdAt: i.createdAt,
+    expiresAt: i.expiresAt,
+    approvals: v.approvals.map((a) => ({
+      approver: a.approval.approver,
+      decision: a.approval.decision,
+      at: a.approval.at,
+    })),
+    signers: v.signers,
+    txid: v.txid,
+    confirmations: v.confirmations,
+  };
+  if (json) {
+    ctx.io.out(toJson(out));
+    return 0;
+  }
+  const now = ctx.now();
+  const o = ctx.io.out;
+  o(`Intent     ${v.id}\n`);
+  o(`Status     ${v.status}${v.statusCode === null ? '' : ` (${v.statusCode})`}\n`);
+  o(`Amount     ${formatSats(i.amount, i.asset)} from ${i.wallet} to ${i.to}\n`);
+  o(
+    `Requester  ${i.requester}, ${relativeTime(i.createdAt, now)}${i.memo ? `, memo ${JSON.stringify(i.memo)}` : ''}\n`,
+  );
+  for (const a of out.approvals) o(`Decision   ${a.approver}: ${a.decision} (${relativeTime(a.at, now)})\n`);
+  for (const sg of v.signers)
+    o(`Signer     ${sg.signer}: ${sg.outcome ?? 'waiting'}${sg.code === null ? '' : ` ${sg.code}`}\n`);
+  if (v.txid !== null)
+    o(`Txid       ${v.txid}${v.confirmations === null ? '' : `, ${v.confirmations} confirmation(s)`}\n`);
+  return 0;
+}

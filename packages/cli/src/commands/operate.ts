@@ -1,0 +1,130 @@
+/**
+ * The operators' commands: `custos serve` runs the coordinator (the server
+ * package's startServer), `custos signer init|run` the signer (the signer
+ * package's signerCommand, words passed through untouched). The CLI adds
+ * nothing to either: the signer's audit surface stays its own package.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { CustosError, type Digest, decode, schema } from '@custos/core';
+import type { ServerConfig } from '@custos/server';
+import { signerCommand } from '@custos/signer';
+import { COMMON_HELP, type Command } from '../command.js';
+
+const { object, string, int, oneOf } = schema;
+
+const text = (max = 4096) => string({ min: 1, max });
+
+/** `custos serve --config <file>`: the same settings as the environment variables, in a file. */
+export const serveConfigFile = object(
+  {},
+  {
+    host: text(255),
+    port: int({ min: 0, max: 65_535 }),
+    sqlite: text(),
+    databaseUrlFile: text(),
+    org: string({ min: 64, max: 64, pattern: /^[0-9a-f]{64}$/ }),
+    bitcoin: object(
+      {},
+      {
+        rpcUrl: text(2048),
+        rpcUser: text(255),
+        rpcPasswordFile: text(),
+      },
+    ),
+    webhooksFile: text(),
+    logLevel: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  },
+  'custos serve configuration. Secrets are named by file (…File), never written in this file.',
+);
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'run the coordinator',
+  help: `custos serve [--config <file.json>]
+
+Runs the coordinator: HTTP API on 127.0.0.1:8080 by default, SQLite unless a
+PostgreSQL URL is given, the signing pipeline against a Bitcoin node. Settings
+come from the environment (CUSTOS_HOST, CUSTOS_PORT, CUSTOS_SQLITE,
+DATABASE_URL[_FILE], CUSTOS_ORG, BITCOIN_RPC_URL, BITCOIN_RPC_USER,
+BITCOIN_RPC_PASSWORD[_FILE], CUSTOS_WEBHOOKS[_FILE],
+CUSTOS_LOG_LEVEL) and, over them, from --config. Paths in the file are
+relative to it; secrets are named by file, never written in it. SIGTERM or
+Ctrl-C drains requests in flight and stops.
+
+Config file:
+  { "host": "127.0.0.1", "port": 8080, "sqlite": "custos.db", "org": "<genesis digest>",
+    "bitcoin": { "rpcUrl": "http://127.0.0.1:18443", "rpcUser": "custos",
+                 "rpcPasswordFile": "rpc.password" } }
+
+Example:
+  custos serve --config coordinator.json
+${COMMON_HELP}`,
+  options: { config: { type: 'string' } },
+  async run(ctx, args) {
+    // Loaded here, not at start-up: the server (fastify, drivers) is the heaviest part of the CLI.
+    const { readServerConfig, startServer } = await import('@custos/server');
+    const base = readServerConfig(ctx.env);
+    const configPath = args.str('config');
+    const config = configPath === undefined ? base : mergeConfig(base, configPath, readServerConfig);
+    const server = await startServer(config, { handleSignals: false });
+    ctx.io.err(`custos coordinator listening on ${server.url}\n`);
+    const signal = await new Promise<string>((done) => {
+      process.once('SIGINT', () => done('SIGINT'));
+      process.once('SIGTERM', () => done('SIGTERM'));
+    });
+    ctx.io.err(`custos coordinator: ${signal}, finishing requests in flight\n`);
+    await server.close();
+    return 0;
+  },
+};
+
+function mergeConfig(
+  base: ServerConfig,
+  path: string,
+  readServerConfig: (env: Record<string, string | undefined>) => ServerConfig,
+): ServerConfig {
+  const file = decode(serveConfigFile, readFileSync(path));
+  const dir = dirname(resolve(path));
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(dir, p));
+  const read = (p: string, what: string): string => {
+    try {
+      return readFileSync(at(p), 'utf8').replace(/\r?\n$/, '');
+    } catch {
+      throw new CustosError('INVALID_VALUE', `${what} cannot be read`);
+    }
+  };
+  const chain = { ...base.chain };
+  if (file.bitcoin?.rpcUrl !== undefined) chain.rpcUrl = file.bitcoin.rpcUrl;
+  if (file.bitcoin?.rpcUser !== undefined) chain.rpcUser = file.bitcoin.rpcUser;
+  if (file.bitcoin?.rpcPasswordFile !== undefined)
+    chain.rpcPassword = read(file.bitcoin.rpcPasswordFile, 'bitcoin.rpcPasswordFile');
+  const webhooks =
+    file.webhooksFile === undefined
+      ? base.webhooks
+      : readServerConfig({ CUSTOS_WEBHOOKS: read(file.webhooksFile, 'webhooksFile') }).webhooks;
+  const databaseUrl =
+    file.databaseUrlFile === undefined ? base.databaseUrl : read(file.databaseUrlFile, 'databaseUrlFile');
+  return {
+    ...base,
+    ...(file.host === undefined ? {} : { host: file.host }),
+    ...(file.port === undefined ? {} : { port: file.port }),
+    ...(file.sqlite === undefined ? {} : { sqlitePath: at(file.sqlite) }),
+    ...(databaseUrl === undefined ? {} : { databaseUrl }),
+    ...(file.org === undefined ? {} : { org: file.org as Digest }),
+    ...(file.logLevel === undefined ? {} : { logLevel: file.logLevel }),
+    chain,
+    webhooks,
+  };
+}
+
+export const signerPassthrough: Command = {
+  name: 'signer',
+  summary: 'the signer daemon: signer init | signer run',
+  help: 'custos signer init|run ... (see `custos signer --help`)\n',
+  options: {},
+  async run() {
+    return 2;
+  },
+  runRaw: async (_ctx, argv) => signerCommand(argv),
+};

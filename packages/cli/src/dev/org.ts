@@ -1,0 +1,158 @@
+/**
+ * The demo organization of `custos dev`: two admins (quorum 2), a requester,
+ * three approvers, a watcher; a 2-of-3 wallet over two running signers and an
+ * offline backup key; an address book of two regtest addresses; and a
+ * policy with tiers and rolling limits:
+ *
+ *   up to 0.01 BTC to the address book     1 approver
+ *   above 0.01 BTC to the address book     2 approvers, then a 2-minute cancel window
+ *   anything else                          refused (default deny)
+ *   limits: 10 BTC a day per wallet, 2 BTC an hour per destination, 5 BTC a day per requester
+ *   fee cap: 0.001 BTC and 100 sat/vB;     look-alike destinations refused
+ *
+ * Development only: the keys are real, but their passwords sit in the state
+ * folder beside them.
+ */
+import { type DescriptorKey, scriptToAddress } from '@custos/bitcoin';
+import {
+  type Address,
+  type AddressEntry,
+  type Amount,
+  type GenesisBody,
+  type Member,
+  member as memberSchema,
+  type Policy,
+  type SignerRecord,
+  sha256,
+  utf8,
+} from '@custos/core';
+import { walletOf } from '../genesis.js';
+
+export const DEV_WALLET = 'btc-main';
+export const SMALL_MAX = 1_000_000n;
+export const CANCEL_WINDOW_MS = 120_000;
+
+export const DEV_MEMBERS: readonly { id: string; name: string; roles: readonly string[] }[] = [
+  { id: 'admin-1', name: 'Ada (admin)', roles: ['admin'] },
+  { id: 'admin-2', name: 'Bao (admin)', roles: ['admin'] },
+  { id: 'requester-1', name: 'Rosa (treasury, requester)', roles: ['requester'] },
+  { id: 'approver-1', name: 'Amir (approver)', roles: ['approver'] },
+  { id: 'approver-2', name: 'Beatriz (approver)', roles: ['approver'] },
+  { id: 'approver-3', name: 'Chen (approver)', roles: ['approver'] },
+  { id: 'watcher-1', name: 'Wanda (watcher)', roles: ['watcher'] },
+];
+
+/** A regtest P2WPKH address whose key nobody holds: a demo destination. */
+export function demoAddress(label: string): Address {
+  const program = sha256(utf8(`custos dev ${label}`)).slice(0, 20);
+  const address = scriptToAddress(new Uint8Array([0x00, 0x14, ...program]), 'regtest');
+  if (address === undefined) throw new Error('BUG: a P2WPKH script has no regtest address');
+  return address as Address;
+}
+
+export function devAddressBook(): AddressEntry[] {
+  return [
+    {
+      id: 'cold-storage',
+      chain: 'bitcoin:regtest',
+      address: demoAddress('cold storage'),
+      label: 'Cold storage (demo)',
+      tags: ['treasury'],
+    },
+    {
+      id: 'exchange-deposit',
+      chain: 'bitcoin:regtest',
+      address: demoAddress('exchange deposit'),
+      label: 'Exchange deposit (demo)',
+      tags: ['exchange'],
+    },
+  ];
+}
+
+export function devPolicy(): Policy {
+  const book = {
+    destination: { kind: 'address-book' as const },
+    wallets: [DEV_WALLET],
+    assets: ['BTC'],
+    requesterRoles: ['requester'],
+  };
+  return {
+    v: 1,
+    rules: [
+      {
+        id: 'small',
+        match: { ...book, maxAmount: SMALL_MAX.toString() as Amount },
+        action: 'allow',
+        approvals: [{ m: 1, role: 'approver' }],
+      },
+      {
+        id: 'large',
+        match: { ...book, minAmount: (SMALL_MAX + 1n).toString() as Amount },
+        action: 'allow',
+        approvals: [{ m: 2, role: 'approver' }],
+        cancelWindowMs: CANCEL_WINDOW_MS,
+      },
+    ],
+    limits: [
+      {
+        id: 'wallet-daily',
+        scope: 'wallet-asset',
+        wallet: DEV_WALLET,
+        asset: 'BTC',
+        windowMs: 86_400_000,
+        max: '1000000000' as Amount,
+      },
+      {
+        id: 'destination-hourly',
+        scope: 'destination',
+        asset: 'BTC',
+        windowMs: 3_600_000,
+        max: '200000000' as Amount,
+      },
+      {
+        id: 'requester-daily',
+        scope: 'requester',
+        asset: 'BTC',
+        windowMs: 86_400_000,
+        max: '500000000' as Amount,
+      },
+    ],
+    feeCaps: [{ wallet: DEV_WALLET, asset: 'BTC', maxFee: '100000' as Amount, maxFeeRate: '100' as Amount }],
+    lookalike: { prefix: 10, suffix: 6, action: 'deny' },
+  };
+}
+
+export function devGenesisBody(opts: {
+  members: readonly { id: string; device: string; publicKey: string }[];
+  signers: readonly { record: SignerRecord; key: DescriptorKey }[];
+  backup: DescriptorKey;
+}): GenesisBody {
+  const members: Member[] = DEV_MEMBERS.map((m) => {
+    const key = opts.members.find((k) => k.id === m.id);
+    if (key === undefined) throw new Error(`BUG: no device key for ${m.id}`);
+    return memberSchema.parse({
+      id: m.id,
+      name: m.name,
+      roles: [...m.roles],
+      devices: [{ id: key.device, kind: 'ed25519', publicKey: key.publicKey }],
+    });
+  });
+  const wallet = walletOf({
+    id: DEV_WALLET,
+    label: 'Main BTC (regtest demo)',
+    network: 'regtest',
+    threshold: 2,
+    keys: [...opts.signers.map((s) => s.key), opts.backup],
+  });
+  return {
+    name: 'Custos Dev Demo (development only)',
+    quorum: 2,
+    // Short, so the demo can show a loosening change taking effect: 10 minutes.
+    delayMs: 600_000,
+    members,
+    policy: devPolicy(),
+    addresses: devAddressBook(),
+    wallets: [wallet],
+    signers: opts.signers.map((s) => s.record),
+  };
+}

@@ -1,0 +1,331 @@
+/**
+ * What an approver's client checks before it lets a person approve
+ * (DESIGN.md "The withdrawal flow", step 2): the coordinator's summary is
+ * never shown, because the coordinator is exactly what DMM's relay and
+ * Bybit's web page were. From the verified governance state alone this
+ * module checks the requester's signature over the intent, decodes the
+ * transaction against the wallet's own descriptor, requires it to pay exactly
+ * the intent's destination and amount (THREATS 6, 23, 24), and gathers the
+ * warnings a person needs: the address-book label, first payment to an
+ * address, a look-alike of a known address (THREATS 21), an amount large
+ * against the wallet's history.
+ *
+ * Pure: state, the coordinator's answers and the clock in; a review out. The
+ * commands print it and decide what to do with its problems.
+ */
+import {
+  addressToScript,
+  decodePsbt,
+  networkOfChain,
+  type PsbtSummary,
+  parseDescriptor,
+  psbtFromBase64,
+  type VerifiedPsbt,
+  verifyPsbt,
+} from '@custos/bitcoin';
+import {
+  addressStatus,
+  type Digest,
+  type ErrorCode,
+  evaluate,
+  findLookalikes,
+  type GovernanceState,
+  type Intent,
+  intentDigest,
+  LARGE_AMOUNT_FACTOR,
+  LARGE_AMOUNT_MIN_HISTORY,
+  lookupDevice,
+  type PolicyDecision,
+  policiesInForce,
+  refusalFrom,
+  type SignedIntent,
+  verifyDeviceSignature,
+  type Wallet,
+} from '@custos/core';
+import { feeCapsFor } from '@custos/signer';
+import type { IntentView } from './client.js';
+import { formatSats, relativeTime } from './output.js';
+
+export interface Problem {
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+export interface ReviewWarning {
+  readonly code: string;
+  readonly message: string;
+}
+
+export interface Review {
+  readonly id: Digest | null;
+  readonly intent: Intent;
+  readonly wallet: Wallet | null;
+  readonly requesterName: string;
+  /** Address-book label of the destination, with its status. */
+  readonly destination: { label: string; status: 'active' | 'pending' | 'unknown'; activeFrom?: number };
+  /** The transaction as decoded against the wallet descriptor, when the coordinator built one. */
+  readonly transaction: PsbtSummary | null;
+  readonly verified: VerifiedPsbt | null;
+  /** Integrity failures: approving is refused while there is one. */
+  readonly problems: readonly Problem[];
+  readonly warnings: readonly ReviewWarning[];
+  /** The policy as this client evaluates it, with the approvals the coordinator showed (checked here). */
+  readonly decision: PolicyDecision;
+}
+
+export interface ReviewInput {
+  readonly state: GovernanceState;
+  readonly pinnedGenesis: string;
+  readonly view: IntentView;
+  /** Earlier transfers the coordinator lists as confirmed (their signatures are checked here too). */
+  readonly history: readonly IntentView[];
+  readonly now: number;
+}
+
+export function reviewIntent(input: ReviewInput): Review {
+  const { state, view, now } = input;
+  const signed: SignedIntent = view.intent;
+  const intent = signed.intent;
+  const problems: Problem[] = [];
+  const warnings: ReviewWarning[] = [];
+
+  let id: Digest | null = null;
+  try {
+    id = intentDigest(intent);
+  } catch (err) {
+    const r = refusalFrom(err);
+    problems.push({ code: r.code, message: r.message });
+  }
+  if (intent.org !== input.pinnedGenesis) {
+    problems.push({
+      code: 'WRONG_ORG',
+      message: 'the intent names another organization than the pinned genesis',
+    });
+  }
+
+  // The requester's signature, against the device governance registered (THREATS 4-6).
+  const requester = lookupDevice(state, intent.requester, intent.device);
+  if (!requester.ok) {
+    problems.push({
+      code: requester.code,
+      message: `${intent.requester}/${intent.device}: ${requester.code}`,
+    });
+  } else if (id !== null) {
+    const sig = verifyDeviceSignature(requester.device, id, signed.signature);
+    if (!sig.ok) {
+      problems.push({
+        code: 'INTENT_SIGNATURE_INVALID',
+        message: `the signature of ${intent.requester}/${intent.device} does not verify over this intent: it was changed after it was signed`,
+      });
+    }
+  }
+  // After the signature: an intent rewritten after signing also has another digest, and the signature
+  // says more about what happened than the id does.
+  if (id !== null && id !== view.id) {
+    problems.push({
+      code: 'INVALID_VALUE',
+      message: `the coordinator calls this intent ${view.id}, but its digest is ${id}`,
+    });
+  }
+  if (now >= intent.expiresAt) problems.push({ code: 'EXPIRED', message: 'the intent has expired' });
+
+  const wallet = state.wallets.get(intent.wallet) ?? null;
+  if (wallet === null) {
+    problems.push({ code: 'UNKNOWN_WALLET', message: `governance has no wallet ${intent.wallet}` });
+  } else if (wallet.chain !== intent.chain) {
+    problems.push({
+      code: 'WRONG_CHAIN',
+      message: `wallet ${wallet.id} is on ${wallet.chain}, the intent says ${intent.chain}`,
+    });
+  } else if (!wallet.assets.includes(intent.asset)) {
+    problems.push({ code: 'UNKNOWN_ASSET', message: `wallet ${wallet.id} does not hold ${intent.asset}` });
+  }
+
+  // The transaction, decoded here from the bytes against the wallet's own descriptor.
+  let transaction: PsbtSummary | null = null;
+  let verified: VerifiedPsbt | null = null;
+  const network = networkOfChain(intent.chain);
+  if (view.psbt !== null && wallet !== null && network !== undefined) {
+    const checked = checkTransaction(view.psbt, intent, wallet, network, state, now);
+    transaction = checked.summary;
+    verified = checked.verified;
+    problems.push(...checked.problems);
+  } else if (network !== undefined && addressToScript(intent.to, network) === undefined) {
+    problems.push({ code: 'INVALID_VALUE', message: `${intent.to} is not a ${network} address` });
+  }
+
+  // Address book, look-alikes (THREATS 21), first payment, size against history.
+  const book = addressStatus(state, intent.chain, intent.to, now);
+  const destination =
+    book.status === 'active'
+      ? { label: book.entry.label, status: 'active' as const }
+      : book.status === 'pending'
+        ? { label: book.entry.label, status: 'pending' as const, activeFrom: book.activeFrom }
+        : { label: 'not in the address book', status: 'unknown' as const };
+  if (book.status === 'unknown') {
+    warnings.push({ code: 'DESTINATION_NOT_ALLOWED', message: `${intent.to} is not in the address book` });
+  } else if (book.status === 'pending') {
+    warnings.push({
+      code: 'DESTINATION_NOT_ACTIVE',
+      message: `the address-book entry ${book.entry.id} becomes active ${relativeTime(book.activeFrom, now)}`,
+    });
+  }
+  const seen = new Set<string>();
+  for (const p of policiesInForce(state, now)) {
+    for (const e of findLookalikes(state, intent.chain, intent.to, p.lookalike, now)) {
+      if (seen.has(e.id)) continue;
+      seen.add(e.id);
+      warnings.push({
+        code: 'LOOKALIKE_ADDRESS',
+        message: `${intent.to} LOOKS LIKE "${e.label}" (${e.address}) but is a different address`,
+      });
+    }
+  }
+  const earlier = trustedHistory(state, input.history, id, now);
+  if (!earlier.some((i) => i.to === intent.to && i.chain === intent.chain)) {
+    warnings.push({
+      code: 'FIRST_PAYMENT',
+      message: `first payment to ${intent.to}: no earlier confirmed transfer`,
+    });
+  }
+  const amounts = earlier
+    .filter((i) => i.wallet === intent.wallet && i.asset === intent.asset)
+    .map((i) => BigInt(i.amount))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (amounts.length >= LARGE_AMOUNT_MIN_HISTORY) {
+    const median = amounts[(amounts.length - 1) >> 1]!;
+    if (BigInt(intent.amount) > median * LARGE_AMOUNT_FACTOR) {
+      warnings.push({
+        code: 'LARGE_AMOUNT',
+        message: `${formatSats(intent.amount, intent.asset)} is more than ${LARGE_AMOUNT_FACTOR} times the median of the last ${amounts.length} transfers (${formatSats(median, intent.asset)})`,
+      });
+    }
+  }
+
+  const decision = evaluate({ state, intent: signed, approvals: view.approvals, ledger: [], now });
+  const requesterName = state.members.get(intent.requester)?.name ?? intent.requester;
+  return {
+    id,
+    intent,
+    wallet,
+    requesterName,
+    destination,
+    transaction,
+    verified,
+    problems,
+    warnings,
+    decision,
+  };
+}
+
+function checkTransaction(
+  psbtText: string,
+  intent: Intent,
+  wallet: Wallet,
+  network: NonNullable<ReturnType<typeof networkOfChain>>,
+  state: GovernanceState,
+  now: number,
+): { summary: PsbtSummary | null; verified: VerifiedPsbt | null; problems: Problem[] } {
+  const problems: Problem[] = [];
+  const descriptor = parseDescriptor(wallet.descriptor, network);
+  if (!descriptor.ok) {
+    return {
+      summary: null,
+      verified: null,
+      problems: [{ code: descriptor.code, message: descriptor.message }],
+    };
+  }
+  const bytes = psbtFromBase64(psbtText);
+  if (!bytes.ok)
+    return { summary: null, verified: null, problems: [{ code: bytes.code, message: bytes.message }] };
+  const decoded = decodePsbt(bytes.value, descriptor.value);
+  if (!decoded.ok) {
+    return { summary: null, verified: null, problems: [{ code: decoded.code, message: decoded.message }] };
+  }
+  const caps = feeCapsFor(policiesInForce(state, now), intent);
+  let verified: VerifiedPsbt | null = null;
+  if (caps === null) {
+    problems.push({
+      code: 'FEE_TOO_HIGH',
+      message: `the policy sets no fee cap for ${intent.wallet}/${intent.asset}`,
+    });
+  }
+  // THREATS 23-25: exactly the destination and amount, change only to the wallet, fee under the caps.
+  const result = verifyPsbt(bytes.value, intent, descriptor.value, caps ?? { maxFee: 0n, maxFeeRate: 0n });
+  if (result.ok) verified = result.value;
+  else if (!(caps === null && result.code === 'FEE_TOO_HIGH')) {
+    problems.push({ code: result.code, message: `the transaction the coordinator built: ${result.message}` });
+  }
+  return { summary: decoded.value, verified, problems };
+}
+
+/** The coordinator's history, keeping only intents whose requester signature verifies. */
+function trustedHistory(
+  state: GovernanceState,
+  history: readonly IntentView[],
+  self: Digest | null,
+  now: number,
+): Intent[] {
+  const out: Intent[] = [];
+  for (const v of history) {
+    const i = v.intent.intent;
+    let digest: Digest;
+    try {
+      digest = intentDigest(i);
+    } catch {
+      continue;
+    }
+    if (digest === self || i.createdAt > now) continue;
+    const d = lookupDevice(state, i.requester, i.device);
+    // Only transfers signed by a device governance still knows; anything else is the coordinator's word.
+    if (!d.ok) continue;
+    if (verifyDeviceSignature(d.device, digest, v.intent.signature).ok) out.push(i);
+  }
+  return out;
+}
+
+/** The review as text for a person. */
+export function formatReview(r: Review, now: number): string {
+  const i = r.intent;
+  const lines: string[] = [];
+  lines.push(`Intent     ${r.id ?? '(no digest)'}`);
+  lines.push(
+    `Wallet     ${r.wallet === null ? i.wallet : `${r.wallet.label} (${r.wallet.id}, ${r.wallet.chain})`}`,
+  );
+  lines.push(`Amount     ${formatSats(i.amount, i.asset)}`);
+  lines.push(`To         ${i.to}`);
+  lines.push(
+    `           ${r.destination.status === 'active' ? `address book: ${r.destination.label}` : r.destination.status === 'pending' ? `address book: ${r.destination.label} (PENDING)` : 'NOT IN THE ADDRESS BOOK'}`,
+  );
+  lines.push(`Requester  ${r.requesterName} (${i.requester}/${i.device})`);
+  if (i.memo !== undefined && i.memo !== '') lines.push(`Memo       ${JSON.stringify(i.memo)}`);
+  lines.push(`Expires    ${new Date(i.expiresAt).toISOString()} (${relativeTime(i.expiresAt, now)})`);
+  if (r.transaction !== null) {
+    const t = r.transaction;
+    lines.push(`Transaction ${t.txid} (decoded here against the wallet descriptor)`);
+    for (const o of t.outputs) {
+      lines.push(
+        `  pays     ${formatSats(o.amount, i.asset)} to ${o.address ?? o.script}${o.isChange ? ` (change, wallet index ${o.changeIndex})` : ''}`,
+      );
+    }
+    lines.push(`  fee      ${formatSats(t.fee, i.asset)}, ${t.feeRate} sat/vB, ${t.inputs.length} input(s)`);
+  } else {
+    lines.push('Transaction not built yet (the coordinator builds it once the approvals suffice)');
+  }
+  const d = r.decision;
+  if (d.kind === 'pending') {
+    const need = d.missing.map(
+      (m) => `${m.need - m.have} more of ${'role' in m.of ? `role ${m.of.role}` : m.of.members.join('/')}`,
+    );
+    lines.push(
+      `Policy     pending: ${need.length > 0 ? need.join('; ') : `cancel window until ${new Date(d.cancelWindowEndsAt ?? 0).toISOString()}`}`,
+    );
+  } else if (d.kind === 'allow') {
+    lines.push(`Policy     allowed by rule ${d.rules.join(', ')} (approved by ${d.approvers.join(', ')})`);
+  } else {
+    lines.push(`Policy     DENIED here: ${d.code}: ${d.message}`);
+  }
+  for (const w of r.warnings) lines.push(`WARNING    ${w.code}: ${w.message}`);
+  for (const p of r.problems) lines.push(`REFUSED    ${p.code}: ${p.message}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,112 @@
+/**
+ * The command line's own contract, without a deployment: help with an
+ * example for every command, exit codes (0 done, 1 refused, 2 usage), device
+ * keys sealed at rest in 0600 files, and passwords never printed.
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { COMMANDS } from '../src/main.js';
+import { custos } from './support/cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'custos-cli-basics-'));
+const home = join(dir, 'home');
+const PASSWORD = 'correct horse battery staple, for a test';
+const GENESIS = 'ab'.repeat(32);
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('custos command line', () => {
+  it('prints its commands with --help (exit 0) and its usage with no command (exit 2)', async () => {
+    const help = await custos(['--help']);
+    expect(help.code).toBe(0);
+    for (const c of COMMANDS) expect(help.stdout).toContain(c.name);
+    const bare = await custos([]);
+    expect(bare.code).toBe(2);
+    const unknown = await custos(['teleport']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "teleport"');
+  });
+
+  it('has --help with an example for every command', () => {
+    for (const c of COMMANDS.filter((x) => x.runRaw === undefined)) {
+      expect(c.help, c.name).toMatch(new RegExp(`^custos ${c.name}`));
+      expect(c.help, c.name).toMatch(/Example/);
+    }
+  });
+
+  it('exits 2 on a usage mistake, naming it and the help to read', async () => {
+    const missing = await custos(['approve']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('custos: missing the intent id');
+    expect(missing.stderr).toContain('see `custos approve --help`');
+    const typo = await custos(['request', '--ammount', '5']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('unknown option --ammount');
+    const amount = await custos(['request', '--wallet', 'w', '--to', 'x', '--amount', '1.5']);
+    expect(amount.code).toBe(2);
+    expect(amount.stderr).toContain('--amount must be satoshi');
+  });
+
+  it('keys new seals the device key in 0600 files, prints only the public key, and never the password', async () => {
+    const env = { CUSTOS_HOME: home, CUSTOS_PASSWORD: PASSWORD };
+    const r = await custos(
+      ['keys', 'new', '--member', 'approver-9', '--device', 'laptop', '--scrypt-log-n', '12'],
+      { env },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const publicKey = r.stdout.trim();
+    expect(publicKey).toMatch(/^[0-9a-f]{64}$/);
+    const profile = join(home, 'profiles', 'approver-9');
+    for (const f of ['device.key', 'profile.json', '../../config.json']) {
+      expect(statSync(join(profile, f)).mode & 0o777, f).toBe(0o600);
+    }
+    expect(statSync(profile).mode & 0o777).toBe(0o700);
+    const sealed = readFileSync(join(profile, 'device.key'), 'utf8');
+    expect(sealed).toContain('xchacha20poly1305');
+    expect(sealed).toContain(publicKey);
+    expect(sealed).not.toContain(PASSWORD);
+    expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+
+    const shown = JSON.parse((await custos(['keys', 'show', '--json'], { env })).stdout) as Record<
+      string,
+      string
+    >;
+    expect(shown).toEqual({ id: 'approver-9', device: 'laptop', kind: 'ed25519', publicKey });
+
+    const again = await custos(['keys', 'new', '--member', 'approver-9', '--device', 'phone'], { env });
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^custos: CONFLICT: /m);
+  });
+
+  it('refuses a wrong password with BAD_PASSWORD (exit 1) and asks for one when none is given', async () => {
+    const conn = ['--coordinator', 'http://127.0.0.1:9', '--genesis', GENESIS];
+    const wrong = await custos(['status', ...conn], {
+      env: { CUSTOS_HOME: home, CUSTOS_PASSWORD: 'not it' },
+    });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(
+      /^custos: BAD_PASSWORD: the password is wrong or the key file was altered$/m,
+    );
+    expect(wrong.stderr).not.toContain('not it');
+
+    const none = await custos(['status', ...conn], { env: { CUSTOS_HOME: home } });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(
+      'no password: set CUSTOS_PASSWORD, pass --password-file <file>, or run in a terminal',
+    );
+
+    const down = await custos(['status', ...conn], { env: { CUSTOS_HOME: home, CUSTOS_PASSWORD: PASSWORD } });
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/^custos: UNAVAILABLE: /m);
+  });
+
+  it('says how to pin the genesis when none is configured (exit 2)', async () => {
+    const r = await custos(['intents', '--coordinator', 'http://127.0.0.1:9'], {
+      env: { CUSTOS_HOME: home, CUSTOS_PASSWORD: PASSWORD },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('no pinned genesis');
+  });
+});

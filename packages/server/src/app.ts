@@ -1,0 +1,314 @@
+/**
+ * The coordinator's HTTP edge (docs/api.md): a fastify app with every route
+ * of the contract, built by `createCoordinator` from its seams (a Store, a
+ * SigningPipeline, a Notifier). The routes are declared once in routes.ts as
+ * RouteSpecs; this module registers them, in one fixed order per request:
+ *
+ *   transport   body limit (413) and content type (415), by fastify before
+ *               anything is buffered;
+ *   identity    RFC 9421 signature, key, rate limit, nonce (auth.ts);
+ *   route kind  member routes refuse signer keys and back (NOT_AUTHORIZED);
+ *   decoding    query parameters, then the strict JSON parser and the route's
+ *               schema (400 with a code) — only for authenticated callers;
+ *   the call    coordinator.ts (intents, approvals, governance) or the pipeline.
+ *
+ * Errors are answered by one handler (http-errors.ts) that never leaks an
+ * internal message. While the app closes, requests already running finish
+ * with their normal answers and new ones get 503 UNAVAILABLE; long-polls are
+ * woken so they end at once.
+ */
+import type { Digest, Millis } from '@custos/core';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import { type Logger, pino } from 'pino';
+import { RefusalAuditor, StoreAuditLog } from './audit-log.js';
+import { type AuthContext, Authenticator, type Principal, requestTarget } from './auth.js';
+import { decodeBody, installBodyParsing, rawBody, requireJsonBody } from './body.js';
+import { type CoordinatorLimits, resolveLimits } from './config.js';
+import type { AuditLog, GovernanceView, Notifier, SigningPipeline } from './contracts.js';
+import { Engine, type RequestInfo, type SweepResult } from './coordinator.js';
+import type { Store } from './db/repository.js';
+import { StoreGovernanceView } from './governance-view.js';
+import { errorBody, failureOf } from './http-errors.js';
+import { buildOpenApi, parseQuery, type QueryOf, type QueryShape, type RouteSpec } from './openapi.js';
+import { TokenBuckets } from './rate-limit.js';
+import { defineRoutes } from './routes.js';
+
+export interface CreateCoordinatorOptions {
+  readonly store: Store;
+  readonly pipeline: SigningPipeline;
+  readonly notifier: Notifier;
+  /** The coordinator's clock (default Date.now). Give the Store the same one. */
+  readonly clock?: () => Millis;
+  readonly logger?: Logger;
+  readonly limits?: Partial<CoordinatorLimits>;
+  /** The pinned organization: a stored genesis with another digest is refused. */
+  readonly org?: Digest;
+  /** Shared with the pipeline when it was built first (server.ts); made here otherwise. */
+  readonly governance?: GovernanceView;
+  readonly audit?: AuditLog;
+}
+
+export interface Coordinator {
+  readonly app: FastifyInstance;
+  readonly governance: GovernanceView;
+  readonly audit: AuditLog;
+  /** The routes as declared (what the OpenAPI document lists). */
+  readonly routes: readonly RouteSpec<unknown, QueryShape>[];
+  /** Every route fastify registered, as its onRoute hook saw them (to hold the document to). */
+  readonly registered: readonly { readonly method: string; readonly url: string }[];
+  /** Looks at every pending intent once now (the background sweep does this every `sweepIntervalMs`). */
+  sweep(): Promise<SweepResult>;
+  /** Stops accepting requests, lets running ones finish, writes pending audit summaries. */
+  close(): Promise<void>;
+}
+
+/** One call of a route, after authentication and decoding. */
+export interface Call<B, Q extends QueryShape> {
+  readonly req: FastifyRequest;
+  readonly reply: FastifyReply;
+  /** Null on public routes and on the genesis route (which authenticates itself). */
+  readonly auth: AuthContext | null;
+  readonly body: B;
+  readonly raw: Uint8Array;
+  readonly query: QueryOf<Q>;
+  readonly params: Readonly<Record<string, string>>;
+  readonly info: RequestInfo;
+}
+
+export interface Answer {
+  /** Default: the route's success status. */
+  readonly status?: number;
+  readonly body?: unknown;
+}
+
+export interface RouteDef {
+  readonly spec: RouteSpec<unknown, QueryShape>;
+  readonly handler: (c: Call<unknown, QueryShape>) => Promise<Answer>;
+}
+
+/** Declares a route: a spec and its typed handler (types are erased for the table). */
+export function route<B, Q extends QueryShape = Record<never, never>>(
+  spec: RouteSpec<B, Q>,
+  handler: (c: Call<B, Q>) => Promise<Answer>,
+): RouteDef {
+  return {
+    spec: spec as unknown as RouteSpec<unknown, QueryShape>,
+    handler: handler as unknown as RouteDef['handler'],
+  };
+}
+
+/** Everything routes.ts needs to answer. */
+export interface RouteContext {
+  readonly store: Store;
+  readonly pipeline: SigningPipeline;
+  readonly governance: GovernanceView;
+  readonly engine: Engine;
+  readonly authenticator: Authenticator;
+  readonly clock: () => Millis;
+  readonly limits: CoordinatorLimits;
+  readonly org: Digest | undefined;
+  /** Aborted when the app starts closing: long-polls end at once. */
+  readonly closing: AbortSignal;
+  /** The OpenAPI document (built once the routes are known). */
+  openapi(): Record<string, unknown>;
+}
+
+/**
+ * Builds the coordinator's HTTP app over a store, a signing pipeline and a
+ * notifier. The caller owns those three: `close()` stops the app (and its
+ * sweep) only; stop the pipeline and close the database after it (server.ts).
+ *
+ * @example
+ * const c = await createCoordinator({ store, pipeline, notifier });
+ * await c.app.listen({ host: '127.0.0.1', port: 8080 });
+ */
+export async function createCoordinator(opts: CreateCoordinatorOptions): Promise<Coordinator> {
+  const clock = opts.clock ?? Date.now;
+  const limits = resolveLimits(opts.limits);
+  const logger = opts.logger ?? pino({ level: 'silent' });
+  const store = opts.store;
+  const governance =
+    opts.governance ?? new StoreGovernanceView(store, opts.org === undefined ? {} : { org: opts.org });
+  const audit = opts.audit ?? new StoreAuditLog(store, clock);
+  const refusals = new RefusalAuditor(audit, clock, limits.refusals, logger);
+  const authenticator = new Authenticator({
+    governance,
+    store,
+    clock,
+    buckets: new TokenBuckets(clock),
+    rates: { member: limits.memberRate, signer: limits.signerRate },
+    refusals,
+    windowS: limits.signatureWindowS,
+  });
+  const engine = new Engine({
+    store,
+    audit,
+    notifier: opts.notifier,
+    pipeline: opts.pipeline,
+    auth: authenticator,
+    clock,
+    logger,
+  });
+  const closingController = new AbortController();
+  let openapi: Record<string, unknown> = {};
+  const ctx: RouteContext = {
+    store,
+    pipeline: opts.pipeline,
+    governance,
+    engine,
+    authenticator,
+    clock,
+    limits,
+    org: opts.org,
+    closing: closingController.signal,
+    openapi: () => openapi,
+  };
+
+  const baseLogger: FastifyBaseLogger = logger;
+  const app: FastifyInstance = Fastify({
+    loggerInstance: baseLogger,
+    exposeHeadRoutes: false,
+    return503OnClosing: false,
+    bodyLimit: limits.maxLargeBodyBytes,
+    requestTimeout: limits.requestTimeoutMs,
+    requestIdHeader: false,
+    trustProxy: false,
+  });
+  installBodyParsing(app);
+
+  app.addHook('onRequest', async (_req, reply) => {
+    if (closingController.signal.aborted) {
+      reply.header('connection', 'close');
+      return reply.code(503).send(errorBody('UNAVAILABLE', 'the coordinator is shutting down'));
+    }
+    return undefined;
+  });
+  // While closing, every answer ends its connection: a kept-alive socket that turns idle after
+  // close() began would otherwise hold the shutdown open until its keep-alive timeout.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (closingController.signal.aborted) reply.header('connection', 'close');
+    return payload;
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const failure = failureOf(err);
+    if (failure.log) req.log.error({ err }, 'request failed');
+    const retry = (err as { details?: { retryAfterMs?: unknown } }).details?.retryAfterMs;
+    if (failure.status === 429 && typeof retry === 'number') {
+      reply.header('retry-after', String(Math.max(1, Math.ceil(retry / 1000))));
+    }
+    return reply.code(failure.status).send(failure.body);
+  });
+  app.setNotFoundHandler((_req, reply) =>
+    reply.code(404).send(errorBody('NOT_FOUND', 'no such route (docs/api.md lists them)')),
+  );
+
+  const registered: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of Array.isArray(r.method) ? r.method : [r.method])
+      registered.push({ method, url: r.url });
+  });
+  const routes = defineRoutes(ctx);
+  for (const def of routes) register(app, def, ctx);
+  const specs = routes.map((r) => r.spec);
+  openapi = buildOpenApi(specs, limits.maxBodyBytes);
+
+  let sweeping: Promise<SweepResult> | null = null;
+  const sweep = async (): Promise<SweepResult> => {
+    while (sweeping !== null) await sweeping.catch(() => undefined);
+    const run = governance.current().then((state) => engine.sweep(state));
+    sweeping = run;
+    try {
+      return await run;
+    } finally {
+      sweeping = null;
+    }
+  };
+  const timer =
+    limits.sweepIntervalMs > 0
+      ? setInterval(() => {
+          if (sweeping !== null) return;
+          sweep().catch((err: unknown) => logger.warn({ err }, 'sweep of pending intents failed'));
+        }, limits.sweepIntervalMs)
+      : undefined;
+  timer?.unref();
+
+  await app.ready();
+  let closed: Promise<void> | null = null;
+  return {
+    app,
+    governance,
+    audit,
+    routes: specs,
+    registered,
+    sweep,
+    close() {
+      closed ??= (async () => {
+        if (timer !== undefined) clearInterval(timer);
+        closingController.abort();
+        await app.close();
+        await (sweeping as Promise<SweepResult> | null)?.catch(() => undefined);
+        await refusals.flush();
+      })();
+      return closed;
+    },
+  };
+}
+
+function register(app: FastifyInstance, def: RouteDef, ctx: RouteContext): void {
+  const { spec } = def;
+  const limit = spec.bodyLimit ?? ctx.limits.maxBodyBytes;
+  app.route({
+    method: spec.method,
+    url: spec.url,
+    bodyLimit: limit,
+    handler: async (req, reply) => {
+      const raw = rawBody(req);
+      if (spec.body !== undefined) requireJsonBody(req);
+      const info: RequestInfo = { method: req.method, path: requestTarget(req.raw.url).path, raw };
+      let auth: AuthContext | null = null;
+      if (spec.auth === 'member' || spec.auth === 'signer' || spec.auth === 'any') {
+        auth = await ctx.authenticator.authenticate(req, raw);
+        await requireKind(ctx, spec.auth, auth.principal, info);
+      }
+      const query = parseQuery(spec.query, req.query);
+      // The genesis route decodes its body first: the keys that may sign the request are in it.
+      const body =
+        spec.body !== undefined && spec.auth !== 'genesis' ? decodeBody(spec.body, raw, limit) : undefined;
+      const answer = await def.handler({
+        req,
+        reply,
+        auth,
+        body,
+        raw,
+        query,
+        params: (req.params ?? {}) as Record<string, string>,
+        info,
+      });
+      reply.code(answer.status ?? spec.success);
+      return answer.body === undefined ? reply.send() : reply.send(answer.body);
+    },
+  });
+}
+
+/** Member routes take member keys, signer routes signer keys. */
+async function requireKind(
+  ctx: RouteContext,
+  kind: 'member' | 'signer' | 'any',
+  p: Principal,
+  info: RequestInfo,
+): Promise<void> {
+  if (kind === 'any' || kind === p.kind) return;
+  await ctx.authenticator.refuseRequest(
+    p.keyId,
+    'NOT_AUTHORIZED',
+    kind === 'signer'
+      ? 'this call is for signers (keyid signer:<id>)'
+      : 'this call is for the devices of members (keyid member:<member>/<device>)',
+    info,
+  );
+}

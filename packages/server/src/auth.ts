@@ -1,0 +1,257 @@
+/**
+ * Request authentication (docs/api.md "Authentication"; THREATS 1-5).
+ *
+ * Every call that is not public is signed with RFC 9421 HTTP Message
+ * Signatures by a device or signer key that governance registered; a bearer
+ * token or a cookie alone authenticates nothing (THREATS 1, 2). The checks,
+ * in order, each with its stable code:
+ *  1. Signature-Input and Signature in this server's profile (core's
+ *     parseSignatureHeaders): SIGNATURE_REQUIRED when absent, BAD_SIGNATURE
+ *     when malformed;
+ *  2. `created` within ±300 s of the server's clock: BAD_SIGNATURE (the
+ *     message says the clock is off);
+ *  3. the key id names a key in the verified governance state:
+ *     `member:<member>/<device>` (NOT_A_MEMBER for a removed member, THREATS
+ *     5; UNKNOWN_DEVICE; a passkey cannot sign requests) or `signer:<id>`
+ *     (NOT_AUTHORIZED for a signer governance does not list);
+ *  4. the signature over method, path and query exactly as received
+ *     (`req.raw.url`, not a normalized form) and the Content-Digest of the
+ *     raw body bytes: BAD_SIGNATURE;
+ *  5. a revoked device is named only after its signature verified, so the
+ *     answer DEVICE_REVOKED (THREATS 4) tells nothing to someone without the key;
+ *  6. the key's rate limit (RATE_LIMITED, not consumed by requests that fail
+ *     the steps above, so nobody can spend another key's budget);
+ *  7. the (key id, nonce) pair is used once, in the shared store, so a replay
+ *     to any coordinator fails (REPLAYED_REQUEST, THREATS 3). The nonce is
+ *     kept until its `created` leaves the window, after which step 2 refuses
+ *     the replay anyway.
+ * Every refusal in steps 1-5 and 7 is audited as `request.refused` through
+ * the RefusalAuditor, whose budget bounds what a flood can write.
+ */
+import {
+  CustosError,
+  type Digest,
+  type ErrorCode,
+  type GovernanceState,
+  type Millis,
+  parseSignatureHeaders,
+  type Refusal,
+  refuse,
+  sha256,
+  toHex,
+  verifyRequestSignature,
+} from '@custos/core';
+import type { FastifyRequest } from 'fastify';
+import type { RefusalAuditor } from './audit-log.js';
+import type { GovernanceView } from './contracts.js';
+import type { Store } from './db/repository.js';
+import type { BucketRate, TokenBuckets } from './rate-limit.js';
+
+/** How far `created` may be from the server's clock, in seconds (docs/api.md). */
+export const SIGNATURE_WINDOW_S = 300;
+
+export type Principal =
+  | { readonly kind: 'member'; readonly keyId: string; readonly member: string; readonly device: string }
+  | { readonly kind: 'signer'; readonly keyId: string; readonly signer: string };
+
+export interface AuthContext {
+  readonly principal: Principal;
+  /** The verified governance state the request was authenticated against. */
+  readonly state: GovernanceState;
+}
+
+/** A key id resolved to the key that must have signed, or a refusal. */
+export type ResolvedKey =
+  | {
+      readonly ok: true;
+      readonly principal: Principal;
+      readonly publicKey: string;
+      /** A refusal to give once the signature verified (a revoked device). */
+      readonly afterVerify?: Refusal;
+    }
+  | Refusal;
+
+export type KeyResolver = (keyId: string) => ResolvedKey;
+
+const MEMBER_KEY = /^member:([^/]+)\/([^/]+)$/;
+const SIGNER_KEY = /^signer:([^/]+)$/;
+
+/** Resolves key ids against a verified governance state (see the module header, step 3). */
+export function stateKeys(state: GovernanceState): KeyResolver {
+  return (keyId) => {
+    const m = MEMBER_KEY.exec(keyId);
+    if (m !== null) {
+      const memberId = m[1] as string;
+      const deviceId = m[2] as string;
+      const member = state.members.get(memberId);
+      if (member === undefined) return refuse('NOT_A_MEMBER', `${memberId} is not a member`);
+      const d = member.devices.get(deviceId);
+      if (d === undefined) return refuse('UNKNOWN_DEVICE', `${memberId} has no device ${deviceId}`);
+      if (d.device.kind !== 'ed25519') {
+        return refuse(
+          'BAD_SIGNATURE',
+          'a passkey cannot sign HTTP requests; use an Ed25519 device key (the approval itself carries the passkey assertion)',
+        );
+      }
+      const principal: Principal = { kind: 'member', keyId, member: memberId, device: deviceId };
+      return d.revoked
+        ? {
+            ok: true,
+            principal,
+            publicKey: d.device.publicKey,
+            afterVerify: refuse('DEVICE_REVOKED', `device ${deviceId} of ${memberId} is revoked`),
+          }
+        : { ok: true, principal, publicKey: d.device.publicKey };
+    }
+    const s = SIGNER_KEY.exec(keyId);
+    if (s !== null) {
+      const signerId = s[1] as string;
+      const signer = state.signers.get(signerId);
+      if (signer === undefined) return refuse('NOT_AUTHORIZED', `governance lists no signer ${signerId}`);
+      return {
+        ok: true,
+        principal: { kind: 'signer', keyId, signer: signerId },
+        publicKey: signer.publicKey,
+      };
+    }
+    return refuse('BAD_SIGNATURE', 'the key id must be member:<member>/<device> or signer:<id>');
+  };
+}
+
+/** The request target as received: path, and query with its '?' ('?' when there is none; RFC 9421 2.2.7). */
+export function requestTarget(rawUrl: string | undefined): { path: string; query: string } {
+  const url = rawUrl ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? { path: url, query: '?' } : { path: url.slice(0, q), query: url.slice(q) };
+}
+
+/** sha256 of a body, hex: the digest of a refused request in the audit log. */
+export function bodyDigest(raw: Uint8Array): Digest {
+  return toHex(sha256(raw)) as Digest;
+}
+
+export interface AuthenticatorOptions {
+  readonly governance: GovernanceView;
+  readonly store: Store;
+  readonly clock: () => Millis;
+  readonly buckets: TokenBuckets;
+  readonly rates: { readonly member: BucketRate; readonly signer: BucketRate };
+  readonly refusals: RefusalAuditor;
+  readonly windowS?: number;
+}
+
+export class Authenticator {
+  readonly #o: AuthenticatorOptions;
+  readonly #windowS: number;
+
+  constructor(opts: AuthenticatorOptions) {
+    this.#o = opts;
+    this.#windowS = opts.windowS ?? SIGNATURE_WINDOW_S;
+  }
+
+  /**
+   * Authenticates a request whose raw body is `raw` against the current
+   * governance state. Throws CustosError with the codes of the module header;
+   * UNAVAILABLE when there is no verified governance.
+   */
+  async authenticate(req: FastifyRequest, raw: Uint8Array): Promise<AuthContext> {
+    let state: GovernanceState | undefined;
+    const principal = await this.#run(req, raw, async () => {
+      state = await this.#o.governance.current();
+      return stateKeys(state);
+    });
+    if (state === undefined) throw new CustosError('INTERNAL', 'authenticated without a state');
+    return { principal, state };
+  }
+
+  /** Authenticates against keys resolved by `resolver` (the genesis route: keys the posted genesis lists). */
+  authenticateWith(req: FastifyRequest, raw: Uint8Array, resolver: KeyResolver): Promise<Principal> {
+    return this.#run(req, raw, async () => resolver);
+  }
+
+  async #run(req: FastifyRequest, raw: Uint8Array, keys: () => Promise<KeyResolver>): Promise<Principal> {
+    const { path, query } = requestTarget(req.raw.url);
+    const parsed = parseSignatureHeaders({
+      'signature-input': single(req.headers['signature-input']),
+      signature: single(req.headers.signature),
+    });
+    if (!parsed.ok) return this.#refuse('anonymous', parsed, req.method, path, raw);
+    const sig = parsed.value;
+    const keyId = sig.keyId;
+
+    const nowMs = this.#o.clock();
+    const skew = Math.abs(nowMs / 1000 - sig.created);
+    if (skew > this.#windowS) {
+      return this.#refuse(
+        keyId,
+        refuse(
+          'BAD_SIGNATURE',
+          `the signature was created ${Math.round(skew)} s away from the server's clock (at most ${this.#windowS} s): check the device clock`,
+        ),
+        req.method,
+        path,
+        raw,
+      );
+    }
+
+    const resolver = await keys();
+    const key = resolver(keyId);
+    if (!key.ok) return this.#refuse(keyId, key, req.method, path, raw);
+
+    const verified = verifyRequestSignature(
+      { method: req.method, path, query, body: raw },
+      single(req.headers['content-digest']),
+      sig,
+      key.publicKey,
+    );
+    if (!verified.ok) return this.#refuse(keyId, verified, req.method, path, raw);
+    if (key.afterVerify !== undefined) return this.#refuse(keyId, key.afterVerify, req.method, path, raw);
+
+    const rate = key.principal.kind === 'signer' ? this.#o.rates.signer : this.#o.rates.member;
+    const taken = this.#o.buckets.take(keyId, rate);
+    if (!taken.ok) {
+      throw new CustosError(
+        'RATE_LIMITED',
+        `too many requests for ${keyId}; retry in ${Math.ceil(taken.retryAfterMs / 1000)} s`,
+        { retryAfterMs: taken.retryAfterMs },
+      );
+    }
+
+    const expiresAt = (sig.created + this.#windowS) * 1000 + 1000;
+    const fresh = await this.#o.store.useNonce(keyId, sig.nonce, expiresAt, nowMs);
+    if (!fresh) {
+      return this.#refuse(
+        keyId,
+        refuse('REPLAYED_REQUEST', 'this request (key id and nonce) was already received'),
+        req.method,
+        path,
+        raw,
+      );
+    }
+    return key.principal;
+  }
+
+  /** Audits a refused request (within the refusal budget) and throws its code. */
+  async refuseRequest(
+    actor: string,
+    code: ErrorCode,
+    message: string,
+    where: { method: string; path: string; raw: Uint8Array },
+  ): Promise<never> {
+    return this.#refuse(actor, refuse(code, message), where.method, where.path, where.raw);
+  }
+
+  async #refuse(actor: string, r: Refusal, method: string, path: string, raw: Uint8Array): Promise<never> {
+    await this.#o.refusals.refused({
+      actor,
+      subject: `${r.code} ${method} ${path}`,
+      digest: bodyDigest(raw),
+    });
+    throw new CustosError(r.code, r.message);
+  }
+}
+
+/** A header's value; a repeated header becomes one value that no parser of this profile accepts. */
+function single(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}

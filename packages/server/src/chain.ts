@@ -1,0 +1,731 @@
+/**
+ * The coordinator's view of its Bitcoin wallets (DESIGN.md flow steps 3 and 5):
+ * which coins each wallet holds, which of them are promised to an intent
+ * being signed, which change address comes next, and where a broadcast
+ * transaction was mined.
+ *
+ * Everything here is availability plumbing. A signer proves every input and
+ * amount itself from the full previous transaction in the PSBT, so a wrong
+ * coin list can only produce a PSBT that signers refuse, never a signature
+ * the rules do not allow.
+ *
+ * How it is built:
+ * - One UtxoTracker (@custos/bitcoin) follows the node block by block with
+ *   syncChain and watches the scripts of every wallet in governance (kind
+ *   bitcoin-wsh-sortedmulti on the node's network): receive (branch 0) and
+ *   change (branch 1), derived `addressGap` ahead of the highest index used
+ *   or handed out. The watch function extends the derivation the moment it
+ *   sees an address used, so later outputs of the same sync are caught; a
+ *   block whose earlier output paid an address derived only later in that
+ *   block (block order is not address order) is read again. An address past
+ *   the gap from the last used one is not found, as in any BIP 44 wallet.
+ * - The tracker's state and the wallets' used indices are saved in the
+ *   store's kv (`chain:tracker`, `chain:wallets`), so a restart resumes where
+ *   it stopped. Every coordinator follows the same chain, so whichever one
+ *   saved last left a valid resume point. A wallet added to governance (or a
+ *   changed descriptor) restarts the scan at `startHeight` (the wallets' birth
+ *   height): coins paid to it before it was watched must be found.
+ * - UTXO reservations (`chain:reservations`, outpoint -> intent) and change
+ *   index counters (`chain:change:<wallet>`) are shared by every coordinator
+ *   on the database, so they are written by compare-and-set
+ *   (Store.compareAndSetKv): of two coordinators building at once, one
+ *   reserves first and the other selects again without those coins. They are
+ *   kept apart from the tracker (not tracker.spend/release), because the
+ *   tracker state is one process's and is overwritten by whoever saves last.
+ * - Coins are selected only when the tracker has caught up with the node, so
+ *   a coin already spent in a block not yet read is never offered.
+ * - Confirmations are found by reading new blocks for the txids awaiting
+ *   them (a cursor in kv, `chain:scan`), since the node may have no
+ *   transaction index and a transaction without change pays no watched script.
+ */
+import {
+  type BitcoinNetworkName,
+  type BitcoinRpc,
+  type BuiltPsbt,
+  buildPsbt,
+  DEFAULT_MAX_UNDO,
+  deriveAddress,
+  networkOfChain,
+  parseBlock,
+  parseDescriptor,
+  type SyncResult,
+  syncChain,
+  type TrackedUtxo,
+  UtxoTracker,
+  type WalletDescriptor,
+  type WalletUtxo,
+  type WatchedScript,
+} from '@custos/bitcoin';
+import {
+  CustosError,
+  canonicalize,
+  type GovernanceState,
+  type Result,
+  refuse,
+  schema,
+  toHex,
+  type Wallet,
+} from '@custos/core';
+import type { WalletSummary } from './contracts.js';
+import type { Store } from './db/repository.js';
+import { errorFields, type Logger, silentLogger } from './pipeline/support.js';
+
+export const TRACKER_KEY = 'chain:tracker';
+export const WALLETS_KEY = 'chain:wallets';
+export const RESERVATIONS_KEY = 'chain:reservations';
+export const SCAN_KEY = 'chain:scan';
+export const changeKey = (wallet: string): string => `chain:change:${wallet}`;
+
+/** syncChain calls per sync at most (each applies up to maxBlocksPerSync blocks). */
+const MAX_SYNC_ROUNDS = 20;
+/** Compare-and-set attempts before giving up with UNAVAILABLE (another coordinator keeps winning). */
+const MAX_CAS_ATTEMPTS = 16;
+/** Blocks re-read below the confirmation cursor, so a shallow reorg or a late record is never missed. */
+const RESCAN_MARGIN = 6;
+/** Where the confirmation cursor starts when none is saved: this many blocks below the tip. */
+const FIRST_SCAN_LOOKBACK = 144;
+/** Blocks read per locate call at most. */
+const MAX_LOCATE_BLOCKS = 200;
+
+export interface ChainOptions {
+  readonly rpc: BitcoinRpc;
+  /** Addresses derived ahead of the highest used (or handed out) index, per branch. */
+  readonly addressGap: number;
+  /** Height where an empty tracker starts (the wallets' birth height). */
+  readonly startHeight: number;
+  /** Blocks applied per syncChain call. */
+  readonly maxBlocksPerSync: number;
+  readonly log?: Logger;
+}
+
+interface WatchedWallet {
+  readonly id: string;
+  readonly descriptorText: string;
+  readonly descriptor: WalletDescriptor;
+  /** Highest index seen paid, per branch; -1 for none. */
+  readonly used: [number, number];
+  /** Addresses derived so far, per branch (indices 0..derived-1 are watched). */
+  readonly derived: [number, number];
+}
+
+const walletsDoc = schema.object({
+  v: schema.literal(1),
+  wallets: schema.array(
+    schema.object({
+      id: schema.string({ min: 1, max: 256 }),
+      descriptor: schema.string({ min: 1, max: 4096 }),
+      used: schema.array(schema.int({ min: -1, max: 0x7fffffff }), { min: 2, max: 2 }),
+    }),
+    { max: 1000 },
+  ),
+});
+
+const reservationsDoc = schema.object({
+  v: schema.literal(1),
+  outpoints: schema.array(
+    schema.object({
+      outpoint: schema.string({ min: 66, max: 75, pattern: /^[0-9a-f]{64}:(?:0|[1-9][0-9]{0,9})$/ }),
+      intent: schema.string({ min: 1, max: 128 }),
+    }),
+    { max: 1_000_000 },
+  ),
+});
+
+interface Reservations {
+  /** The stored text (null: no record yet), for compare-and-set. */
+  readonly text: string | null;
+  /** outpoint -> intent id */
+  readonly map: ReadonlyMap<string, string>;
+}
+
+export interface BuildOrder {
+  readonly intent: string;
+  readonly wallet: string;
+  readonly to: string;
+  readonly amount: bigint;
+  readonly feeRate: bigint;
+  /** The policy's total fee cap, when one applies: the rate is lowered to stay under it. */
+  readonly maxFee: bigint | null;
+}
+
+export interface Located {
+  readonly height: number;
+  readonly hash: string;
+}
+
+/** Node chain names (getblockchaininfo) to network names. */
+const NODE_CHAINS: ReadonlyMap<string, BitcoinNetworkName> = new Map([
+  ['main', 'mainnet'],
+  ['test', 'testnet'],
+  ['testnet3', 'testnet'],
+  ['testnet4', 'testnet'],
+  ['signet', 'signet'],
+  ['regtest', 'regtest'],
+]);
+
+/**
+ * The coordinator's wallets on one node. All methods may throw UNAVAILABLE
+ * (node or database unreachable); they never throw for bad chain data the
+ * node sends (that is UNAVAILABLE too, from the RPC client).
+ */
+export class ChainWatcher {
+  readonly #store: Store;
+  readonly #rpc: BitcoinRpc;
+  readonly #gap: number;
+  readonly #startHeight: number;
+  readonly #maxBlocks: number;
+  readonly #log: Logger;
+
+  #loaded = false;
+  #tracker: UtxoTracker | null = null;
+  #wallets = new Map<string, WatchedWallet>();
+  readonly #scripts = new Map<string, WatchedScript>();
+  #indicesChanged = false;
+  /** The height of the block being applied, and the unwatched scripts its outputs paid so far. */
+  #block = { height: -1, misses: new Set<string>() };
+  /** The lowest block to read again: an output in it paid an address watched only later in it. */
+  #rereadFrom: number | null = null;
+  #caughtUp = false;
+  #network: BitcoinNetworkName | null = null;
+  #nodeHeight: number | null = null;
+  #scanCursor: number | null = null;
+  /** The txids the last locate looked for. */
+  #searched: ReadonlySet<string> = new Set();
+  /** One sync, build or release at a time in this process. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(store: Store, opts: ChainOptions) {
+    if (!Number.isSafeInteger(opts.addressGap) || opts.addressGap < 1 || opts.addressGap > 10_000) {
+      throw new CustosError('INVALID_VALUE', 'addressGap must be an integer from 1 to 10000');
+    }
+    if (
+      !Number.isSafeInteger(opts.maxBlocksPerSync) ||
+      opts.maxBlocksPerSync < 1 ||
+      opts.maxBlocksPerSync > 5000
+    ) {
+      throw new CustosError('INVALID_VALUE', 'maxBlocksPerSync must be an integer from 1 to 5000');
+    }
+    if (!Number.isSafeInteger(opts.startHeight) || opts.startHeight < 0) {
+      throw new CustosError('INVALID_VALUE', 'startHeight must be a non-negative integer');
+    }
+    this.#store = store;
+    this.#rpc = opts.rpc;
+    this.#gap = opts.addressGap;
+    this.#startHeight = opts.startHeight;
+    this.#maxBlocks = opts.maxBlocksPerSync;
+    this.#log = opts.log ?? silentLogger;
+  }
+
+  /** The node's network, asked once. */
+  async network(): Promise<BitcoinNetworkName> {
+    if (this.#network !== null) return this.#network;
+    const info = await this.#rpc.getChainInfo();
+    const network = NODE_CHAINS.get(info.chain);
+    if (network === undefined) {
+      throw new CustosError('UNAVAILABLE', `the chain node serves an unknown chain "${info.chain}"`);
+    }
+    this.#network = network;
+    return network;
+  }
+
+  /** The tracked tip height, or null before the first block. */
+  get tipHeight(): number | null {
+    return this.#tracker?.tip?.height ?? null;
+  }
+
+  /** Whether the last sync reached the node's tip. */
+  get caughtUp(): boolean {
+    return this.#caughtUp;
+  }
+
+  /**
+   * Follows the node: refreshes the watched wallets from governance, then
+   * applies new blocks (undoing reorganized ones) until the tracker reaches
+   * the node's tip or the round budget is spent, and saves the state.
+   */
+  sync(state: GovernanceState): Promise<SyncResult> {
+    return this.#locked(async () => {
+      await this.#load();
+      const network = await this.network();
+      this.#refreshWallets(state, network);
+      await this.#readChangeCounters();
+      let tracker = this.#ensureTracker();
+      let result: SyncResult = { tip: tracker.tip, applied: 0, disconnected: 0, caughtUp: false };
+      let changed = false;
+      try {
+        for (let round = 0; round < MAX_SYNC_ROUNDS; round++) {
+          this.#rereadFrom = null;
+          result = await syncChain(this.#rpc, tracker, {
+            startHeight: this.#startHeight,
+            maxBlocks: this.#maxBlocks,
+          });
+          if (result.applied > 0 || result.disconnected > 0) changed = true;
+          const reread = this.#rereadFrom as number | null;
+          if (reread !== null) {
+            tracker = this.#rewind(tracker, reread);
+            result = { ...result, tip: tracker.tip, caughtUp: false };
+            continue;
+          }
+          if (result.caughtUp) break;
+        }
+      } finally {
+        this.#caughtUp = result.caughtUp;
+        if (changed || this.#indicesChanged) await this.#save();
+      }
+      return result;
+    });
+  }
+
+  /**
+   * Builds the PSBT for an intent from the wallet's unreserved coins and
+   * reserves the coins it spends, replacing any earlier reservation of this
+   * intent. A refusal (INSUFFICIENT_FUNDS, INVALID_VALUE for an amount or
+   * address that cannot be paid) is a decision; UNAVAILABLE means retry.
+   */
+  build(order: BuildOrder): Promise<Result<BuiltPsbt>> {
+    return this.#locked(async () => {
+      const tracker = this.#tracker;
+      const tip = tracker?.tip?.height;
+      if (tracker === null || tip === undefined || !this.#caughtUp) {
+        throw new CustosError('UNAVAILABLE', 'the wallet tracker has not caught up with the chain node yet');
+      }
+      const wallet = this.#wallets.get(order.wallet);
+      if (wallet === undefined) {
+        throw new CustosError(
+          'UNAVAILABLE',
+          `wallet ${order.wallet} is not watched: is the chain node on the wallet's network?`,
+        );
+      }
+      const changeIndex = await this.#allocateChangeIndex(wallet);
+      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+        const reserved = await this.#readReservations();
+        const utxos = spendable(tracker.utxos(wallet.id, { includePending: true }), tip, (outpoint) => {
+          const holder = reserved.map.get(outpoint);
+          return holder !== undefined && holder !== order.intent;
+        });
+        const built = buildUnderCap(wallet.descriptor, utxos, order, changeIndex);
+        if (!built.ok) return built;
+        const next = new Map([...reserved.map].filter(([, intent]) => intent !== order.intent));
+        for (const u of built.value.inputs) next.set(`${u.txid}:${u.vout}`, order.intent);
+        if (await this.#store.compareAndSetKv(RESERVATIONS_KEY, reserved.text, reservationsText(next))) {
+          return built;
+        }
+      }
+      throw new CustosError('UNAVAILABLE', 'UTXO reservations kept changing under this build; retry');
+    });
+  }
+
+  /** Sets the coins reserved for one intent to exactly `outpoints` (none: releases them). */
+  reserve(intent: string, outpoints: readonly string[]): Promise<void> {
+    return this.#locked(async () => {
+      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+        const reserved = await this.#readReservations();
+        const next = new Map([...reserved.map].filter(([, holder]) => holder !== intent));
+        for (const o of outpoints) next.set(o, intent);
+        const text = reservationsText(next);
+        if (text === reserved.text) return;
+        if (await this.#store.compareAndSetKv(RESERVATIONS_KEY, reserved.text, text)) return;
+      }
+      throw new CustosError('UNAVAILABLE', 'UTXO reservations kept changing; retry');
+    });
+  }
+
+  /** Frees the coins reserved for these intents (refused, expired, or their spend confirmed). */
+  release(intents: ReadonlySet<string>): Promise<number> {
+    return this.#locked(async () => {
+      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+        const reserved = await this.#readReservations();
+        const next = new Map([...reserved.map].filter(([, intent]) => !intents.has(intent)));
+        if (next.size === reserved.map.size) return 0;
+        if (await this.#store.compareAndSetKv(RESERVATIONS_KEY, reserved.text, reservationsText(next))) {
+          return reserved.map.size - next.size;
+        }
+      }
+      throw new CustosError('UNAVAILABLE', 'UTXO reservations kept changing under this release; retry');
+    });
+  }
+
+  /** The intents holding reservations now. */
+  async reservedIntents(): Promise<ReadonlySet<string>> {
+    return new Set((await this.#readReservations()).map.values());
+  }
+
+  /** Outpoints (`txid:vout`) reserved for an intent. */
+  async reservedFor(intent: string): Promise<readonly string[]> {
+    const r = await this.#readReservations();
+    return [...r.map].filter(([, i]) => i === intent).map(([o]) => o);
+  }
+
+  /** Balance, coin count and next unused receive address of every Bitcoin wallet in governance. */
+  async summaries(state: GovernanceState): Promise<WalletSummary[]> {
+    await this.#locked(() => this.#load());
+    const out: WalletSummary[] = [];
+    for (const w of state.wallets.values()) {
+      const parsed = parseWallet(w);
+      if (parsed === null) continue;
+      const watched = this.#wallets.get(w.id);
+      const current = watched !== undefined && watched.descriptorText === w.descriptor ? watched : null;
+      const coins = current === null ? [] : (this.#tracker?.utxos(w.id, { includePending: true }) ?? []);
+      const balance = coins.reduce((sum, u) => sum + u.value, 0n);
+      const next = (current?.used[0] ?? -1) + 1;
+      out.push({
+        id: w.id,
+        chain: w.chain,
+        balance: balance.toString(),
+        utxos: coins.length,
+        receiveAddress: deriveAddress(parsed, 0, next).address,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Finds in which block each txid was mined, reading blocks from just below
+   * the saved cursor up to the node's tip (at most MAX_LOCATE_BLOCKS per call;
+   * the next call goes on). With nothing to look for, the cursor just moves to
+   * the tip. Returns the node's height with what was found.
+   */
+  async locate(txids: ReadonlySet<string>): Promise<{ height: number; found: Map<string, Located> }> {
+    const height = await this.#rpc.getBlockCount();
+    this.#nodeHeight = height;
+    const found = new Map<string, Located>();
+    let cursor = this.#scanCursor ?? (await this.#readScanCursor());
+    if (txids.size === 0) {
+      await this.#saveScanCursor(height);
+      return { height, found };
+    }
+    // A txid not looked for before may be in a block at or just below the cursor (it was recorded
+    // after the block was read): step back a few blocks for it; otherwise read only new blocks.
+    const fresh = [...txids].some((t) => !this.#searched.has(t));
+    this.#searched = new Set(txids);
+    const base = cursor ?? height - FIRST_SCAN_LOOKBACK;
+    const from = Math.max(this.#startHeight, fresh || cursor === null ? base - RESCAN_MARGIN : base + 1, 0);
+    const upto = Math.min(height, from + MAX_LOCATE_BLOCKS - 1);
+    for (let h = from; h <= upto; h++) {
+      const hash = await this.#rpc.getBlockHash(h);
+      const block = parseBlock(await this.#rpc.getBlockRaw(hash));
+      for (const tx of block.txs) {
+        if (txids.has(tx.txid) && !found.has(tx.txid)) found.set(tx.txid, { height: h, hash });
+      }
+      cursor = h;
+    }
+    if (cursor !== null) await this.#saveScanCursor(cursor);
+    return { height, found };
+  }
+
+  /** Moves the confirmation cursor back (a transaction's block left the active chain). */
+  async rewindScan(height: number): Promise<void> {
+    const cursor = this.#scanCursor ?? (await this.#readScanCursor());
+    if (cursor === null || height < cursor) await this.#saveScanCursor(Math.max(0, height));
+    this.#searched = new Set();
+  }
+
+  /** The active chain's block hash at `height`, or null past the tip. */
+  async blockHashAt(height: number): Promise<string | null> {
+    try {
+      return await this.#rpc.getBlockHash(height);
+    } catch (err) {
+      if (err instanceof CustosError && err.code === 'INVALID_VALUE') return null;
+      throw err;
+    }
+  }
+
+  /** The node's height as last seen by locate, or null. */
+  get nodeHeight(): number | null {
+    return this.#nodeHeight;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #locked<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The tracker's watch function. It is called for every output of every block
+   * applied, in block order, while the tracker's tip is still the block before.
+   * When an address is used, the derivation is extended at once, so later
+   * outputs of the same sync are caught; an earlier output of the same block
+   * that pays a newly derived address (block order is not address order) has
+   * the block read again after this sync round.
+   */
+  #watch = (script: Uint8Array): WatchedScript | null => {
+    const height = (this.#tracker?.tip?.height ?? this.#startHeight - 1) + 1;
+    if (height !== this.#block.height) this.#block = { height, misses: new Set() };
+    const key = toHex(script);
+    const hit = this.#scripts.get(key);
+    if (hit === undefined) {
+      this.#block.misses.add(key);
+      return null;
+    }
+    const wallet = this.#wallets.get(hit.wallet);
+    if (wallet !== undefined && hit.index > wallet.used[hit.branch]) {
+      wallet.used[hit.branch] = hit.index;
+      this.#indicesChanged = true;
+      this.#derive(wallet, hit.branch, hit.index + 1 + this.#gap);
+      for (const missed of this.#block.misses) {
+        if (!this.#scripts.has(missed)) continue;
+        this.#rereadFrom = Math.min(this.#rereadFrom ?? height, height);
+        break;
+      }
+    }
+    return hit;
+  };
+
+  /** Undoes blocks down to `height` so they are read again; without undo data that deep, rescans. */
+  #rewind(tracker: UtxoTracker, height: number): UtxoTracker {
+    this.#block = { height: -1, misses: new Set() };
+    for (let tip = tracker.tip; tip !== null && tip.height >= height; tip = tracker.tip) {
+      if (tracker.undoDepth === 0) {
+        this.#log.warn({ height }, 'cannot undo that deep; scanning the wallets again');
+        this.#tracker = this.#newTracker();
+        return this.#tracker;
+      }
+      tracker.disconnectTip();
+    }
+    return tracker;
+  }
+
+  #newTracker(): UtxoTracker {
+    // Undo deeper than one sync round, so a block read in this round can always be read again.
+    return new UtxoTracker(this.#watch, { maxUndo: Math.max(DEFAULT_MAX_UNDO, this.#maxBlocks + 16) });
+  }
+
+  #derive(wallet: WatchedWallet, branch: 0 | 1, upto: number): void {
+    for (let i = wallet.derived[branch]; i < upto; i++) {
+      const d = deriveAddress(wallet.descriptor, branch, i);
+      const key = toHex(d.script);
+      // Two wallets with the same script would be a governance error; the first keeps it.
+      if (!this.#scripts.has(key)) this.#scripts.set(key, { wallet: wallet.id, branch, index: i });
+    }
+    if (upto > wallet.derived[branch]) wallet.derived[branch] = upto;
+  }
+
+  #ensureTracker(): UtxoTracker {
+    if (this.#tracker === null) this.#tracker = this.#newTracker();
+    return this.#tracker;
+  }
+
+  /** Reads the saved state once. A state that does not restore is dropped (the scan starts over). */
+  async #load(): Promise<void> {
+    if (this.#loaded) return;
+    const [walletsText, trackerText] = await Promise.all([
+      this.#store.getKv(WALLETS_KEY),
+      this.#store.getKv(TRACKER_KEY),
+    ]);
+    this.#loaded = true;
+    if (walletsText === null) return;
+    try {
+      const doc = walletsDoc.parse(JSON.parse(walletsText));
+      const wallets = new Map<string, WatchedWallet>();
+      for (const w of doc.wallets) {
+        const parsed = parseWalletText(w.descriptor);
+        if (parsed === null) throw new CustosError('INVALID_VALUE', `saved wallet ${w.id} does not parse`);
+        const entry: WatchedWallet = {
+          id: w.id,
+          descriptorText: w.descriptor,
+          descriptor: parsed,
+          used: [w.used[0] ?? -1, w.used[1] ?? -1],
+          derived: [0, 0],
+        };
+        wallets.set(w.id, entry);
+      }
+      this.#wallets = wallets;
+      for (const w of wallets.values()) this.#deriveAhead(w);
+      if (trackerText !== null) this.#tracker = UtxoTracker.fromJSON(JSON.parse(trackerText), this.#watch);
+    } catch (err) {
+      this.#log.warn(errorFields(err), 'saved chain state does not restore; scanning again');
+      this.#wallets = new Map();
+      this.#scripts.clear();
+      this.#tracker = null;
+    }
+  }
+
+  /** Watches exactly the Bitcoin wallets of governance on the node's network. */
+  #refreshWallets(state: GovernanceState, network: BitcoinNetworkName): void {
+    const wanted = new Map<string, { text: string; descriptor: WalletDescriptor }>();
+    for (const w of state.wallets.values()) {
+      if (networkOfChain(w.chain) !== network) continue;
+      const parsed = parseWallet(w);
+      if (parsed === null) {
+        this.#log.warn({ wallet: w.id }, 'wallet descriptor does not parse; not watched');
+        continue;
+      }
+      wanted.set(w.id, { text: w.descriptor, descriptor: parsed });
+    }
+    const same =
+      wanted.size === this.#wallets.size &&
+      [...wanted].every(([id, w]) => this.#wallets.get(id)?.descriptorText === w.text);
+    if (same) return;
+    const added = [...wanted].some(([id, w]) => this.#wallets.get(id)?.descriptorText !== w.text);
+    const next = new Map<string, WatchedWallet>();
+    for (const [id, w] of wanted) {
+      const old = this.#wallets.get(id);
+      const keep = old !== undefined && old.descriptorText === w.text;
+      next.set(id, {
+        id,
+        descriptorText: w.text,
+        descriptor: w.descriptor,
+        used: keep ? old.used : [-1, -1],
+        derived: [0, 0],
+      });
+    }
+    this.#wallets = next;
+    this.#scripts.clear();
+    for (const w of next.values()) this.#deriveAhead(w);
+    this.#indicesChanged = true;
+    if (added) {
+      // A new wallet may have been paid before it was watched: read the chain again from its birth.
+      if (this.#tracker !== null)
+        this.#log.info({ wallets: [...wanted.keys()] }, 'wallets changed; rescanning');
+      this.#tracker = this.#newTracker();
+    }
+  }
+
+  #deriveAhead(w: WatchedWallet, handedOut = 0): void {
+    this.#derive(w, 0, w.used[0] + 1 + this.#gap);
+    this.#derive(w, 1, Math.max(w.used[1] + 1, handedOut) + this.#gap);
+  }
+
+  /** Change indices other coordinators handed out must be watched here too. */
+  async #readChangeCounters(): Promise<void> {
+    for (const w of this.#wallets.values()) {
+      const text = await this.#store.getKv(changeKey(w.id));
+      const counter = text === null ? 0 : parseCounter(text);
+      this.#deriveAhead(w, counter);
+    }
+  }
+
+  async #allocateChangeIndex(w: WatchedWallet): Promise<number> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const text = await this.#store.getKv(changeKey(w.id));
+      const stored = text === null ? 0 : parseCounter(text);
+      const index = Math.max(stored, w.used[1] + 1);
+      if (await this.#store.compareAndSetKv(changeKey(w.id), text, String(index + 1))) {
+        this.#deriveAhead(w, index + 1);
+        return index;
+      }
+    }
+    throw new CustosError('UNAVAILABLE', 'the change index counter kept changing; retry');
+  }
+
+  async #readReservations(): Promise<Reservations> {
+    const text = await this.#store.getKv(RESERVATIONS_KEY);
+    if (text === null) return { text, map: new Map() };
+    let doc: schema.Infer<typeof reservationsDoc>;
+    try {
+      doc = reservationsDoc.parse(JSON.parse(text));
+    } catch (err) {
+      // Not reset silently: forgetting reservations could offer a promised coin twice.
+      throw new CustosError('INTERNAL', 'the saved UTXO reservations do not decode', {}, { cause: err });
+    }
+    return { text, map: new Map(doc.outpoints.map((o) => [o.outpoint, o.intent])) };
+  }
+
+  async #save(): Promise<void> {
+    const wallets = [...this.#wallets.values()].map((w) => ({
+      id: w.id,
+      descriptor: w.descriptorText,
+      used: [w.used[0], w.used[1]],
+    }));
+    await this.#store.setKv(WALLETS_KEY, JSON.stringify({ v: 1, wallets }));
+    if (this.#tracker !== null) await this.#store.setKv(TRACKER_KEY, JSON.stringify(this.#tracker.toJSON()));
+    this.#indicesChanged = false;
+  }
+
+  async #readScanCursor(): Promise<number | null> {
+    const text = await this.#store.getKv(SCAN_KEY);
+    const value = text === null ? null : parseCounter(text);
+    this.#scanCursor = value;
+    return value;
+  }
+
+  async #saveScanCursor(height: number): Promise<void> {
+    if (this.#scanCursor === height) return;
+    this.#scanCursor = height;
+    await this.#store.setKv(SCAN_KEY, String(height));
+  }
+}
+
+function parseWallet(w: Wallet): WalletDescriptor | null {
+  if (w.kind !== 'bitcoin-wsh-sortedmulti') return null;
+  const network = networkOfChain(w.chain);
+  if (network === undefined) return null;
+  const parsed = parseDescriptor(w.descriptor, network);
+  return parsed.ok ? parsed.value : null;
+}
+
+/** A saved descriptor: the network is in its keys' version bytes, so try each. */
+function parseWalletText(text: string): WalletDescriptor | null {
+  for (const network of ['mainnet', 'testnet', 'signet', 'regtest'] as const) {
+    const parsed = parseDescriptor(text, network);
+    if (parsed.ok) return parsed.value;
+  }
+  return null;
+}
+
+function parseCounter(text: string): number {
+  const n = /^(?:0|[1-9][0-9]{0,9})$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n > 0x7fffffff) {
+    throw new CustosError('INTERNAL', 'a saved chain counter is not a small non-negative integer');
+  }
+  return n;
+}
+
+function reservationsText(map: ReadonlyMap<string, string>): string {
+  const outpoints = [...map]
+    .map(([outpoint, intent]) => ({ outpoint, intent }))
+    .sort((a, b) => (a.outpoint < b.outpoint ? -1 : a.outpoint > b.outpoint ? 1 : 0));
+  return canonicalize({ v: 1, outpoints });
+}
+
+/** Coins that may be spent now: mature, and not promised to another intent. */
+function spendable(
+  coins: readonly TrackedUtxo[],
+  tip: number,
+  reservedElsewhere: (outpoint: string) => boolean,
+): WalletUtxo[] {
+  return coins
+    .filter((u) => (u.coinbase ? u.confirmations(tip) >= 100 : u.confirmations(tip) >= 1))
+    .filter((u) => !reservedElsewhere(`${u.txid}:${u.vout}`))
+    .map((u) => ({
+      txid: u.txid,
+      vout: u.vout,
+      value: u.value,
+      branch: u.branch,
+      index: u.index,
+      prevTx: u.prevTx,
+    }));
+}
+
+/**
+ * buildPsbt, then once more at a lower rate if the fee went over the policy's
+ * total fee cap (every signer would refuse FEE_TOO_HIGH otherwise).
+ */
+function buildUnderCap(
+  wallet: WalletDescriptor,
+  utxos: readonly WalletUtxo[],
+  order: BuildOrder,
+  changeIndex: number,
+): Result<BuiltPsbt> {
+  const request = { wallet, utxos, to: order.to, amount: order.amount, changeIndex };
+  const first = buildPsbt({ ...request, feeRate: order.feeRate });
+  if (!first.ok || order.maxFee === null || first.value.fee <= order.maxFee) return first;
+  const lower = order.maxFee / BigInt(Math.max(1, first.value.vsize));
+  if (lower < 1n || lower >= order.feeRate) {
+    return refuse(
+      'FEE_TOO_HIGH',
+      `the fee ${first.value.fee} sat is over the policy cap ${order.maxFee} sat`,
+    );
+  }
+  const second = buildPsbt({ ...request, feeRate: lower });
+  if (second.ok && second.value.fee > order.maxFee) {
+    return refuse(
+      'FEE_TOO_HIGH',
+      `the fee ${second.value.fee} sat is over the policy cap ${order.maxFee} sat`,
+    );
+  }
+  return second;
+}

@@ -1,0 +1,182 @@
+/**
+ * Configuration: the HTTP edge's limits (createCoordinator) and what
+ * `custos serve` reads from its environment (startServer).
+ *
+ * Defaults are safe for a single coordinator on one host: it listens on
+ * 127.0.0.1 only (put a TLS-terminating proxy in front to expose it), keeps
+ * its data in a SQLite file unless DATABASE_URL names a PostgreSQL database,
+ * and every limit below is on. Secrets (database URL password, RPC password,
+ * webhook secrets) may be given as `<NAME>_FILE` paths, so they need not sit
+ * in the environment of every process, and they are never logged.
+ */
+import { readFileSync } from 'node:fs';
+import { CustosError, type Digest, type Millis } from '@custos/core';
+import { DEFAULT_REFUSAL_LIMITS, type RefusalLimits } from './audit-log.js';
+import { SIGNATURE_WINDOW_S } from './auth.js';
+import { MAX_BODY_BYTES, MAX_LARGE_BODY_BYTES } from './body.js';
+import type { NotificationEvent } from './contracts.js';
+import type { BucketRate } from './rate-limit.js';
+import type { WebhookTarget } from './webhooks.js';
+
+export type { WebhookTarget };
+
+export interface CoordinatorLimits {
+  /** Per member device key. */
+  readonly memberRate: BucketRate;
+  /** Per signer key: signers long-poll and report results, so they get more. */
+  readonly signerRate: BucketRate;
+  /** How many refused requests are audited (audit-log.ts). */
+  readonly refusals: RefusalLimits;
+  /** How far a request signature's `created` may be from the server's clock, in seconds. */
+  readonly signatureWindowS: number;
+  /** Body limit of most routes, in bytes. */
+  readonly maxBodyBytes: number;
+  /** Body limit of governance routes and signer results, in bytes. */
+  readonly maxLargeBodyBytes: number;
+  /** Longest long-poll of GET /v1/signer/jobs. */
+  readonly maxWaitMs: Millis;
+  /** How often pending intents are looked at (cancel windows, expiry); 0 turns the sweep off. */
+  readonly sweepIntervalMs: Millis;
+  /** Longest time to receive a whole request (slow clients cannot hold connections). */
+  readonly requestTimeoutMs: Millis;
+}
+
+export const DEFAULT_LIMITS: CoordinatorLimits = {
+  memberRate: { perSecond: 20, burst: 100 },
+  signerRate: { perSecond: 50, burst: 200 },
+  refusals: DEFAULT_REFUSAL_LIMITS,
+  signatureWindowS: SIGNATURE_WINDOW_S,
+  maxBodyBytes: MAX_BODY_BYTES,
+  maxLargeBodyBytes: MAX_LARGE_BODY_BYTES,
+  maxWaitMs: 30_000,
+  sweepIntervalMs: 5_000,
+  requestTimeoutMs: 30_000,
+};
+
+export function resolveLimits(partial: Partial<CoordinatorLimits> = {}): CoordinatorLimits {
+  return { ...DEFAULT_LIMITS, ...partial };
+}
+
+/** Webhook events (docs/api.md "Webhooks"), to check configured event lists against. */
+export const NOTIFICATION_EVENTS = [
+  'intent.created',
+  'approval.needed',
+  'intent.signed',
+  'transaction.broadcast',
+  'intent.refused',
+  'alert',
+  'frozen',
+] as const satisfies readonly NotificationEvent[];
+
+/** Settings of the chain node, passed through to the signing pipeline as they are. */
+export interface ChainConfig {
+  /** e.g. http://127.0.0.1:18443 */
+  readonly rpcUrl?: string;
+  readonly rpcUser?: string;
+  readonly rpcPassword?: string;
+}
+
+export interface ServerConfig {
+  readonly host: string;
+  readonly port: number;
+  /** PostgreSQL URL; when absent, `sqlitePath` is used. */
+  readonly databaseUrl?: string;
+  readonly sqlitePath: string;
+  /** The pinned organization (genesis digest); the coordinator refuses to serve another. */
+  readonly org?: Digest;
+  readonly chain: ChainConfig;
+  readonly webhooks: readonly WebhookTarget[];
+  readonly logLevel: string;
+  readonly limits?: Partial<CoordinatorLimits>;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Reads `custos serve`'s configuration from the environment:
+ * CUSTOS_HOST (127.0.0.1), CUSTOS_PORT (8080), DATABASE_URL, CUSTOS_SQLITE
+ * (./custos.db), CUSTOS_ORG, BITCOIN_RPC_URL, BITCOIN_RPC_USER,
+ * BITCOIN_RPC_PASSWORD, CUSTOS_WEBHOOKS (a JSON array of
+ * {url, secret, events?}), CUSTOS_LOG_LEVEL (info). Throws INVALID_VALUE
+ * naming the variable that is wrong (never its value).
+ */
+export function readServerConfig(env: Env = process.env): ServerConfig {
+  const port = Number(env.CUSTOS_PORT ?? '8080');
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new CustosError('INVALID_VALUE', 'CUSTOS_PORT must be a port number');
+  }
+  const org = env.CUSTOS_ORG;
+  if (org !== undefined && !/^[0-9a-f]{64}$/.test(org)) {
+    throw new CustosError('INVALID_VALUE', 'CUSTOS_ORG must be the genesis digest (64 hex digits)');
+  }
+  const databaseUrl = secret(env, 'DATABASE_URL');
+  const rpcUrl = env.BITCOIN_RPC_URL;
+  const rpcUser = env.BITCOIN_RPC_USER;
+  const rpcPassword = secret(env, 'BITCOIN_RPC_PASSWORD');
+  return {
+    host: env.CUSTOS_HOST ?? '127.0.0.1',
+    port,
+    ...(databaseUrl === undefined ? {} : { databaseUrl }),
+    sqlitePath: env.CUSTOS_SQLITE ?? './custos.db',
+    ...(org === undefined ? {} : { org: org as Digest }),
+    chain: {
+      ...(rpcUrl === undefined ? {} : { rpcUrl }),
+      ...(rpcUser === undefined ? {} : { rpcUser }),
+      ...(rpcPassword === undefined ? {} : { rpcPassword }),
+    },
+    webhooks: webhooks(secret(env, 'CUSTOS_WEBHOOKS')),
+    logLevel: env.CUSTOS_LOG_LEVEL ?? 'info',
+  };
+}
+
+/** NAME, or the contents of the file NAME_FILE names (trailing newline removed). */
+function secret(env: Env, name: string): string | undefined {
+  const file = env[`${name}_FILE`];
+  if (file !== undefined) {
+    try {
+      return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch {
+      throw new CustosError('INVALID_VALUE', `${name}_FILE cannot be read`);
+    }
+  }
+  return env[name];
+}
+
+function webhooks(text: string | undefined): WebhookTarget[] {
+  if (text === undefined || text.trim() === '') return [];
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new CustosError('INVALID_VALUE', 'CUSTOS_WEBHOOKS must be a JSON array of {url, secret, events?}');
+  }
+  if (!Array.isArray(value)) {
+    throw new CustosError('INVALID_VALUE', 'CUSTOS_WEBHOOKS must be a JSON array of {url, secret, events?}');
+  }
+  return value.map((v, i) => {
+    const t = v as { url?: unknown; secret?: unknown; events?: unknown };
+    if (
+      typeof t.url !== 'string' ||
+      !/^https?:\/\//.test(t.url) ||
+      typeof t.secret !== 'string' ||
+      t.secret.length < 16
+    ) {
+      throw new CustosError(
+        'INVALID_VALUE',
+        `CUSTOS_WEBHOOKS[${i}] needs an http(s) url and a secret of at least 16 characters`,
+      );
+    }
+    const known: ReadonlySet<unknown> = new Set(NOTIFICATION_EVENTS);
+    if (t.events !== undefined && !(Array.isArray(t.events) && t.events.every((e) => known.has(e)))) {
+      throw new CustosError(
+        'INVALID_VALUE',
+        `CUSTOS_WEBHOOKS[${i}].events must list events among ${NOTIFICATION_EVENTS.join(', ')}`,
+      );
+    }
+    return {
+      url: t.url,
+      secret: t.secret,
+      ...(t.events === undefined ? {} : { events: t.events as NotificationEvent[] }),
+    };
+  });
+}

@@ -1,0 +1,793 @@
+/**
+ * The coordinator's engine for everything up to "approved" (DESIGN.md "The
+ * withdrawal flow", steps 1-3): intents, approvals, governance proposals.
+ * The HTTP edge (app.ts) authenticates and decodes; this module decides,
+ * stores, audits and notifies. After "approved" the SigningPipeline takes
+ * over (contracts.ts).
+ *
+ * Why it is built this way:
+ * - The coordinator is trusted for availability only. Its policy run is a
+ *   preview with core's `evaluate`, the very function every signer runs
+ *   again with its own clock and ledger; the preview exists to refuse early
+ *   (nothing stored, THREATS 15-21) and to tell approvers what is missing.
+ * - The preview's ledger (rolling limits) is what this coordinator saw
+ *   signed: intents with status signed, broadcast or confirmed whose last
+ *   change (`updatedAt`, at or after the signing) falls in the longest window
+ *   of the policies in force, the most recent 2,000 per status. It can only
+ *   under-count what a signer counts, never invent a refusal a signer would
+ *   not make (THREATS 20 is the signers' to enforce).
+ * - State changes are compare-and-set in the database (store
+ *   updateIntentStatus), so of any number of concurrent approvals, sweeps
+ *   and coordinators, exactly one moves an intent from pending to approved,
+ *   and only that one calls `pipeline.onApproved` (once per intent).
+ * - Every state change and every refusal is an audit entry (docs/api.md
+ *   "Audit"); authentication and authorization refusals go through the
+ *   throttled RefusalAuditor, refusals of well-formed, authenticated content
+ *   (intent.refused, approval.refused, governance.refused) are written as is:
+ *   they cost the caller a signed request each, and the per-key rate limit
+ *   bounds them.
+ * - Nothing here trusts stored rows for a decision either: each decision
+ *   re-verifies the stored signed objects against the verified governance
+ *   state (evaluate checks every signature).
+ */
+import {
+  ADMIN_ROLE,
+  type ApprovalCheck,
+  applyGovernance,
+  approvalDigest,
+  CustosError,
+  canonicalize,
+  checkApproval,
+  type Digest,
+  type ErrorCode,
+  evaluate,
+  findLookalikes,
+  type GovernanceEntry,
+  type GovernanceSignature,
+  type GovernanceState,
+  governanceDigest,
+  hasRole,
+  intentDigest,
+  type LedgerEntry,
+  type Millis,
+  type PolicyDecision,
+  policiesInForce,
+  type SignedApproval,
+  type SignedGovernanceEntry,
+  type SignedIntent,
+  WATCHER_ROLE,
+  type Warning,
+} from '@custos/core';
+import type { Logger } from 'pino';
+import type { Authenticator, Principal } from './auth.js';
+import type { AuditLog, NotificationEvent, Notifier, SigningPipeline } from './contracts.js';
+import {
+  type IntentRecord,
+  type IntentStatus,
+  MAX_PAGE,
+  type ProposalRecord,
+  type ProposalStatus,
+  type Store,
+} from './db/repository.js';
+
+/** Pages of each status the preview ledger reads at most (see the module header). */
+const LEDGER_PAGES = 10;
+/** Statuses whose intents a signer has signed (or will have, once they are on chain). */
+const SIGNED_STATUSES: readonly IntentStatus[] = ['signed', 'broadcast', 'confirmed'];
+/** Pending intents one sweep looks at, at most. */
+const SWEEP_MAX = 1000;
+
+/** What the policy preview says, as the API shows it. */
+export type DecisionView =
+  | {
+      readonly kind: 'allow';
+      readonly rules: readonly string[];
+      readonly approvers: readonly string[];
+      readonly approvalChecks: readonly ApprovalCheck[];
+      readonly warnings: readonly Warning[];
+    }
+  | {
+      readonly kind: 'pending';
+      readonly missing: unknown[];
+      readonly cancelWindowEndsAt: Millis | null;
+      readonly approvalChecks: readonly ApprovalCheck[];
+      readonly warnings: readonly Warning[];
+    }
+  | { readonly kind: 'deny'; readonly code: ErrorCode; readonly message: string };
+
+export function decisionView(d: PolicyDecision): DecisionView {
+  switch (d.kind) {
+    case 'allow':
+      return {
+        kind: 'allow',
+        rules: d.rules,
+        approvers: d.approvers,
+        approvalChecks: d.approvalChecks,
+        warnings: d.warnings,
+      };
+    case 'pending':
+      return {
+        kind: 'pending',
+        missing: d.missing,
+        cancelWindowEndsAt: d.cancelWindowEndsAt ?? null,
+        approvalChecks: d.approvalChecks,
+        warnings: d.warnings,
+      };
+    case 'deny':
+      return { kind: 'deny', code: d.code, message: d.message };
+  }
+}
+
+export interface SignerOutcome {
+  readonly signer: string;
+  readonly job: string;
+  /** 'queued' or 'delivered' until the signer answers, then 'signed' or 'refused'. */
+  readonly outcome: 'queued' | 'delivered' | 'signed' | 'refused';
+  readonly code: ErrorCode | null;
+}
+
+export interface IntentView {
+  readonly id: Digest;
+  readonly status: IntentStatus;
+  readonly statusCode: ErrorCode | null;
+  readonly intent: SignedIntent;
+  readonly approvals: readonly SignedApproval[];
+  /** The policy preview now; null once the intent is past approval (signing, done, refused...). */
+  readonly decision: DecisionView | null;
+  readonly psbt: string | null;
+  readonly txid: string | null;
+  readonly confirmations: number | null;
+  readonly signers: readonly SignerOutcome[];
+  readonly receivedAt: Millis;
+  readonly updatedAt: Millis;
+}
+
+/** An intent in a list: no approvals, decision, PSBT or signers (fetch the intent for those). */
+export interface IntentSummary {
+  readonly id: Digest;
+  readonly status: IntentStatus;
+  readonly statusCode: ErrorCode | null;
+  readonly intent: SignedIntent;
+  readonly txid: string | null;
+  readonly receivedAt: Millis;
+  readonly updatedAt: Millis;
+}
+
+export interface ProposalView {
+  readonly id: Digest;
+  readonly seq: number;
+  readonly kind: string;
+  readonly entry: GovernanceEntry;
+  readonly signatures: readonly GovernanceSignature[];
+  readonly status: ProposalStatus;
+  readonly warnings: readonly Warning[];
+  readonly createdAt: Millis;
+  readonly updatedAt: Millis;
+}
+
+export type ProposalOutcome =
+  | {
+      readonly status: 'applied';
+      readonly id: Digest;
+      readonly seq: number;
+      readonly warnings: readonly Warning[];
+    }
+  | {
+      readonly status: 'open';
+      readonly id: Digest;
+      readonly seq: number;
+      /** Distinct admins whose signatures verified, and how many the quorum needs. */
+      readonly have: number;
+      readonly need: number;
+      readonly warnings: readonly Warning[];
+    };
+
+export interface SweepResult {
+  readonly approved: number;
+  readonly rejected: number;
+  readonly expired: number;
+}
+
+export interface EngineOptions {
+  readonly store: Store;
+  readonly audit: AuditLog;
+  readonly notifier: Notifier;
+  readonly pipeline: SigningPipeline;
+  readonly auth: Authenticator;
+  readonly clock: () => Millis;
+  readonly logger: Logger;
+}
+
+/** Where a request came from, for refusals audited with the request. */
+export interface RequestInfo {
+  readonly method: string;
+  readonly path: string;
+  readonly raw: Uint8Array;
+}
+
+export class Engine {
+  readonly #store: Store;
+  readonly #audit: AuditLog;
+  readonly #notifier: Notifier;
+  readonly #pipeline: SigningPipeline;
+  readonly #auth: Authenticator;
+  readonly #clock: () => Millis;
+  readonly #log: Logger;
+
+  constructor(o: EngineOptions) {
+    this.#store = o.store;
+    this.#audit = o.audit;
+    this.#notifier = o.notifier;
+    this.#pipeline = o.pipeline;
+    this.#auth = o.auth;
+    this.#clock = o.clock;
+    this.#log = o.logger;
+  }
+
+  // ---------------------------------------------------------------- intents
+
+  /**
+   * POST /v1/intents. The request must come from the requester's device named
+   * in the intent (else NOT_AUTHORIZED). A deny of the preview refuses the
+   * intent with its code, storing nothing (audit `intent.refused`).
+   */
+  async createIntent(
+    p: Principal,
+    state: GovernanceState,
+    signed: SignedIntent,
+    req: RequestInfo,
+  ): Promise<{ id: Digest; status: IntentStatus; decision: DecisionView }> {
+    const i = signed.intent;
+    if (p.kind !== 'member' || p.member !== i.requester || p.device !== i.device) {
+      return this.#auth.refuseRequest(
+        p.keyId,
+        'NOT_AUTHORIZED',
+        `an intent is submitted by its requester's device: sign the request as member:${i.requester}/${i.device}`,
+        req,
+      );
+    }
+    const id = intentDigest(i);
+    const actor = p.keyId;
+    if ((await this.#store.getIntent(id)) !== null) {
+      return this.#refuseIntent(actor, id, 'DUPLICATE_INTENT', 'this intent was already submitted');
+    }
+    const now = this.#clock();
+    const ledger = await this.#ledger(state, now);
+    const decision = evaluate({ state, intent: signed, approvals: [], ledger, now });
+    if (decision.kind === 'deny') return this.#refuseIntent(actor, id, decision.code, decision.message);
+
+    try {
+      await this.#store.insertIntent(signed);
+    } catch (err) {
+      if (err instanceof CustosError && err.code === 'DUPLICATE_INTENT') {
+        return this.#refuseIntent(actor, id, 'DUPLICATE_INTENT', err.message);
+      }
+      throw err;
+    }
+    await this.#audit.append({ actor, event: 'intent.created', subject: id, digest: id, at: now });
+    await this.#notify('intent.created', {
+      id,
+      wallet: i.wallet,
+      chain: i.chain,
+      asset: i.asset,
+      amount: i.amount,
+      to: i.to,
+      requester: i.requester,
+      expiresAt: i.expiresAt,
+    });
+    let status: IntentStatus = 'pending';
+    if (decision.kind === 'pending') {
+      await this.#notify('approval.needed', { id, missing: decision.missing, warnings: decision.warnings });
+    } else if (await this.#approve(id, actor)) {
+      // A policy needing no approvals cannot be written (m >= 1), but an allow is honoured all the same.
+      status = 'approved';
+    }
+    return { id, status, decision: decisionView(decision) };
+  }
+
+  /** GET /v1/intents/:id. */
+  async intentView(id: string, state: GovernanceState): Promise<IntentView> {
+    const record = await this.#store.getIntent(id);
+    if (record === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
+    const [approvals, tx, jobs] = await Promise.all([
+      this.#store.approvalsFor(id),
+      this.#store.getTransaction(id),
+      this.#store.jobsFor(id),
+    ]);
+    const signedApprovals = approvals.map((a) => a.signed);
+    let decision: DecisionView | null = null;
+    if (record.status === 'pending' || record.status === 'approved') {
+      const now = this.#clock();
+      const ledger = await this.#ledger(state, now);
+      decision = decisionView(
+        evaluate({ state, intent: record.signed, approvals: signedApprovals, ledger, now }),
+      );
+    }
+    return {
+      id: record.id,
+      status: record.status,
+      statusCode: record.statusCode,
+      intent: record.signed,
+      approvals: signedApprovals,
+      decision,
+      psbt: record.psbt,
+      txid: record.txid ?? tx?.txid ?? null,
+      confirmations: tx?.confirmations ?? null,
+      signers: jobs.map((j) => ({
+        signer: j.signer,
+        job: j.id,
+        outcome:
+          j.result === null ? (j.status === 'queued' ? 'queued' : 'delivered') : j.result.receipt.outcome,
+        code: j.result?.receipt.code ?? null,
+      })),
+      receivedAt: record.receivedAt,
+      updatedAt: record.updatedAt,
+    };
+  }
+
+  /** GET /v1/intents. */
+  async listIntents(q: {
+    status?: IntentStatus;
+    requester?: string;
+    wallet?: string;
+    limit?: number;
+    cursor?: string;
+  }): Promise<{ intents: IntentSummary[]; next: string | null }> {
+    const page = await this.#store.listIntents(q);
+    return { intents: page.intents.map(summary), next: page.next };
+  }
+
+  /**
+   * PUT, PATCH, DELETE /v1/intents/:id (THREATS 8): an intent is immutable; a
+   * change is a new intent, and all approvals start over. Audited.
+   */
+  async refuseEdit(p: Principal, id: string, req: RequestInfo): Promise<never> {
+    return this.#auth.refuseRequest(
+      p.keyId,
+      'INTENT_IMMUTABLE',
+      `intent ${id.slice(0, 64)} cannot be changed or deleted: submit a new intent (approvals start over)`,
+      req,
+    );
+  }
+
+  // ---------------------------------------------------------------- approvals
+
+  /**
+   * POST /v1/intents/:id/approvals. The request must come from the approver's
+   * device named in the approval (for a passkey approval: from any Ed25519
+   * device of the same approver). The approval is checked with core's
+   * checkApproval (APPROVAL_SIGNATURE_INVALID for an approval of another
+   * intent, THREATS 13; SELF_APPROVAL, THREATS 11; EXPIRED, THREATS 15), and
+   * refused NOT_AUTHORIZED when its approver counts toward no group of the
+   * rule that applies. Stored idempotently, then the intent is decided again
+   * with every stored approval: allow moves it to approved (once), a counted
+   * reject to rejected.
+   */
+  async addApproval(
+    p: Principal,
+    state: GovernanceState,
+    id: string,
+    signed: SignedApproval,
+    req: RequestInfo,
+  ): Promise<IntentView> {
+    const a = signed.approval;
+    // A passkey cannot sign HTTP requests: its approval, which carries the passkey's own
+    // assertion, is sent with a request signed by another device of the same approver.
+    const passkey = state.members.get(a.approver)?.devices.get(a.device)?.device.kind === 'webauthn';
+    if (p.kind !== 'member' || p.member !== a.approver || (p.device !== a.device && !passkey)) {
+      return this.#auth.refuseRequest(
+        p.keyId,
+        'NOT_AUTHORIZED',
+        `an approval is submitted by its approver's device: sign the request as member:${a.approver}/${a.device}`,
+        req,
+      );
+    }
+    const actor = p.keyId;
+    const digest = approvalDigest(a);
+    const record = await this.#store.getIntent(id);
+    if (record === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
+    const stored = await this.#store.approvalsFor(id);
+    const body = canonicalize(signed);
+    // The same approval again (a client retrying) is answered as the first time.
+    if (stored.some((s) => s.digest === digest && s.body === body)) return this.intentView(id, state);
+
+    const refuseApproval = (code: ErrorCode, message: string): Promise<never> =>
+      this.#refuseApproval(actor, id, digest, code, message);
+    const notPending = statusRefusal(record);
+    if (notPending !== null) return refuseApproval(notPending.code, notPending.message);
+    const now = this.#clock();
+    if (now >= record.signed.intent.expiresAt) {
+      await this.#expire(id);
+      return refuseApproval('EXPIRED', 'the intent has expired');
+    }
+    const checked = checkApproval(state, record.signed.intent, record.id, signed, now);
+    if (!checked.ok) return refuseApproval(checked.code, checked.message);
+
+    const ledger = await this.#ledger(state, now);
+    const approvals = [...stored.map((s) => s.signed), signed];
+    const preview = evaluate({ state, intent: record.signed, approvals, ledger, now });
+    const mine = preview.approvalChecks[approvals.length - 1];
+    if (mine?.code === 'NOT_AUTHORIZED') {
+      return refuseApproval(
+        'NOT_AUTHORIZED',
+        `${a.approver} counts toward no approval group of the rule that applies to this intent`,
+      );
+    }
+    try {
+      await this.#store.insertApproval(signed);
+    } catch (err) {
+      if (err instanceof CustosError && (err.code === 'CONFLICT' || err.code === 'NOT_FOUND')) {
+        return refuseApproval(err.code, err.message);
+      }
+      throw err;
+    }
+    await this.#audit.append({ actor, event: 'approval.added', subject: id, digest, at: now });
+    await this.#settle(id, state, actor);
+    return this.intentView(id, state);
+  }
+
+  /**
+   * Decides a pending intent again with every stored approval and the time
+   * now: expired, rejected, approved (compare-and-set, so only once), or left
+   * pending. Used after each approval and by the sweep (cancel windows end and
+   * intents expire with nobody posting anything).
+   */
+  async #settle(
+    id: string,
+    state: GovernanceState,
+    actor: string,
+    sweep?: { ledger: () => Promise<LedgerEntry[]> },
+  ): Promise<'approved' | 'rejected' | 'expired' | null> {
+    const record = await this.#store.getIntent(id);
+    if (record === null || record.status !== 'pending') return null;
+    const now = this.#clock();
+    if (now >= record.signed.intent.expiresAt) return (await this.#expire(id)) ? 'expired' : null;
+    const approvals = (await this.#store.approvalsFor(id)).map((s) => s.signed);
+    // Every approval group needs m >= 1: with no approval nothing can be decided yet.
+    if (approvals.length === 0) return null;
+    const ledger = sweep === undefined ? await this.#ledger(state, now) : await sweep.ledger();
+    const decision = evaluate({ state, intent: record.signed, approvals, ledger, now });
+    if (decision.kind === 'allow') return (await this.#approve(id, actor)) ? 'approved' : null;
+    if (decision.kind === 'deny' && decision.code === 'INTENT_REJECTED') {
+      return (await this.#reject(id, actor, decision.message)) ? 'rejected' : null;
+    }
+    return null;
+  }
+
+  /**
+   * Looks at pending intents, oldest first (at most 1,000 per sweep): expires,
+   * approves or rejects those whose time has come (a cancel window ended, an
+   * expiry passed, a freeze was lifted). The preview ledger is read once per sweep.
+   */
+  async sweep(state: GovernanceState): Promise<SweepResult> {
+    const counts = { approved: 0, rejected: 0, expired: 0 };
+    let ledger: Promise<LedgerEntry[]> | undefined;
+    const once = { ledger: () => (ledger ??= this.#ledger(state, this.#clock())) };
+    let cursor: string | undefined;
+    let seen = 0;
+    do {
+      const page = await this.#store.listIntents({
+        status: 'pending',
+        order: 'asc',
+        limit: MAX_PAGE,
+        ...(cursor === undefined ? {} : { cursor }),
+      });
+      for (const r of page.intents) {
+        const outcome = await this.#settle(r.id, state, 'coordinator', once);
+        if (outcome !== null) counts[outcome]++;
+      }
+      seen += page.intents.length;
+      cursor = page.next ?? undefined;
+    } while (cursor !== undefined && seen < SWEEP_MAX);
+    return counts;
+  }
+
+  async #approve(id: string, actor: string): Promise<boolean> {
+    const won = await this.#store.updateIntentStatus(id, { from: 'pending', to: 'approved' });
+    if (!won) return false;
+    await this.#audit.append({ actor, event: 'intent.approved', subject: id, digest: id as Digest });
+    try {
+      await this.#pipeline.onApproved(id as Digest);
+    } catch (err) {
+      // The pipeline records its own failures; this is a bug in it, kept out of the approver's answer.
+      this.#log.error({ err, intent: id }, 'the signing pipeline threw from onApproved');
+    }
+    return true;
+  }
+
+  async #reject(id: string, actor: string, message: string): Promise<boolean> {
+    const won = await this.#store.updateIntentStatus(id, {
+      from: 'pending',
+      to: 'rejected',
+      code: 'INTENT_REJECTED',
+    });
+    if (!won) return false;
+    await this.#audit.append({ actor, event: 'intent.rejected', subject: id, digest: id as Digest });
+    await this.#notify('intent.refused', { id, code: 'INTENT_REJECTED', message });
+    return true;
+  }
+
+  async #expire(id: string): Promise<boolean> {
+    const won = await this.#store.updateIntentStatus(id, { from: 'pending', to: 'expired', code: 'EXPIRED' });
+    if (!won) return false;
+    await this.#audit.append({
+      actor: 'coordinator',
+      event: 'intent.expired',
+      subject: id,
+      digest: id as Digest,
+    });
+    await this.#notify('intent.refused', { id, code: 'EXPIRED', message: 'the intent expired' });
+    return true;
+  }
+
+  async #refuseIntent(actor: string, id: Digest, code: ErrorCode, message: string): Promise<never> {
+    await this.#audit.append({ actor, event: 'intent.refused', subject: id, digest: id });
+    throw new CustosError(code, message);
+  }
+
+  async #refuseApproval(
+    actor: string,
+    id: string,
+    digest: Digest,
+    code: ErrorCode,
+    message: string,
+  ): Promise<never> {
+    await this.#audit.append({ actor, event: 'approval.refused', subject: id, digest });
+    throw new CustosError(code, message);
+  }
+
+  /** What this coordinator saw signed within the longest limit window (see the module header). */
+  async #ledger(state: GovernanceState, now: Millis): Promise<LedgerEntry[]> {
+    let longest = 0;
+    for (const p of policiesInForce(state, now)) {
+      for (const l of p.limits) longest = Math.max(longest, l.windowMs);
+    }
+    if (longest === 0) return [];
+    const since = now - longest;
+    const out: LedgerEntry[] = [];
+    for (const status of SIGNED_STATUSES) {
+      let cursor: string | undefined;
+      for (let pages = 0; pages < LEDGER_PAGES; pages++) {
+        const page = await this.#store.listIntents({
+          status,
+          limit: MAX_PAGE,
+          ...(cursor === undefined ? {} : { cursor }),
+        });
+        for (const r of page.intents) {
+          if (r.updatedAt <= since) continue;
+          const i = r.signed.intent;
+          out.push({
+            intent: r.id,
+            wallet: i.wallet,
+            asset: i.asset,
+            amount: i.amount,
+            to: i.to,
+            requester: i.requester,
+            at: r.updatedAt,
+          });
+        }
+        // Newest first: once a whole page arrived before the window, older pages are older still.
+        const last = page.intents[page.intents.length - 1];
+        if (page.next === null || last === undefined || last.updatedAt <= since) break;
+        cursor = page.next;
+      }
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- governance
+
+  /**
+   * POST /v1/governance/proposals and POST .../proposals/:id/signatures. The
+   * request must come from an admin (or, for a freeze, a watcher). The entry
+   * must extend the current head; each new signature is verified against the
+   * current state (GOVERNANCE_SIGNATURE_INVALID otherwise, nothing stored).
+   * With the quorum reached the entry is applied (appended at head + 1;
+   * CONFLICT when another entry got there first), else it stays open.
+   */
+  async submitGovernance(
+    p: Principal,
+    state: GovernanceState,
+    entry: GovernanceEntry,
+    signatures: readonly GovernanceSignature[],
+    req: RequestInfo,
+  ): Promise<ProposalOutcome> {
+    const now = this.#clock();
+    const mayPropose =
+      p.kind === 'member' &&
+      (hasRole(state, p.member, ADMIN_ROLE, now) ||
+        (entry.kind === 'freeze' && hasRole(state, p.member, WATCHER_ROLE, now)));
+    if (!mayPropose) {
+      return this.#auth.refuseRequest(
+        p.keyId,
+        'NOT_AUTHORIZED',
+        entry.kind === 'freeze'
+          ? 'a freeze is proposed by an admin or a watcher'
+          : 'governance changes are proposed by admins',
+        req,
+      );
+    }
+    const actor = p.keyId;
+    const id = governanceDigest(entry);
+    const refuseEntry = async (code: ErrorCode, message: string): Promise<never> => {
+      await this.#audit.append({
+        actor,
+        event: 'governance.refused',
+        subject: String(entry.seq),
+        digest: id,
+      });
+      throw new CustosError(code, message);
+    };
+    if (entry.kind === 'genesis') {
+      return refuseEntry('GOVERNANCE_CHAIN_BROKEN', 'a genesis is not proposed: the organization exists');
+    }
+    if (entry.org !== state.org) return refuseEntry('WRONG_ORG', 'the entry belongs to another organization');
+    if (entry.seq !== state.seq + 1 || entry.prev !== state.head) {
+      if (entry.seq <= state.seq) await this.#supersede(state.seq);
+      return refuseEntry(
+        'GOVERNANCE_CHAIN_BROKEN',
+        `the entry must follow the head: seq ${state.seq + 1} with prev ${state.head}`,
+      );
+    }
+    const warnings = proposalWarnings(state, entry, now);
+
+    // Each new signature on its own against the current state: a bad one refuses the whole submission.
+    const alone = applyGovernance(state, { entry, signatures: [...signatures] }, now);
+    if (!alone.ok && alone.code !== 'QUORUM_NOT_MET') return refuseEntry(alone.code, alone.message);
+
+    let proposal = await this.#store.getProposal(id);
+    let created = false;
+    if (proposal === null) {
+      created = await this.#store.createProposal(entry, signatures);
+      proposal = await this.#store.getProposal(id);
+      if (proposal === null) throw new CustosError('INTERNAL', 'a stored proposal vanished');
+    }
+    if (proposal.status !== 'open') {
+      if (proposal.status === 'applied') return { status: 'applied', id, seq: entry.seq, warnings };
+      return refuseEntry('CONFLICT', 'the proposal was superseded by another entry at its seq');
+    }
+    if (!created) proposal = await this.#store.addProposalSignatures(id, signatures);
+
+    const all: SignedGovernanceEntry = { entry, signatures: [...proposal.signatures] };
+    const together = applyGovernance(state, all, now);
+    if (!together.ok) {
+      if (together.code !== 'QUORUM_NOT_MET') return refuseEntry(together.code, together.message);
+      await this.#audit.append({
+        actor,
+        event: created ? 'governance.proposed' : 'governance.signed',
+        subject: String(entry.seq),
+        digest: id,
+        at: now,
+      });
+      const need = Number(together.details?.needed ?? 0);
+      const have = Number(together.details?.got ?? 0);
+      return { status: 'open', id, seq: entry.seq, have, need, warnings };
+    }
+
+    try {
+      await this.#store.appendGovernance(all);
+    } catch (err) {
+      if (err instanceof CustosError && err.code === 'CONFLICT') {
+        await this.#store.setProposalStatus(id, 'open', 'superseded');
+        return refuseEntry('CONFLICT', 'another governance entry was applied at this seq first');
+      }
+      throw err;
+    }
+    await this.#store.setProposalStatus(id, 'open', 'applied');
+    await this.#supersede(entry.seq);
+    await this.#audit.append({
+      actor,
+      event: 'governance.applied',
+      subject: String(entry.seq),
+      digest: id,
+      at: now,
+    });
+    if (entry.kind === 'freeze') {
+      await this.#audit.append({ actor, event: 'frozen', subject: String(entry.seq), digest: id, at: now });
+      await this.#notify('frozen', { seq: entry.seq, reason: entry.body.reason, by: actor });
+    }
+    return { status: 'applied', id, seq: entry.seq, warnings };
+  }
+
+  /** POST /v1/governance/proposals/:id/signatures: the stored proposal's entry with more signatures. */
+  async cosign(
+    p: Principal,
+    state: GovernanceState,
+    id: string,
+    signatures: readonly GovernanceSignature[],
+    req: RequestInfo,
+  ): Promise<ProposalOutcome> {
+    const proposal = await this.#store.getProposal(id);
+    if (proposal === null) throw new CustosError('NOT_FOUND', 'no such proposal', { proposal: id });
+    return this.submitGovernance(p, state, proposal.entry, signatures, req);
+  }
+
+  /** GET /v1/governance/proposals. */
+  async listProposals(state: GovernanceState, status?: ProposalStatus): Promise<ProposalView[]> {
+    const now = this.#clock();
+    const list = await this.#store.listProposals(status === undefined ? {} : { status });
+    return list.map((r) => proposalView(r, proposalWarnings(state, r.entry, now)));
+  }
+
+  /** Open proposals at or below an applied seq can never apply: mark them superseded. */
+  async #supersede(uptoSeq: number): Promise<void> {
+    const open = await this.#store.listProposals({ status: 'open' });
+    for (const r of open) {
+      if (r.seq <= uptoSeq) await this.#store.setProposalStatus(r.id, 'open', 'superseded');
+    }
+  }
+
+  async #notify(event: NotificationEvent, data: Record<string, unknown>): Promise<void> {
+    try {
+      await this.#notifier.emit(event, data);
+    } catch (err) {
+      // Notifications are availability plumbing: a failure to queue one never undoes a decision.
+      this.#log.error({ err, event }, 'could not queue a notification');
+    }
+  }
+}
+
+/** Why an approval cannot be added to an intent in this status, or null while it is pending. */
+function statusRefusal(r: IntentRecord): { code: ErrorCode; message: string } | null {
+  switch (r.status) {
+    case 'pending':
+      return null;
+    case 'rejected':
+      return { code: 'INTENT_REJECTED', message: 'the intent was rejected by an approver' };
+    case 'expired':
+      return { code: 'EXPIRED', message: 'the intent has expired' };
+    case 'refused':
+      return { code: 'CONFLICT', message: `the intent was refused (${r.statusCode ?? 'no code'})` };
+    default:
+      return { code: 'CONFLICT', message: `the intent is already ${r.status}` };
+  }
+}
+
+function summary(r: IntentRecord): IntentSummary {
+  return {
+    id: r.id,
+    status: r.status,
+    statusCode: r.statusCode,
+    intent: r.signed,
+    txid: r.txid,
+    receivedAt: r.receivedAt,
+    updatedAt: r.updatedAt,
+  };
+}
+
+function proposalView(r: ProposalRecord, warnings: readonly Warning[]): ProposalView {
+  return {
+    id: r.id,
+    seq: r.seq,
+    kind: r.kind,
+    entry: r.entry,
+    signatures: r.signatures,
+    status: r.status,
+    warnings,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+  };
+}
+
+/**
+ * Warnings a proposal carries for the people who sign it (THREATS 21): an
+ * address-book entry that looks like a known one (same first and last
+ * characters, per the look-alike settings of every policy in force).
+ */
+export function proposalWarnings(state: GovernanceState, entry: GovernanceEntry, now: Millis): Warning[] {
+  if (entry.kind !== 'address.add') return [];
+  const a = entry.body;
+  const names = new Set<string>();
+  for (const p of policiesInForce(state, now)) {
+    for (const e of findLookalikes(state, a.chain, a.address, p.lookalike, now)) {
+      names.add(`${e.label} (${e.id})`);
+    }
+  }
+  if (names.size === 0) return [];
+  return [
+    {
+      code: 'LOOKALIKE_ADDRESS',
+      message: `${a.address} looks like address-book entr${names.size === 1 ? 'y' : 'ies'} ${[...names].join(', ')}`,
+    },
+  ];
+}

@@ -1,0 +1,215 @@
+/**
+ * `custos serve` (startServer) on SQLite and PostgreSQL, over real sockets:
+ * it serves the API, and a shutdown loses no accepted request: requests in
+ * flight when close() starts all complete with their normal answers, new
+ * ones are turned away, then the pipeline stops and the database closes.
+ * Also the environment it reads its configuration from.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createOrg, type Org, type Person } from '../../../core/test/support/org.js';
+import { readServerConfig, type ServerConfig } from '../../src/config.js';
+import { openDatabase } from '../../src/db/connect.js';
+import { Store } from '../../src/db/repository.js';
+import { initOrganization } from '../../src/governance-view.js';
+import { type RunningServer, startServer } from '../../src/server.js';
+import { type Backend, useBackends } from '../db/backends.js';
+import { Client, send, unsigned } from './support/client.js';
+import { makeApproval, makeIntent, RecordingNotifier, TEST_LIMITS } from './support/harness.js';
+import { InertPipeline } from './support/inert-pipeline.js';
+
+const { backends, postgres } = useBackends();
+const dirs: string[] = [];
+const servers: RunningServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+/** A database with the organization's genesis in it, and the server configuration pointing at it. */
+async function prepared(backend: Backend, org: Org): Promise<ServerConfig> {
+  const base: Omit<ServerConfig, 'sqlitePath'> = {
+    host: '127.0.0.1',
+    port: 0,
+    chain: {},
+    webhooks: [],
+    logLevel: 'silent',
+    limits: TEST_LIMITS,
+  };
+  let config: ServerConfig;
+  if (backend.name === 'postgres') {
+    config = { ...base, sqlitePath: 'unused', databaseUrl: await postgres.freshDatabase() };
+  } else {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-serve-'));
+    dirs.push(dir);
+    config = { ...base, sqlitePath: join(dir, 'coordinator.db') };
+  }
+  const db = await openDatabase(
+    config.databaseUrl === undefined ? { sqlitePath: config.sqlitePath } : { url: config.databaseUrl },
+  );
+  await initOrganization(new Store(db), org.genesis);
+  await db.close();
+  return config;
+}
+
+function client(url: string, person: Person): Client {
+  return new Client(
+    { baseUrl: url },
+    { keyId: `member:${person.id}/${person.device.id}`, secretKey: person.device.secretKey },
+    Date.now,
+  );
+}
+
+describe.each(backends)('startServer on $name', (backend) => {
+  it('serves the API on a real socket and stops the pipeline and the database on close', async () => {
+    const org = createOrg();
+    const config = await prepared(backend, org);
+    const pipeline = new InertPipeline();
+    const server = await startServer(config, {
+      createPipeline: () => pipeline,
+      createNotifier: () => new RecordingNotifier(),
+      handleSignals: false,
+    });
+    servers.push(server);
+    expect(pipeline.started).toBe(true);
+    expect((await send({ baseUrl: server.url }, unsigned('GET', '/v1/health'))).body).toEqual({
+      status: 'ok',
+    });
+    const created = await client(server.url, org.requester).post('/v1/intents', makeIntent(org, Date.now()));
+    expect(created.status).toBe(201);
+    await server.close();
+    expect(pipeline.stopped).toBe(true);
+    await expect(fetch(`${server.url}/v1/health`)).rejects.toThrow();
+  });
+
+  it('loses no accepted request on shutdown: those in flight finish normally, new ones are turned away', async () => {
+    const org = createOrg();
+    const config = await prepared(backend, org);
+    const pipeline = new InertPipeline();
+    const server = await startServer(config, {
+      createPipeline: () => pipeline,
+      createNotifier: () => new RecordingNotifier(),
+      handleSignals: false,
+    });
+    servers.push(server);
+    const [a1, a2] = org.approvers as [Person, Person];
+    const ids: string[] = [];
+    for (let n = 0; n < 3; n++) {
+      const res = await client(server.url, org.requester).post('/v1/intents', makeIntent(org, Date.now()));
+      const id = (res.body as { id: string }).id;
+      ids.push(id);
+      expect(
+        (
+          await client(server.url, a1).post(
+            `/v1/intents/${id}/approvals`,
+            makeApproval(id as never, a1, Date.now()),
+          )
+        ).status,
+      ).toBe(200);
+    }
+
+    // Each second approval reaches the pipeline's hand-over and waits there; so does a wallet read.
+    pipeline.hold();
+    const inFlight = [
+      ...ids.map((id) =>
+        client(server.url, a2).post(`/v1/intents/${id}/approvals`, makeApproval(id as never, a2, Date.now())),
+      ),
+      client(server.url, org.watcher).get('/v1/wallets'),
+    ];
+    while (pipeline.waiting < inFlight.length) await new Promise((r) => setTimeout(r, 5));
+
+    const closing = server.close();
+    await new Promise((r) => setTimeout(r, 50));
+    // A request arriving now is not accepted: refused connection, or 503 on a kept-alive one.
+    const late = await client(server.url, org.watcher)
+      .get('/v1/intents')
+      .then((r) => r.status)
+      .catch(() => 'refused');
+    expect([503, 'refused']).toContain(late);
+    expect(pipeline.stopped).toBe(false);
+
+    pipeline.release();
+    const answers = await Promise.all(inFlight);
+    for (const a of answers.slice(0, 3)) {
+      expect(a.status).toBe(200);
+      expect(a.body).toMatchObject({ status: 'approved' });
+    }
+    expect(answers[3]?.status).toBe(200);
+    await closing;
+    expect(pipeline.stopped).toBe(true);
+    expect([...pipeline.approved].sort()).toEqual([...ids].sort());
+  });
+
+  it('refuses to start without a chain node when no pipeline is given, and leaves the database closed', async () => {
+    const org = createOrg();
+    const config = await prepared(backend, org);
+    await expect(startServer(config, { handleSignals: false })).rejects.toMatchObject({
+      code: 'INVALID_VALUE',
+      message: expect.stringContaining('BITCOIN_RPC_URL'),
+    });
+    // The database was closed again: it opens (on SQLite, a leftover connection would block this).
+    const db = await openDatabase(
+      config.databaseUrl === undefined ? { sqlitePath: config.sqlitePath } : { url: config.databaseUrl },
+    );
+    expect((await new Store(db).governanceHead())?.digest).toBe(org.orgId);
+    await db.close();
+  });
+});
+
+describe('readServerConfig', () => {
+  it('defaults to 127.0.0.1:8080 and a SQLite file', () => {
+    expect(readServerConfig({})).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      sqlitePath: './custos.db',
+      chain: {},
+      webhooks: [],
+      logLevel: 'info',
+    });
+  });
+
+  it('reads the database, chain, org and webhooks, and secrets from files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-config-'));
+    dirs.push(dir);
+    await writeFile(join(dir, 'rpc'), 'hunter2hunter2\n');
+    const config = readServerConfig({
+      CUSTOS_HOST: '0.0.0.0',
+      CUSTOS_PORT: '9000',
+      DATABASE_URL: 'postgres://custos@db/custos',
+      CUSTOS_ORG: 'ab'.repeat(32),
+      BITCOIN_RPC_URL: 'http://127.0.0.1:18443',
+      BITCOIN_RPC_USER: 'custos',
+      BITCOIN_RPC_PASSWORD_FILE: join(dir, 'rpc'),
+      CUSTOS_WEBHOOKS: JSON.stringify([
+        { url: 'https://hooks.example/x', secret: 's'.repeat(16), events: ['frozen'] },
+      ]),
+    });
+    expect(config).toMatchObject({
+      host: '0.0.0.0',
+      port: 9000,
+      databaseUrl: 'postgres://custos@db/custos',
+      org: 'ab'.repeat(32),
+      chain: { rpcUrl: 'http://127.0.0.1:18443', rpcUser: 'custos', rpcPassword: 'hunter2hunter2' },
+      webhooks: [{ url: 'https://hooks.example/x', secret: 's'.repeat(16), events: ['frozen'] }],
+    });
+  });
+
+  it('names the variable that is wrong, never its value', () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ CUSTOS_PORT: 'eighty' }, /CUSTOS_PORT/],
+      [{ CUSTOS_ORG: 'not-a-digest' }, /CUSTOS_ORG/],
+      [{ CUSTOS_WEBHOOKS: '{' }, /CUSTOS_WEBHOOKS/],
+      [{ CUSTOS_WEBHOOKS: JSON.stringify([{ url: 'ftp://x', secret: 'short' }]) }, /CUSTOS_WEBHOOKS\[0\]/],
+      [
+        { CUSTOS_WEBHOOKS: JSON.stringify([{ url: 'https://x', secret: 'x'.repeat(16), events: ['nope'] }]) },
+        /events/,
+      ],
+      [{ DATABASE_URL_FILE: '/nonexistent/custos-secret' }, /DATABASE_URL_FILE/],
+    ];
+    for (const [env, message] of cases) {
+      expect(() => readServerConfig(env)).toThrow(message);
+    }
+  });
+});

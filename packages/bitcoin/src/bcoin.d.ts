@@ -9,6 +9,8 @@ declare module 'bcoin' {
   export interface FullNodeOptions {
     network: 'regtest';
     memory: boolean;
+    /** The data directory of an on-disk node (`memory: false`); bcoin adds the network name. */
+    prefix?: string;
     workers: boolean;
     listen: boolean;
     /** Peers to dial first; regtest's default is 127.0.0.1:48444. */
@@ -96,6 +98,8 @@ declare module 'bcoin' {
     readonly mempool: Mempool;
     readonly rpc: NodeRpc;
     readonly http: { address(): { address: string; port: number } };
+    /** Creates the prefix directory of an on-disk node. */
+    ensure(): Promise<void>;
     open(): Promise<void>;
     /** Starts the P2P pool; without it a chain reset (invalidateblock) throws in the pool's handler. */
     connect(): Promise<void>;

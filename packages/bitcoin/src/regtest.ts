@@ -51,6 +51,8 @@ export interface RegtestNode {
   fund(script: Uint8Array, value: bigint): Promise<{ txid: string; vout: number; raw: Uint8Array }>;
   /** Mines until BIP 141 segwit is active for the next block (idempotent). */
   activateSegwit(): Promise<void>;
+  /** The height of the chain tip. */
+  height(): number;
   close(): Promise<void>;
 }
 
@@ -59,6 +61,13 @@ export interface RegtestOptions {
   readonly port?: number;
   /** The RPC password; random when not given. */
   readonly apiKey?: string;
+  /**
+   * A folder for the chain on disk (bcoin with leveldown), so a restart finds
+   * the same blocks: `custos dev` uses it. Without it the chain lives in
+   * memory, right for tests. `fund` only spends coins mined by this process
+   * (its harness key is never written down).
+   */
+  readonly prefix?: string;
 }
 
 /** bcoin takes any user name and checks the password against its API key. */
@@ -128,7 +137,8 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
   const bcoin = require('bcoin') as typeof Bcoin;
   const node = new bcoin.FullNode({
     network: 'regtest',
-    memory: true,
+    memory: opts.prefix === undefined,
+    ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
     workers: false,
     // No P2P traffic: no listening socket, and no seed to dial (regtest's default seed is
     // 127.0.0.1:48444, where another local node could be listening).
@@ -139,6 +149,7 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
     apiKey,
     logLevel: 'none',
   });
+  if (opts.prefix !== undefined) await node.ensure();
   await node.open();
   try {
     // The pool must be "connected" (with no peer to connect to): bcoin's pool handles a chain reset,
@@ -307,6 +318,7 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
         live();
         await activateSegwit();
       }),
+    height: () => node.chain.height,
     close: () =>
       serialize(async () => {
         if (closed) return;

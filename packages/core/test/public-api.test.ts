@@ -79,6 +79,7 @@ const EXPORTS = [
   'governanceEntry',
   'governanceHead',
   'governanceSignature',
+  'governanceSummary',
   'hasRole',
   'intent',
   'intentDigest',

@@ -36,16 +36,12 @@ import {
   CustosError,
   createGenesisState,
   type Digest,
-  effectiveDelay,
-  effectiveQuorum,
   type GovernanceHead,
   type GovernanceState,
   governanceDigest,
   type Millis,
   type SignedGovernanceEntry,
-  type SignerRecord,
   verifyGovernanceChain,
-  type Wallet,
 } from '@custos/core';
 import type { GovernanceView } from './contracts.js';
 import { MAX_GOVERNANCE_PAGE, type Store } from './db/repository.js';
@@ -200,51 +196,4 @@ export async function initOrganization(
     });
   }
   return { org, created };
-}
-
-/** A readable summary of a verified state at `now` (GET /v1/governance/state). */
-export function governanceSummary(state: GovernanceState, now: Millis): GovernanceSummary {
-  return {
-    org: state.org,
-    name: state.name,
-    seq: state.seq,
-    head: state.head,
-    frozen: state.frozen,
-    quorum: effectiveQuorum(state, now),
-    delayMs: effectiveDelay(state, now),
-    members: [...state.members.values()].map((m) => ({
-      id: m.id,
-      name: m.name,
-      roles: [...m.roles].map(([role, activeFrom]) => ({ role, activeFrom })),
-      devices: [...m.devices.values()].map((d) => ({
-        id: d.device.id,
-        kind: d.device.kind,
-        revoked: d.revoked,
-      })),
-    })),
-    policies: state.policies.map((p) => ({ policy: p.value, activeFrom: p.activeFrom })),
-    addresses: [...state.addresses.values()].map((a) => ({ entry: a.value, activeFrom: a.activeFrom })),
-    wallets: [...state.wallets.values()],
-    signers: [...state.signers.values()],
-  };
-}
-
-export interface GovernanceSummary {
-  readonly org: Digest;
-  readonly name: string;
-  readonly seq: number;
-  readonly head: Digest;
-  readonly frozen: GovernanceState['frozen'];
-  readonly quorum: number;
-  readonly delayMs: number;
-  readonly members: readonly {
-    readonly id: string;
-    readonly name: string;
-    readonly roles: readonly { readonly role: string; readonly activeFrom: Millis }[];
-    readonly devices: readonly { readonly id: string; readonly kind: string; readonly revoked: boolean }[];
-  }[];
-  readonly policies: readonly { readonly policy: unknown; readonly activeFrom: Millis }[];
-  readonly addresses: readonly { readonly entry: unknown; readonly activeFrom: Millis }[];
-  readonly wallets: readonly Wallet[];
-  readonly signers: readonly SignerRecord[];
 }

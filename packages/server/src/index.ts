@@ -65,8 +65,6 @@ export {
 } from './coordinator.js';
 export * from './db/index.js';
 export {
-  type GovernanceSummary,
-  governanceSummary,
   initOrganization,
   StoreGovernanceView,
 } from './governance-view.js';

@@ -9,6 +9,7 @@ import {
   CustosError,
   type GovernanceEntry,
   governanceSignature,
+  governanceSummary,
   primitives,
   refuse,
   schema,
@@ -22,7 +23,7 @@ import { type Answer, type Call, type RouteContext, type RouteDef, route } from 
 import type { AuthContext, KeyResolver, Principal } from './auth.js';
 import { decodeBody } from './body.js';
 import { INTENT_STATUSES, MAX_GOVERNANCE_PAGE, PROPOSAL_STATUSES } from './db/repository.js';
-import { governanceSummary, initOrganization } from './governance-view.js';
+import { initOrganization } from './governance-view.js';
 import { enumParam, intParam, stringParam } from './openapi.js';
 
 const cursor = schema.string({ min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/, description: 'opaque cursor' });

@@ -22,6 +22,7 @@ import {
   type GovernanceEntryOf,
   type GovernanceState,
   governanceDigest,
+  governanceSummary,
   type LaterKind,
   lookupDevice,
   parseJson,
@@ -189,7 +190,7 @@ ${COMMON_HELP}`,
     const now = ctx.now();
     const proposals = args.bool('proposals') ? await s.client.proposals('open') : [];
     if (args.bool('json')) {
-      ctx.io.out(toJson({ state: stateJson(state, now), proposals }));
+      ctx.io.out(toJson({ state: governanceSummary(state, now), proposals }));
       return 0;
     }
     const o = ctx.io.out;
@@ -285,26 +286,4 @@ function describeSignatures(p: ProposalView, state: GovernanceState, digest: Dig
     lines.push(`  signed by ${sig.member}/${sig.device} (${role}): ${ok ? 'verifies' : 'DOES NOT VERIFY'}`);
   }
   return `${lines.join('\n')}\n`;
-}
-
-function stateJson(state: GovernanceState, now: number): unknown {
-  return {
-    org: state.org,
-    name: state.name,
-    seq: state.seq,
-    head: state.head,
-    frozen: state.frozen,
-    quorum: effectiveQuorum(state, now),
-    delayMs: effectiveDelay(state, now),
-    members: [...state.members.values()].map((m) => ({
-      id: m.id,
-      name: m.name,
-      roles: [...m.roles].map(([role, activeFrom]) => ({ role, activeFrom })),
-      devices: [...m.devices].map(([id, d]) => ({ id, kind: d.device.kind, revoked: d.revoked })),
-    })),
-    policies: state.policies.map((p) => ({ policy: p.value, activeFrom: p.activeFrom })),
-    addresses: [...state.addresses.values()].map((a) => ({ entry: a.value, activeFrom: a.activeFrom })),
-    wallets: [...state.wallets.values()],
-    signers: [...state.signers.values()],
-  };
 }

@@ -16,7 +16,7 @@
 import { type Digest, digestOf, type Millis } from '@custos/core';
 import type { Logger } from 'pino';
 import type { AuditLog } from './contracts.js';
-import type { Store } from './db/repository.js';
+import type { AuditEvent, Store } from './db/repository.js';
 
 /** Longest actor and subject the audit entry schema takes. */
 const MAX_FIELD = 128;
@@ -44,13 +44,21 @@ export class StoreAuditLog implements AuditLog {
     digest: Digest;
     at?: Millis;
   }): Promise<void> {
-    await this.#store.appendAuditEvent({
+    await this.#store.appendAuditEvent(this.event(e));
+  }
+
+  /**
+   * The stored form of an event, for the Store operations that write a row
+   * and its audit entry in one transaction (insertIntent, insertApproval).
+   */
+  event(e: { actor: string; event: string; subject: string; digest: Digest; at?: Millis }): AuditEvent {
+    return {
       at: e.at ?? this.#clock(),
       actor: auditText(e.actor, 'anonymous'),
       event: e.event,
       subject: auditText(e.subject, ''),
       digest: e.digest,
-    });
+    };
   }
 }
 

@@ -15,7 +15,7 @@ import type {
   SignerJob,
   SignerResult,
 } from '@custos/core';
-import type { Store } from './db/repository.js';
+import type { AuditEvent, Store } from './db/repository.js';
 
 /** The verified governance state the coordinator works with (refreshed from the store when the head moves). */
 export interface GovernanceView {
@@ -25,6 +25,8 @@ export interface GovernanceView {
 /** Appends to the hash-chained audit log (docs/api.md lists the events). */
 export interface AuditLog {
   append(e: { actor: string; event: string; subject: string; digest: Digest; at?: Millis }): Promise<void>;
+  /** The stored form of an event, for Store operations that write a row and its entry in one transaction. */
+  event(e: { actor: string; event: string; subject: string; digest: Digest; at?: Millis }): AuditEvent;
 }
 
 /** Webhook events (docs/api.md "Webhooks"), delivered from the outbox with retries. */

@@ -257,14 +257,15 @@ export class Engine {
     if (decision.kind === 'deny') return this.#refuseIntent(actor, id, decision.code, decision.message);
 
     try {
-      await this.#store.insertIntent(signed);
+      // The intent and its audit entry commit together: a stored intent always has its record.
+      const created = this.#audit.event({ actor, event: 'intent.created', subject: id, digest: id, at: now });
+      await this.#store.insertIntent(signed, undefined, created);
     } catch (err) {
       if (err instanceof CustosError && err.code === 'DUPLICATE_INTENT') {
         return this.#refuseIntent(actor, id, 'DUPLICATE_INTENT', err.message);
       }
       throw err;
     }
-    await this.#audit.append({ actor, event: 'intent.created', subject: id, digest: id, at: now });
     await this.#notify('intent.created', {
       id,
       wallet: i.wallet,
@@ -414,14 +415,15 @@ export class Engine {
       );
     }
     try {
-      await this.#store.insertApproval(signed);
+      // The approval and its audit entry commit together; the same approval again adds neither.
+      const added = this.#audit.event({ actor, event: 'approval.added', subject: id, digest, at: now });
+      await this.#store.insertApproval(signed, added);
     } catch (err) {
       if (err instanceof CustosError && (err.code === 'CONFLICT' || err.code === 'NOT_FOUND')) {
         return refuseApproval(err.code, err.message);
       }
       throw err;
     }
-    await this.#audit.append({ actor, event: 'approval.added', subject: id, digest, at: now });
     await this.#settle(id, state, actor);
     return this.intentView(id, state);
   }

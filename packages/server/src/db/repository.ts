@@ -66,7 +66,7 @@ import {
   signerJob,
   signerResult,
 } from '@custos/core';
-import { type Kysely, type Selectable, sql } from 'kysely';
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { CoordinatorDb } from './connect.js';
 import { classifyDbError, dbError } from './errors.js';
 import type {
@@ -277,7 +277,7 @@ export class Store {
    * Throws DUPLICATE_INTENT if an intent with this digest was ever stored
    * (THREATS 14), INVALID_VALUE if `receivedBody` is not the canonical text.
    */
-  async insertIntent(signed: SignedIntent, receivedBody?: string): Promise<IntentRecord> {
+  async insertIntent(signed: SignedIntent, receivedBody?: string, audit?: AuditEvent): Promise<IntentRecord> {
     const body = canonicalize(signed);
     if (receivedBody !== undefined && receivedBody !== body) {
       throw new CustosError(
@@ -288,40 +288,44 @@ export class Store {
     const i = signed.intent;
     const id = intentDigest(i);
     const now = this.#now();
-    return this.#op('insertIntent', async () => {
-      try {
-        const row = await this.#db
-          .insertInto('intents')
-          .values({
-            id,
-            org: i.org,
-            wallet: i.wallet,
-            chain: i.chain,
-            asset: i.asset,
-            amount: i.amount,
-            destination: i.to,
-            requester: i.requester,
-            device: i.device,
-            created_at: i.createdAt,
-            expires_at: i.expiresAt,
-            body,
-            status: 'pending',
-            status_code: null,
-            txid: null,
-            psbt: null,
-            received_at: now,
-            updated_at: now,
-          })
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        return intentRecord(row);
-      } catch (err) {
-        if (classifyDbError(err) === 'unique') {
-          throw new CustosError('DUPLICATE_INTENT', 'this intent was already submitted', { intent: id });
+    return this.#op('insertIntent', () =>
+      this.#db.transaction().execute(async (trx) => {
+        let row: Selectable<IntentsTable>;
+        try {
+          row = await trx
+            .insertInto('intents')
+            .values({
+              id,
+              org: i.org,
+              wallet: i.wallet,
+              chain: i.chain,
+              asset: i.asset,
+              amount: i.amount,
+              destination: i.to,
+              requester: i.requester,
+              device: i.device,
+              created_at: i.createdAt,
+              expires_at: i.expiresAt,
+              body,
+              status: 'pending',
+              status_code: null,
+              txid: null,
+              psbt: null,
+              received_at: now,
+              updated_at: now,
+            })
+            .returningAll()
+            .executeTakeFirstOrThrow();
+        } catch (err) {
+          if (classifyDbError(err) === 'unique') {
+            throw new CustosError('DUPLICATE_INTENT', 'this intent was already submitted', { intent: id });
+          }
+          throw err;
         }
-        throw err;
-      }
-    });
+        if (audit !== undefined) await this.#appendAuditIn(trx, audit);
+        return intentRecord(row);
+      }),
+    );
   }
 
   /** The intent with this digest, or null. */
@@ -406,48 +410,53 @@ export class Store {
    * returns false. Throws CONFLICT if this approver's device already sent a
    * different one for this intent, NOT_FOUND if the intent is unknown.
    */
-  async insertApproval(signed: SignedApproval): Promise<boolean> {
+  async insertApproval(signed: SignedApproval, audit?: AuditEvent): Promise<boolean> {
     const a = signed.approval;
     const body = canonicalize(signed);
     const digest = approvalDigest(a);
-    return this.#op('insertApproval', async () => {
-      try {
-        const res = await this.#db
-          .insertInto('approvals')
-          .values({
-            intent: a.intent,
-            approver: a.approver,
-            device: a.device,
-            decision: a.decision,
-            digest,
-            at: a.at,
-            expires_at: a.expiresAt,
-            body,
-            received_at: this.#now(),
-          })
-          .onConflict((oc) => oc.columns(['intent', 'approver', 'device']).doNothing())
-          .executeTakeFirst();
-        if ((res.numInsertedOrUpdatedRows ?? 0n) > 0n) return true;
-      } catch (err) {
-        if (classifyDbError(err) === 'foreign-key') {
-          throw new CustosError('NOT_FOUND', 'no such intent', { intent: a.intent });
+    return this.#op('insertApproval', () =>
+      this.#db.transaction().execute(async (trx) => {
+        try {
+          const res = await trx
+            .insertInto('approvals')
+            .values({
+              intent: a.intent,
+              approver: a.approver,
+              device: a.device,
+              decision: a.decision,
+              digest,
+              at: a.at,
+              expires_at: a.expiresAt,
+              body,
+              received_at: this.#now(),
+            })
+            .onConflict((oc) => oc.columns(['intent', 'approver', 'device']).doNothing())
+            .executeTakeFirst();
+          if ((res.numInsertedOrUpdatedRows ?? 0n) > 0n) {
+            if (audit !== undefined) await this.#appendAuditIn(trx, audit);
+            return true;
+          }
+        } catch (err) {
+          if (classifyDbError(err) === 'foreign-key') {
+            throw new CustosError('NOT_FOUND', 'no such intent', { intent: a.intent });
+          }
+          throw err;
         }
-        throw err;
-      }
-      const existing = await this.#db
-        .selectFrom('approvals')
-        .select('body')
-        .where('intent', '=', a.intent)
-        .where('approver', '=', a.approver)
-        .where('device', '=', a.device)
-        .executeTakeFirst();
-      if (existing?.body === body) return false;
-      throw new CustosError('CONFLICT', 'this device already sent a different approval for this intent', {
-        intent: a.intent,
-        approver: a.approver,
-        device: a.device,
-      });
-    });
+        const existing = await trx
+          .selectFrom('approvals')
+          .select('body')
+          .where('intent', '=', a.intent)
+          .where('approver', '=', a.approver)
+          .where('device', '=', a.device)
+          .executeTakeFirst();
+        if (existing?.body === body) return false;
+        throw new CustosError('CONFLICT', 'this device already sent a different approval for this intent', {
+          intent: a.intent,
+          approver: a.approver,
+          device: a.device,
+        });
+      }),
+    );
   }
 
   /** Every approval of an intent, in the order received. */
@@ -965,40 +974,46 @@ export class Store {
    */
   async appendAuditEvent(e: AuditEvent): Promise<AuditRecord> {
     return this.#op('appendAuditEvent', () =>
-      this.#db.transaction().execute(async (trx) => {
-        if (this.#pg) await sql`select pg_advisory_xact_lock(${sql.lit(AUDIT_LOCK_KEY)})`.execute(trx);
-        const last = await trx
-          .selectFrom('audit_log')
-          .selectAll()
-          .orderBy('seq', 'desc')
-          .limit(1)
-          .executeTakeFirst();
-        const prev = last === undefined ? null : auditEntryOf(last);
-        if (last !== undefined && prev !== null && auditEntryDigest(prev) !== last.hash) {
-          throw new CustosError(
-            'AUDIT_CHAIN_BROKEN',
-            `audit entry ${prev.seq} does not match its stored hash: the log was edited`,
-            { seq: prev.seq },
-          );
-        }
-        const entry = appendAudit(prev, e);
-        const hash = auditEntryDigest(entry);
-        await trx
-          .insertInto('audit_log')
-          .values({
-            seq: entry.seq,
-            prev: entry.prev,
-            at: entry.at,
-            actor: entry.actor,
-            event: entry.event,
-            subject: entry.subject,
-            digest: entry.digest,
-            hash,
-          })
-          .execute();
-        return { entry, hash };
-      }),
+      this.#db.transaction().execute((trx) => this.#appendAuditIn(trx, e)),
     );
+  }
+
+  /**
+   * Appends an audit entry inside the caller's transaction, so a row and the
+   * entry that records it commit together or not at all.
+   */
+  async #appendAuditIn(trx: Transaction<Tables>, e: AuditEvent): Promise<AuditRecord> {
+    if (this.#pg) await sql`select pg_advisory_xact_lock(${sql.lit(AUDIT_LOCK_KEY)})`.execute(trx);
+    const last = await trx
+      .selectFrom('audit_log')
+      .selectAll()
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    const prev = last === undefined ? null : auditEntryOf(last);
+    if (last !== undefined && prev !== null && auditEntryDigest(prev) !== last.hash) {
+      throw new CustosError(
+        'AUDIT_CHAIN_BROKEN',
+        `audit entry ${prev.seq} does not match its stored hash: the log was edited`,
+        { seq: prev.seq },
+      );
+    }
+    const entry = appendAudit(prev, e);
+    const hash = auditEntryDigest(entry);
+    await trx
+      .insertInto('audit_log')
+      .values({
+        seq: entry.seq,
+        prev: entry.prev,
+        at: entry.at,
+        actor: entry.actor,
+        event: entry.event,
+        subject: entry.subject,
+        digest: entry.digest,
+        hash,
+      })
+      .execute();
+    return { entry, hash };
   }
 
   /** The last audit entry's seq and hash, or null for an empty log. */

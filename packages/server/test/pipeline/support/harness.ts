@@ -13,6 +13,7 @@
  * backup. Governance for the pipeline is read back from the store and
  * verified from the pinned genesis, as the coordinator does.
  */
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -38,6 +39,7 @@ import { propose, secretKeyFor } from '../../../../core/test/support/org.js';
 import { type GovernanceSource, Signer } from '../../../../signer/src/signer.js';
 import { SignerStore } from '../../../../signer/src/store.js';
 import { makeWorld, type World } from '../../../../signer/test/support/world.js';
+import { StoreAuditLog } from '../../../src/audit-log.js';
 import type { AuditLog, GovernanceView } from '../../../src/contracts.js';
 import type { Store } from '../../../src/db/repository.js';
 import { createPipeline, type Pipeline, type PipelineOptions } from '../../../src/pipeline.js';
@@ -101,11 +103,7 @@ export function storeGovernance(store: Store, orgId: Digest): GovernanceView {
 }
 
 export function storeAudit(store: Store, clock: () => Millis = Date.now): AuditLog {
-  return {
-    async append(e) {
-      await store.appendAuditEvent({ ...e, at: e.at ?? clock() });
-    },
-  };
+  return new StoreAuditLog(store, clock);
 }
 
 /** What a signer fetches governance from: the coordinator's stored entries, as JSON on a wire. */

@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
 import { auditBench } from './audit.js';
 import { coreBench } from './core.js';
+import { e2eBench } from './e2e.js';
 import { printTable, type Row } from './harness.js';
 import { signerBench } from './signer.js';
 
@@ -14,6 +15,7 @@ const suites: Record<string, () => Row[] | Promise<Row[]>> = {
   core: coreBench,
   signer: signerBench,
   audit: () => auditBench(),
+  e2e: () => e2eBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -23,7 +23,7 @@
  *   preimages, Taproot and MuSig2 data, global xpubs) are refused outright
  *   rather than ignored: UNSUPPORTED_TRANSACTION.
  */
-import { accept, type Result, refuse } from '@custos/core';
+import { accept, type Result, refuse, sha256, toHex } from '@custos/core';
 import {
   type DerivedAddress,
   deriveAddress,
@@ -93,8 +93,66 @@ export interface PsbtAnalysis {
   readonly raw: RawPsbt;
 }
 
-/** Reads a PSBT and proves what it spends and pays against the wallet. Never throws on bad bytes. */
+/** Bound on remembered analyses (each holds its parsed PSBT); the oldest is forgotten first. */
+const MAX_CACHED_ANALYSES = 128;
+/** Bound on remembered wallets. */
+const MAX_CACHED_WALLETS = 64;
+
+/**
+ * Analyses already made, by wallet and sha256 of the PSBT bytes. The same
+ * bytes are analyzed several times on their way (a signer verifies the PSBT
+ * against the intent, then signs it; the coordinator builds it, then reads it
+ * back for each signer's result), and each analysis decodes the PSBT twice
+ * (the canonical-encoding check) and derives every input's keys: secp256k1
+ * point work that dominates a decision. Only accepted analyses are kept; a
+ * hit returns the same (read-only) object, which callers only read.
+ */
+const ANALYSES = new Map<string, PsbtAnalysis>();
+
+/**
+ * One wallet object per distinct descriptor (m, network, each key's origin
+ * and xpub): derived addresses are cached per wallet object (descriptor.ts),
+ * and callers that parse the descriptor text again for each PSBT (the
+ * coordinator) would otherwise derive every address again.
+ */
+const WALLETS = new Map<string, WalletDescriptor>();
+
+function walletKey(w: WalletDescriptor): string {
+  return `${w.network}|${w.m}|${w.keys.map((k) => `${k.fingerprint}/${k.path}/${k.xpub}`).join('|')}`;
+}
+
+function remember<V>(cache: Map<string, V>, key: string, value: V, max: number): void {
+  cache.set(key, value);
+  if (cache.size > max) cache.delete(cache.keys().next().value as string);
+}
+
+/**
+ * Reads a PSBT and proves what it spends and pays against the wallet. Never
+ * throws on bad bytes. Analyses of the same bytes for the same wallet are
+ * remembered (a small bounded cache keyed by the bytes' sha256), so a PSBT
+ * verified and then signed is proven once.
+ */
 export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result<PsbtAnalysis> {
+  if (!(bytes instanceof Uint8Array)) return analyzeOnce(bytes, wallet);
+  const wkey = walletKey(wallet);
+  let canonical = WALLETS.get(wkey);
+  if (canonical === undefined) {
+    canonical = wallet;
+    remember(WALLETS, wkey, wallet, MAX_CACHED_WALLETS);
+  }
+  const key = `${toHex(sha256(bytes))}#${wkey}`;
+  const hit = ANALYSES.get(key);
+  if (hit !== undefined) {
+    ANALYSES.delete(key);
+    ANALYSES.set(key, hit);
+    return accept(hit);
+  }
+  const r = analyzeOnce(bytes, canonical);
+  if (r.ok) remember(ANALYSES, key, r.value, MAX_CACHED_ANALYSES);
+  return r;
+}
+
+function analyzeOnce(bytes: Uint8Array, wallet: WalletDescriptor): Result<PsbtAnalysis> {
   const parsed = parsePsbt(bytes);
   if (!parsed.ok) return parsed;
   const raw = parsed.value;

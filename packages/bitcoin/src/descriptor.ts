@@ -15,7 +15,7 @@
  * uses `h`, as Bitcoin Core has since version 26, because it needs no quoting
  * in a shell or in JSON.
  */
-import { CustosError, type Result, refuse } from '@custos/core';
+import { accept, CustosError, type Result, refuse } from '@custos/core';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { createBase58check } from '@scure/base';
 import { HDKey } from '@scure/bip32';
@@ -286,6 +286,24 @@ export function parseDescriptor(text: string, network: BitcoinNetworkName): Resu
     return refuse('INVALID_VALUE', 'a descriptor is a string of at most 4096 characters');
   }
   bitcoinNetwork(network);
+  // The same text always parses to the same frozen wallet: callers that parse a governance
+  // descriptor on every job or block share its parsed keys and derived addresses.
+  const cacheKey = `${network}\n${text}`;
+  const hit = PARSED_TEXT.get(cacheKey);
+  if (hit !== undefined) return accept(hit);
+  const parsed = parseDescriptorText(text, network);
+  if (parsed.ok) {
+    if (PARSED_TEXT.size >= MAX_PARSED_TEXTS) PARSED_TEXT.clear();
+    PARSED_TEXT.set(cacheKey, parsed.value);
+  }
+  return parsed;
+}
+
+/** Wallets parsed from descriptor texts, by network and text (a cache: bounded, never a source of truth). */
+const PARSED_TEXT = new Map<string, WalletDescriptor>();
+const MAX_PARSED_TEXTS = 256;
+
+function parseDescriptorText(text: string, network: BitcoinNetworkName): Result<WalletDescriptor> {
   const body = checkDescriptorChecksum(text);
   if (!body.ok) return body;
   const outer = /^wsh\(sortedmulti\((0|[1-9][0-9]*),(.*)\)\)$/.exec(body.value);

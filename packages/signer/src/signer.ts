@@ -28,7 +28,6 @@ import {
   type SignerKey,
   signPsbt,
   verifyPsbt,
-  type WalletDescriptor,
 } from '@custos/bitcoin';
 import {
   applyGovernance,
@@ -104,8 +103,6 @@ class Refused extends Error {
 export class Signer {
   private state: GovernanceState;
   private readonly clock: () => Millis;
-  /** Parsed wallet descriptors by their text: parsing and deriving keys is the costly part of a check. */
-  private readonly descriptors = new Map<string, WalletDescriptor>();
 
   private constructor(
     private readonly opts: SignerOptions,
@@ -362,13 +359,10 @@ export class Signer {
     const network = networkOfChain(wallet.chain);
     if (network === undefined)
       throw new Refused('WRONG_CHAIN', `wallet chain ${wallet.chain} is not a Bitcoin chain`);
-    const key = `${network} ${wallet.descriptor}`;
-    const cached = this.descriptors.get(key);
-    if (cached !== undefined) return cached;
+    // parseDescriptor returns the same parsed wallet for the same text, with its derived addresses cached.
     const parsed = parseDescriptor(wallet.descriptor, network);
     if (!parsed.ok)
       throw new Refused('GOVERNANCE_INVALID', `wallet descriptor does not parse: ${parsed.message}`);
-    this.descriptors.set(key, parsed.value);
     return parsed.value;
   }
 

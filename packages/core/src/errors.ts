@@ -7,8 +7,8 @@
  * change. Nothing secret ever goes into a message or `details`.
  */
 
-export const ERROR_CODES = [
-  // Decoding (bad bytes from outside)
+/** Decoding: bad bytes from outside (strict JSON, schemas, canonical forms). */
+export const DECODING_ERROR_CODES = [
   'INVALID_JSON',
   'INVALID_UTF8',
   'TRAILING_DATA',
@@ -26,6 +26,10 @@ export const ERROR_CODES = [
   'NON_CANONICAL_ENCODING',
   /** A request body that is not JSON (the HTTP edge answers 415). */
   'UNSUPPORTED_MEDIA_TYPE',
+] as const;
+
+export const ERROR_CODES = [
+  ...DECODING_ERROR_CODES,
   // Identity and sessions (THREATS 1-5)
   'SIGNATURE_REQUIRED',
   'BAD_SIGNATURE',

@@ -11,6 +11,7 @@ const EXPORTS = [
   'AuditChainVerifier',
   'CLOCK_SKEW_MS',
   'CustosError',
+  'DECODING_ERROR_CODES',
   'DEFAULT_MAX_BYTES',
   'DEFAULT_MAX_DEPTH',
   'DEFAULT_SCRYPT_LOG_N',

@@ -10,7 +10,13 @@
  * documented is what is enforced, and a test holds the two together (every
  * route fastify knows is in the document, with the validator's own schema).
  */
-import { CustosError, type ErrorCode, type JsonSchema, type Schema } from '@custos/core';
+import {
+  CustosError,
+  DECODING_ERROR_CODES,
+  type ErrorCode,
+  type JsonSchema,
+  type Schema,
+} from '@custos/core';
 import { STATUS_OF } from './http-errors.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -134,23 +140,8 @@ const AUTH_ERRORS: readonly ErrorCode[] = [
   'RATE_LIMITED',
 ];
 const MEMBER_ERRORS: readonly ErrorCode[] = ['NOT_A_MEMBER', 'UNKNOWN_DEVICE', 'DEVICE_REVOKED'];
-const BODY_ERRORS: readonly ErrorCode[] = [
-  'INVALID_JSON',
-  'INVALID_UTF8',
-  'TRAILING_DATA',
-  'TOO_DEEP',
-  'TOO_LARGE',
-  'DUPLICATE_KEY',
-  'UNKNOWN_FIELD',
-  'MISSING_FIELD',
-  'WRONG_TYPE',
-  'INVALID_VALUE',
-  'NON_CANONICAL_NUMBER',
-  'NON_CANONICAL_AMOUNT',
-  'NON_NFC_STRING',
-  'LONE_SURROGATE',
-  'UNSUPPORTED_MEDIA_TYPE',
-];
+/** What decoding a body can answer: every decoding code but the canonical-form one, which no route asks for. */
+const BODY_ERRORS: readonly ErrorCode[] = DECODING_ERROR_CODES.filter((c) => c !== 'NON_CANONICAL_ENCODING');
 const ALWAYS: readonly ErrorCode[] = ['UNAVAILABLE', 'INTERNAL'];
 
 /** Every code a route can answer: its own, plus those its authentication and body bring. */

@@ -9,7 +9,7 @@
  * - During the broadcast: the intent stays `signed` with its signatures, and
  *   the loop sends it once the node is back.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { useBackends } from '../db/backends.js';
 import {
   approvedIntent,
@@ -22,6 +22,7 @@ import {
   seedGovernance,
   startSigners,
   tempDir,
+  useCleanups,
   useRegtest,
   verifyAudit,
   waitFor,
@@ -30,10 +31,7 @@ import {
 const { backends } = useBackends();
 const regtest = useRegtest();
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 describe.each(backends)('the chain node going away, on $name', (backend) => {
   it('node down during onApproved: the intent stays approved; once the node is back it is built, signed, broadcast and confirmed', async () => {

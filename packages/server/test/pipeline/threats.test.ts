@@ -21,7 +21,7 @@ import {
   type SignerJob,
   signBytes,
 } from '@custos/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ATTACKER } from '../../../bitcoin/test/psbt-fixtures.js';
 import { secretKeyFor } from '../../../core/test/support/org.js';
 import { useBackends } from '../db/backends.js';
@@ -37,6 +37,7 @@ import {
   seedGovernance,
   startSigners,
   tempDir,
+  useCleanups,
   useRegtest,
   verifyAudit,
   waitFor,
@@ -45,10 +46,7 @@ import {
 const { backends } = useBackends();
 const regtest = useRegtest();
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 async function signingIntent(
   store: Coordinator['store'],

@@ -14,12 +14,12 @@
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../src/pipeline/support.js';
 import { createNotifier, type WebhookNotifier } from '../../src/webhooks.js';
 import { useBackends } from '../db/backends.js';
 import { codeOf } from '../db/fixtures.js';
-import { waitFor } from './support/harness.js';
+import { useCleanups, waitFor } from './support/harness.js';
 
 const { backends } = useBackends();
 const SECRET = 'whsec-0123456789abcdef-do-not-leak';
@@ -84,10 +84,7 @@ function capture(): { logger: Logger; lines: string[] } {
   return { logger: { info: line, warn: line, error: line }, lines };
 }
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 function track(n: WebhookNotifier): WebhookNotifier {
   cleanups.push(() => n.stop());

@@ -9,7 +9,7 @@
  */
 import { analyzePsbt, psbtFromBase64 } from '@custos/bitcoin';
 import type { Digest } from '@custos/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { useBackends } from '../db/backends.js';
 import {
   approvedIntent,
@@ -23,6 +23,7 @@ import {
   seedGovernance,
   startSigners,
   tempDir,
+  useCleanups,
   useRegtest,
   verifyAudit,
   waitFor,
@@ -31,10 +32,7 @@ import {
 const { backends } = useBackends();
 const regtest = useRegtest();
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 async function setUp(
   store: Coordinator['store'],

@@ -34,7 +34,7 @@ import {
   verifyAuditChain,
   verifyGovernanceChain,
 } from '@custos/core';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { propose, secretKeyFor } from '../../../../core/test/support/org.js';
 import { type GovernanceSource, Signer } from '../../../../signer/src/signer.js';
 import { SignerStore } from '../../../../signer/src/store.js';
@@ -403,4 +403,16 @@ export function rpcVia(link: NodeLink, node: RegtestNode): BitcoinRpc {
     password: node.rpcPassword,
     timeoutMs: 3000,
   });
+}
+
+/**
+ * Cleanups registered during a test, run newest first after it (servers,
+ * signers, temp folders), so a failing test leaves nothing running.
+ */
+export function useCleanups(): (() => Promise<void> | void)[] {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return cleanups;
 }

@@ -39,6 +39,8 @@ export const ERROR_CODES = [
   'NOT_A_MEMBER',
   'NOT_AUTHORIZED',
   'BAD_PASSWORD',
+  /** A device, member or signer added by governance that is still waiting out the delay. */
+  'DEVICE_NOT_ACTIVE',
   // Request in transit and at rest (6-10)
   'INTENT_SIGNATURE_INVALID',
   'APPROVAL_SIGNATURE_INVALID',
@@ -48,6 +50,8 @@ export const ERROR_CODES = [
   'GOVERNANCE_EQUIVOCATION',
   'GOVERNANCE_CHAIN_BROKEN',
   'GOVERNANCE_INVALID',
+  /** The governance head a job names disagrees with the signer's verified chain (unsigned: no proof of a fork). */
+  'GOVERNANCE_HEAD_MISMATCH',
   // Approvals (11-16)
   'SELF_APPROVAL',
   'DUPLICATE_APPROVER',
@@ -57,6 +61,8 @@ export const ERROR_CODES = [
   'NOT_YET_VALID',
   'WRONG_ORG',
   'WRONG_CHAIN',
+  /** An intent or approval whose lifetime exceeds the policy's bound, or whose createdAt is too far in the past. */
+  'LIFETIME_TOO_LONG',
   // Policy and address book (17-22)
   'POLICY_DENIED',
   'UNKNOWN_WALLET',
@@ -66,6 +72,10 @@ export const ERROR_CODES = [
   'LOOKALIKE_ADDRESS',
   'FROZEN',
   'UNKNOWN_ASSET',
+  /** A wallet whose scripts can equal an existing wallet's (same keys and threshold). */
+  'WALLET_ALIAS',
+  /** A wallet or signer added by governance that is still waiting out the delay. */
+  'WALLET_NOT_ACTIVE',
   // The transaction itself (23-29)
   'UNEXPECTED_OUTPUT',
   'FEE_TOO_HIGH',
@@ -78,6 +88,8 @@ export const ERROR_CODES = [
   'CALLDATA_MISMATCH',
   'CHAIN_REJECTED',
   'INSUFFICIENT_FUNDS',
+  /** Change to the wallet's own branch beyond the used change indexes plus the gap limit. */
+  'CHANGE_BEYOND_GAP',
   // Audit and operations (30-32)
   'AUDIT_CHAIN_BROKEN',
   'CHECKPOINT_INVALID',

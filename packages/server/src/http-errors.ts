@@ -39,6 +39,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_DEVICE: 403,
   NOT_A_MEMBER: 403,
   NOT_AUTHORIZED: 403,
+  DEVICE_NOT_ACTIVE: 403,
   INTENT_SIGNATURE_INVALID: 403,
   APPROVAL_SIGNATURE_INVALID: 403,
   GOVERNANCE_SIGNATURE_INVALID: 403,
@@ -51,6 +52,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   DUPLICATE_INTENT: 409,
   GOVERNANCE_CHAIN_BROKEN: 409,
   GOVERNANCE_EQUIVOCATION: 409,
+  GOVERNANCE_HEAD_MISMATCH: 409,
   // 422: well-formed and authenticated, but the rules say no
   QUORUM_NOT_MET: 422,
   GOVERNANCE_INVALID: 422,
@@ -79,6 +81,10 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   CALLDATA_MISMATCH: 422,
   CHAIN_REJECTED: 422,
   INSUFFICIENT_FUNDS: 422,
+  LIFETIME_TOO_LONG: 422,
+  WALLET_ALIAS: 422,
+  WALLET_NOT_ACTIVE: 422,
+  CHANGE_BEYOND_GAP: 422,
   // 429, 5xx
   RATE_LIMITED: 429,
   // The log no longer matches its own hashes: the coordinator refuses to append until an operator looks.

@@ -1,13 +1,14 @@
 /**
  * `custos dev`, the one-command local deployment: it starts, prints what to
  * type next, a `custos status` against it works, Ctrl-C (SIGINT) stops every
- * process it started, and a second start resumes from the state folder.
+ * process it started, and a second start resumes from the state folder and
+ * completes a withdrawal (request, approval, both signers, mined).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { alive, custos, descendants, type Running, start } from './support/cli.js';
+import { alive, custos, descendants, eventually, type Running, start } from './support/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'custos-dev-'));
 const state = join(dir, 'state');
@@ -20,6 +21,14 @@ afterAll(() => {
 
 function exitWithin(r: Running, ms: number): Promise<number | null | 'timeout'> {
   return Promise.race([r.exited, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), ms))]);
+}
+
+interface IntentJson {
+  status: string;
+  statusCode: string | null;
+  txid: string | null;
+  confirmations: number | null;
+  signers: { signer: string; outcome: string | null; code: string | null }[];
 }
 
 interface StatusJson {
@@ -83,9 +92,42 @@ describe('custos dev', () => {
     await again.waitFor('Ctrl-C stops everything.', 120_000);
     expect(again.output()).toMatch(/ready in [0-9.]+ s \(resumed\)/);
     expect(again.output()).toContain(`genesis       ${s.organization.genesis}`);
+
+    // And it works after the restart: the withdrawal the start-up text suggests goes from request to
+    // block (the coordinator's saved wallets come back on regtest, not guessed from the descriptor text).
+    const env = { CUSTOS_HOME: join(state, 'home') };
+    const to = /--to (bcrt1q[0-9a-z]+) --amount 150000/.exec(again.output())![1]!;
+    const requested = await custos(
+      ['request', '--as', 'requester-1', '--wallet', 'btc-main', '--to', to, '--amount', '150000'],
+      { env },
+    );
+    expect(requested.code, requested.stderr).toBe(0);
+    const id = requested.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const approved = await custos(['approve', id, '--as', 'approver-1', '--yes'], { env });
+    expect(approved.code, approved.stderr).toBe(0);
+    const done = await eventually(
+      async () => {
+        const r = await custos(['intents', id, '--as', 'approver-1', '--json'], { env });
+        const v = JSON.parse(r.stdout) as IntentJson;
+        if (['refused', 'expired', 'rejected'].includes(v.status)) throw new Error(r.stdout);
+        return v.status === 'confirmed' ? v : undefined;
+      },
+      'the withdrawal after the restart to be mined',
+      120_000,
+    );
+    expect(
+      done.signers
+        .filter((x) => x.outcome === 'signed')
+        .map((x) => x.signer)
+        .sort(),
+    ).toEqual(['signer-1', 'signer-2']);
+    expect(done.txid).toMatch(/^[0-9a-f]{64}$/);
+    expect(done.confirmations).toBeGreaterThanOrEqual(1);
+
     const resumedChildren = descendants(again.child.pid!);
     again.child.kill('SIGINT');
     expect(await exitWithin(again, 30_000)).toBe(0);
     expect(resumedChildren.filter(alive)).toEqual([]);
-  }, 170_000);
+  }, 360_000);
 });

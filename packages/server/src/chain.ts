@@ -43,6 +43,7 @@ import {
   type BitcoinRpc,
   type BuiltPsbt,
   buildPsbt,
+  chainOfNetwork,
   DEFAULT_MAX_UNDO,
   deriveAddress,
   networkOfChain,
@@ -108,11 +109,14 @@ interface WatchedWallet {
   readonly derived: [number, number];
 }
 
+/** v2 records each wallet's chain; a v1 document (no chain) does not restore and the wallets are scanned again. */
 const walletsDoc = schema.object({
-  v: schema.literal(1),
+  v: schema.literal(2),
   wallets: schema.array(
     schema.object({
       id: schema.string({ min: 1, max: 256 }),
+      /** The wallet's chain id (e.g. bitcoin:regtest): its network, which the descriptor text cannot tell. */
+      chain: schema.string({ min: 1, max: 64 }),
       descriptor: schema.string({ min: 1, max: 4096 }),
       used: schema.array(schema.int({ min: -1, max: 0x7fffffff }), { min: 2, max: 2 }),
     }),
@@ -521,12 +525,15 @@ export class ChainWatcher {
       const doc = walletsDoc.parse(JSON.parse(walletsText));
       const wallets = new Map<string, WatchedWallet>();
       for (const w of doc.wallets) {
-        const parsed = parseWalletText(w.descriptor);
-        if (parsed === null) throw new CustosError('INVALID_VALUE', `saved wallet ${w.id} does not parse`);
+        const network = networkOfChain(w.chain);
+        const parsed = network === undefined ? null : parseDescriptor(w.descriptor, network);
+        if (parsed === null || !parsed.ok) {
+          throw new CustosError('INVALID_VALUE', `saved wallet ${w.id} does not parse on ${w.chain}`);
+        }
         const entry: WatchedWallet = {
           id: w.id,
           descriptorText: w.descriptor,
-          descriptor: parsed,
+          descriptor: parsed.value,
           used: [w.used[0] ?? -1, w.used[1] ?? -1],
           derived: [0, 0],
         };
@@ -555,15 +562,20 @@ export class ChainWatcher {
       }
       wanted.set(w.id, { text: w.descriptor, descriptor: parsed });
     }
-    const same =
-      wanted.size === this.#wallets.size &&
-      [...wanted].every(([id, w]) => this.#wallets.get(id)?.descriptorText === w.text);
+    // The same text on another network is another wallet (other addresses): compare both.
+    const unchanged = (id: string, w: { text: string; descriptor: WalletDescriptor }): boolean => {
+      const old = this.#wallets.get(id);
+      return (
+        old !== undefined && old.descriptorText === w.text && old.descriptor.network === w.descriptor.network
+      );
+    };
+    const same = wanted.size === this.#wallets.size && [...wanted].every(([id, w]) => unchanged(id, w));
     if (same) return;
-    const added = [...wanted].some(([id, w]) => this.#wallets.get(id)?.descriptorText !== w.text);
+    const added = [...wanted].some(([id, w]) => !unchanged(id, w));
     const next = new Map<string, WatchedWallet>();
     for (const [id, w] of wanted) {
       const old = this.#wallets.get(id);
-      const keep = old !== undefined && old.descriptorText === w.text;
+      const keep = old !== undefined && unchanged(id, w);
       next.set(id, {
         id,
         descriptorText: w.text,
@@ -627,10 +639,11 @@ export class ChainWatcher {
   async #save(): Promise<void> {
     const wallets = [...this.#wallets.values()].map((w) => ({
       id: w.id,
+      chain: chainOfNetwork(w.descriptor.network),
       descriptor: w.descriptorText,
       used: [w.used[0], w.used[1]],
     }));
-    await this.#store.setKv(WALLETS_KEY, JSON.stringify({ v: 1, wallets }));
+    await this.#store.setKv(WALLETS_KEY, JSON.stringify({ v: 2, wallets }));
     if (this.#tracker !== null) await this.#store.setKv(TRACKER_KEY, JSON.stringify(this.#tracker.toJSON()));
     this.#indicesChanged = false;
   }
@@ -655,15 +668,6 @@ function parseWallet(w: Wallet): WalletDescriptor | null {
   if (network === undefined) return null;
   const parsed = parseDescriptor(w.descriptor, network);
   return parsed.ok ? parsed.value : null;
-}
-
-/** A saved descriptor: the network is in its keys' version bytes, so try each. */
-function parseWalletText(text: string): WalletDescriptor | null {
-  for (const network of ['mainnet', 'testnet', 'signet', 'regtest'] as const) {
-    const parsed = parseDescriptor(text, network);
-    if (parsed.ok) return parsed.value;
-  }
-  return null;
 }
 
 function parseCounter(text: string): number {

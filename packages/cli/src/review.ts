@@ -104,7 +104,7 @@ export function reviewIntent(input: ReviewInput): Review {
   }
 
   // The requester's signature, against the device governance registered (THREATS 4-6).
-  const requester = lookupDevice(state, intent.requester, intent.device);
+  const requester = lookupDevice(state, intent.requester, intent.device, now);
   if (!requester.ok) {
     problems.push({
       code: requester.code,
@@ -276,7 +276,7 @@ function trustedHistory(
       continue;
     }
     if (digest === self || i.createdAt > now) continue;
-    const d = lookupDevice(state, i.requester, i.device);
+    const d = lookupDevice(state, i.requester, i.device, now);
     // Only transfers signed by a device governance still knows; anything else is the coordinator's word.
     if (!d.ok) continue;
     if (verifyDeviceSignature(d.device, digest, v.intent.signature).ok) out.push(i);

@@ -55,6 +55,7 @@ import {
 import { ZERO_DIGEST } from './primitives.js';
 import {
   type DeviceState,
+  deviceLookupMessage,
   effectiveDelay,
   effectiveQuorum,
   type GovernanceState,
@@ -62,6 +63,7 @@ import {
   lookupDevice,
   type MemberState,
   pruneSettings,
+  type RetiredAddress,
   type Timed,
 } from './state.js';
 import type { Digest, Millis } from './types.js';
@@ -328,17 +330,29 @@ class Working {
   wallets(): Map<string, Wallet> {
     if (!this.owned.has('wallets')) {
       this.state.wallets = new Map(this.state.wallets);
+      this.state.walletsActiveFrom = new Map(this.state.walletsActiveFrom);
       this.owned.add('wallets');
     }
     return this.state.wallets as Map<string, Wallet>;
   }
 
+  walletsActiveFrom(): Map<string, Millis> {
+    this.wallets();
+    return this.state.walletsActiveFrom as Map<string, Millis>;
+  }
+
   signers(): Map<string, SignerRecord> {
     if (!this.owned.has('signers')) {
       this.state.signers = new Map(this.state.signers);
+      this.state.signersActiveFrom = new Map(this.state.signersActiveFrom);
       this.owned.add('signers');
     }
     return this.state.signers as Map<string, SignerRecord>;
+  }
+
+  signersActiveFrom(): Map<string, Millis> {
+    this.signers();
+    return this.state.signersActiveFrom as Map<string, Millis>;
   }
 
   /** Who already holds a device with this key, if anyone. */
@@ -430,12 +444,7 @@ function genesisState(
   if (problem !== undefined) return refuse('GOVERNANCE_INVALID', `genesis: ${problem}`);
 
   const members = new Map<string, MemberState>();
-  for (const m of body.members) {
-    members.set(
-      m.id,
-      memberState(m, () => seenAt),
-    );
-  }
+  for (const m of body.members) members.set(m.id, memberState(m, seenAt));
   const addresses = new Map<string, Timed<AddressEntry>>();
   for (const a of body.addresses) addresses.set(a.id, { value: a, activeFrom: seenAt });
   const state: GovernanceState = {
@@ -448,8 +457,11 @@ function genesisState(
     delayMs: [{ value: body.delayMs, activeFrom: seenAt }],
     policies: [{ value: body.policy, activeFrom: seenAt }],
     addresses,
+    retiredAddresses: [],
     wallets: new Map(body.wallets.map((w) => [w.id, w])),
+    walletsActiveFrom: new Map(body.wallets.map((w) => [w.id, seenAt])),
     signers: new Map(body.signers.map((s) => [s.id, s])),
+    signersActiveFrom: new Map(body.signers.map((s) => [s.id, seenAt])),
     // The genesis cannot freeze: a frozen start could only be undone by its own quorum anyway.
     frozen: null,
   };
@@ -469,7 +481,7 @@ function genesisProblem(body: GenesisBody): string | undefined {
     if (problem !== undefined) return problem;
     for (const d of m.devices) for (const f of fingerprints(d)) keys.set(f, `${m.id}/${d.id}`);
   }
-  const admins = capableAdmins(body.members.map((m) => memberState(m, () => 0)));
+  const admins = capableAdmins(body.members.map((m) => memberState(m, 0)));
   if (admins < body.quorum) {
     return `quorum ${body.quorum} needs at least ${body.quorum} admins with a device, there are ${admins}`;
   }
@@ -551,6 +563,9 @@ function applyLater(
   s.quorum = pruneSettings(s.quorum, seenAt);
   s.delayMs = pruneSettings(s.delayMs, seenAt);
   s.policies = pruneSettings(s.policies, seenAt);
+  if (s.retiredAddresses.some((r) => r.until <= seenAt)) {
+    s.retiredAddresses = s.retiredAddresses.filter((r) => r.until > seenAt);
+  }
   return undefined;
 }
 
@@ -582,12 +597,14 @@ function checkSignatures(
       return refuse('GOVERNANCE_SIGNATURE_INVALID', `device ${pair} signs the entry twice`, where);
     }
     pairs.add(pair);
-    const found = lookupDevice(state, s.member, s.device);
+    // A device added by governance signs nothing until its delay has passed (GOVERNANCE_EFFECTS).
+    const found = lookupDevice(state, s.member, s.device, seenAt);
     if (!found.ok) {
-      return refuse('GOVERNANCE_SIGNATURE_INVALID', `signature ${index}: ${deviceProblem(found.code, s)}`, {
-        ...where,
-        reason: found.code,
-      });
+      return refuse(
+        'GOVERNANCE_SIGNATURE_INVALID',
+        `signature ${index}: ${deviceLookupMessage(found, s.member, s.device)}`,
+        { ...where, reason: found.code },
+      );
     }
     const allowed =
       hasRole(state, s.member, ADMIN_ROLE, seenAt) ||
@@ -639,20 +656,6 @@ function checkSignatures(
   return accept(members);
 }
 
-function deviceProblem(
-  code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED',
-  s: GovernanceSignature,
-): string {
-  switch (code) {
-    case 'NOT_A_MEMBER':
-      return `${s.member} is not a member`;
-    case 'UNKNOWN_DEVICE':
-      return `${s.member} has no device ${s.device}`;
-    case 'DEVICE_REVOKED':
-      return `device ${s.device} of ${s.member} is revoked`;
-  }
-}
-
 /** Applies an entry's body to `work`; the entry's signatures are already checked. */
 function applyBody(
   work: Working,
@@ -670,11 +673,9 @@ function applyBody(
       if (before.members.has(m.id)) return invalid(`member ${m.id} already exists`);
       const problem = newMemberProblem(m, (f) => work.keyHolder(f));
       if (problem !== undefined) return invalid(problem);
-      // Devices count at once (a device alone grants nothing); roles wait out the delay.
-      work.members().set(
-        m.id,
-        memberState(m, () => pendingFrom),
-      );
+      // Devices and roles wait out the delay: a named approval group or a
+      // re-added id could otherwise count the new member's keys at once.
+      work.members().set(m.id, memberState(m, pendingFrom));
       for (const d of m.devices) work.addKeys(m.id, d);
       return undefined;
     }
@@ -694,7 +695,8 @@ function applyBody(
       const holder = keyHolderOf(d, (f) => work.keyHolder(f));
       if (holder !== undefined)
         return invalid(`the key of device ${d.id} is already registered as ${holder}`);
-      const devices = new Map(m.devices).set(d.id, { device: d, revoked: false });
+      // Issue 8, item 1: a new device is a new way to authorize, so it waits out the delay.
+      const devices = new Map(m.devices).set(d.id, { device: d, revoked: false, activeFrom: pendingFrom });
       work.members().set(memberId, { ...m, devices });
       work.addKeys(memberId, d);
       return undefined;
@@ -707,7 +709,7 @@ function applyBody(
       if (d === undefined) return invalid(`member ${memberId} has no device ${deviceId}`);
       if (d.revoked) return invalid(`device ${deviceId} of ${memberId} is already revoked`);
       // The record stays, revoked, so its signatures are refused as DEVICE_REVOKED (THREATS 4).
-      const devices = new Map(m.devices).set(deviceId, { device: d.device, revoked: true });
+      const devices = new Map(m.devices).set(deviceId, { ...d, revoked: true });
       work.members().set(memberId, { ...m, devices });
       return adminsProblem(work, seenAt, `revoking ${memberId}/${deviceId}`);
     }
@@ -715,10 +717,17 @@ function applyBody(
       const { member: memberId, roles } = entry.body;
       const m = before.members.get(memberId);
       if (m === undefined) return invalid(`member ${memberId} does not exist`);
-      // Kept roles keep their time, new grants wait out the delay, dropped roles end at once.
+      // Kept roles keep their time, new grants wait out the delay, dropped roles
+      // stop granting at once but keep binding where they restricted until the
+      // delay has passed (state.ts roleViews).
       const next = new Map<string, Millis>();
       for (const r of roles) next.set(r, m.roles.get(r) ?? pendingFrom);
-      work.members().set(memberId, { ...m, roles: next });
+      const ended = new Map<string, Millis>();
+      for (const [r, until] of m.endedRoles) if (until > seenAt) ended.set(r, until);
+      for (const r of m.roles.keys()) {
+        if (!next.has(r)) ended.set(r, Math.max(ended.get(r) ?? 0, pendingFrom));
+      }
+      work.members().set(memberId, { ...m, roles: next, endedRoles: ended });
       return adminsProblem(work, seenAt, `changing the roles of ${memberId}`);
     }
     case 'policy.set': {
@@ -744,23 +753,31 @@ function applyBody(
       if (a === undefined) return invalid(`address-book entry ${entry.body.id} does not exist`);
       work.addresses().delete(entry.body.id);
       work.dropDestination(a.value);
+      // No longer a destination at once; still seen by look-alike checks and
+      // by the rules of the view before the removal until the delay passes.
+      const retired: RetiredAddress = { value: a.value, until: pendingFrom };
+      work.state.retiredAddresses = [...before.retiredAddresses, retired];
       return undefined;
     }
     case 'wallet.add': {
       const problem = newWalletProblem(entry.body, before.wallets);
       if (problem !== undefined) return invalid(problem);
+      // A new wallet is a new way to spend (issue 8, item 2): it waits out the delay.
       work.wallets().set(entry.body.id, entry.body);
+      work.walletsActiveFrom().set(entry.body.id, pendingFrom);
       return undefined;
     }
     case 'signer.add': {
       const problem = newSignerProblem(entry.body, before.signers);
       if (problem !== undefined) return invalid(problem);
       work.signers().set(entry.body.id, entry.body);
+      work.signersActiveFrom().set(entry.body.id, pendingFrom);
       return undefined;
     }
     case 'signer.remove': {
       if (!before.signers.has(entry.body.id)) return invalid(`signer ${entry.body.id} does not exist`);
       work.signers().delete(entry.body.id);
+      work.signersActiveFrom().delete(entry.body.id);
       return undefined;
     }
     case 'quorum.set': {
@@ -779,7 +796,9 @@ function applyBody(
       return undefined;
     }
     case 'unfreeze': {
-      if (before.frozen === null) return invalid('the organization is not frozen');
+      // Accepted when the organization is not frozen too: signers that froze
+      // themselves on proof of an equivocation clear their own freeze on a
+      // quorum-signed unfreeze they verify (issue 8, item 6).
       work.state.frozen = null;
       return undefined;
     }
@@ -792,12 +811,12 @@ function invalid(message: string, details?: ErrorDetails): Refusal {
 
 // ---------------------------------------------------------------- consistency checks
 
-function memberState(m: Member, roleFrom: () => Millis): MemberState {
+function memberState(m: Member, activeFrom: Millis): MemberState {
   const roles = new Map<string, Millis>();
-  for (const r of m.roles) roles.set(r, roleFrom());
+  for (const r of m.roles) roles.set(r, activeFrom);
   const devices = new Map<string, DeviceState>();
-  for (const d of m.devices) devices.set(d.id, { device: d, revoked: false });
-  return { id: m.id, name: m.name, roles, devices };
+  for (const d of m.devices) devices.set(d.id, { device: d, revoked: false, activeFrom });
+  return { id: m.id, name: m.name, roles, endedRoles: new Map(), devices };
 }
 
 /** A new member's devices: ids unique within the member, keys unique in the organization. */

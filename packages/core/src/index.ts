@@ -8,6 +8,7 @@ export * from './bytes.js';
 export * from './decode.js';
 export * from './errors.js';
 export * from './governance.js';
+export * from './governance-effects.js';
 export * from './hash.js';
 export * from './http-signature.js';
 export * from './jcs.js';

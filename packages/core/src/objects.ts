@@ -200,6 +200,17 @@ export const feeCap = object(
 );
 export type FeeCap = Infer<typeof feeCap>;
 
+function positiveDuration(d: number): string | undefined {
+  return d === 0 ? 'a lifetime must be longer than zero' : undefined;
+}
+
+/**
+ * Lifetimes when a policy names none: a day for an intent and for an
+ * approval. An intent valid for ten years is a standing order nobody reviews
+ * again (issue 8, item 3); a day covers a working day across time zones.
+ */
+export const DEFAULT_LIFETIMES = { intentMs: 86_400_000, approvalMs: 86_400_000 } as const;
+
 export const policy = object(
   {
     v: literal(1),
@@ -212,7 +223,16 @@ export const policy = object(
       action: oneOf(['deny', 'warn'] as const),
     }),
   },
-  {},
+  {
+    lifetimes: object(
+      {
+        intentMs: refine(duration, positiveDuration),
+        approvalMs: refine(duration, positiveDuration),
+      },
+      {},
+      'The longest an intent (expiresAt - createdAt) and an approval (expiresAt - at) may live; DEFAULT_LIFETIMES when absent.',
+    ),
+  },
   'Ordered rules, first match wins, default deny; limits and fee caps apply on top.',
 );
 export type Policy = Infer<typeof policy>;

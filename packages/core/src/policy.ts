@@ -25,13 +25,14 @@
  * Order of checks in {@link evaluate}; the first failing one decides, so a
  * given input always gets the same code:
  *  1. frozen                                    FROZEN (THREATS 22)
- *  2. organization, wallet, chain, asset        WRONG_ORG, UNKNOWN_WALLET, WRONG_CHAIN (16), UNKNOWN_ASSET
+ *  2. organization, wallet, chain, asset        WRONG_ORG, UNKNOWN_WALLET, WALLET_NOT_ACTIVE, WRONG_CHAIN (16),
+ *                                               UNKNOWN_ASSET
  *  3. requester device and signature, role      NOT_A_MEMBER, UNKNOWN_DEVICE, DEVICE_REVOKED (4, 5),
- *                                               INTENT_SIGNATURE_INVALID (6), NOT_AUTHORIZED
- *  4. intent lifetime                           EXPIRED (15), NOT_YET_VALID
+ *                                               DEVICE_NOT_ACTIVE, INTENT_SIGNATURE_INVALID (6), NOT_AUTHORIZED
+ *  4. intent lifetime                           LIFETIME_TOO_LONG, EXPIRED (15), NOT_YET_VALID
  *  5. look-alike destination                    LOOKALIKE_ADDRESS (21) or a warning
- *  6. rules of every policy in force            DESTINATION_NOT_ACTIVE (18), DESTINATION_NOT_ALLOWED (17),
- *                                               POLICY_DENIED
+ *  6. rules of every policy in force, in the   DESTINATION_NOT_ACTIVE (18), DESTINATION_NOT_ALLOWED (17),
+ *     views before and after pending changes    POLICY_DENIED
  *  7. rolling limits of every policy in force   LIMIT_EXCEEDED (20)
  *  8. approvals                                 INTENT_REJECTED; a short group gives 'pending' (11, 12, 13)
  *  9. cancel window                             'pending' until it has passed
@@ -42,6 +43,7 @@ import {
   type AddressEntry,
   type ApprovalGroup,
   approvalDigest,
+  DEFAULT_LIFETIMES,
   type DestinationMatch,
   type Intent,
   intentDigest,
@@ -52,7 +54,15 @@ import {
   type SignedApproval,
   type SignedIntent,
 } from './objects.js';
-import { activeRoles, type GovernanceState, hasRole, lookupDevice, policiesInForce } from './state.js';
+import {
+  deviceLookupMessage,
+  type GovernanceState,
+  hasRole,
+  lookupDevice,
+  policiesInForce,
+  roleViews,
+  walletActive,
+} from './state.js';
 import type { Digest, Millis } from './types.js';
 
 /** How far a signed time may lie ahead of the verifier's clock (intent createdAt, approval at). */
@@ -184,6 +194,15 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   }
   const wallet = state.wallets.get(intent.wallet);
   if (wallet === undefined) return deny(digest, 'UNKNOWN_WALLET', `no wallet ${intent.wallet}`);
+  // Issue 8, item 2: a wallet added by governance spends nothing before its delay has passed.
+  if (!walletActive(state, intent.wallet, now)) {
+    const from = state.walletsActiveFrom.get(intent.wallet) ?? 0;
+    return deny(
+      digest,
+      'WALLET_NOT_ACTIVE',
+      `wallet ${intent.wallet} is waiting out the governance delay until ${new Date(from).toISOString()}`,
+    );
+  }
   if (intent.chain !== wallet.chain) {
     return deny(
       digest,
@@ -199,9 +218,9 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   }
 
   // 3. The requester signed exactly these bytes on an active device (THREATS 4-6) and may ask.
-  const requester = lookupDevice(state, intent.requester, intent.device);
+  const requester = lookupDevice(state, intent.requester, intent.device, now);
   if (!requester.ok) {
-    return deny(digest, requester.code, deviceMessage(requester.code, intent.requester, intent.device));
+    return deny(digest, requester.code, deviceLookupMessage(requester, intent.requester, intent.device));
   }
   const intentSig = verifyDeviceSignature(
     requester.device,
@@ -220,13 +239,24 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
     return deny(digest, 'NOT_AUTHORIZED', `${intent.requester} does not hold the ${REQUESTER_ROLE} role`);
   }
 
-  // 4. Lifetime, on the verifier's own clock (THREATS 15).
+  const policies = policiesInForce(state, now);
+
+  // 4. Lifetime, on the verifier's own clock (THREATS 15). The policy bounds
+  // it (issue 8, item 3): with expiresAt - createdAt bounded, a createdAt
+  // further back than the bound is already past expiresAt.
+  const lifetimes = lifetimesOf(policies);
+  if (intent.expiresAt - intent.createdAt > lifetimes.intentMs) {
+    return deny(
+      digest,
+      'LIFETIME_TOO_LONG',
+      `the intent is valid for ${formatDuration(intent.expiresAt - intent.createdAt)}, the policy allows at most ${formatDuration(lifetimes.intentMs)}`,
+    );
+  }
   if (now >= intent.expiresAt) return deny(digest, 'EXPIRED', 'the intent has expired');
   if (intent.createdAt > now + CLOCK_SKEW_MS) {
     return deny(digest, 'NOT_YET_VALID', 'the intent is dated in the future beyond the allowed clock skew');
   }
 
-  const policies = policiesInForce(state, now);
   const warnings: Warning[] = [];
 
   // 5. Look-alikes of address-book entries, active or pending (THREATS 21, address poisoning).
@@ -235,23 +265,29 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   if (lookalike.warn !== undefined) warnings.push({ code: 'LOOKALIKE_ADDRESS', message: lookalike.warn });
 
   // 6. First matching rule of each policy in force; all must allow (THREATS 17-19).
-  const ctx: RuleContext = {
-    intent,
-    amount: BigInt(intent.amount),
-    roles: new Set(activeRoles(state, intent.requester, now)),
-    destination: destinationEntries(state, intent.chain, intent.to, now),
-  };
+  // While governance changes wait out their delay, the rules are matched in
+  // two views, before the pending changes (retired address-book entries and
+  // dropped roles still there, pending ones not yet) and after them (pending
+  // ones there, retired and dropped ones gone); both must allow and every
+  // matched rule's approvals are needed. So any change, whatever its kind,
+  // can tighten at once and loosen only after the delay (issue 8, item 1).
+  const views = ruleContexts(state, intent, now);
   const matched: MatchedRule[] = [];
-  for (let p = 0; p < policies.length; p++) {
-    const outcome = matchPolicy(policies[p] as Policy, p, ctx);
-    if (!outcome.ok) return deny(digest, outcome.code, outcome.message);
-    matched.push({ policy: p, rule: outcome.value });
+  for (const ctx of views) {
+    for (let p = 0; p < policies.length; p++) {
+      const outcome = matchPolicy(policies[p] as Policy, p, ctx);
+      if (!outcome.ok) return deny(digest, outcome.code, outcome.message);
+      if (!matched.some((m) => m.policy === p && m.rule === outcome.value)) {
+        matched.push({ policy: p, rule: outcome.value });
+      }
+    }
   }
+  const amount = BigInt(intent.amount);
 
   // 7. Rolling limits from this verifier's own ledger (THREATS 20), with the history warnings in the same pass.
   const scan = scanLedger(ledger, policies, intent, digest, now);
   for (const use of scan.uses) {
-    if (use.used + ctx.amount > use.max) {
+    if (use.used + amount > use.max) {
       return deny(
         digest,
         'LIMIT_EXCEEDED',
@@ -265,7 +301,7 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   }
   if (scan.history.length >= LARGE_AMOUNT_MIN_HISTORY) {
     const median = lowerMedian(scan.history);
-    if (ctx.amount > median * LARGE_AMOUNT_FACTOR) {
+    if (amount > median * LARGE_AMOUNT_FACTOR) {
       warnings.push({
         code: 'LARGE_AMOUNT',
         message: `${intent.amount} is more than ${LARGE_AMOUNT_FACTOR} times the median ${median} of wallet ${intent.wallet}`,
@@ -285,19 +321,25 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
 
 // ---------------------------------------------------------------- step 3 helpers
 
-function deviceMessage(
-  code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED',
-  member: string,
-  device: string,
-) {
-  switch (code) {
-    case 'NOT_A_MEMBER':
-      return `${member} is not a member`;
-    case 'UNKNOWN_DEVICE':
-      return `${member} has no device ${device}`;
-    case 'DEVICE_REVOKED':
-      return `device ${device} of ${member} is revoked`;
+/** The tightest lifetimes of the policies in force (each policy's, or DEFAULT_LIFETIMES). */
+export function lifetimesOf(policies: readonly Policy[]): { intentMs: number; approvalMs: number } {
+  let intentMs: number = DEFAULT_LIFETIMES.intentMs;
+  let approvalMs: number = DEFAULT_LIFETIMES.approvalMs;
+  let first = true;
+  for (const p of policies) {
+    const l = p.lifetimes ?? DEFAULT_LIFETIMES;
+    intentMs = first ? l.intentMs : Math.min(intentMs, l.intentMs);
+    approvalMs = first ? l.approvalMs : Math.min(approvalMs, l.approvalMs);
+    first = false;
   }
+  return { intentMs, approvalMs };
+}
+
+function formatDuration(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000} d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${ms} ms`;
 }
 
 function counterOption(
@@ -334,12 +376,17 @@ export function findLookalikes(
   const tail = target.slice(Math.max(0, target.length - lookalike.suffix));
   const active: AddressEntry[] = [];
   const pending: AddressEntry[] = [];
-  for (const { value, activeFrom } of state.addresses.values()) {
-    if (value.chain !== chain) continue;
+  const consider = (value: AddressEntry, list: AddressEntry[]) => {
+    if (value.chain !== chain) return;
     const other = value.address.toLowerCase();
-    if (other === target || !other.startsWith(head) || !other.endsWith(tail)) continue;
-    (activeFrom <= now ? active : pending).push(value);
+    if (other === target || !other.startsWith(head) || !other.endsWith(tail)) return;
+    list.push(value);
+  };
+  for (const { value, activeFrom } of state.addresses.values()) {
+    consider(value, activeFrom <= now ? active : pending);
   }
+  // Removing the entry a poisoned address imitates must not lift the check before the delay.
+  for (const r of state.retiredAddresses) if (r.until > now) consider(r.value, pending);
   return active.concat(pending);
 }
 
@@ -390,20 +437,45 @@ interface MatchedRule {
   readonly rule: PolicyRule;
 }
 
-/** Every entry for the destination (an address may be listed more than once, with other labels or tags). */
-function destinationEntries(
-  state: GovernanceState,
-  chain: string,
-  to: string,
-  now: Millis,
-): DestinationEntries {
+/**
+ * The contexts the rules are matched in at `now` (step 6): the view before
+ * the pending governance changes and, when it differs for this intent, the
+ * view after them. An address may be listed more than once, with other
+ * labels or tags.
+ */
+function ruleContexts(state: GovernanceState, intent: Intent, now: Millis): RuleContext[] {
   const active: AddressEntry[] = [];
   const pending: AddressEntry[] = [];
+  const retired: AddressEntry[] = [];
   for (const { value, activeFrom } of state.addresses.values()) {
-    if (value.chain !== chain || value.address !== to) continue;
+    if (value.chain !== intent.chain || value.address !== intent.to) continue;
     (activeFrom <= now ? active : pending).push(value);
   }
-  return { active, pending };
+  for (const r of state.retiredAddresses) {
+    if (r.until > now && r.value.chain === intent.chain && r.value.address === intent.to)
+      retired.push(r.value);
+  }
+  const roles = roleViews(state, intent.requester, now);
+  const amount = BigInt(intent.amount);
+  const before: RuleContext = {
+    intent,
+    amount,
+    roles: roles.before,
+    destination: { active: active.concat(retired), pending },
+  };
+  const same =
+    pending.length === 0 &&
+    retired.length === 0 &&
+    roles.before.size === roles.after.size &&
+    [...roles.before].every((r) => roles.after.has(r));
+  if (same) return [before];
+  const after: RuleContext = {
+    intent,
+    amount,
+    roles: roles.after,
+    destination: { active: active.concat(pending), pending: [] },
+  };
+  return [before, after];
 }
 
 /**
@@ -662,8 +734,8 @@ function checkOne(
   const a = signed.approval;
   // THREATS 13: an approval signs one intent digest; replayed onto another it is worthless.
   if (a.intent !== digest) return refuse('APPROVAL_SIGNATURE_INVALID', 'the approval is for another intent');
-  const found = lookupDevice(state, a.approver, a.device);
-  if (!found.ok) return refuse(found.code, deviceMessage(found.code, a.approver, a.device));
+  const found = lookupDevice(state, a.approver, a.device, now);
+  if (!found.ok) return refuse(found.code, deviceLookupMessage(found, a.approver, a.device));
   let approvalId: Digest;
   try {
     approvalId = approvalDigest(a);
@@ -681,6 +753,14 @@ function checkOne(
     return refuse(
       'APPROVAL_SIGNATURE_INVALID',
       `the approval's signature does not verify: ${verified.message}`,
+    );
+  }
+  // Issue 8, item 3: an approval is a decision of the moment, bounded like the intent it approves.
+  const maxMs = lifetimesOf(policiesInForce(state, now)).approvalMs;
+  if (a.expiresAt - a.at > maxMs) {
+    return refuse(
+      'LIFETIME_TOO_LONG',
+      `the approval is valid for ${formatDuration(a.expiresAt - a.at)}, the policy allows at most ${formatDuration(maxMs)}`,
     );
   }
   if (now >= a.expiresAt) return refuse('EXPIRED', 'the approval has expired');

@@ -26,6 +26,8 @@ export interface Timed<T> {
 export interface DeviceState {
   readonly device: Device;
   readonly revoked: boolean;
+  /** When the device starts to count: adding a device is a loosening change (governance-effects.ts). */
+  readonly activeFrom: Millis;
 }
 
 export interface MemberState {
@@ -33,7 +35,20 @@ export interface MemberState {
   readonly name: string;
   /** role name → when the role starts to count (granting a role is a loosening change). */
   readonly roles: ReadonlyMap<string, Millis>;
+  /**
+   * role name → until when a dropped role still binds where it restricted:
+   * policy rules are matched both with and without it until then, so
+   * dropping a role that a stricter rule keyed on cannot loosen at once.
+   */
+  readonly endedRoles: ReadonlyMap<string, Millis>;
   readonly devices: ReadonlyMap<string, DeviceState>;
+}
+
+/** An address-book entry removed less than a delay ago (see {@link GovernanceState.retiredAddresses}). */
+export interface RetiredAddress {
+  readonly value: AddressEntry;
+  /** When the removal has waited out its delay and the entry stops binding entirely. */
+  readonly until: Millis;
 }
 
 export interface FreezeState {
@@ -58,8 +73,20 @@ export interface GovernanceState {
   readonly policies: readonly Timed<Policy>[];
   /** Address-book entries by id, each active from its own time. */
   readonly addresses: ReadonlyMap<string, Timed<AddressEntry>>;
+  /**
+   * Address-book entries removed less than a delay ago. They are no longer
+   * destinations (a removal tightens at once), but look-alike checks and the
+   * rules of the view before the removal still see them: removing the entry a
+   * poisoned address imitates, or one a stricter rule names, must not loosen
+   * before the delay.
+   */
+  readonly retiredAddresses: readonly RetiredAddress[];
   readonly wallets: ReadonlyMap<string, Wallet>;
+  /** wallet id → when it starts to count (wallet.add is a loosening change). */
+  readonly walletsActiveFrom: ReadonlyMap<string, Millis>;
   readonly signers: ReadonlyMap<string, SignerRecord>;
+  /** signer id → when it starts to count (signer.add is a loosening change). */
+  readonly signersActiveFrom: ReadonlyMap<string, Millis>;
   readonly frozen: FreezeState | null;
 }
 
@@ -110,6 +137,42 @@ export function activeRoles(state: GovernanceState, member: string, now: Millis)
   return [...m.roles].filter(([, from]) => from <= now).map(([r]) => r);
 }
 
+/**
+ * The roles of `member` in the two views that bind at `now` while changes
+ * wait out their delay: `before` holds the active roles and those dropped
+ * less than a delay ago; `after` holds the active roles and those granted but
+ * still pending. Policy rules are matched in both views and both must allow,
+ * so a grant and a drop can each only tighten before the delay.
+ */
+export function roleViews(
+  state: GovernanceState,
+  member: string,
+  now: Millis,
+): { before: Set<string>; after: Set<string> } {
+  const before = new Set<string>();
+  const after = new Set<string>();
+  const m = state.members.get(member);
+  if (m === undefined) return { before, after };
+  for (const [r, from] of m.roles) {
+    after.add(r);
+    if (from <= now) before.add(r);
+  }
+  for (const [r, until] of m.endedRoles) if (until > now) before.add(r);
+  return { before, after };
+}
+
+/** Whether wallet `id` exists and has waited out its delay at `now`. */
+export function walletActive(state: GovernanceState, id: string, now: Millis): boolean {
+  const from = state.walletsActiveFrom.get(id);
+  return state.wallets.has(id) && (from === undefined || from <= now);
+}
+
+/** Whether signer `id` exists and has waited out its delay at `now`. */
+export function signerActive(state: GovernanceState, id: string, now: Millis): boolean {
+  const from = state.signersActiveFrom.get(id);
+  return state.signers.has(id) && (from === undefined || from <= now);
+}
+
 export type AddressStatus =
   | { readonly status: 'active'; readonly entry: AddressEntry }
   | { readonly status: 'pending'; readonly entry: AddressEntry; readonly activeFrom: Millis }
@@ -133,18 +196,47 @@ export function addressStatus(
   return pending ?? { status: 'unknown' };
 }
 
+export type DeviceLookupCode = 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED' | 'DEVICE_NOT_ACTIVE';
+
 export type DeviceLookup =
   | { readonly ok: true; readonly member: MemberState; readonly device: Device }
-  | { readonly ok: false; readonly code: 'NOT_A_MEMBER' | 'UNKNOWN_DEVICE' | 'DEVICE_REVOKED' };
+  | { readonly ok: false; readonly code: DeviceLookupCode; readonly activeFrom?: Millis };
 
-/** Finds an active device of a current member. */
-export function lookupDevice(state: GovernanceState, memberId: string, deviceId: string): DeviceLookup {
+/**
+ * Finds a device of a current member that may sign at `now`: not revoked, and
+ * past the delay of the entry that added it (DEVICE_NOT_ACTIVE before).
+ */
+export function lookupDevice(
+  state: GovernanceState,
+  memberId: string,
+  deviceId: string,
+  now: Millis,
+): DeviceLookup {
   const member = state.members.get(memberId);
   if (member === undefined) return { ok: false, code: 'NOT_A_MEMBER' };
   const d = member.devices.get(deviceId);
   if (d === undefined) return { ok: false, code: 'UNKNOWN_DEVICE' };
   if (d.revoked) return { ok: false, code: 'DEVICE_REVOKED' };
+  if (d.activeFrom > now) return { ok: false, code: 'DEVICE_NOT_ACTIVE', activeFrom: d.activeFrom };
   return { ok: true, member, device: d.device };
+}
+
+/** A sentence for a failed {@link lookupDevice}. */
+export function deviceLookupMessage(
+  lookup: Extract<DeviceLookup, { ok: false }>,
+  member: string,
+  device: string,
+): string {
+  switch (lookup.code) {
+    case 'NOT_A_MEMBER':
+      return `${member} is not a member`;
+    case 'UNKNOWN_DEVICE':
+      return `${member} has no device ${device}`;
+    case 'DEVICE_REVOKED':
+      return `device ${device} of ${member} is revoked`;
+    case 'DEVICE_NOT_ACTIVE':
+      return `device ${device} of ${member} is waiting out the governance delay until ${new Date(lookup.activeFrom ?? 0).toISOString()}`;
+  }
 }
 
 /** A readable summary of a verified governance state, as GET /v1/governance/state and the CLI show it. */
@@ -160,7 +252,12 @@ export interface GovernanceSummary {
     readonly id: string;
     readonly name: string;
     readonly roles: readonly { readonly role: string; readonly activeFrom: Millis }[];
-    readonly devices: readonly { readonly id: string; readonly kind: string; readonly revoked: boolean }[];
+    readonly devices: readonly {
+      readonly id: string;
+      readonly kind: string;
+      readonly revoked: boolean;
+      readonly activeFrom: Millis;
+    }[];
   }[];
   readonly policies: readonly { readonly policy: Policy; readonly activeFrom: Millis }[];
   readonly addresses: readonly { readonly entry: AddressEntry; readonly activeFrom: Millis }[];
@@ -186,6 +283,7 @@ export function governanceSummary(state: GovernanceState, now: Millis): Governan
         id: d.device.id,
         kind: d.device.kind,
         revoked: d.revoked,
+        activeFrom: d.activeFrom,
       })),
     })),
     policies: state.policies.map((p) => ({ policy: p.value, activeFrom: p.activeFrom })),

@@ -103,7 +103,7 @@ describe('genesis', () => {
     });
     expect(s.wallets.get(org.wallet.id)).toEqual(org.wallet);
     expect(s.signers.get('signer-1')).toEqual(org.signer.record);
-    expect(lookupDevice(s, 'requester-1', 'requester-1-d1').ok).toBe(true);
+    expect(lookupDevice(s, 'requester-1', 'requester-1-d1', T0).ok).toBe(true);
     // The genesis state cannot be frozen.
     expect(s.frozen).toBeNull();
   });
@@ -628,12 +628,16 @@ describe('roles', () => {
     );
   });
 
-  it("member.add: the new member's devices count at once, its roles after the delay", () => {
+  it("member.add: the new member's devices and roles count only after the delay", () => {
     const newcomer = makePerson('custos-test', 'approver-9', ['approver']);
     const s = unwrap(
       applyGovernance(org.state, propose(org.state, 'member.add', newcomer.member, [a1, a2]), seenAt),
     );
-    expect(lookupDevice(s, 'approver-9', 'approver-9-d1').ok).toBe(true);
+    expect(lookupDevice(s, 'approver-9', 'approver-9-d1', seenAt)).toMatchObject({
+      ok: false,
+      code: 'DEVICE_NOT_ACTIVE',
+    });
+    expect(lookupDevice(s, 'approver-9', 'approver-9-d1', seenAt + DAY).ok).toBe(true);
     expect(hasRole(s, 'approver-9', 'approver', seenAt)).toBe(false);
     expect(hasRole(s, 'approver-9', 'approver', seenAt + DAY)).toBe(true);
   });
@@ -678,16 +682,20 @@ describe('THREATS 22: freeze and unfreeze', () => {
     expect(thawed.frozen).toBeNull();
   });
 
-  it('a second freeze keeps the first record; unfreeze when not frozen is GOVERNANCE_INVALID', () => {
+  it('a second freeze keeps the first record; an unfreeze when not frozen is accepted (it clears signers own freezes)', () => {
     const frozen = unwrap(freeze([org.watcher]));
     const again = unwrap(
       applyGovernance(frozen, propose(frozen, 'freeze', { reason: 'again' }, [a2]), seenAt),
     );
     expect(again.frozen).toEqual({ seq: 1, by: 'watcher-1', reason: 'suspicious login' });
     expect(again.seq).toBe(2);
-    expectCode(
+    const lifted = unwrap(
       applyGovernance(org.state, propose(org.state, 'unfreeze', { reason: 'x' }, [a1, a2]), seenAt),
-      'GOVERNANCE_INVALID',
+    );
+    expect(lifted.frozen).toBeNull();
+    expectCode(
+      applyGovernance(org.state, propose(org.state, 'unfreeze', { reason: 'x' }, [a1]), seenAt),
+      'QUORUM_NOT_MET',
     );
   });
 });

@@ -17,7 +17,6 @@ import {
   approve,
   bookRule,
   buildState,
-  DAY,
   EXCHANGE,
   entry,
   HOUR,
@@ -161,13 +160,13 @@ describe('approvals: monotone, blind to the requester, blind to order', () => {
     ],
     addresses: BOOK,
   });
-  const intent = makeIntent(rita, { createdAt: NOW - 3 * HOUR, expiresAt: NOW + DAY });
+  const intent = makeIntent(rita, { createdAt: NOW - 3 * HOUR, expiresAt: NOW + 20 * HOUR });
   const signed = signIntent(rita, intent);
   const digest = intentDigest(intent);
   const ats = [NOW - 2 * HOUR, NOW - 40 * MINUTE, NOW - 10 * MINUTE, NOW + MINUTE];
 
   const approveFrom = (p: Person, device = 0) =>
-    ats.map((at) => approve(p, digest, { at, expiresAt: NOW + DAY, device }));
+    ats.map((at) => approve(p, digest, { at, expiresAt: NOW + 20 * HOUR, device }));
   /** Valid approve decisions of members: what (b) adds. */
   const validApprovals: SignedApproval[] = [
     ...approveFrom(alice),
@@ -191,8 +190,8 @@ describe('approvals: monotone, blind to the requester, blind to order', () => {
     approve(mallory, digest),
   ];
   const selfApprovals: SignedApproval[] = [
-    approve(rita, digest, { at: NOW - HOUR, expiresAt: NOW + DAY }),
-    approve(rita, digest, { at: NOW - HOUR, expiresAt: NOW + DAY, decision: 'reject' }),
+    approve(rita, digest, { at: NOW - HOUR, expiresAt: NOW + 20 * HOUR }),
+    approve(rita, digest, { at: NOW - HOUR, expiresAt: NOW + 20 * HOUR, decision: 'reject' }),
   ];
   /** Mostly valid approvals, so that allow decisions are common. */
   const pool = [...validApprovals, ...validApprovals, ...noise];

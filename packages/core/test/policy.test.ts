@@ -282,7 +282,7 @@ describe('THREATS 15: expiry, on the verifier own clock', () => {
   it('denies an intent at and after its expiresAt with EXPIRED', () => {
     const i = makeIntent(rita, { expiresAt: NOW + MINUTE });
     const digest = intentDigest(i);
-    const approvals = [alice, bob].map((p) => approve(p, digest, { expiresAt: NOW + DAY }));
+    const approvals = [alice, bob].map((p) => approve(p, digest, { expiresAt: NOW + 20 * HOUR }));
     expect(run({ intent: i, approvals, now: NOW + MINUTE - 1 }).decision.kind).toBe('allow');
     expectDeny(run({ intent: i, approvals, now: NOW + MINUTE }).decision, 'EXPIRED');
     expectDeny(run({ intent: i, approvals, now: NOW + DAY }).decision, 'EXPIRED');
@@ -618,7 +618,7 @@ describe('THREATS 17: destinations outside the address book', () => {
 });
 
 describe('THREATS 18: an address-book entry still waiting out its delay', () => {
-  const activeFrom = NOW + DAY;
+  const activeFrom = NOW + 12 * HOUR;
   const pendingBook = [
     entry('exchange', EXCHANGE, { tags: ['exchange'] }),
     { value: entry('new', STRANGER, { tags: ['supplier'] }), activeFrom },
@@ -626,7 +626,7 @@ describe('THREATS 18: an address-book entry still waiting out its delay', () => 
 
   it('denies with DESTINATION_NOT_ACTIVE at once, even with a full quorum, and allows once the delay has passed', () => {
     const s = state({ addresses: pendingBook });
-    const i = makeIntent(rita, { to: STRANGER, expiresAt: NOW + 2 * DAY });
+    const i = makeIntent(rita, { to: STRANGER, expiresAt: NOW + 20 * HOUR });
     const approvers = [alice, bob, carol];
     expectDeny(run({ state: s, intent: i, approvers }).decision, 'DESTINATION_NOT_ACTIVE');
     expectDeny(
@@ -1039,11 +1039,11 @@ describe('cancel window', () => {
   const s = state({ policies: [windowed] });
 
   it('is pending until the window after the quorum has passed, then allows', () => {
-    const i = makeIntent(rita, { createdAt: NOW - 2 * HOUR, expiresAt: NOW + DAY });
+    const i = makeIntent(rita, { createdAt: NOW - 2 * HOUR, expiresAt: NOW + 20 * HOUR });
     const d = intentDigest(i);
     const approvals = [
       approve(alice, d, { at: NOW - 50 * MINUTE }),
-      approve(bob, d, { at: NOW - 30 * MINUTE, expiresAt: NOW + DAY }),
+      approve(bob, d, { at: NOW - 30 * MINUTE, expiresAt: NOW + 20 * HOUR }),
     ];
     const { decision } = run({ state: s, intent: i, approvals });
     expect(decision).toMatchObject({ kind: 'pending', missing: [], cancelWindowEndsAt: NOW + 30 * MINUTE });
@@ -1052,8 +1052,8 @@ describe('cancel window', () => {
     expect(required.ok ? '' : required.message).toContain('cancel window');
 
     const approvalsLong = [
-      approve(alice, d, { at: NOW - 50 * MINUTE, expiresAt: NOW + DAY }),
-      approve(bob, d, { at: NOW - 30 * MINUTE, expiresAt: NOW + DAY }),
+      approve(alice, d, { at: NOW - 50 * MINUTE, expiresAt: NOW + 20 * HOUR }),
+      approve(bob, d, { at: NOW - 30 * MINUTE, expiresAt: NOW + 20 * HOUR }),
     ];
     expect(
       run({ state: s, intent: i, approvals: approvalsLong, now: NOW + 30 * MINUTE - 1 }).decision.kind,
@@ -1064,11 +1064,11 @@ describe('cancel window', () => {
   });
 
   it('counts from the m-th earliest approval, so a late extra approval does not push the window back', () => {
-    const i = makeIntent(rita, { createdAt: NOW - 3 * HOUR, expiresAt: NOW + DAY });
+    const i = makeIntent(rita, { createdAt: NOW - 3 * HOUR, expiresAt: NOW + 20 * HOUR });
     const d = intentDigest(i);
     const approvals = [
-      approve(alice, d, { at: NOW - 2 * HOUR, expiresAt: NOW + DAY }),
-      approve(bob, d, { at: NOW - 90 * MINUTE, expiresAt: NOW + DAY }),
+      approve(alice, d, { at: NOW - 2 * HOUR, expiresAt: NOW + 20 * HOUR }),
+      approve(bob, d, { at: NOW - 90 * MINUTE, expiresAt: NOW + 20 * HOUR }),
       approve(carol, d, { at: NOW - MINUTE }),
     ];
     expect(run({ state: s, intent: i, approvals }).decision.kind).toBe('allow');
@@ -1077,7 +1077,7 @@ describe('cancel window', () => {
   it('never starts before the intent was created (backdated approvals cannot skip it)', () => {
     const i = makeIntent(rita, { createdAt: NOW - 10 * MINUTE });
     const d = intentDigest(i);
-    const approvals = [alice, bob].map((p) => approve(p, d, { at: NOW - DAY, expiresAt: NOW + DAY }));
+    const approvals = [alice, bob].map((p) => approve(p, d, { at: NOW - 20 * HOUR, expiresAt: NOW + HOUR }));
     expect(run({ state: s, intent: i, approvals }).decision).toMatchObject({
       kind: 'pending',
       cancelWindowEndsAt: NOW - 10 * MINUTE + HOUR,

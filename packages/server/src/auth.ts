@@ -26,7 +26,9 @@
  *     kept until its `created` leaves the window, after which step 2 refuses
  *     the replay anyway.
  * Every refusal in steps 1-5 and 7 is audited as `request.refused` through
- * the RefusalAuditor, whose budget bounds what a flood can write.
+ * the RefusalAuditor, whose budget bounds what a flood can write. Refusals
+ * after step 7 (decoding, the rules) come from a caller that proved a key and
+ * spent its rate budget; app.ts audits each of them as `request.refused` too.
  */
 import {
   CustosError,
@@ -38,6 +40,7 @@ import {
   type Refusal,
   refuse,
   sha256,
+  signerActive,
   toHex,
   verifyRequestSignature,
 } from '@custos/core';
@@ -77,7 +80,7 @@ const MEMBER_KEY = /^member:([^/]+)\/([^/]+)$/;
 const SIGNER_KEY = /^signer:([^/]+)$/;
 
 /** Resolves key ids against a verified governance state (see the module header, step 3). */
-export function stateKeys(state: GovernanceState): KeyResolver {
+export function stateKeys(state: GovernanceState, now: Millis = Date.now()): KeyResolver {
   return (keyId) => {
     const m = MEMBER_KEY.exec(keyId);
     if (m !== null) {
@@ -94,20 +97,39 @@ export function stateKeys(state: GovernanceState): KeyResolver {
         );
       }
       const principal: Principal = { kind: 'member', keyId, member: memberId, device: deviceId };
-      return d.revoked
-        ? {
-            ok: true,
-            principal,
-            publicKey: d.device.publicKey,
-            afterVerify: refuse('DEVICE_REVOKED', `device ${deviceId} of ${memberId} is revoked`),
-          }
-        : { ok: true, principal, publicKey: d.device.publicKey };
+      if (d.revoked) {
+        return {
+          ok: true,
+          principal,
+          publicKey: d.device.publicKey,
+          afterVerify: refuse('DEVICE_REVOKED', `device ${deviceId} of ${memberId} is revoked`),
+        };
+      }
+      // Issue 8, item 1: a device added by governance authorizes nothing until its delay has passed.
+      if (d.activeFrom > now) {
+        return {
+          ok: true,
+          principal,
+          publicKey: d.device.publicKey,
+          afterVerify: refuse(
+            'DEVICE_NOT_ACTIVE',
+            `device ${deviceId} of ${memberId} is waiting out the governance delay until ${new Date(d.activeFrom).toISOString()}`,
+          ),
+        };
+      }
+      return { ok: true, principal, publicKey: d.device.publicKey };
     }
     const s = SIGNER_KEY.exec(keyId);
     if (s !== null) {
       const signerId = s[1] as string;
       const signer = state.signers.get(signerId);
       if (signer === undefined) return refuse('NOT_AUTHORIZED', `governance lists no signer ${signerId}`);
+      if (!signerActive(state, signerId, now)) {
+        return refuse(
+          'DEVICE_NOT_ACTIVE',
+          `signer ${signerId} is waiting out the governance delay until ${new Date(state.signersActiveFrom.get(signerId) ?? 0).toISOString()}`,
+        );
+      }
       return {
         ok: true,
         principal: { kind: 'signer', keyId, signer: signerId },
@@ -158,7 +180,7 @@ export class Authenticator {
     let state: GovernanceState | undefined;
     const principal = await this.#run(req, raw, async () => {
       state = await this.#o.governance.current();
-      return stateKeys(state);
+      return stateKeys(state, this.#o.clock());
     });
     if (state === undefined) throw new CustosError('INTERNAL', 'authenticated without a state');
     return { principal, state };
@@ -247,8 +269,18 @@ export class Authenticator {
       subject: `${r.code} ${method} ${path}`,
       digest: bodyDigest(raw),
     });
-    throw new CustosError(r.code, r.message);
+    const err = new CustosError(r.code, r.message);
+    AUDITED.add(err);
+    throw err;
   }
+}
+
+/** Refusals already written as `request.refused` (so app.ts does not write them twice). */
+const AUDITED = new WeakSet<object>();
+
+/** Whether `err` is a refusal this module already audited as `request.refused`. */
+export function refusalAudited(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && AUDITED.has(err);
 }
 
 /** A header's value; a repeated header becomes one value that no parser of this profile accepts. */

@@ -279,7 +279,7 @@ export function describeEntry(entry: GovernanceEntry, state: GovernanceState, no
 function describeSignatures(p: ProposalView, state: GovernanceState, digest: Digest): string {
   const lines: string[] = [];
   for (const sig of p.signatures) {
-    const d = lookupDevice(state, sig.member, sig.device);
+    const d = lookupDevice(state, sig.member, sig.device, Date.now());
     const holds = state.members.get(sig.member)?.roles;
     const role = holds?.has(ADMIN_ROLE) ? 'admin' : holds?.has(WATCHER_ROLE) ? 'watcher' : 'not an admin';
     const ok = d.ok && verifyDeviceSignature(d.device, digest, sig.signature).ok;

@@ -89,10 +89,11 @@ export function memberState(spec: MemberSpec): MemberState {
       {
         device: { id: d.id, kind: 'ed25519', publicKey: d.keys.publicKey },
         revoked: spec.revoked?.includes(d.id) ?? false,
+        activeFrom: 0,
       },
     ]),
   );
-  return { id: spec.person.id, name: spec.person.id, roles, devices };
+  return { id: spec.person.id, name: spec.person.id, roles, endedRoles: new Map(), devices };
 }
 
 /** A policy, checked by its schema. */
@@ -147,8 +148,11 @@ export function buildState(spec: StateSpec): GovernanceState {
     delayMs: [{ value: DAY, activeFrom: 0 }],
     policies: spec.policies.map(timed),
     addresses: new Map((spec.addresses ?? []).map((a) => timed(a)).map((a) => [a.value.id, a])),
+    retiredAddresses: [],
     wallets: new Map((spec.wallets ?? [HOT, COLD, TEST_WALLET]).map((w) => [w.id, w])),
+    walletsActiveFrom: new Map(),
     signers: new Map(),
+    signersActiveFrom: new Map(),
     frozen: spec.frozen ?? null,
   };
 }

@@ -17,7 +17,7 @@
  * with their normal answers and new ones get 503 UNAVAILABLE; long-polls are
  * woken so they end at once.
  */
-import type { Digest, Millis } from '@custos/core';
+import { CustosError, type Digest, type Millis } from '@custos/core';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -26,14 +26,21 @@ import Fastify, {
 } from 'fastify';
 import { type Logger, pino } from 'pino';
 import { RefusalAuditor, StoreAuditLog } from './audit-log.js';
-import { type AuthContext, Authenticator, type Principal, requestTarget } from './auth.js';
+import {
+  type AuthContext,
+  Authenticator,
+  bodyDigest,
+  type Principal,
+  refusalAudited,
+  requestTarget,
+} from './auth.js';
 import { decodeBody, installBodyParsing, rawBody, requireJsonBody } from './body.js';
 import { type CoordinatorLimits, resolveLimits } from './config.js';
 import type { AuditLog, GovernanceView, Notifier, SigningPipeline } from './contracts.js';
 import { Engine, type RequestInfo, type SweepResult } from './coordinator.js';
 import type { Store } from './db/repository.js';
 import { StoreGovernanceView } from './governance-view.js';
-import { errorBody, failureOf } from './http-errors.js';
+import { errorBody, failureOf, statusOf } from './http-errors.js';
 import { buildOpenApi, parseQuery, type QueryOf, type QueryShape, type RouteSpec } from './openapi.js';
 import { TokenBuckets } from './rate-limit.js';
 import { defineRoutes } from './routes.js';
@@ -109,6 +116,8 @@ export interface RouteContext {
   readonly governance: GovernanceView;
   readonly engine: Engine;
   readonly authenticator: Authenticator;
+  /** The audit log (refusals of authenticated requests are written here, see `register`). */
+  readonly audit: AuditLog;
   readonly clock: () => Millis;
   readonly limits: CoordinatorLimits;
   readonly org: Digest | undefined;
@@ -162,6 +171,7 @@ export async function createCoordinator(opts: CreateCoordinatorOptions): Promise
     governance,
     engine,
     authenticator,
+    audit,
     clock,
     limits,
     org: opts.org,
@@ -273,26 +283,64 @@ function register(app: FastifyInstance, def: RouteDef, ctx: RouteContext): void 
       let auth: AuthContext | null = null;
       if (spec.auth === 'member' || spec.auth === 'signer' || spec.auth === 'any') {
         auth = await ctx.authenticator.authenticate(req, raw);
-        await requireKind(ctx, spec.auth, auth.principal, info);
       }
-      const query = parseQuery(spec.query, req.query);
-      // The genesis route decodes its body first: the keys that may sign the request are in it.
-      const body =
-        spec.body !== undefined && spec.auth !== 'genesis' ? decodeBody(spec.body, raw, limit) : undefined;
-      const answer = await def.handler({
-        req,
-        reply,
-        auth,
-        body,
-        raw,
-        query,
-        params: (req.params ?? {}) as Record<string, string>,
-        info,
-      });
-      reply.code(answer.status ?? spec.success);
-      return answer.body === undefined ? reply.send() : reply.send(answer.body);
+      try {
+        if (auth !== null && (spec.auth === 'member' || spec.auth === 'signer' || spec.auth === 'any')) {
+          await requireKind(ctx, spec.auth, auth.principal, info);
+        }
+        const query = parseQuery(spec.query, req.query);
+        // The genesis route decodes its body first: the keys that may sign the request are in it.
+        const body =
+          spec.body !== undefined && spec.auth !== 'genesis' ? decodeBody(spec.body, raw, limit) : undefined;
+        const answer = await def.handler({
+          req,
+          reply,
+          auth,
+          body,
+          raw,
+          query,
+          params: (req.params ?? {}) as Record<string, string>,
+          info,
+        });
+        reply.code(answer.status ?? spec.success);
+        return answer.body === undefined ? reply.send() : reply.send(answer.body);
+      } catch (err) {
+        if (auth !== null) await auditRefusal(ctx, auth.principal, info, err, req.log);
+        throw err;
+      }
     },
   });
+}
+
+/**
+ * DESIGN.md flow step 6: every refusal of an authenticated request is an
+ * audit entry, `request.refused` with the caller's key id as actor and
+ * `<code> <method> <path>` as subject, and the sha256 of the body as digest
+ * (never the body itself). Refusals the Authenticator already wrote are not
+ * written again. These are not budgeted like anonymous refusals: the caller
+ * proved a registered key and spent a token of its rate limit, which bounds
+ * what it can write. 5xx answers are failures, not refusals.
+ */
+async function auditRefusal(
+  ctx: RouteContext,
+  p: Principal,
+  info: RequestInfo,
+  err: unknown,
+  log: FastifyBaseLogger,
+): Promise<void> {
+  if (!(err instanceof CustosError) || refusalAudited(err)) return;
+  const status = statusOf(err.code);
+  if (status < 400 || status >= 500) return;
+  try {
+    await ctx.audit.append({
+      actor: p.keyId,
+      event: 'request.refused',
+      subject: `${err.code} ${info.method} ${info.path}`,
+      digest: bodyDigest(info.raw),
+    });
+  } catch (auditErr) {
+    log.error({ err: auditErr, code: err.code }, 'could not audit a refused request');
+  }
 }
 
 /** Member routes take member keys, signer routes signer keys. */

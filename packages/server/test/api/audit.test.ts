@@ -54,10 +54,13 @@ describe.each(backends)('audit log on $name', (backend) => {
       'approval.added',
       'intent.approved',
       'intent.refused',
+      // The same refusal as a refused request, with its code (DESIGN.md flow step 6).
+      'request.refused',
     ]);
+    expect(entries.at(-1)?.subject).toBe('DESTINATION_NOT_ALLOWED POST /v1/intents');
     const verified = verifyAuditChain(entries);
-    expect(verified).toMatchObject({ ok: true, entries: 6 });
-    expect(head).toEqual({ seq: 5, hash: verified.ok ? verified.head : null });
+    expect(verified).toMatchObject({ ok: true, entries: 7 });
+    expect(head).toEqual({ seq: 6, hash: verified.ok ? verified.head : null });
     // Signers read it too.
     expect((await h.signer().get('/v1/audit?from=0&limit=1000')).status).toBe(200);
     expect((await h.as(h.org.watcher).get('/v1/audit/checkpoints')).body).toEqual({ checkpoints: [] });
@@ -68,7 +71,7 @@ describe.each(backends)('audit log on $name', (backend) => {
     await withdrawal(h);
     await h.fresh.db.db.deleteFrom('audit_log').where('seq', '=', 3).execute();
     const { entries } = await readLog(h.as(h.org.watcher));
-    expect(entries.map((e) => e.seq)).toEqual([0, 1, 2, 4, 5]);
+    expect(entries.map((e) => e.seq)).toEqual([0, 1, 2, 4, 5, 6]);
     const verified = verifyAuditChain(entries);
     expect(verified).toMatchObject({ ok: false, code: 'AUDIT_CHAIN_BROKEN', firstBadSeq: 3 });
   });

@@ -7,8 +7,9 @@
  * that are not even HTTP.
  */
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { MAX_BODY_BYTES, MAX_DRAIN_BYTES } from '../../src/body.js';
 import { useBackends } from '../db/backends.js';
 import { type Client, type PreparedRequest, send, type Target, unsigned } from './support/client.js';
 import { type Harness, outcome, useHarness } from './support/harness.js';
@@ -272,7 +273,14 @@ describe.each(backends)('hostile input on $name', (backend) => {
     const target: Target = { baseUrl: url };
     const admin = h.as(h.org.admins[0] ?? h.org.requester).on(target);
     const picks = hostile(h).filter((x) =>
-      ['10,000-deep arrays', 'a 2 MiB body', 'text/plain', 'random bytes', 'duplicate keys'].includes(x.name),
+      [
+        '10,000-deep arrays',
+        'a 2 MiB body',
+        'a 5 MiB governance body',
+        'text/plain',
+        'random bytes',
+        'duplicate keys',
+      ].includes(x.name),
     );
     for (const x of picks) {
       const res = await send(target, signedRequest(admin, x));
@@ -304,5 +312,136 @@ describe.each(backends)('hostile input on $name', (backend) => {
       const res = await send(h.target, unsigned(method, url));
       expect(outcome(res)).toEqual({ status: 404, code: 'NOT_FOUND' });
     }
+  });
+});
+
+/** A raw HTTP/1.1 exchange on one socket: what arrived, and how the connection ended. */
+interface RawExchange {
+  readonly socket: Socket;
+  /** Everything received so far. */
+  received(): string;
+  /** Resolves when the server has closed its side: 'end' (a FIN) or the socket error's code. */
+  readonly closed: Promise<string>;
+}
+
+function rawExchange(port: number, head: string): Promise<RawExchange> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let closedAs = '';
+    let onClosed: (how: string) => void = () => undefined;
+    const closed = new Promise<string>((r) => {
+      onClosed = r;
+    });
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(head);
+      resolve({ socket, received: () => Buffer.concat(chunks).toString('latin1'), closed });
+    });
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('end', () => {
+      closedAs ||= 'end';
+      socket.end();
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      closedAs ||= err.code ?? 'error';
+    });
+    socket.on('close', () => onClosed(closedAs || 'close'));
+    socket.once('error', reject);
+  });
+}
+
+function writeAll(socket: Socket, bytes: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => socket.write(bytes, (err) => (err ? reject(err) : resolve())));
+}
+
+const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('oversized bodies over a real socket (sqlite)', () => {
+  const sqlite = backends.find((b) => b.name === 'sqlite');
+
+  async function listening(): Promise<{ h: Harness; url: string; port: number }> {
+    if (sqlite === undefined) throw new Error('no sqlite backend');
+    const h = await harness(sqlite);
+    const url = await h.coordinator.app.listen({ host: '127.0.0.1', port: 0 });
+    return { h, url, port: Number(new URL(url).port) };
+  }
+
+  it('an oversized body is read to its end before the 413, which then arrives on a cleanly closed connection', async () => {
+    const { h, port } = await listening();
+    const size = 2 * MAX_BODY_BYTES;
+    const x = await rawExchange(
+      port,
+      `POST /v1/intents HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${size}\r\n\r\n`,
+    );
+    await writeAll(x.socket, Buffer.alloc(size / 2, 0x20));
+    await sleepMs(200);
+    // An answer now would come while the client is still writing: closing under it resets the connection.
+    expect(x.received()).toBe('');
+    await writeAll(x.socket, Buffer.alloc(size / 2, 0x20));
+    expect(await x.closed).toBe('end');
+    const answer = x.received();
+    expect(answer.startsWith('HTTP/1.1 413 ')).toBe(true);
+    expect(answer.toLowerCase()).toContain('connection: close');
+    expect(answer).toContain('"code":"TOO_LARGE"');
+    await expectUntouched(h, h.target);
+  });
+
+  it('a body declared past the drain bound gets its 413 at once, without the server waiting for it', async () => {
+    const { h, port } = await listening();
+    const x = await rawExchange(
+      port,
+      `POST /v1/intents HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${MAX_DRAIN_BYTES + 1}\r\n\r\n`,
+    );
+    const how = await x.closed;
+    expect(['end', 'ECONNRESET']).toContain(how);
+    expect(x.received()).toMatch(/^HTTP\/1\.1 413 [\s\S]*"code":"TOO_LARGE"/);
+    await expectUntouched(h, h.target);
+  });
+
+  it('a chunked body that never ends is answered 413 and cut off after the drain bound', async () => {
+    const { h, port } = await listening();
+    const x = await rawExchange(
+      port,
+      'POST /v1/intents HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n',
+    );
+    const chunk = Buffer.concat([
+      Buffer.from(`${(256 << 10).toString(16)}\r\n`),
+      Buffer.alloc(256 << 10, 0x20),
+      Buffer.from('\r\n'),
+    ]);
+    let sent = 0;
+    let closed = false;
+    void x.closed.then(() => {
+      closed = true;
+    });
+    while (!closed && sent < 4 * MAX_DRAIN_BYTES) {
+      try {
+        await writeAll(x.socket, chunk);
+      } catch {
+        break;
+      }
+      sent += chunk.length;
+    }
+    await x.closed;
+    expect(x.received()).toMatch(/^HTTP\/1\.1 413 [\s\S]*"code":"TOO_LARGE"/);
+    // The server stopped reading near the bound, not at what the client was willing to send.
+    expect(sent).toBeLessThan(2 * MAX_DRAIN_BYTES);
+    await expectUntouched(h, h.target);
+  });
+
+  it('a concurrent flood of oversized bodies through fetch: every one gets its 413, none a reset', async () => {
+    const { h, url } = await listening();
+    const admin = h.as(h.org.admins[0] ?? h.org.requester).on({ baseUrl: url });
+    const requests = Array.from({ length: 16 }, (_, i) =>
+      i % 2 === 0
+        ? admin.prepare('POST', '/v1/intents', { body: Buffer.alloc(2 << 20, 0x20) })
+        : admin.prepare('POST', '/v1/governance/proposals', { body: Buffer.alloc(5 << 20, 0x20) }),
+    );
+    const answers = await Promise.all(
+      requests.map((r) =>
+        send({ baseUrl: url }, r).then(outcome, (err: unknown) => ({ status: 0, code: String(err) })),
+      ),
+    );
+    expect(answers).toEqual(requests.map(() => ({ status: 413, code: 'TOO_LARGE' })));
+    await expectUntouched(h, h.target);
   });
 });

@@ -25,6 +25,7 @@ import {
   policiesInForce,
   type SignedApproval,
   type SignerJob,
+  signerActive,
 } from '@custos/core';
 import type { IntentRecord } from '../db/repository.js';
 import { auditEvent, type Context, jobId, refuseIntent, txDigest } from './context.js';
@@ -135,7 +136,9 @@ export async function queueJobs(
 ): Promise<void> {
   if (rec.psbt === null) return;
   const approvals = await approvalsOf(ctx, rec.id);
-  const signers = [...state.signers.keys()].sort();
+  // A signer added by governance gets no job before its delay has passed (GOVERNANCE_EFFECTS).
+  const now = ctx.clock();
+  const signers = [...state.signers.keys()].filter((id) => signerActive(state, id, now)).sort();
   const jobs: SignerJob[] = signers.map((signer) => ({
     v: 1,
     id: jobId(rec.id, signer, 1),

@@ -41,6 +41,16 @@ export {
   walletFromKeys,
 } from './descriptor.js';
 export {
+  type BranchIdentity,
+  findWalletAlias,
+  identitiesOverlap,
+  type OuterScript,
+  refuseWalletAlias,
+  type WalletIdentity,
+  type WalletText,
+  walletIdentity,
+} from './identity.js';
+export {
   addressToScript,
   BITCOIN_NETWORKS,
   type BitcoinNetwork,

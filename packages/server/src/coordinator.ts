@@ -30,6 +30,7 @@
  *   re-verifies the stored signed objects against the verified governance
  *   state (evaluate checks every signature).
  */
+import { findWalletAlias } from '@custos/bitcoin';
 import {
   ADMIN_ROLE,
   type ApprovalCheck,
@@ -630,6 +631,19 @@ export class Engine {
         'GOVERNANCE_CHAIN_BROKEN',
         `the entry must follow the head: seq ${state.seq + 1} with prev ${state.head}`,
       );
+    }
+    // Issue 8, item 2: a wallet is its keys and threshold, not its text. A second wallet over the
+    // same scripts would spend the first one's coins under its own limits. Every signer refuses such
+    // a wallet's jobs on its own; the coordinator refuses to store the proposal at all.
+    if (entry.kind === 'wallet.add') {
+      const alias = findWalletAlias(entry.body, state.wallets.values());
+      if (alias.ok && alias.value !== null) {
+        return refuseEntry(
+          'WALLET_ALIAS',
+          `wallet ${entry.body.id} has the same keys and threshold as wallet ${alias.value.id}: ` +
+            "its scripts are that wallet's scripts",
+        );
+      }
     }
     const warnings = proposalWarnings(state, entry, now);
 

@@ -30,6 +30,7 @@
  * band and refuse any other organization (WRONG_ORG). Set `org` on the view to
  * make the coordinator refuse a wrong genesis too.
  */
+import { findWalletAlias } from '@custos/bitcoin';
 import {
   type AppliedEntry,
   applyGovernance,
@@ -179,6 +180,17 @@ export async function initOrganization(
   const state = createGenesisState(signed, now, opts.org);
   if (!state.ok) throw new CustosError(state.code, `the genesis does not verify: ${state.message}`);
   const org = state.value.org;
+  // Issue 8, item 2: no two genesis wallets over the same scripts (signers refuse the later one's jobs).
+  const wallets = [...state.value.wallets.values()];
+  for (const [i, w] of wallets.entries()) {
+    const alias = findWalletAlias(w, wallets.slice(0, i));
+    if (alias.ok && alias.value !== null) {
+      throw new CustosError(
+        'WALLET_ALIAS',
+        `genesis wallet ${w.id} has the same keys and threshold as wallet ${alias.value.id}`,
+      );
+    }
+  }
   const head = await store.governanceHead();
   if (head !== null) {
     const [first] = await store.governanceRange(-1, 0, 1);

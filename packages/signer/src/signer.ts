@@ -25,6 +25,7 @@ import {
   parseDescriptor,
   psbtFromBase64,
   psbtToBase64,
+  refuseWalletAlias,
   type SignerKey,
   signPsbt,
   verifyPsbt,
@@ -56,6 +57,7 @@ import {
   signCheckpoint,
   signerJob,
   verifyGovernanceChain,
+  type Wallet,
 } from '@custos/core';
 import type { SignerStore } from './store.js';
 
@@ -89,6 +91,8 @@ const CRITICAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'UNEXPECTED_OUTPUT',
   'INPUT_AMOUNT_UNPROVEN',
   'SIGHASH_NOT_ALL',
+  'WALLET_ALIAS',
+  'CHANGE_BEYOND_GAP',
 ]);
 
 class Refused extends Error {
@@ -294,6 +298,7 @@ export class Signer {
           throw new Refused('FROZEN', `the organization is frozen: ${this.state.frozen.reason}`);
         if (digest === null) throw new Refused('INTENT_SIGNATURE_INVALID', 'the intent cannot be digested');
         const intent = job.intent.intent;
+        this.refuseAlias(intent);
 
         // THREATS 14: one intent, one transaction, ever. The same transaction again gets the same answer.
         const prior = store.ledgerFor(digest);
@@ -350,6 +355,27 @@ export class Signer {
         return result;
       }
     });
+  }
+
+  /**
+   * Issue 8, item 2: a wallet whose scripts can equal an earlier wallet's
+   * (the same keys and threshold in another descriptor text) would spend
+   * that wallet's coins under its own limits. Checked here from this
+   * signer's own verified governance, whatever the coordinator checked.
+   */
+  private refuseAlias(intent: Intent): void {
+    const wallet = this.state.wallets.get(intent.wallet);
+    if (wallet === undefined) return; // the policy refuses UNKNOWN_WALLET
+    const earlier: Wallet[] = [];
+    for (const w of this.state.wallets.values()) {
+      if (w.id === wallet.id) break;
+      earlier.push(w);
+    }
+    const alias = refuseWalletAlias(wallet, earlier);
+    if (alias.ok) return;
+    if (alias.code === 'WALLET_ALIAS') throw new Refused('WALLET_ALIAS', alias.message);
+    // No identity, so no way to tell it from the others: never signed for.
+    throw new Refused('GOVERNANCE_INVALID', `wallet ${wallet.id} cannot be told apart: ${alias.message}`);
   }
 
   private walletDescriptor(intent: Intent) {

@@ -118,6 +118,33 @@ describe.each(backends)('approvals on $name', (backend) => {
     ]);
   });
 
+  it('issue 8, item 1: a device added by governance approves nothing before the delay (DEVICE_NOT_ACTIVE)', async () => {
+    const h = await harness(backend);
+    const { a1 } = people(h);
+    const device2 = makeDevice('second-device', a1.id, `${a1.id}-d2`);
+    await h.govern('device.add', {
+      member: a1.id,
+      device: { id: device2.id, kind: 'ed25519', publicKey: device2.publicKey },
+    });
+    const id = await pendingIntent(h);
+    const res = await h
+      .as(a1, device2)
+      .post(`/v1/intents/${id}/approvals`, h.approval(id, a1, { key: device2 }));
+    expect(outcome(res)).toEqual({ status: 403, code: 'DEVICE_NOT_ACTIVE' });
+    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect((await h.store.getIntent(id))?.status).toBe('pending');
+    const refused = await h.events('request.refused');
+    expect(refused).toContainEqual(expect.objectContaining({ actor: `member:${a1.id}/${device2.id}` }));
+    // After the delay the same device approves (a new intent: the first one has expired meanwhile).
+    h.clock.now += h.org.delayMs;
+    const id2 = await pendingIntent(h);
+    const later = await h
+      .as(a1, device2)
+      .post(`/v1/intents/${id2}/approvals`, h.approval(id2, a1, { key: device2 }));
+    expect(later.status).toBe(200);
+    expect(await h.store.approvalsFor(id2)).toHaveLength(1);
+  });
+
   it('THREATS 12: one approver with two devices approving twice counts once', async () => {
     const h = await harness(backend);
     const { a1, a2 } = people(h);
@@ -126,6 +153,8 @@ describe.each(backends)('approvals on $name', (backend) => {
       member: a1.id,
       device: { id: device2.id, kind: 'ed25519', publicKey: device2.publicKey },
     });
+    // A device added by governance counts only once the delay has passed (issue 8, item 1).
+    h.clock.now += h.org.delayMs;
     const id = await pendingIntent(h);
     expect((await h.as(a1).post(`/v1/intents/${id}/approvals`, h.approval(id, a1))).status).toBe(200);
     const twice = await h
@@ -162,6 +191,7 @@ describe.each(backends)('approvals on $name', (backend) => {
         origin,
       },
     });
+    h.clock.now += h.org.delayMs;
     const id = await pendingIntent(h);
     const approval: Approval = {
       v: 1,

@@ -7,7 +7,9 @@
  * in order, each with its stable code:
  *  1. Signature-Input and Signature in this server's profile (core's
  *     parseSignatureHeaders): SIGNATURE_REQUIRED when absent, BAD_SIGNATURE
- *     when malformed;
+ *     when malformed, when the components or parameters are not exactly the
+ *     profile's (any label and any order are fine), or when the request
+ *     carries more than one signature (label);
  *  2. `created` within ±300 s of the server's clock: BAD_SIGNATURE (the
  *     message says the clock is off);
  *  3. the key id names a key in the verified governance state:
@@ -16,7 +18,8 @@
  *     (NOT_AUTHORIZED for a signer governance does not list);
  *  4. the signature over method, path and query exactly as received
  *     (`req.raw.url`, not a normalized form) and the Content-Digest of the
- *     raw body bytes: BAD_SIGNATURE;
+ *     raw body bytes, in the order the client's Signature-Input lists them,
+ *     with its inner list as received for "@signature-params": BAD_SIGNATURE;
  *  5. a revoked device is named only after its signature verified, so the
  *     answer DEVICE_REVOKED (THREATS 4) tells nothing to someone without the key;
  *  6. the key's rate limit (RATE_LIMITED, not consumed by requests that fail
@@ -283,7 +286,10 @@ export function refusalAudited(err: unknown): boolean {
   return typeof err === 'object' && err !== null && AUDITED.has(err);
 }
 
-/** A header's value; a repeated header becomes one value that no parser of this profile accepts. */
+/**
+ * A header's value; a repeated header becomes one value joined with ", " (RFC
+ * 9110 section 5.3), which the profile refuses as more than one signature.
+ */
 function single(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v;
 }

@@ -8,7 +8,8 @@
  *
  * The organization: the world's genesis (signer-1 in it) plus a `signer.add`
  * entry for signer-2 signed by an admin quorum, both stored through the
- * Store, so the coordinator queues a job for each. signer-1 holds the first
+ * Store, so the coordinator queues a job for each (the organization has no
+ * loosening delay, so signer-2 counts at once). signer-1 holds the first
  * seed key of the descriptor, signer-2 the second; the third is the offline
  * backup. Governance for the pipeline is read back from the store and
  * verified from the pinned genesis, as the coordinator does.
@@ -58,7 +59,8 @@ export interface Org {
 }
 
 export function makeOrg(): Org {
-  const world = makeWorld();
+  // No loosening delay: signer.add waits it out (GOVERNANCE_EFFECTS), and signer-2 must get jobs at once here.
+  const world = makeWorld({ delayMs: 0 });
   world.clock.now = Date.now();
   const org = world.org;
   const signer2 = { id: 'signer-2', publicKey: ed25519PublicKey(SIGNER_2_SECRET), label: 'Signer 2' };

@@ -10,6 +10,7 @@
  * `@custos/bitcoin/regtest`, for tests and `custos dev`, so the signer never
  * loads a node implementation.
  */
+export { checkAddress } from './address.js';
 export {
   type AnalyzedInput,
   type AnalyzedOutput,

@@ -76,13 +76,23 @@ export class Args {
   }
 }
 
-/** Parses `argv` against the command's options plus the common ones. Throws UsageError. */
-export function parse(argv: readonly string[], options: OptionSpecs, maxPositionals = 0): Args {
+/** Parses `argv` against the command's options plus the common ones it takes (default all). Throws UsageError. */
+export function parse(
+  argv: readonly string[],
+  options: OptionSpecs,
+  maxPositionals = 0,
+  common: readonly (keyof typeof COMMON_OPTIONS)[] = Object.keys(
+    COMMON_OPTIONS,
+  ) as (keyof typeof COMMON_OPTIONS)[],
+): Args {
   let parsed: ReturnType<typeof parseArgs>;
+  const shared: Record<string, OptionSpec> = {};
+  for (const name of common) shared[name] = COMMON_OPTIONS[name];
+  const all: OptionSpecs = { ...shared, ...options };
   try {
     parsed = parseArgs({
-      args: [...argv],
-      options: { ...COMMON_OPTIONS, ...options },
+      args: joinNegativeValues(argv, all),
+      options: all,
       strict: true,
       allowPositionals: true,
     });
@@ -100,6 +110,33 @@ export function parse(argv: readonly string[], options: OptionSpecs, maxPosition
 }
 
 /**
+ * `--amount -5` as `--amount=-5`: parseArgs takes a value starting with a
+ * dash for an option ("argument is ambiguous"), but a negative number after
+ * an option that takes a value is that option's value, and the command says
+ * what is wrong with it.
+ */
+function joinNegativeValues(argv: readonly string[], options: OptionSpecs): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    const name = a.startsWith('--') ? a.slice(2) : undefined;
+    if (
+      name !== undefined &&
+      options[name]?.type === 'string' &&
+      next !== undefined &&
+      /^-[0-9.]/.test(next)
+    ) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+/**
  * A duration like `90s`, `15m`, `1h`, `2d` or plain milliseconds, to milliseconds.
  * @example parseDuration('1h') === 3_600_000
  */
@@ -112,19 +149,46 @@ export function parseDuration(text: string, name: string): number {
   return n * factor;
 }
 
+/** All the bitcoin there will ever be, in satoshi (21 million BTC). */
+const MAX_SATS = 21_000_000n * 100_000_000n;
+/** Decimal places of a BTC amount: a satoshi is 0.00000001 BTC. */
+const BTC_DECIMALS = 8;
+
 /**
- * An amount in satoshi: a whole number (`150000`), or BTC with a unit
- * (`0.0015btc`), never a float computed in binary.
+ * An amount in satoshi: a whole number (`150000`), or BTC with its unit
+ * (`0.0015btc`), never a float computed in binary. Each way to get it wrong
+ * has its own sentence: negative, zero, more decimals than the asset has,
+ * more than 21 million BTC, or not a number.
  */
 export function parseSats(text: string): string {
-  const t = text.trim().toLowerCase();
-  const btc = /^([0-9]{1,8})(?:\.([0-9]{1,8}))?\s*btc$/.exec(t);
-  if (btc !== null) {
-    const sats = BigInt(btc[1]!) * 100_000_000n + BigInt((btc[2] ?? '').padEnd(8, '0') || '0');
-    return sats.toString();
+  const t = text.trim().toLowerCase().replace(/\s+/g, '');
+  const m = /^([+-]?)([0-9]*)(?:\.([0-9]*))?(btc|sats?)?$/.exec(t);
+  if (m === null || (m[2] === '' && (m[3] ?? '') === '')) {
+    throw new UsageError(
+      `--amount ${JSON.stringify(text)} is not an amount: give satoshi (150000) or BTC with its unit (0.0015btc)`,
+    );
   }
-  const sat = /^([1-9][0-9]{0,15})\s*(?:sats?)?$/.exec(t);
-  if (sat === null)
-    throw new UsageError('--amount must be satoshi (150000) or BTC with its unit (0.0015btc)');
-  return sat[1]!;
+  const [, sign, whole = '', frac = '', unit] = m;
+  const btc = unit === 'btc';
+  const decimals = frac.replace(/0+$/, '');
+  if (!btc && decimals !== '') {
+    throw new UsageError(
+      `--amount ${text} has decimals, but satoshi is the smallest unit: give a whole number of satoshi, or BTC with its unit (${text}btc)`,
+    );
+  }
+  if (btc && decimals.length > BTC_DECIMALS) {
+    throw new UsageError(
+      `--amount ${text} has ${decimals.length} decimals, more than BTC has (${BTC_DECIMALS}: 1 satoshi is 0.00000001 BTC)`,
+    );
+  }
+  const sats = btc
+    ? BigInt(whole || '0') * 100_000_000n + BigInt(decimals.padEnd(BTC_DECIMALS, '0') || '0')
+    : BigInt(whole || '0');
+  if (sign === '-' && sats !== 0n)
+    throw new UsageError(`--amount ${text} is negative: an amount to send is more than zero`);
+  if (sats === 0n) throw new UsageError(`--amount ${text} is zero: an amount to send is more than zero`);
+  if (sats > MAX_SATS) {
+    throw new UsageError(`--amount ${text} is more than 21,000,000 BTC, all the bitcoin there will ever be`);
+  }
+  return sats.toString();
 }

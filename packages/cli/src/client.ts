@@ -135,8 +135,13 @@ export class CustosClient {
         redirect: 'error',
       });
     } catch (err) {
-      const why = err instanceof Error && err.name === 'TimeoutError' ? 'timed out' : 'cannot be reached';
-      throw new CustosError('UNAVAILABLE', `the coordinator at ${this.base.origin} ${why}`);
+      if (err instanceof Error && err.name === 'TimeoutError') {
+        throw new CustosError('UNAVAILABLE', `the coordinator at ${this.base.origin} did not answer in time`);
+      }
+      throw new CustosError(
+        'UNAVAILABLE',
+        `the coordinator at ${this.base.origin} cannot be reached: is the coordinator running? start it with \`npm run dev\` (or \`custos serve\`)`,
+      );
     }
     const max = this.opts.maxResponseBytes ?? 16 << 20;
     const bytes = new Uint8Array(await res.arrayBuffer());
@@ -327,14 +332,26 @@ export interface IntentView {
   readonly id: string;
   readonly status: string;
   readonly statusCode: string | null;
+  /** Why it was refused, rejected or expired: the coordinator's sentence, or the refusing signer's. */
+  readonly statusMessage: string | null;
   readonly intent: SignedIntent;
   readonly approvals: readonly SignedApproval[];
   readonly psbt: string | null;
   readonly txid: string | null;
   readonly confirmations: number | null;
-  readonly signers: readonly { signer: string; outcome: string | null; code: string | null }[];
+  readonly signers: readonly SignerView[];
   /** The coordinator's policy preview: informative only. */
   readonly decision: JsonValue | null;
+}
+
+/** One signer's outcome for an intent's job, with its own code and sentence when it refused. */
+export interface SignerView {
+  readonly signer: string;
+  readonly outcome: string | null;
+  readonly code: string | null;
+  readonly message: string | null;
+  /** 'critical' when the signer caught tampering and raised an alert. */
+  readonly alert: string | null;
 }
 
 export interface ProposalView {
@@ -364,6 +381,7 @@ export function readIntentView(value: unknown, withApprovals: boolean): IntentVi
     id: str(r.id, 'id'),
     status: str(r.status, 'status'),
     statusCode: typeof r.statusCode === 'string' ? r.statusCode : null,
+    statusMessage: typeof r.statusMessage === 'string' ? r.statusMessage.slice(0, 1000) : null,
     intent: signedIntent.parse(r.intent, 'intent'),
     approvals,
     psbt: typeof r.psbt === 'string' ? r.psbt : null,
@@ -375,6 +393,8 @@ export function readIntentView(value: unknown, withApprovals: boolean): IntentVi
         signer: str(x.signer, 'signer'),
         outcome: typeof x.outcome === 'string' ? x.outcome : null,
         code: typeof x.code === 'string' ? x.code : null,
+        message: typeof x.message === 'string' ? x.message.slice(0, 1000) : null,
+        alert: typeof x.alert === 'string' ? x.alert : null,
       };
     }),
     decision: (r.decision as JsonValue | undefined) ?? null,

@@ -22,10 +22,10 @@ import { governanceApprove, governancePropose, governanceShow } from './commands
 import { initCommand, initSign, initSubmit } from './commands/init.js';
 import { approveCommand, intentsCommand, rejectCommand, requestCommand } from './commands/intents.js';
 import { configCommand, keysList, keysNew, keysShow } from './commands/keys.js';
-import { serveCommand, signerPassthrough } from './commands/operate.js';
+import { serveCommand, signerInit, signerRun, signerStatus } from './commands/operate.js';
 import { statusCommand } from './commands/status.js';
 import type { Context } from './context.js';
-import { describeFailure, EXIT_USAGE, type Io, processIo } from './output.js';
+import { describeFailure, EXIT_USAGE, type Io, processIo, toJson } from './output.js';
 
 export const COMMANDS: readonly Command[] = [
   requestCommand,
@@ -45,7 +45,9 @@ export const COMMANDS: readonly Command[] = [
   governanceShow,
   auditVerify,
   serveCommand,
-  signerPassthrough,
+  signerInit,
+  signerRun,
+  signerStatus,
   devCommand,
   demoAttacks,
 ];
@@ -58,7 +60,8 @@ const GROUPS: readonly [string, readonly string[]][] = [
   ],
   ['Audit', ['audit verify']],
   ['This device', ['keys new', 'keys list', 'keys show', 'config']],
-  ['Operators', ['serve', 'signer', 'dev', 'demo attacks']],
+  ['Operators', ['serve', 'signer init', 'signer run', 'signer status']],
+  ['Developers', ['dev', 'demo attacks']],
 ];
 
 function usage(): string {
@@ -116,23 +119,38 @@ export async function run(argv: readonly string[], ctx: Context = defaultContext
   if (found === null) {
     const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
     if (group.length > 0) {
-      ctx.io.err(`custos ${first}: one of ${group.map((c) => c.name.split(' ')[1]).join(', ')}\n`);
+      // `custos signer --help`: the group's commands (exit 0); `custos signer` or a wrong word: the same, exit 2.
+      const asked = argv[1] === '--help' || argv[1] === '-h' || argv[1] === 'help';
+      const list = group.map((c) => `  ${c.name.padEnd(20)} ${c.summary}\n`).join('');
+      const text = `custos ${first}: one of\n${list}Run \`custos ${first} <${group.length > 1 ? 'command' : group[0]!.name.split(' ')[1]}> --help\` for its options and an example.\n`;
+      if (asked) {
+        ctx.io.out(text);
+        return 0;
+      }
+      ctx.io.err(
+        argv[1] === undefined ? text : `custos ${first}: unknown command ${JSON.stringify(argv[1])}\n${text}`,
+      );
     } else {
       ctx.io.err(`custos: unknown command ${JSON.stringify(first)}\n\n${usage()}`);
     }
     return EXIT_USAGE;
   }
   const { command, rest } = found;
+  const json = rest.includes('--json');
   try {
-    if (command.runRaw !== undefined) return await command.runRaw(ctx, rest);
     if (rest.includes('--help') || rest.includes('-h')) {
       ctx.io.out(command.help);
       return 0;
     }
-    const args = parse(rest, command.options, command.positionals ?? 0);
+    if (command.runRaw !== undefined) return await command.runRaw(ctx, rest);
+    const args = parse(rest, command.options, command.positionals ?? 0, command.common);
     return await command.run(ctx, args);
   } catch (err) {
     const failure = describeFailure(err);
+    if (json) {
+      ctx.io.err(toJson(failure.json));
+      return failure.exit;
+    }
     ctx.io.err(failure.text);
     if (failure.exit === EXIT_USAGE) ctx.io.err(`see \`custos ${command.name} --help\`\n`);
     return failure.exit;

@@ -51,7 +51,7 @@ const SENTENCES: Partial<Record<ErrorCode, string>> = {
   GOVERNANCE_CHAIN_BROKEN: 'the governance chain does not link up to the pinned genesis',
   GOVERNANCE_INVALID: 'the governance change does not fit the current state',
   SELF_APPROVAL: 'the requester cannot approve its own intent',
-  DUPLICATE_APPROVER: 'this member already approved',
+  DUPLICATE_APPROVER: 'this member already decided on this intent',
   INTENT_REJECTED: 'an approver rejected the intent',
   DUPLICATE_INTENT: 'this intent was already submitted',
   EXPIRED: 'it has expired',
@@ -78,7 +78,7 @@ const SENTENCES: Partial<Record<ErrorCode, string>> = {
   AUDIT_CHAIN_BROKEN: 'the audit log was altered',
   CHECKPOINT_INVALID: 'an audit checkpoint is not validly signed by a signer',
   NOT_FOUND: 'not found',
-  CONFLICT: 'it conflicts with the current state (try again)',
+  CONFLICT: 'it conflicts with the current state',
   RATE_LIMITED: 'too many requests; wait and try again',
   UNAVAILABLE: 'the service cannot be reached or is not ready',
   INTERNAL: 'an internal error happened',
@@ -98,18 +98,42 @@ export function formatRefusal(code: ErrorCode, message: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Maps anything thrown to the text and the exit code. Unknown errors print no stack (it may hold data). */
-export function describeFailure(err: unknown): { text: string; exit: number } {
+/** A failure as `--json` prints it: `{"error": {"code", "message", "detail"}}`; USAGE for a command-line mistake. */
+export interface FailureJson {
+  readonly error: {
+    readonly code: ErrorCode | 'USAGE';
+    readonly message: string;
+    readonly detail: string | null;
+  };
+}
+
+/**
+ * Maps anything thrown to the text, the JSON form (`--json`) and the exit
+ * code. Unknown errors print no stack (it may hold data).
+ */
+export function describeFailure(err: unknown): { text: string; json: FailureJson; exit: number } {
   if (err instanceof UsageError) {
-    return { text: `custos: ${err.message}\n`, exit: EXIT_USAGE };
+    return {
+      text: `custos: ${err.message}\n`,
+      json: { error: { code: 'USAGE', message: err.message, detail: null } },
+      exit: EXIT_USAGE,
+    };
   }
-  if (err instanceof CustosError) {
-    return { text: formatRefusal(err.code, err.message), exit: EXIT_REFUSED };
-  }
-  const message = err instanceof Error ? err.message : String(err);
+  const code: ErrorCode = err instanceof CustosError ? err.code : 'INTERNAL';
+  const message = (err instanceof Error ? err.message : String(err)).trim();
   // CUSTOS_DEBUG=1 shows where an unexpected error came from (developers; it may show data, never secrets by design).
-  const stack = process.env.CUSTOS_DEBUG === '1' && err instanceof Error && err.stack ? `${err.stack}\n` : '';
-  return { text: formatRefusal('INTERNAL', message) + stack, exit: EXIT_REFUSED };
+  const stack =
+    !(err instanceof CustosError) && process.env.CUSTOS_DEBUG === '1' && err instanceof Error && err.stack
+      ? `${err.stack}\n`
+      : '';
+  const sentence = explain(code);
+  return {
+    text: formatRefusal(code, message) + stack,
+    json: {
+      error: { code, message: sentence, detail: message === '' || message === sentence ? null : message },
+    },
+    exit: EXIT_REFUSED,
+  };
 }
 
 /** Where a command writes: stdout for results, stderr for prompts, progress and warnings. */

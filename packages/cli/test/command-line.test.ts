@@ -30,10 +30,79 @@ describe('custos command line', () => {
   });
 
   it('has --help with an example for every command', () => {
-    for (const c of COMMANDS.filter((x) => x.runRaw === undefined)) {
+    for (const c of COMMANDS) {
       expect(c.help, c.name).toMatch(new RegExp(`^custos ${c.name}`));
       expect(c.help, c.name).toMatch(/Example/);
     }
+  });
+
+  it('prints each command its own help with --help, exit 0, and only the options it takes', async () => {
+    const results = await Promise.all(COMMANDS.map((c) => custos([...c.name.split(' '), '--help'])));
+    COMMANDS.forEach((c, i) => {
+      const r = results[i]!;
+      expect(r.code, c.name).toBe(0);
+      expect(r.stdout, c.name).toBe(c.help);
+    });
+    const signerInit = await custos(['signer', 'init', '--help']);
+    expect(signerInit.stdout).toMatch(/^custos signer init --id <id> --keystore <file>/);
+    expect(signerInit.stdout).toContain(
+      '--network <name>         regtest (default), testnet, signet or mainnet',
+    );
+    const group = await custos(['signer', '--help']);
+    expect(group.code).toBe(0);
+    expect(group.stdout).toContain('signer init ');
+    expect(group.stdout).toContain('signer run ');
+    const dev = await custos(['dev', '--help']);
+    expect(dev.stdout).toContain('--dir <path>');
+    for (const foreign of ['--as', '--coordinator', '--genesis', '--password-file', '--json']) {
+      expect(dev.stdout).not.toContain(foreign);
+    }
+    const wrong = await custos(['dev', '--as', 'someone']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('custos: unknown option --as');
+  });
+
+  it('says what is wrong with an amount: negative, zero, too many decimals, over 21 million BTC, not a number', async () => {
+    const cases: [string, string][] = [
+      ['-5', '--amount -5 is negative: an amount to send is more than zero'],
+      ['-0.5btc', '--amount -0.5btc is negative: an amount to send is more than zero'],
+      ['0', '--amount 0 is zero: an amount to send is more than zero'],
+      ['0.0btc', '--amount 0.0btc is zero: an amount to send is more than zero'],
+      [
+        '0.000000001btc',
+        '--amount 0.000000001btc has 9 decimals, more than BTC has (8: 1 satoshi is 0.00000001 BTC)',
+      ],
+      [
+        '1.5',
+        '--amount 1.5 has decimals, but satoshi is the smallest unit: give a whole number of satoshi, or BTC with its unit (1.5btc)',
+      ],
+      [
+        '21000000.00000001btc',
+        '--amount 21000000.00000001btc is more than 21,000,000 BTC, all the bitcoin there will ever be',
+      ],
+      [
+        '2100000000000001',
+        '--amount 2100000000000001 is more than 21,000,000 BTC, all the bitcoin there will ever be',
+      ],
+      ['lots', '--amount "lots" is not an amount: give satoshi (150000) or BTC with its unit (0.0015btc)'],
+    ];
+    const results = await Promise.all(
+      cases.map(([amount]) => custos(['request', '--wallet', 'w', '--to', 'x', '--amount', amount])),
+    );
+    cases.forEach(([amount, message], i) => {
+      const r = results[i]!;
+      expect(r.code, amount).toBe(2);
+      expect(r.stderr, amount).toBe(`custos: ${message}\nsee \`custos request --help\`\n`);
+    });
+    const json = await custos(['request', '--wallet', 'w', '--to', 'x', '--amount', '-5', '--json']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stderr)).toEqual({
+      error: {
+        code: 'USAGE',
+        message: '--amount -5 is negative: an amount to send is more than zero',
+        detail: null,
+      },
+    });
   });
 
   it('exits 2 on a usage mistake, naming it and the help to read', async () => {
@@ -44,9 +113,6 @@ describe('custos command line', () => {
     const typo = await custos(['request', '--ammount', '5']);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toContain('unknown option --ammount');
-    const amount = await custos(['request', '--wallet', 'w', '--to', 'x', '--amount', '1.5']);
-    expect(amount.code).toBe(2);
-    expect(amount.stderr).toContain('--amount must be satoshi');
   });
 
   it('keys new seals the device key in 0600 files, prints only the public key, and never the password', async () => {
@@ -99,7 +165,16 @@ describe('custos command line', () => {
 
     const down = await custos(['status', ...conn], { env: { CUSTOS_HOME: home, CUSTOS_PASSWORD: PASSWORD } });
     expect(down.code).toBe(1);
-    expect(down.stderr).toMatch(/^custos: UNAVAILABLE: /m);
+    expect(down.stderr).toBe(
+      'custos: UNAVAILABLE: the service cannot be reached or is not ready\n' +
+        '  the coordinator at http://127.0.0.1:9 cannot be reached: is the coordinator running? start it with `npm run dev` (or `custos serve`)\n',
+    );
+    const downJson = await custos(['intents', '--json', ...conn], {
+      env: { CUSTOS_HOME: home, CUSTOS_PASSWORD: PASSWORD },
+    });
+    expect(downJson.code).toBe(1);
+    expect(downJson.stdout).toBe('');
+    expect(JSON.parse(downJson.stderr)).toMatchObject({ error: { code: 'UNAVAILABLE' } });
   });
 
   it('says how to pin the genesis when none is configured (exit 2)', async () => {

@@ -2,7 +2,10 @@
  * `custos dev`, the one-command local deployment: it starts, prints what to
  * type next, a `custos status` against it works, Ctrl-C (SIGINT) stops every
  * process it started, and a second start resumes from the state folder and
- * completes a withdrawal (request, approval, both signers, mined).
+ * completes a withdrawal (request, approval, both signers, mined). On the
+ * way: a signer's refusal and critical alert are shown with their code and
+ * sentence (`custos intents`, `custos status`), a pending intent says when
+ * its cancel window ends, and approving twice says so.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +31,13 @@ interface IntentJson {
   statusCode: string | null;
   txid: string | null;
   confirmations: number | null;
-  signers: { signer: string; outcome: string | null; code: string | null }[];
+  signers: {
+    signer: string;
+    outcome: string | null;
+    code: string | null;
+    message: string | null;
+    alert: string | null;
+  }[];
 }
 
 interface StatusJson {
@@ -39,7 +48,7 @@ interface StatusJson {
 }
 
 describe('custos dev', () => {
-  it('starts everything, prints the next steps, serves `custos status` and `custos demo attacks`, and SIGINT stops every child; a restart resumes', async () => {
+  it('starts everything, prints the next steps, serves `custos status` and `custos demo attacks` (refusals and alerts shown with their reasons), and SIGINT stops every child; a restart resumes and completes a withdrawal', async () => {
     const dev = start(['dev', '--dir', state, '--port', '0'], { cwd: dir });
     started.push(dev);
     await dev.waitFor('Ctrl-C stops everything.', 120_000);
@@ -77,6 +86,56 @@ describe('custos dev', () => {
     }
     expect(demo.stdout).toContain('6 of 6 attacks stopped');
     expect(demo.stdout).not.toContain('NO AUDIT ENTRY FOUND');
+
+    // Reasons are shown, not hidden: signer-2's refusal of the rewritten job, with its code and its own
+    // sentence, in the list and in the intent, and its critical alert in `custos status`.
+    const home = { CUSTOS_HOME: join(state, 'home') };
+    const listed = await custos(['intents', '--as', 'approver-1', '--json'], { env: home });
+    expect(listed.code, listed.stderr).toBe(0);
+    const attacked = (JSON.parse(listed.stdout) as (IntentJson & { id: string })[]).find((v) =>
+      v.signers.some((x) => x.alert === 'critical'),
+    );
+    expect(attacked).toBeDefined();
+    const shown = await custos(['intents', attacked!.id, '--as', 'approver-1'], { env: home });
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(
+      /^Signer {5}signer-2: refused INTENT_SIGNATURE_INVALID: .*signature.* \(CRITICAL ALERT\)$/m,
+    );
+    const single = JSON.parse(
+      (await custos(['intents', attacked!.id, '--as', 'approver-1', '--json'], { env: home })).stdout,
+    ) as IntentJson;
+    // The list and the intent's own view agree.
+    expect(single.signers).toEqual(attacked!.signers);
+    expect(single.confirmations).toEqual(attacked!.confirmations);
+    const alerted = await custos(['status', '--as', 'approver-1'], { env: home });
+    expect(alerted.stdout).toMatch(
+      new RegExp(
+        `^ALERT {8}signer-2 raised a critical alert .* on intent ${attacked!.id.slice(0, 12)}: INTENT_SIGNATURE_INVALID: `,
+        'm',
+      ),
+    );
+
+    // A large withdrawal, approved twice, waits out its cancel window, and says until when.
+    const book = /--to (bcrt1q[0-9a-z]+) --amount 150000/.exec(out)![1]!;
+    const large = await custos(
+      ['request', '--as', 'requester-1', '--wallet', 'btc-main', '--to', book, '--amount', '0.02btc'],
+      { env: home },
+    );
+    expect(large.code, large.stderr).toBe(0);
+    const largeId = large.stdout.trim();
+    for (const a of ['approver-1', 'approver-2']) {
+      const r = await custos(['approve', largeId, '--as', a, '--yes'], { env: home });
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const waiting = await custos(['intents', largeId, '--as', 'approver-3'], { env: home });
+    expect(waiting.stdout).toMatch(
+      /^Cancel {5}window ends [0-9T:.-]+Z \(in [0-9]+ (s|min)\): until then any approver can still reject$/m,
+    );
+    const again1 = await custos(['approve', largeId, '--as', 'approver-1', '--yes'], { env: home });
+    expect(again1.code).toBe(1);
+    expect(again1.stderr).toMatch(
+      /^custos: DUPLICATE_APPROVER: this member already decided on this intent\n {2}you \(approver-1\) already approved this intent [0-9]+ s ago; it is now pending, and nothing was signed$/m,
+    );
 
     // Every process it started (the two signers at least) goes away with it.
     const children = descendants(dev.child.pid!);

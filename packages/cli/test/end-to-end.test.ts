@@ -18,7 +18,13 @@ interface IntentJson {
   id: string;
   status: string;
   statusCode: string | null;
-  signers: { signer: string; outcome: string | null; code: string | null }[];
+  signers: {
+    signer: string;
+    outcome: string | null;
+    code: string | null;
+    message: string | null;
+    alert: string | null;
+  }[];
   approvals: { approver: string; decision: string }[];
   txid: string | null;
   confirmations: number | null;
@@ -82,14 +88,19 @@ describe('custos on regtest, through the command line', () => {
     const second = await w.cli(['approve', id, '--as', 'approver-2', '--yes']);
     expect(second.code, second.stderr).toBe(0);
 
+    let last: IntentJson | undefined;
     const broadcast = await eventually(
       async () => {
         const v = await show(id);
+        last = v;
+        if (['refused', 'expired', 'rejected'].includes(v.status)) throw new Error(JSON.stringify(v));
         return ['broadcast', 'confirmed'].includes(v.status) ? v : undefined;
       },
       'the transaction to be broadcast',
       90_000,
-    );
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}; the intent: ${JSON.stringify(last)}`);
+    });
     expect(
       broadcast.signers
         .filter((s) => s.outcome === 'signed')
@@ -122,6 +133,88 @@ describe('custos on regtest, through the command line', () => {
     expect(audit.code, audit.stderr).toBe(0);
     expect(audit.stdout).toMatch(/audit log intact: [0-9]+ entries/);
   }, 150_000);
+
+  it('the list and the intent agree on confirmations and signers; approving again says it was already approved', async () => {
+    const one = await show(paid);
+    const list = JSON.parse(await w.ok(['intents', '--as', 'admin-1', '--json'])) as (IntentJson & {
+      statusMessage: string | null;
+    })[];
+    const listed = list.find((v) => v.id === paid)!;
+    expect(one.confirmations).toBeGreaterThanOrEqual(1);
+    expect(listed.confirmations).toBe(one.confirmations);
+    expect(listed.signers).toEqual(one.signers);
+    expect(listed.signers.map((x) => x.signer).sort()).toEqual(['signer-1', 'signer-2']);
+
+    const again = await w.cli(['approve', paid, '--as', 'approver-1', '--yes']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(
+      /^custos: DUPLICATE_APPROVER: this member already decided on this intent\n {2}you \(approver-1\) already approved this intent [0-9]+ (s|min) ago; it is now confirmed, and nothing was signed\n$/,
+    );
+    const late = await w.cli(['approve', paid, '--as', 'approver-3', '--yes', '--json']);
+    expect(late.code).toBe(1);
+    expect(JSON.parse(late.stderr)).toEqual({
+      error: {
+        code: 'CONFLICT',
+        message: 'it conflicts with the current state',
+        detail: 'the intent is already confirmed: a decision now changes nothing, and nothing was signed',
+      },
+    });
+  }, 60_000);
+
+  it('a destination with a bad checksum, of another network or of no known form is refused, each with its own sentence; upper-case bech32 is stored in lower case', async () => {
+    const ask = (to: string, json = false) =>
+      w.cli([
+        'request',
+        '--as',
+        'requester-1',
+        '--wallet',
+        'btc-main',
+        '--to',
+        to,
+        '--amount',
+        '20000',
+        ...(json ? ['--json'] : []),
+      ]);
+    const last = w.cold.at(-1) === 'q' ? 'p' : 'q';
+    const typo = `${w.cold.slice(0, -1)}${last}`;
+    const bad = await ask(typo);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe(
+      `custos: INVALID_VALUE: a value is not acceptable\n  ${typo} has a bad checksum: a character is wrong or missing (a typo?)\n`,
+    );
+    const mainnet = 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4';
+    const other = await ask(mainnet);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toBe(
+      `custos: WRONG_CHAIN: it names another chain than the wallet\n  ${mainnet} is a mainnet address, and the wallet is on bitcoin:regtest\n`,
+    );
+    const nonsense = await ask('not-an-address', true);
+    expect(nonsense.code).toBe(1);
+    expect(JSON.parse(nonsense.stderr)).toEqual({
+      error: {
+        code: 'INVALID_VALUE',
+        message: 'a value is not acceptable',
+        detail:
+          'not-an-address is not a Bitcoin address of a known form (on bitcoin:regtest: bcrt1... bech32, or base58)',
+      },
+    });
+    expect(nonsense.stdout).toBe('');
+
+    const upper = await ask(w.cold.toUpperCase());
+    expect(upper.code, upper.stderr).toBe(0);
+    const id = upper.stdout.trim();
+    const stored = JSON.parse(await w.ok(['intents', id, '--as', 'admin-1', '--json'])) as { to: string };
+    expect(stored.to).toBe(w.cold);
+    const d = db();
+    const row = d.prepare('SELECT destination FROM intents WHERE id = ?').get(id) as { destination: string };
+    d.close();
+    expect(row.destination).toBe(w.cold);
+    // Rejected: the reason is kept and shown with its code.
+    await w.ok(['reject', id, '--as', 'approver-2', '--yes']);
+    const rejected = await w.ok(['intents', id, '--as', 'admin-1']);
+    expect(rejected).toMatch(/^Status {5}rejected \(INTENT_REJECTED\)$/m);
+    expect(rejected).toMatch(/^Reason {5}.*approver-2.*$/m);
+  }, 60_000);
 
   it('approve refuses, exit 1 with UNEXPECTED_OUTPUT, a transaction the coordinator altered to pay someone else', async () => {
     // THREATS 7 / 23: whoever writes the coordinator's database swaps the transaction for one that pays

@@ -65,6 +65,7 @@ import type { AuditLog, NotificationEvent, Notifier, SigningPipeline } from './c
 import {
   type IntentRecord,
   type IntentStatus,
+  type JobRecord,
   MAX_PAGE,
   type ProposalRecord,
   type ProposalStatus,
@@ -125,12 +126,18 @@ export interface SignerOutcome {
   /** 'queued' or 'delivered' until the signer answers, then 'signed' or 'refused'. */
   readonly outcome: 'queued' | 'delivered' | 'signed' | 'refused';
   readonly code: ErrorCode | null;
+  /** The signer's own sentence for its refusal. */
+  readonly message: string | null;
+  /** 'critical' when the signer raised an alert (it caught tampering). */
+  readonly alert: 'warning' | 'critical' | null;
 }
 
 export interface IntentView {
   readonly id: Digest;
   readonly status: IntentStatus;
   readonly statusCode: ErrorCode | null;
+  /** The sentence that goes with statusCode: the coordinator's own, or the signer's it refused for. */
+  readonly statusMessage: string | null;
   readonly intent: SignedIntent;
   readonly approvals: readonly SignedApproval[];
   /** The policy preview now; null once the intent is past approval (signing, done, refused...). */
@@ -143,13 +150,17 @@ export interface IntentView {
   readonly updatedAt: Millis;
 }
 
-/** An intent in a list: no approvals, decision, PSBT or signers (fetch the intent for those). */
+/** An intent in a list: no approvals, decision or PSBT (fetch the intent for those). */
 export interface IntentSummary {
   readonly id: Digest;
   readonly status: IntentStatus;
   readonly statusCode: ErrorCode | null;
+  readonly statusMessage: string | null;
   readonly intent: SignedIntent;
   readonly txid: string | null;
+  /** As in the intent's own view, so a list and the intent agree. */
+  readonly confirmations: number | null;
+  readonly signers: readonly SignerOutcome[];
   readonly receivedAt: Millis;
   readonly updatedAt: Millis;
 }
@@ -309,19 +320,14 @@ export class Engine {
       id: record.id,
       status: record.status,
       statusCode: record.statusCode,
+      statusMessage: record.statusMessage,
       intent: record.signed,
       approvals: signedApprovals,
       decision,
       psbt: record.psbt,
       txid: record.txid ?? tx?.txid ?? null,
       confirmations: tx?.confirmations ?? null,
-      signers: jobs.map((j) => ({
-        signer: j.signer,
-        job: j.id,
-        outcome:
-          j.result === null ? (j.status === 'queued' ? 'queued' : 'delivered') : j.result.receipt.outcome,
-        code: j.result?.receipt.code ?? null,
-      })),
+      signers: jobs.map(signerOutcome),
       receivedAt: record.receivedAt,
       updatedAt: record.updatedAt,
     };
@@ -336,7 +342,13 @@ export class Engine {
     cursor?: string;
   }): Promise<{ intents: IntentSummary[]; next: string | null }> {
     const page = await this.#store.listIntents(q);
-    return { intents: page.intents.map(summary), next: page.next };
+    const intents = await Promise.all(
+      page.intents.map(async (r) => {
+        const [tx, jobs] = await Promise.all([this.#store.getTransaction(r.id), this.#store.jobsFor(r.id)]);
+        return summary(r, tx?.confirmations ?? null, jobs.map(signerOutcome));
+      }),
+    );
+    return { intents, next: page.next };
   }
 
   /**
@@ -503,6 +515,7 @@ export class Engine {
       from: 'pending',
       to: 'rejected',
       code: 'INTENT_REJECTED',
+      message,
     });
     if (!won) return false;
     await this.#audit.append({ actor, event: 'intent.rejected', subject: id, digest: id as Digest });
@@ -511,7 +524,12 @@ export class Engine {
   }
 
   async #expire(id: string): Promise<boolean> {
-    const won = await this.#store.updateIntentStatus(id, { from: 'pending', to: 'expired', code: 'EXPIRED' });
+    const won = await this.#store.updateIntentStatus(id, {
+      from: 'pending',
+      to: 'expired',
+      code: 'EXPIRED',
+      message: 'the intent expired before it was approved',
+    });
     if (!won) return false;
     await this.#audit.append({
       actor: 'coordinator',
@@ -759,13 +777,32 @@ function statusRefusal(r: IntentRecord): { code: ErrorCode; message: string } | 
   }
 }
 
-function summary(r: IntentRecord): IntentSummary {
+/** What one signer did with an intent's job, as the intent views show it. */
+function signerOutcome(j: JobRecord): SignerOutcome {
+  return {
+    signer: j.signer,
+    job: j.id,
+    outcome: j.result === null ? (j.status === 'queued' ? 'queued' : 'delivered') : j.result.receipt.outcome,
+    code: j.result?.receipt.code ?? null,
+    message: j.result?.message ?? null,
+    alert: j.result?.alert?.severity ?? null,
+  };
+}
+
+function summary(
+  r: IntentRecord,
+  confirmations: number | null,
+  signers: readonly SignerOutcome[],
+): IntentSummary {
   return {
     id: r.id,
     status: r.status,
     statusCode: r.statusCode,
+    statusMessage: r.statusMessage,
     intent: r.signed,
     txid: r.txid,
+    confirmations,
+    signers,
     receivedAt: r.receivedAt,
     updatedAt: r.updatedAt,
   };

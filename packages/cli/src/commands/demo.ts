@@ -33,7 +33,7 @@ import {
   toHex,
 } from '@custos/core';
 import { CustosClient, memberSigner } from '../client.js';
-import { COMMON_HELP, type Command } from '../command.js';
+import { type Command, commonHelp } from '../command.js';
 import type { Context } from '../context.js';
 import { demoAddress } from '../dev/org.js';
 import { DEFAULT_DEV_DIR, DevFolder } from '../dev/state.js';
@@ -54,10 +54,10 @@ interface Outcome {
 
 export const demoAttacks: Command = {
   name: 'demo attacks',
-  summary: 'play THREATS.md attacks against the running custos dev deployment',
+  summary: 'play attacks of the threat list (docs/threats.md) against the running custos dev deployment',
   help: `custos demo attacks [--dir .custos-dev] [--json]
 
-Runs attack scenarios from THREATS.md against the deployment \`custos dev\` is
+Runs attack scenarios of the threat list (docs/threats.md) against the deployment \`custos dev\` is
 running (start it first), through its real HTTP API, relay and signers, and
 prints for each: the refusal code, that nothing was stored or signed, and the
 audit entry it left. Exit 0 when every attack failed as it must.
@@ -68,10 +68,14 @@ audit entry it left. Exit 0 when every attack failed as it must.
   THREATS 11   the requester approves its own intent
   THREATS 17   a destination not in the address book
 
+Options:
+  --dir <path>     the state folder of \`custos dev\` (default .custos-dev)
+
 Example:
   custos demo attacks
-${COMMON_HELP}`,
+${commonHelp(['json', 'help'])}`,
   options: { dir: { type: 'string' } },
+  common: ['json', 'help'],
   async run(ctx, args) {
     const folder = new DevFolder(resolve(ctx.cwd, args.str('dir') ?? DEFAULT_DEV_DIR));
     const state = folder.state();

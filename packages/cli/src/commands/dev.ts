@@ -25,7 +25,7 @@ import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import { buildGenesis, CustosError, type Digest, governanceDigest, signGovernanceEntry } from '@custos/core';
 import { createKeystore, writeKeystore } from '@custos/signer';
 import { CustosClient, memberSigner } from '../client.js';
-import { COMMON_HELP, type Command } from '../command.js';
+import { type Command, commonHelp } from '../command.js';
 import type { Context } from '../context.js';
 import { type DevNode, startDevNode } from '../dev/node.js';
 import { DEV_MEMBERS, DEV_WALLET, devGenesisBody, SMALL_MAX } from '../dev/org.js';
@@ -68,8 +68,9 @@ Options:
 Example:
   npm run dev
   custos dev --dir /tmp/custos-demo --port 0
-${COMMON_HELP}`,
+${commonHelp(['help'])}`,
   options: { dir: { type: 'string' }, port: { type: 'string' }, reset: { type: 'boolean' } },
+  common: ['help'],
   async run(ctx, args) {
     const folder = new DevFolder(resolve(ctx.cwd, args.str('dir') ?? DEFAULT_DEV_DIR));
     const port = args.int('port', { min: 0, max: 65_535 }) ?? 7340;

@@ -8,7 +8,7 @@
  * approval of anything else would be a signature over the coordinator's word.
  */
 import { randomBytes } from 'node:crypto';
-import { addressToScript, networkOfChain } from '@custos/bitcoin';
+import { checkAddress, networkOfChain } from '@custos/bitcoin';
 import {
   type Approval,
   addressStatus,
@@ -63,7 +63,7 @@ ${COMMON_HELP}`,
   },
   async run(ctx, args) {
     const walletId = args.required('wallet', 'the wallet id');
-    const to = args.required('to', 'the destination address');
+    const toText = args.required('to', 'the destination address');
     const amount = parseSats(args.required('amount', 'satoshi'));
     const expiresIn = parseDuration(args.str('expires') ?? '1h', 'expires');
     if (expiresIn <= 0) throw new UsageError('--expires must be longer than zero');
@@ -76,9 +76,13 @@ ${COMMON_HELP}`,
         `no wallet ${walletId} in the verified governance (wallets: ${[...state.wallets.keys()].join(', ') || 'none'})`,
       );
     }
+    // The network is the wallet's chain id, never guessed from the address; bech32 is stored in lower case.
     const network = networkOfChain(wallet.chain);
-    if (network !== undefined && addressToScript(to, network) === undefined) {
-      throw new CustosError('INVALID_VALUE', `${to} is not a ${network} address`);
+    let to = toText.trim();
+    if (network !== undefined) {
+      const checked = checkAddress(toText, network);
+      if (!checked.ok) throw new CustosError(checked.code, checked.message);
+      to = checked.value;
     }
     const now = ctx.now();
     const memo = args.str('memo');
@@ -209,8 +213,19 @@ ${COMMON_HELP}`,
         throw new CustosError(first.code, `not approving: ${first.message}`);
       }
       if (review.id === null) throw new CustosError('INVALID_VALUE', 'the intent has no digest');
+      const mine = view.approvals.find((a) => a.approval.approver === s.identity.member);
+      if (mine !== undefined) {
+        const d = mine.approval.decision === 'approve' ? 'approved' : 'rejected';
+        throw new CustosError(
+          'DUPLICATE_APPROVER',
+          `you (${s.identity.member}) already ${d} this intent ${relativeTime(mine.approval.at, now)}; it is now ${view.status}, and nothing was signed`,
+        );
+      }
       if (view.status !== 'pending') {
-        ctx.io.err(`note: the intent is already ${view.status}; a decision now changes nothing\n`);
+        throw new CustosError(
+          'CONFLICT',
+          `the intent is already ${view.status}${view.statusCode === null ? '' : ` (${view.statusCode})`}: a decision now changes nothing, and nothing was signed`,
+        );
       }
       if (s.identity.member === review.intent.requester) {
         throw new CustosError(
@@ -339,6 +354,7 @@ ${COMMON_HELP}`,
             id: v.id,
             status: v.status,
             statusCode: v.statusCode,
+            statusMessage: v.statusMessage,
             wallet: v.intent.intent.wallet,
             asset: v.intent.intent.asset,
             amount: v.intent.intent.amount,
@@ -378,10 +394,22 @@ ${COMMON_HELP}`,
 async function showIntent(ctx: Context, s: Session, id: string, json: boolean): Promise<number> {
   const v = await s.client.intent(id);
   const i = v.intent.intent;
+  const now = ctx.now();
+  // When a pending intent's cancel window ends, as this client evaluates the policy (not the coordinator's word).
+  let cancelWindowEndsAt: number | null = null;
+  if (v.status === 'pending') {
+    const { state } = await s.governance();
+    const d = evaluate({ state, intent: v.intent, approvals: v.approvals, ledger: [], now });
+    if (d.kind === 'pending' && d.missing.length === 0 && d.cancelWindowEndsAt !== undefined) {
+      cancelWindowEndsAt = d.cancelWindowEndsAt;
+    }
+  }
   const out = {
     id: v.id,
     status: v.status,
     statusCode: v.statusCode,
+    statusMessage: v.statusMessage,
+    cancelWindowEndsAt,
     wallet: i.wallet,
     asset: i.asset,
     amount: i.amount,
@@ -403,17 +431,26 @@ async function showIntent(ctx: Context, s: Session, id: string, json: boolean): 
     ctx.io.out(toJson(out));
     return 0;
   }
-  const now = ctx.now();
   const o = ctx.io.out;
   o(`Intent     ${v.id}\n`);
   o(`Status     ${v.status}${v.statusCode === null ? '' : ` (${v.statusCode})`}\n`);
+  if (v.statusMessage !== null) o(`Reason     ${v.statusMessage}\n`);
+  if (cancelWindowEndsAt !== null) {
+    o(
+      `Cancel     window ends ${new Date(cancelWindowEndsAt).toISOString()} (${relativeTime(cancelWindowEndsAt, now)}): until then any approver can still reject\n`,
+    );
+  }
   o(`Amount     ${formatSats(i.amount, i.asset)} from ${i.wallet} to ${i.to}\n`);
   o(
     `Requester  ${i.requester}, ${relativeTime(i.createdAt, now)}${i.memo ? `, memo ${JSON.stringify(i.memo)}` : ''}\n`,
   );
   for (const a of out.approvals) o(`Decision   ${a.approver}: ${a.decision} (${relativeTime(a.at, now)})\n`);
-  for (const sg of v.signers)
-    o(`Signer     ${sg.signer}: ${sg.outcome ?? 'waiting'}${sg.code === null ? '' : ` ${sg.code}`}\n`);
+  for (const sg of v.signers) {
+    const why = sg.code === null ? '' : ` ${sg.code}${sg.message === null ? '' : `: ${sg.message}`}`;
+    o(
+      `Signer     ${sg.signer}: ${sg.outcome ?? 'waiting'}${why}${sg.alert === null ? '' : ` (${sg.alert.toUpperCase()} ALERT)`}\n`,
+    );
+  }
   if (v.txid !== null)
     o(`Txid       ${v.txid}${v.confirmations === null ? '' : `, ${v.confirmations} confirmation(s)`}\n`);
   return 0;

@@ -9,7 +9,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { CustosError, type Digest, decode, schema } from '@custos/core';
 import type { ServerConfig } from '@custos/server';
 import { signerCommand } from '@custos/signer';
-import { COMMON_HELP, type Command } from '../command.js';
+import { type Command, commonHelp } from '../command.js';
 
 const { object, string, int, oneOf } = schema;
 
@@ -59,8 +59,9 @@ Config file:
 
 Example:
   custos serve --config coordinator.json
-${COMMON_HELP}`,
+${commonHelp(['help'])}`,
   options: { config: { type: 'string' } },
+  common: ['help'],
   async run(ctx, args) {
     // Loaded here, not at start-up: the server (fastify, drivers) is the heaviest part of the CLI.
     const { readServerConfig, startServer } = await import('@custos/server');
@@ -118,13 +119,86 @@ function mergeConfig(
   };
 }
 
-export const signerPassthrough: Command = {
-  name: 'signer',
-  summary: 'the signer daemon: signer init | signer run',
-  help: 'custos signer init|run ... (see `custos signer --help`)\n',
-  options: {},
-  async run() {
-    return 2;
-  },
-  runRaw: async (_ctx, argv) => signerCommand(argv),
-};
+/** `custos signer init|run|status`: the words go to the signer package untouched; the help is here. */
+function signerPassthrough(sub: 'init' | 'run' | 'status', summary: string, help: string): Command {
+  return {
+    name: `signer ${sub}`,
+    summary,
+    help,
+    options: {},
+    common: ['help'],
+    async run() {
+      return 2;
+    },
+    runRaw: async (_ctx, argv) => signerCommand([sub, ...argv]),
+  };
+}
+
+export const signerInit = signerPassthrough(
+  'init',
+  "create a signer's encrypted keystore and print its public half",
+  `custos signer init --id <id> --keystore <file> [--network regtest|testnet|signet|mainnet] [--password-file <file>]
+
+Creates the signer's keys (one key of the m-of-n wallet and its identity key),
+seals them in <file> with the password (scrypt, XChaCha20-Poly1305), and
+prints the public half as JSON: id, network, fingerprint, path, xpub and
+identity key, what \`custos init --signers\` takes. The password comes from
+--password-file or CUSTOS_SIGNER_PASSWORD, never from the command line.
+
+Options:
+  --id <id>                the signer's id, e.g. signer-1
+  --keystore <file>        where to write the sealed keystore (created 0600)
+  --network <name>         regtest (default), testnet, signet or mainnet
+  --password-file <file>   the keystore password (else CUSTOS_SIGNER_PASSWORD)
+  -h, --help               this text
+
+Example:
+  CUSTOS_SIGNER_PASSWORD=... custos signer init --id signer-1 --keystore signer-1.key --network regtest > signer-1.pub.json
+`,
+);
+
+export const signerRun = signerPassthrough(
+  'run',
+  'run a signer: pull jobs, verify everything, sign',
+  `custos signer run --config <file.json>
+
+Runs the signer: it listens on nothing, polls the coordinator for jobs
+(outbound only), verifies each against the governance chain from the pinned
+genesis, its own ledger and clock and the transaction bytes, records its
+decision durably, then answers with a signed receipt. SIGTERM or Ctrl-C stops it.
+
+Config file (relative paths are read from the file's folder):
+  { "id": "signer-1", "coordinatorUrl": "http://127.0.0.1:7340", "genesis": "<digest>",
+    "keystore": "signer-1.key", "database": "signer-1.db", "chains": ["bitcoin:regtest"],
+    "passwordFile": "signer-1.password" }
+
+Options:
+  --config <file>   the signer's configuration
+  -h, --help        this text
+
+Example:
+  custos signer run --config signer-1.json
+`,
+);
+
+export const signerStatus = signerPassthrough(
+  'status',
+  "a signer's own view: frozen or not and why, governance head, ledger size",
+  `custos signer status --config <file.json> [--json]
+
+Reads the signer's own database (no password needed; safe while it runs) and
+prints whether the signer is frozen, why (the code, the reason and, for a
+governance equivocation, the two quorum-signed entries it keeps as evidence:
+their seqs and digests) and since when, its governance seq and head digest,
+and how many transactions its ledger holds. A signer frozen on an
+equivocation signs again once it applies a quorum-signed unfreeze entry.
+
+Options:
+  --config <file>   the signer's configuration
+  --json            the same as JSON: {signer, frozen, freeze, governance, ledger, equivocations}
+  -h, --help        this text
+
+Example:
+  custos signer status --config signer-1.json --json
+`,
+);

@@ -6,6 +6,7 @@
  */
 import { networkOfChain, parseDescriptor } from '@custos/bitcoin';
 import type { JsonValue } from '@custos/core';
+import type { CustosClient } from '../client.js';
 import type { Command } from '../command.js';
 import { COMMON_HELP } from '../command.js';
 import { openSession } from '../context.js';
@@ -39,6 +40,7 @@ ${COMMON_HELP}`,
     const wallets = await s.client.wallets().catch(() => []);
     const checkpoints = await s.client.checkpoints().catch(() => []);
     const pending = await s.client.intents({ status: 'pending', limit: 200 }).catch(() => null);
+    const alerts = await signerAlerts(s.client).catch(() => []);
     const now = ctx.now();
     const lastCheckpoint = new Map<string, { at: number; seq: number }>();
     for (const c of checkpoints) {
@@ -81,6 +83,7 @@ ${COMMON_HELP}`,
       },
       wallets: walletRows,
       signers: signerRows,
+      alerts,
       pendingIntents: pending?.intents.length ?? null,
       as: `${s.identity.member}/${s.identity.device}`,
     };
@@ -110,12 +113,66 @@ ${COMMON_HELP}`,
         `Signer       ${sg.id}  ${sg.lastCheckpointAt === null ? 'no checkpoint yet' : `last checkpoint ${relativeTime(sg.lastCheckpointAt, now)} (audit seq ${sg.lastCheckpointSeq})`}\n`,
       );
     }
+    for (const a of alerts) {
+      o(
+        `ALERT        ${a.signer} raised a ${a.severity} alert ${relativeTime(a.at, now)} on intent ${a.intent.slice(0, 12)}: ${a.code ?? 'no code'}${a.message === null ? '' : `: ${a.message}`}\n`,
+      );
+    }
+    if (alerts.length > 0)
+      o(`             see \`custos intents <id>\`; audit seq ${alerts.map((a) => a.seq).join(', ')}\n`);
     if (out.pendingIntents !== null)
       o(`Pending      ${out.pendingIntents} intent(s) waiting for approvals\n`);
     o(`Acting as    ${out.as}\n`);
     return ready.ready ? 0 : 1;
   },
 };
+
+/** How far back in the audit log `custos status` looks for signers' alerts, and how many it shows. */
+const ALERT_LOOKBACK = 1000;
+const ALERTS_SHOWN = 10;
+
+interface SignerAlert {
+  readonly seq: number;
+  readonly at: number;
+  readonly signer: string;
+  readonly intent: string;
+  readonly severity: string;
+  readonly code: string | null;
+  readonly message: string | null;
+}
+
+/**
+ * The critical alerts signers raised recently (they caught tampering: a
+ * rewritten intent, forged approvals, a forked governance chain): the
+ * audit log's \`alert\` entries whose actor is a signer, newest first, with
+ * the signer's own code and sentence from the intent they concern.
+ */
+async function signerAlerts(client: CustosClient): Promise<SignerAlert[]> {
+  const head = (await client.audit(0, 1)).head;
+  if (head === null) return [];
+  const from = Math.max(0, head.seq - ALERT_LOOKBACK + 1);
+  const { entries } = await client.audit(from, ALERT_LOOKBACK);
+  const found = entries
+    .filter((e) => e.event === 'alert' && e.actor.startsWith('signer:'))
+    .reverse()
+    .slice(0, ALERTS_SHOWN);
+  const out: SignerAlert[] = [];
+  for (const e of found) {
+    const signer = e.actor.slice('signer:'.length);
+    const view = await client.intent(e.subject).catch(() => null);
+    const outcome = view?.signers.filter((x) => x.signer === signer && x.alert !== null).at(-1);
+    out.push({
+      seq: e.seq,
+      at: e.at,
+      signer,
+      intent: e.subject,
+      severity: outcome?.alert ?? 'critical',
+      code: outcome?.code ?? null,
+      message: outcome?.message ?? null,
+    });
+  }
+  return out;
+}
 
 function readyDetail(body: JsonValue | null): string {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return '';

@@ -250,9 +250,17 @@ const initial: Migration = {
   },
 };
 
+/** Why an intent was refused, rejected or expired, in words, beside its code (shown by the API and the CLI). */
+const intentStatusMessage: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema.alterTable('intents').addColumn('status_message', 'text').execute();
+  },
+};
+
 /** Every migration, in order. Names sort in the order they run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
+  '0002_intent_status_message': intentStatusMessage,
 });
 
 const provider: MigrationProvider = {

@@ -119,6 +119,8 @@ export interface IntentRecord {
   readonly status: IntentStatus;
   /** Why it was refused, rejected or expired. */
   readonly statusCode: ErrorCode | null;
+  /** The sentence that goes with statusCode. */
+  readonly statusMessage: string | null;
   readonly txid: string | null;
   /** The unsigned PSBT built for it (standard base64). */
   readonly psbt: string | null;
@@ -150,6 +152,8 @@ export interface IntentStatusChange {
   readonly to: IntentStatus;
   /** Left unchanged when undefined. */
   readonly code?: ErrorCode | null;
+  /** The sentence that goes with the code. Left unchanged when undefined. */
+  readonly message?: string | null;
   readonly txid?: string | null;
   readonly psbt?: string | null;
 }
@@ -309,6 +313,7 @@ export class Store {
               body,
               status: 'pending',
               status_code: null,
+              status_message: null,
               txid: null,
               psbt: null,
               received_at: now,
@@ -386,6 +391,7 @@ export class Store {
           status: change.to,
           updated_at: this.#now(),
           ...(change.code !== undefined ? { status_code: change.code } : {}),
+          ...(change.message !== undefined ? { status_message: change.message?.slice(0, 1000) ?? null } : {}),
           ...(change.txid !== undefined ? { txid: change.txid } : {}),
           ...(change.psbt !== undefined ? { psbt: change.psbt } : {}),
         })
@@ -1365,6 +1371,7 @@ function intentRecord(r: Selectable<IntentsTable>): IntentRecord {
     body: r.body,
     status: r.status,
     statusCode: isErrorCode(r.status_code) ? r.status_code : null,
+    statusMessage: r.status_message ?? null,
     txid: r.txid,
     psbt: r.psbt,
     receivedAt: int(r.received_at),

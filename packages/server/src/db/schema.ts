@@ -67,6 +67,8 @@ export interface IntentsTable {
   body: string;
   status: IntentStatus;
   status_code: string | null;
+  /** The sentence that goes with status_code (migration 0002). */
+  status_message: string | null;
   txid: string | null;
   psbt: string | null;
   received_at: Int8;

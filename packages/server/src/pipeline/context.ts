@@ -88,7 +88,7 @@ export async function refuseIntent(
   message: string,
   to: 'refused' | 'expired' = 'refused',
 ): Promise<boolean> {
-  const moved = await ctx.store.updateIntentStatus(id, { from, to, code });
+  const moved = await ctx.store.updateIntentStatus(id, { from, to, code, message });
   if (!moved) return false;
   ctx.log.info({ intent: id, code, status: to }, message);
   await auditEvent(ctx, { event: 'intent.refused', subject: id, digest: id });

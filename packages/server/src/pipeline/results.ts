@@ -150,7 +150,7 @@ export class Results {
       if (seen === undefined || attempt > seen.attempt) latest.set(job.signer, { job, attempt });
     }
     const usable = new Map<string, Uint8Array>();
-    const refusals: { signer: string; code: ErrorCode }[] = [];
+    const refusals: { signer: string; code: ErrorCode; message?: string }[] = [];
     let pending = 0;
     for (const [signer, { job, attempt }] of latest) {
       if (job.status !== 'done') {
@@ -171,7 +171,7 @@ export class Results {
         pending++;
         continue;
       }
-      refusals.push({ signer, code });
+      refusals.push({ signer, code, ...(result.message === undefined ? {} : { message: result.message }) });
     }
     const m = built.descriptor.m;
     if (usable.size >= m) {
@@ -187,7 +187,7 @@ export class Results {
         first?.code ?? 'QUORUM_NOT_MET',
         first === undefined
           ? `fewer than ${m} signers can sign`
-          : `signer ${first.signer} refused (${first.code}); fewer than ${m} signers can still sign`,
+          : `signer ${first.signer} refused (${first.code}${first.message === undefined ? '' : `: ${first.message}`}); fewer than ${m} signers can still sign`,
       );
     }
   }

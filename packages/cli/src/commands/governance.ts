@@ -17,6 +17,7 @@ import {
   effectiveDelay,
   effectiveQuorum,
   findLookalikes,
+  GOVERNANCE_EFFECTS,
   GOVERNANCE_KINDS,
   type GovernanceEntry,
   type GovernanceEntryOf,
@@ -39,8 +40,6 @@ import { formatSats, relativeTime, toJson, UsageError } from '../output.js';
 import { confirm } from '../password.js';
 
 const LATER_KINDS = GOVERNANCE_KINDS.filter((k): k is LaterKind => k !== 'genesis');
-/** Kinds that loosen (DESIGN.md "Governance entry") and so wait out the delay. */
-const LOOSENING = new Set(['address.add', 'policy.set', 'member.add', 'role.set', 'quorum.set']);
 
 /** A JSON value given inline (`{...}`) or as a file path. */
 export function readJsonArg(text: string, what: string): unknown {
@@ -254,10 +253,17 @@ ${COMMON_HELP}`,
 /** An entry for a person: kind, body, and what a careful admin must know about it. */
 export function describeEntry(entry: GovernanceEntry, state: GovernanceState, now: number): string {
   const lines = [`Governance entry ${entry.seq}: ${entry.kind}`, JSON.stringify(entry.body, null, 2)];
-  if (LOOSENING.has(entry.kind)) {
-    lines.push(
-      `NOTE: a loosening change: it takes effect ${Math.round(effectiveDelay(state, now) / 60_000)} min after each signer first sees it`,
-    );
+  // How the change binds comes from core's one table (GOVERNANCE_EFFECTS), never a list of our own.
+  if (entry.kind !== 'genesis') {
+    const row = GOVERNANCE_EFFECTS[entry.kind];
+    const delay = Math.round(effectiveDelay(state, now) / 60_000);
+    if (row.effect === 'widens' || row.effect === 'both') {
+      lines.push(
+        `NOTE: ${row.effect === 'widens' ? 'a loosening change' : 'what this change adds'} takes effect ${delay} min after each signer first sees it: ${row.how}`,
+      );
+    } else {
+      lines.push(`NOTE: takes effect at once: ${row.how}`);
+    }
   }
   if (entry.kind === 'address.add') {
     for (const p of policiesInForce(state, now)) {

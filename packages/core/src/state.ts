@@ -263,6 +263,8 @@ export interface GovernanceSummary {
   readonly addresses: readonly { readonly entry: AddressEntry; readonly activeFrom: Millis }[];
   readonly wallets: readonly Wallet[];
   readonly signers: readonly SignerRecord[];
+  /** Wallets and signers still waiting out the delay of the entry that added them, with the time they count from. */
+  readonly pending: readonly { readonly kind: 'wallet' | 'signer'; readonly id: string; readonly activeFrom: Millis }[];
 }
 
 /** A readable summary of a verified state at `now` (GET /v1/governance/state). */
@@ -290,5 +292,13 @@ export function governanceSummary(state: GovernanceState, now: Millis): Governan
     addresses: [...state.addresses.values()].map((a) => ({ entry: a.value, activeFrom: a.activeFrom })),
     wallets: [...state.wallets.values()],
     signers: [...state.signers.values()],
+    pending: [
+      ...[...state.walletsActiveFrom]
+        .filter(([, from]) => from > now)
+        .map(([id, activeFrom]) => ({ kind: 'wallet' as const, id, activeFrom })),
+      ...[...state.signersActiveFrom]
+        .filter(([, from]) => from > now)
+        .map(([id, activeFrom]) => ({ kind: 'signer' as const, id, activeFrom })),
+    ],
   };
 }

@@ -20,6 +20,7 @@
  */
 
 import {
+  changeIndexLimit,
   type FeeCaps,
   networkOfChain,
   parseDescriptor,
@@ -345,6 +346,7 @@ export class Signer {
           txid: verified.txid,
           job: job.id,
           result,
+          changeIndex: verified.change?.index ?? null,
         });
         store.insertDecision(job.id, digest, result);
         return result;
@@ -399,7 +401,10 @@ export class Signer {
       throw new Refused('FEE_TOO_HIGH', `no fee cap is set for ${intent.wallet}/${intent.asset}`);
     const psbt = psbtFromBase64(job.psbt);
     if (!psbt.ok) throw new Refused(psbt.code, `the PSBT does not decode: ${psbt.message}`);
-    const verified = verifyPsbt(psbt.value, intent, wallet, caps);
+    // Issue 8, item 4: change no further than the gap limit past the change this signer knows used
+    // (its own ledger; verifyPsbt adds the change-branch inputs it proves).
+    const maxChange = changeIndexLimit(this.opts.store.highestChangeIndex(intent.wallet));
+    const verified = verifyPsbt(psbt.value, intent, wallet, caps, maxChange);
     if (!verified.ok) throw new Refused(verified.code, verified.message);
     // Sign exactly the bytes that were verified, nothing re-read from the job.
     return { ...verified.value, bytes: psbt.value };

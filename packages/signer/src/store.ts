@@ -11,6 +11,7 @@
  * can ever be signed for that intent (THREATS 32, 14).
  */
 
+import { claimedChangeIndex, psbtFromBase64 } from '@custos/bitcoin';
 import {
   canonicalize,
   type Digest,
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS ledger (
   requester TEXT NOT NULL,
   at INTEGER NOT NULL,
   job TEXT NOT NULL,
-  result TEXT NOT NULL
+  result TEXT NOT NULL,
+  change_index INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
 CREATE TABLE IF NOT EXISTS decisions (
@@ -75,6 +77,8 @@ export interface LedgerRow extends LedgerEntry {
   readonly txid: string;
   readonly job: string;
   readonly result: SignerResult;
+  /** The change-branch index the signed transaction pays change to; null without change. */
+  readonly changeIndex?: number | null;
 }
 
 export interface LocalFreeze {
@@ -93,6 +97,7 @@ export class SignerStore {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    migrateLedgerChange(this.db);
   }
 
   close(): void {
@@ -152,10 +157,21 @@ export class SignerStore {
   insertLedger(row: LedgerRow): void {
     this.db
       .prepare(
-        `INSERT INTO ledger (intent, txid, wallet, asset, amount, destination, requester, at, job, result)
-         VALUES (@intent, @txid, @wallet, @asset, @amount, @to, @requester, @at, @job, @result)`,
+        `INSERT INTO ledger (intent, txid, wallet, asset, amount, destination, requester, at, job, result, change_index)
+         VALUES (@intent, @txid, @wallet, @asset, @amount, @to, @requester, @at, @job, @result, @changeIndex)`,
       )
-      .run({ ...row, result: canonicalize(row.result) });
+      .run({ ...row, result: canonicalize(row.result), changeIndex: row.changeIndex ?? null });
+  }
+
+  /**
+   * The highest change index this signer signed change to in `wallet`, -1
+   * for none: its own view of the change branch used (issue 8, item 4).
+   */
+  highestChangeIndex(wallet: string): number {
+    const row = this.db.prepare('SELECT max(change_index) AS n FROM ledger WHERE wallet = ?').get(wallet) as {
+      n: number | null;
+    };
+    return row.n ?? -1;
   }
 
   insertDecision(job: string, intent: string | null, result: SignerResult): void {
@@ -216,6 +232,7 @@ interface RawLedger {
   at: number;
   job: string;
   result: string;
+  change_index: number | null;
 }
 
 function toEntry(r: RawLedger): LedgerEntry {
@@ -231,5 +248,38 @@ function toEntry(r: RawLedger): LedgerEntry {
 }
 
 function fromRaw(r: RawLedger): LedgerRow {
-  return { ...toEntry(r), txid: r.txid, job: r.job, result: decode(signerResult, r.result) };
+  return {
+    ...toEntry(r),
+    txid: r.txid,
+    job: r.job,
+    result: decode(signerResult, r.result),
+    changeIndex: r.change_index,
+  };
+}
+
+/**
+ * Ledger files from before change indexes were recorded get the column, and
+ * each signed row its change index read back from the PSBT this signer
+ * signed (its change was verified before it was signed), in one
+ * transaction. Without it an upgraded signer would see no change used and
+ * refuse every honest withdrawal past index 19 (CHANGE_BEYOND_GAP).
+ */
+function migrateLedgerChange(db: Database.Database): void {
+  const columns = (db.prepare('PRAGMA table_info(ledger)').all() as { name: string }[]).map((c) => c.name);
+  if (!columns.includes('change_index')) {
+    db.transaction(() => {
+      db.exec('ALTER TABLE ledger ADD COLUMN change_index INTEGER');
+      const rows = db.prepare('SELECT intent, result FROM ledger').all() as {
+        intent: string;
+        result: string;
+      }[];
+      const update = db.prepare('UPDATE ledger SET change_index = ? WHERE intent = ?');
+      for (const row of rows) {
+        const psbt = (JSON.parse(row.result) as { psbt?: unknown }).psbt;
+        const bytes = typeof psbt === 'string' ? psbtFromBase64(psbt) : null;
+        update.run(bytes?.ok ? claimedChangeIndex(bytes.value) : null, row.intent);
+      }
+    }).immediate();
+  }
+  db.exec('CREATE INDEX IF NOT EXISTS ledger_change ON ledger (wallet, change_index)');
 }

@@ -88,6 +88,9 @@ export {
   signPsbt,
 } from './sign.js';
 export {
+  CHANGE_GAP_LIMIT,
+  changeIndexLimit,
+  claimedChangeIndex,
   decodePsbt,
   type FeeCaps,
   type IntentTransfer,

@@ -10,14 +10,32 @@
  * destination and also something else, or the right total split over
  * several outputs, is refused: a signer signs the intent, not a superset.
  *
+ * Change must also stay where a wallet restored from its descriptor finds
+ * it (issue 8, item 4): such a wallet scans the change branch until it sees
+ * CHANGE_GAP_LIMIT unused addresses in a row, so change at `/1/100000` is
+ * coins nobody will ever see again. The caller says how far change may go
+ * from its own record (CHANGE_BEYOND_GAP past it).
+ *
  * The function is pure: the caller passes the intent fields, the wallet
- * parsed from governance, and the fee caps from policy.
+ * parsed from governance, the fee caps from policy and its change bound.
  */
 import { accept, CustosError, type Result, refuse } from '@custos/core';
 import { analyzePsbt } from './analyze.js';
 import type { WalletDescriptor } from './descriptor.js';
 import { addressToScript, equalBytes, networkOfChain } from './network.js';
-import { MAX_MONEY } from './psbt.js';
+import { MAX_MONEY, parsePsbt } from './psbt.js';
+
+/**
+ * BIP 44's gap limit: a wallet restored from its descriptor stops scanning a
+ * branch after this many unused addresses in a row. Change is never placed
+ * further than this past the highest change index known used.
+ */
+export const CHANGE_GAP_LIMIT = 20;
+
+/** The highest change index allowed when `highestUsed` is the highest known used (-1 for none). */
+export function changeIndexLimit(highestUsed: number): number {
+  return highestUsed + CHANGE_GAP_LIMIT;
+}
 
 export interface FeeCaps {
   /** Largest fee in satoshi. */
@@ -52,14 +70,20 @@ export interface VerifiedPsbt {
 
 /**
  * Accepts the PSBT only if it is exactly the transfer the intent names, from
- * this wallet, within the fee caps. Never throws on bad bytes; throws only
- * for caps that are not non-negative bigints (a caller's mistake).
+ * this wallet, within the fee caps, its change (if any) at an index no
+ * higher than `maxChangeIndex` (the caller's own bound: its highest change
+ * index known used plus CHANGE_GAP_LIMIT, see changeIndexLimit) or than
+ * CHANGE_GAP_LIMIT past a change-branch input proven here: such an input
+ * shows that index used. Never throws on bad bytes; throws only for caps
+ * that are not non-negative bigints or a bound that is not an integer from
+ * -1 up (a caller's mistake).
  */
 export function verifyPsbt(
   psbt: Uint8Array,
   intent: IntentTransfer,
   wallet: WalletDescriptor,
   caps: FeeCaps,
+  maxChangeIndex: number,
 ): Result<VerifiedPsbt> {
   if (
     typeof caps.maxFee !== 'bigint' ||
@@ -68,6 +92,9 @@ export function verifyPsbt(
     caps.maxFeeRate < 0n
   ) {
     throw new CustosError('INVALID_VALUE', 'fee caps must be non-negative bigints');
+  }
+  if (!Number.isSafeInteger(maxChangeIndex) || maxChangeIndex < -1) {
+    throw new CustosError('INVALID_VALUE', 'the change bound must be an integer from -1 up');
   }
   // THREATS 16: a testnet intent never signs a mainnet wallet's coins, nor the reverse.
   const network = networkOfChain(intent.chain);
@@ -116,6 +143,21 @@ export function verifyPsbt(
   }
   if (destination === undefined) return refuse('UNEXPECTED_OUTPUT', 'no output pays the intent destination');
 
+  // Issue 8, item 4: change where a restored wallet would never look is lost coins.
+  if (change !== null) {
+    const spentChange = a.inputs.filter((i) => i.branch === 1).map((i) => i.index);
+    const limit = Math.max(maxChangeIndex, changeIndexLimit(Math.max(-1, ...spentChange)));
+    if (change.index > limit) {
+      return refuse(
+        'CHANGE_BEYOND_GAP',
+        `change goes to index ${change.index} of the change branch, past ${limit}: ` +
+          `more than ${CHANGE_GAP_LIMIT} unused addresses beyond the last one used, ` +
+          'where a wallet restored from the descriptor would never find it',
+        { changeIndex: change.index, maxChangeIndex: limit },
+      );
+    }
+  }
+
   // THREATS 25.
   if (a.fee > caps.maxFee) {
     return refuse('FEE_TOO_HIGH', `fee ${a.fee} sat exceeds the cap of ${caps.maxFee} sat`, {
@@ -149,6 +191,27 @@ export function verifyPsbt(
     destination,
     change,
   });
+}
+
+/**
+ * The change-branch index an output of a PSBT names in its BIP 32
+ * derivations, or null when no output names one. It proves nothing by
+ * itself: only for PSBTs whose change was already verified (a signer's own
+ * ledger of what it signed).
+ */
+export function claimedChangeIndex(psbt: Uint8Array): number | null {
+  const parsed = parsePsbt(psbt);
+  if (!parsed.ok) return null;
+  let found: number | null = null;
+  for (const out of parsed.value.outputs) {
+    for (const [, origin] of out.bip32Derivation ?? []) {
+      const path = origin.path;
+      if (path.length >= 2 && path[path.length - 2] === 1) {
+        found = Math.max(found ?? -1, path[path.length - 1]!);
+      }
+    }
+  }
+  return found;
 }
 
 export interface PsbtSummary {

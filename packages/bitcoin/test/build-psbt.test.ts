@@ -104,10 +104,14 @@ function crossCheck(b: BuiltPsbt, to: string, amount: bigint): void {
   expect(values).toEqual([...values].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)));
   // And the signers' own reading agrees.
   expect(
-    verifyPsbt(b.psbt, { chain: 'bitcoin:regtest', to, amount: String(amount) }, wallet, {
-      maxFee: 1_000_000n,
-      maxFeeRate: 1_000n,
-    }).ok,
+    verifyPsbt(
+      b.psbt,
+      { chain: 'bitcoin:regtest', to, amount: String(amount) },
+      wallet,
+      { maxFee: 1_000_000n, maxFeeRate: 1_000n },
+      // A signer that knows the change index the builder was given in use.
+      b.change?.index ?? -1,
+    ).ok,
   ).toBe(true);
 }
 

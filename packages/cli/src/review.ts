@@ -251,13 +251,24 @@ function checkTransaction(
     });
   }
   // THREATS 23-25: exactly the destination and amount, change only to the wallet, fee under the caps.
-  const result = verifyPsbt(bytes.value, intent, descriptor.value, caps ?? { maxFee: 0n, maxFeeRate: 0n });
+  // An approver's client keeps no record of the change indexes used: the change index is not bounded
+  // here, each signer bounds it by its own ledger (CHANGE_BEYOND_GAP, issue 8 item 4).
+  const result = verifyPsbt(
+    bytes.value,
+    intent,
+    descriptor.value,
+    caps ?? { maxFee: 0n, maxFeeRate: 0n },
+    UNBOUNDED_CHANGE,
+  );
   if (result.ok) verified = result.value;
   else if (!(caps === null && result.code === 'FEE_TOO_HIGH')) {
     problems.push({ code: result.code, message: `the transaction the coordinator built: ${result.message}` });
   }
   return { summary: decoded.value, verified, problems };
 }
+
+/** The highest BIP 32 unhardened index: no bound on the change index. */
+const UNBOUNDED_CHANGE = 0x7fffffff;
 
 /** The coordinator's history, keeping only intents whose requester signature verifies. */
 function trustedHistory(

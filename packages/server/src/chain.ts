@@ -44,6 +44,7 @@ import {
   type BuiltPsbt,
   buildPsbt,
   chainOfNetwork,
+  changeIndexLimit,
   DEFAULT_MAX_UNDO,
   deriveAddress,
   networkOfChain,
@@ -614,7 +615,14 @@ export class ChainWatcher {
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const text = await this.#store.getKv(changeKey(w.id));
       const stored = text === null ? 0 : parseCounter(text);
-      const index = Math.max(stored, w.used[1] + 1);
+      const next = Math.max(stored, w.used[1] + 1);
+      // Issue 8, item 4: never past the gap limit beyond the last change seen paid. Each signer
+      // refuses change further than CHANGE_GAP_LIMIT past the change it knows used
+      // (CHANGE_BEYOND_GAP), and a wallet restored from the descriptor would not find it. Indexes
+      // handed to builds that were never broadcast (refused, expired, built again) would walk the
+      // counter away; past the bound it starts again at the first index not seen paid: at worst a
+      // change address paid twice before a block, never coins out of sight.
+      const index = next > changeIndexLimit(w.used[1]) ? w.used[1] + 1 : next;
       if (await this.#store.compareAndSetKv(changeKey(w.id), text, String(index + 1))) {
         this.#deriveAhead(w, index + 1);
         return index;

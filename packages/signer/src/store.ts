@@ -265,9 +265,14 @@ function fromRaw(r: RawLedger): LedgerRow {
  * refuse every honest withdrawal past index 19 (CHANGE_BEYOND_GAP).
  */
 function migrateLedgerChange(db: Database.Database): void {
-  const columns = (db.prepare('PRAGMA table_info(ledger)').all() as { name: string }[]).map((c) => c.name);
-  if (!columns.includes('change_index')) {
+  const migrated = () =>
+    (db.prepare('PRAGMA table_info(ledger)').all() as { name: string }[]).some(
+      (c) => c.name === 'change_index',
+    );
+  if (!migrated()) {
     db.transaction(() => {
+      // Again under the write lock: another process may have migrated the file meanwhile.
+      if (migrated()) return;
       db.exec('ALTER TABLE ledger ADD COLUMN change_index INTEGER');
       const rows = db.prepare('SELECT intent, result FROM ledger').all() as {
         intent: string;

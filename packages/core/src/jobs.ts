@@ -59,6 +59,8 @@ export const receipt = object(
     outcome: oneOf(['signed', 'refused'] as const),
     code: nullable(errorCode),
     governanceSeq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    /** The digest of the signer's governance entry at `governanceSeq`: a fork shows in every receipt. */
+    governanceHead: digest,
     at: millis,
   },
   {},
@@ -70,6 +72,20 @@ export function receiptDigest(r: Receipt): Digest {
   return digestOf('receipt', 1, r);
 }
 
+/**
+ * One governance entry named as evidence: with an equivocation, the signer's
+ * own entry and the conflicting one (both quorum-signed; the signer keeps both).
+ */
+export const evidenceEntry = object({ seq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }), digest });
+export type EvidenceEntry = Infer<typeof evidenceEntry>;
+
+export const signerAlert = object(
+  { severity: oneOf(['warning', 'critical'] as const), code: errorCode },
+  { evidence: array(evidenceEntry, { min: 1, max: 2 }) },
+  'Something the signer caught; `evidence` names the entries of a governance equivocation.',
+);
+export type SignerAlert = Infer<typeof signerAlert>;
+
 export const signerResult = object(
   {
     receipt,
@@ -78,7 +94,7 @@ export const signerResult = object(
   {
     psbt: base64Psbt,
     message: string({ max: 512 }),
-    alert: object({ severity: oneOf(['warning', 'critical'] as const), code: errorCode }),
+    alert: signerAlert,
   },
   'A receipt signed by the signer identity key, with the partially signed PSBT when it signed.',
 );

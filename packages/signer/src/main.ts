@@ -3,12 +3,13 @@
  *
  *   custos signer init --id signer-1 --keystore ./signer-1.key --network regtest
  *   custos signer run --config ./signer-1.json
+ *   custos signer status --config ./signer-1.json [--json]
  *
  * The password comes from a file (passwordFile) or an environment variable
  * (passwordEnv, default CUSTOS_SIGNER_PASSWORD), never from the command line,
  * where other users of the host could read it.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CustosError, type Digest, decode, primitives, schema, signedGovernanceEntry } from '@custos/core';
@@ -69,12 +70,19 @@ const HELP = `custos signer: the signer daemon
   custos signer run --config <file>
       Runs the signer: pulls jobs from the coordinator, verifies everything, signs.
       Example: custos signer run --config signer-1.json
+
+  custos signer status --config <file> [--json]
+      Prints from the signer's own database (no password needed, also while it runs):
+      whether it is frozen, why (code, reason, evidence) and since when, its
+      governance seq and head, and its ledger size.
+      Example: custos signer status --config signer-1.json --json
 `;
 
 export async function signerCommand(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'init') return init(rest);
   if (sub === 'run') return run(rest);
+  if (sub === 'status') return status(rest);
   process.stdout.write(HELP);
   return sub === undefined || sub === '--help' || sub === 'help' ? 0 : 2;
 }
@@ -163,6 +171,111 @@ async function run(argv: readonly string[]): Promise<number> {
   });
   store.close();
   log('signer.stopped', { signer: config.id });
+  return 0;
+}
+
+/** What `custos signer status` reports (its --json form). */
+export interface SignerStatus {
+  readonly signer: string;
+  readonly frozen: boolean;
+  readonly freeze: {
+    readonly code: string;
+    readonly reason: string;
+    readonly since: number;
+    readonly sinceIso: string;
+    readonly governanceSeq: number | null;
+    readonly evidence: {
+      readonly known: { readonly seq: number; readonly digest: string };
+      readonly other: { readonly seq: number; readonly digest: string };
+      readonly at: number;
+    } | null;
+  } | null;
+  readonly governance: { readonly seq: number; readonly head: string } | null;
+  readonly ledger: { readonly entries: number };
+  /** Every equivocation ever proven to this signer (kept after an unfreeze). */
+  readonly equivocations: number;
+}
+
+export function signerStatus(signerId: string, store: SignerStore): SignerStatus {
+  const freeze = store.freeze();
+  const proofs = store.equivocations();
+  const proof = freeze?.evidence == null ? undefined : proofs.find((e) => e.id === freeze.evidence);
+  const head = store.governanceHead();
+  return {
+    signer: signerId,
+    frozen: freeze !== null,
+    freeze:
+      freeze === null
+        ? null
+        : {
+            code: freeze.code,
+            reason: freeze.reason,
+            since: freeze.at,
+            sinceIso: new Date(freeze.at).toISOString(),
+            governanceSeq: freeze.governanceSeq,
+            evidence:
+              proof === undefined
+                ? null
+                : {
+                    known: { seq: proof.known.seq, digest: proof.known.digest },
+                    other: { seq: proof.other.seq, digest: proof.other.digest },
+                    at: proof.at,
+                  },
+          },
+    governance: head === null ? null : { seq: head.seq, head: head.digest },
+    ledger: { entries: store.ledgerCount() },
+    equivocations: proofs.length,
+  };
+}
+
+async function status(argv: readonly string[]): Promise<number> {
+  const configPath = flag(argv, 'config');
+  if (configPath === undefined) {
+    process.stderr.write(HELP);
+    return 2;
+  }
+  const base = dirname(resolve(configPath));
+  const config = decode(signerConfig, readFileSync(configPath));
+  const database = resolve(base, config.database);
+  if (!existsSync(database)) {
+    throw new CustosError('NOT_FOUND', `no signer database at ${database}: has this signer run yet?`);
+  }
+  const store = new SignerStore(database);
+  let report: SignerStatus;
+  try {
+    report = signerStatus(config.id, store);
+  } finally {
+    store.close();
+  }
+  if (argv.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return 0;
+  }
+  const lines = [`signer ${report.signer}`];
+  const f = report.freeze;
+  if (f === null) {
+    lines.push('frozen: no');
+  } else {
+    lines.push(`frozen: yes, ${f.code}, since ${f.sinceIso}`);
+    lines.push(`  reason: ${f.reason}`);
+    if (f.evidence !== null) {
+      lines.push(
+        `  evidence: entry ${f.evidence.known.seq} ${f.evidence.known.digest} (this signer's chain)`,
+      );
+      lines.push(
+        `            entry ${f.evidence.other.seq} ${f.evidence.other.digest} (conflicting, quorum-signed)`,
+      );
+    }
+    lines.push('  cleared by: a quorum-signed unfreeze governance entry');
+  }
+  lines.push(
+    report.governance === null
+      ? 'governance: none yet'
+      : `governance: seq ${report.governance.seq}, head ${report.governance.head}`,
+  );
+  lines.push(`ledger: ${report.ledger.entries} signed`);
+  if (report.equivocations > 0) lines.push(`equivocations proven: ${report.equivocations}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
 

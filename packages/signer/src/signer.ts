@@ -12,8 +12,14 @@
  * Order of work for one job:
  * 1. decode the job strictly;
  * 2. bring governance up to the job's head (fetched entries are verified and
- *    stored with this signer's first-seen time; a second digest for a known
- *    seq freezes the signer: THREATS 10);
+ *    stored with this signer's first-seen time). The head digest in a job is
+ *    unsigned: a wrong one is refused (GOVERNANCE_HEAD_MISMATCH, critical
+ *    alert), never a reason to freeze, or any coordinator could brick the
+ *    signer. Only proof freezes it (THREATS 10): a second entry for a seq it
+ *    applied, or a successor whose `prev` is not its entry, quorum-signed by
+ *    the admins of its own verified state before that seq. Both entries are
+ *    kept as evidence and named in the alert; a quorum-signed `unfreeze`
+ *    applied afterwards clears that freeze;
  * 3. in one exclusive transaction: frozen? already signed this intent? policy
  *    with the ledger, PSBT check, sign, write the ledger row, commit; only then
  *    does the signature leave (THREATS 32).
@@ -32,16 +38,21 @@ import {
   verifyPsbt,
 } from '@custos/bitcoin';
 import {
+  ADMIN_ROLE,
   applyGovernance,
   CustosError,
   checkpointRequest,
   type Digest,
   type ErrorCode,
+  type EvidenceEntry,
+  effectiveQuorum,
   evaluate,
   fromHex,
+  type GovernanceHead,
   type GovernanceState,
   governanceDigest,
   governanceEntries,
+  hasRole,
   type Intent,
   intentDigest,
   type Millis,
@@ -52,6 +63,7 @@ import {
   requireAllow,
   type SignedCheckpoint,
   type SignedGovernanceEntry,
+  type SignerAlert,
   type SignerJob,
   type SignerResult,
   signBytes,
@@ -85,6 +97,7 @@ const CRITICAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'APPROVAL_SIGNATURE_INVALID',
   'GOVERNANCE_SIGNATURE_INVALID',
   'GOVERNANCE_EQUIVOCATION',
+  'GOVERNANCE_HEAD_MISMATCH',
   'GOVERNANCE_CHAIN_BROKEN',
   'WRONG_ORG',
   'DUPLICATE_INTENT',
@@ -100,6 +113,8 @@ class Refused extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** A critical alert even for a code that is not always one; evidence of an equivocation. */
+    readonly extra: { readonly critical?: boolean; readonly evidence?: EvidenceEntry[] } = {},
   ) {
     super(message);
   }
@@ -228,10 +243,11 @@ export class Signer {
   /** Brings governance up to the job's head; refuses forks, rollbacks and unverifiable entries. */
   private async syncGovernance(job: SignerJob, source: GovernanceSource): Promise<void> {
     const head = job.governance;
+    const store = this.opts.store;
     if (head.seq <= this.state.seq) {
-      const known = this.opts.store.governanceDigestAt(head.seq);
-      if (known !== head.digest) this.equivocation(head.seq, 'the job names another entry at a known seq');
-      return;
+      if (store.governanceDigestAt(head.seq) === head.digest) return;
+      // An unsigned claim against this signer's verified chain: ask for the entry it names.
+      return this.challenge(head, source);
     }
     let fetched: unknown;
     try {
@@ -248,11 +264,13 @@ export class Signer {
     for (const signed of entries) {
       const seq = signed.entry.seq;
       const d = governanceDigest(signed.entry);
-      const known = this.opts.store.governanceDigestAt(seq);
+      const known = store.governanceDigestAt(seq);
       if (known !== null) {
-        if (known !== d) this.equivocation(seq, 'two different entries for one seq');
+        if (known !== d) this.conflict(signed, d);
         continue;
       }
+      // A successor that does not link to this signer's head is a fork if its signatures hold.
+      if (seq === this.state.seq + 1 && signed.entry.prev !== this.state.head) this.conflict(signed, d);
       const now = this.clock();
       const next = applyGovernance(this.state, signed, now);
       if (!next.ok) {
@@ -262,29 +280,135 @@ export class Signer {
             : next.code;
         throw new Refused(code, `governance entry ${seq} refused: ${next.message}`);
       }
-      this.opts.store.insertGovernance(signed, d, now);
+      store.exclusive(() => {
+        store.insertGovernance(signed, d, now);
+        // A quorum-signed unfreeze applied after this signer froze itself clears that freeze.
+        const local = store.freeze();
+        if (
+          signed.entry.kind === 'unfreeze' &&
+          local !== null &&
+          (local.governanceSeq === null || seq > local.governanceSeq)
+        ) {
+          store.clearFreeze();
+        }
+      });
       this.state = next.value;
     }
-    if (this.state.seq < head.seq || this.opts.store.governanceDigestAt(head.seq) !== head.digest) {
-      if (this.state.seq >= head.seq)
-        this.equivocation(head.seq, 'the job names another entry at a known seq');
+    if (this.state.seq < head.seq) {
       throw new Refused(
         'GOVERNANCE_CHAIN_BROKEN',
         `the coordinator did not provide governance up to seq ${head.seq}`,
       );
     }
+    const mine = store.governanceDigestAt(head.seq);
+    if (mine !== head.digest) throw headMismatch(head, mine, 'the entries served lead elsewhere');
   }
 
-  private equivocation(seq: number, reason: string): never {
-    this.opts.store.setFreeze({
-      code: 'GOVERNANCE_EQUIVOCATION',
-      reason: `seq ${seq}: ${reason}`,
-      at: this.clock(),
-    });
-    throw new Refused(
-      'GOVERNANCE_EQUIVOCATION',
-      `governance equivocation at seq ${seq}: ${reason}; signer frozen`,
+  /**
+   * The job's head names another digest at a seq this signer applied. That
+   * digest is unsigned, so it proves nothing: the signer asks the coordinator
+   * for the entry. A quorum-signed entry with that digest is an equivocation
+   * (see {@link conflict}); anything less is a refusal, not a freeze.
+   */
+  private async challenge(head: GovernanceHead, source: GovernanceSource): Promise<never> {
+    const mine = this.opts.store.governanceDigestAt(head.seq);
+    let entries: SignedGovernanceEntry[];
+    try {
+      entries = governanceEntries.parse(await source.governanceEntries(head.seq - 1, head.seq));
+    } catch (err) {
+      throw headMismatch(head, mine, `the coordinator shows no entry for it (${messageOf(err)})`);
+    }
+    const claimed = entries.find((e) => e.entry.seq === head.seq && digestSafe(e) === head.digest);
+    if (claimed === undefined)
+      throw headMismatch(head, mine, 'the coordinator shows no entry with that digest');
+    return this.conflict(claimed, head.digest);
+  }
+
+  /**
+   * `other` conflicts with this signer's chain: another digest at a seq it
+   * applied, or (at the next seq) a `prev` that is not its head. It is proof
+   * of an equivocation only if it verifies against this signer's own state
+   * before that seq, signed by a quorum of that state's admins (a freeze,
+   * which one admin may sign, needs the quorum here too). Then the signer
+   * keeps both entries, freezes itself and alerts with them as evidence;
+   * otherwise the entry is refused with its code and a critical alert.
+   */
+  private conflict(other: SignedGovernanceEntry, digest: Digest): never {
+    const store = this.opts.store;
+    const seq = other.entry.seq;
+    if (seq === 0) {
+      throw new Refused('WRONG_ORG', `a second genesis (${digest}) is not the pinned one`, {
+        critical: true,
+      });
+    }
+    const before = this.stateAt(seq - 1);
+    const now = this.clock();
+    // The state before `seq` with the other entry's `prev` as head: its signatures are what is judged.
+    const checked = applyGovernance({ ...before, head: other.entry.prev }, other, now);
+    if (!checked.ok) {
+      const code: ErrorCode =
+        checked.code === 'QUORUM_NOT_MET' ||
+        checked.code === 'BAD_SIGNATURE' ||
+        checked.code === 'GOVERNANCE_SIGNATURE_INVALID'
+          ? 'GOVERNANCE_SIGNATURE_INVALID'
+          : checked.code === 'WRONG_ORG'
+            ? 'WRONG_ORG'
+            : 'GOVERNANCE_HEAD_MISMATCH';
+      throw new Refused(
+        code,
+        `governance entry ${seq} (${digest}) conflicts with this signer's chain and does not verify: ${checked.message}`,
+        { critical: true },
+      );
+    }
+    const admins = new Set(
+      other.signatures.filter((s) => hasRole(before, s.member, ADMIN_ROLE, now)).map((s) => s.member),
     );
+    if (admins.size < effectiveQuorum(before, now)) {
+      throw new Refused(
+        'GOVERNANCE_HEAD_MISMATCH',
+        `governance entry ${seq} (${digest}) conflicts with this signer's chain, signed by fewer than a quorum of admins`,
+        { critical: true },
+      );
+    }
+    const sameSeq = store.governanceAt(seq);
+    const known = sameSeq ?? store.governanceAt(seq - 1);
+    if (known === null) throw new CustosError('INTERNAL', `no stored governance entry at ${seq - 1}`);
+    const knownEvidence = { seq: known.signed.entry.seq, digest: known.digest, signed: known.signed };
+    const evidence: EvidenceEntry[] = [
+      { seq: knownEvidence.seq, digest: knownEvidence.digest },
+      { seq, digest },
+    ];
+    const reason =
+      sameSeq !== null
+        ? `two quorum-signed entries for seq ${seq}: ${known.digest} (this signer's) and ${digest}`
+        : `a quorum-signed entry ${seq} (${digest}) follows ${other.entry.prev}, not this signer's ${known.digest}`;
+    store.exclusive(() => {
+      const id = store.insertEquivocation(knownEvidence, { seq, digest, signed: other }, now);
+      store.setFreeze({
+        code: 'GOVERNANCE_EQUIVOCATION',
+        reason,
+        at: now,
+        governanceSeq: this.state.seq,
+        evidence: id,
+      });
+    });
+    throw new Refused('GOVERNANCE_EQUIVOCATION', `governance equivocation: ${reason}; signer frozen`, {
+      critical: true,
+      evidence,
+    });
+  }
+
+  /** This signer's verified state after `seq` (a prefix of its own stored chain). */
+  private stateAt(seq: number): GovernanceState {
+    if (seq === this.state.seq) return this.state;
+    const stored = this.opts.store.governance().filter((s) => s.signed.entry.seq <= seq);
+    const chain = verifyGovernanceChain(
+      this.opts.pinnedGenesis,
+      stored.map((s) => ({ signed: s.signed, seenAt: s.seenAt })),
+    );
+    if (!chain.ok)
+      throw new CustosError(chain.code, `the stored governance does not verify: ${chain.message}`);
+    return chain.value;
   }
 
   /** The decision, the signature and the durable record, in one exclusive transaction. */
@@ -422,10 +546,16 @@ export class Signer {
     err: Refused,
     txid: string | null = null,
   ): SignerResult {
-    const extra: { message: string; alert?: { severity: 'critical'; code: ErrorCode } } = {
+    const extra: { message: string; alert?: SignerAlert } = {
       message: err.message.slice(0, 512),
     };
-    if (CRITICAL.has(err.code)) extra.alert = { severity: 'critical', code: err.code };
+    if (CRITICAL.has(err.code) || err.extra.critical === true) {
+      extra.alert = {
+        severity: 'critical',
+        code: err.code,
+        ...(err.extra.evidence === undefined ? {} : { evidence: err.extra.evidence }),
+      };
+    }
     return this.result(jobId, digest, txid, 'refused', err.code, extra);
   }
 
@@ -446,6 +576,7 @@ export class Signer {
       outcome,
       code,
       governanceSeq: this.state.seq,
+      governanceHead: this.state.head,
       at: this.clock(),
     };
     const signature = signBytes(this.opts.identitySecret, fromHex(receiptDigest(receipt)));
@@ -480,6 +611,23 @@ export function feeCapsFor(policies: readonly Policy[], intent: Intent): FeeCaps
 
 function refusal(code: ErrorCode, message: string): Refused {
   return new Refused(code, message);
+}
+
+/** An unsigned head that disagrees with this signer's verified chain: a refusal with a critical alert. */
+function headMismatch(head: GovernanceHead, mine: Digest | null, why: string): Refused {
+  return new Refused(
+    'GOVERNANCE_HEAD_MISMATCH',
+    `the job names governance entry ${head.seq} as ${head.digest}, this signer's is ${mine ?? 'unknown'}: ${why}`,
+    { critical: true },
+  );
+}
+
+function digestSafe(signed: SignedGovernanceEntry): Digest | null {
+  try {
+    return governanceDigest(signed.entry);
+  } catch {
+    return null;
+  }
 }
 
 function intentDigestSafe(intent: Intent): Digest | null {

@@ -65,7 +65,23 @@ CREATE TABLE IF NOT EXISTS freeze (
   reason TEXT NOT NULL,
   at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS equivocations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  known_seq INTEGER NOT NULL,
+  known_digest TEXT NOT NULL,
+  known_entry TEXT NOT NULL,
+  other_seq INTEGER NOT NULL,
+  other_digest TEXT NOT NULL,
+  other_entry TEXT NOT NULL,
+  at INTEGER NOT NULL
+) STRICT;
 `;
+
+/** Columns added to the freeze table after its first release (older files are migrated at open). */
+const FREEZE_COLUMNS: readonly [string, string][] = [
+  ['governance_seq', 'INTEGER'],
+  ['evidence', 'INTEGER'],
+];
 
 export interface StoredGovernance {
   readonly signed: SignedGovernanceEntry;
@@ -85,6 +101,29 @@ export interface LocalFreeze {
   readonly code: string;
   readonly reason: string;
   readonly at: number;
+  /** This signer's governance seq when it froze: only an unfreeze applied after it clears the freeze. */
+  readonly governanceSeq: number | null;
+  /** The equivocation that proved the fork (id in the evidence table), if that is why. */
+  readonly evidence: number | null;
+}
+
+/**
+ * Proof of a governance equivocation: two entries, each quorum-signed by the
+ * admins of this signer's verified state before it, that cannot both be in
+ * one chain (another digest for a seq this signer applied, or a successor
+ * whose `prev` is not this signer's entry). Both are kept whole.
+ */
+export interface Equivocation {
+  readonly id: number;
+  readonly known: StoredEvidence;
+  readonly other: StoredEvidence;
+  readonly at: number;
+}
+
+export interface StoredEvidence {
+  readonly seq: number;
+  readonly digest: Digest;
+  readonly signed: SignedGovernanceEntry;
 }
 
 export class SignerStore {
@@ -98,6 +137,12 @@ export class SignerStore {
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     migrateLedgerChange(this.db);
+    const have = new Set(
+      (this.db.prepare('PRAGMA table_info(freeze)').all() as { name: string }[]).map((c) => c.name),
+    );
+    for (const [name, type] of FREEZE_COLUMNS) {
+      if (!have.has(name)) this.db.exec(`ALTER TABLE freeze ADD COLUMN ${name} ${type}`);
+    }
   }
 
   close(): void {
@@ -204,16 +249,89 @@ export class SignerStore {
 
   freeze(): LocalFreeze | null {
     return (
-      (this.db.prepare('SELECT code, reason, at FROM freeze WHERE id = 1').get() as
-        | LocalFreeze
-        | undefined) ?? null
+      (this.db
+        .prepare(
+          'SELECT code, reason, at, governance_seq AS governanceSeq, evidence FROM freeze WHERE id = 1',
+        )
+        .get() as LocalFreeze | undefined) ?? null
     );
   }
 
+  /** Freezes this signer; a signer already frozen keeps its first freeze. */
   setFreeze(f: LocalFreeze): void {
     this.db
-      .prepare('INSERT OR IGNORE INTO freeze (id, code, reason, at) VALUES (1, ?, ?, ?)')
-      .run(f.code, f.reason, f.at);
+      .prepare(
+        'INSERT OR IGNORE INTO freeze (id, code, reason, at, governance_seq, evidence) VALUES (1, ?, ?, ?, ?, ?)',
+      )
+      .run(f.code, f.reason, f.at, f.governanceSeq, f.evidence);
+  }
+
+  /** Keeps both entries of an equivocation; returns its id. */
+  insertEquivocation(known: StoredEvidence, other: StoredEvidence, at: number): number {
+    const r = this.db
+      .prepare(
+        `INSERT INTO equivocations (known_seq, known_digest, known_entry, other_seq, other_digest, other_entry, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        known.seq,
+        known.digest,
+        canonicalize(known.signed),
+        other.seq,
+        other.digest,
+        canonicalize(other.signed),
+        at,
+      );
+    return Number(r.lastInsertRowid);
+  }
+
+  equivocations(): Equivocation[] {
+    const rows = this.db.prepare('SELECT * FROM equivocations ORDER BY id').all() as {
+      id: number;
+      known_seq: number;
+      known_digest: string;
+      known_entry: string;
+      other_seq: number;
+      other_digest: string;
+      other_entry: string;
+      at: number;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      known: {
+        seq: r.known_seq,
+        digest: r.known_digest as Digest,
+        signed: decode(signedGovernanceEntry, r.known_entry),
+      },
+      other: {
+        seq: r.other_seq,
+        digest: r.other_digest as Digest,
+        signed: decode(signedGovernanceEntry, r.other_entry),
+      },
+      at: r.at,
+    }));
+  }
+
+  /** The stored entry at `seq`, if any. */
+  governanceAt(seq: number): StoredGovernance | null {
+    const row = this.db.prepare('SELECT digest, entry, seen_at FROM governance WHERE seq = ?').get(seq) as
+      | { digest: string; entry: string; seen_at: number }
+      | undefined;
+    return row === undefined
+      ? null
+      : {
+          signed: decode(signedGovernanceEntry, row.entry),
+          digest: row.digest as Digest,
+          seenAt: row.seen_at,
+        };
+  }
+
+  /** The last stored governance entry's seq and digest. */
+  governanceHead(): { seq: number; digest: Digest } | null {
+    const row = this.db.prepare('SELECT seq, digest FROM governance ORDER BY seq DESC LIMIT 1').get() as
+      | { seq: number; digest: string }
+      | undefined;
+    return row === undefined ? null : { seq: row.seq, digest: row.digest as Digest };
   }
 
   clearFreeze(): void {

@@ -7,6 +7,7 @@ import {
   buildEntry,
   ed25519PublicKey,
   fromHex,
+  governanceDigest,
   type Intent,
   receiptDigest,
   type SignerJob,
@@ -162,29 +163,116 @@ describe('signer: THREATS 9-10, governance', () => {
     expect(signer.governance.seq).toBe(0);
   });
 
-  it('THREATS 10: a second, different entry for a known seq freezes the signer (GOVERNANCE_EQUIVOCATION), then FROZEN', async () => {
+  it('THREATS 10: a second, quorum-signed entry for a known seq freezes the signer (GOVERNANCE_EQUIVOCATION) with both entries as evidence, then FROZEN', async () => {
     const a = propose(world.org.state, 'freeze', { reason: 'drill' }, [world.org.admins[0]!]);
-    const unfreeze = applyGovernance(world.org.state, a, world.clock.now);
-    expect(unfreeze.ok).toBe(true);
+    const applied = applyGovernance(world.org.state, a, world.clock.now);
+    if (!applied.ok) throw new Error(applied.message);
     source.entries = [...world.governance, a];
     const w1 = world.withdrawal(10_000_000n);
-    await signer.handle({ ...w1.job, governance: { seq: 1, digest: '22'.repeat(32) as never } }, source);
+    await signer.handle({ ...w1.job, governance: { seq: 1, digest: applied.value.head } }, source);
     expect(signer.governance.seq).toBe(1);
-    // The coordinator now claims another entry at seq 1.
+    // The coordinator now shows another entry at seq 1, signed by a quorum of the admins before it.
     const b = signBy(
       buildEntry(world.org.state, 'address.remove', { id: 'cold-storage' }, world.clock.now),
       world.org.admins.slice(0, 2),
     );
+    const bDigest = governanceDigest(b.entry);
     source.entries = [...world.governance, b];
     const w2 = world.withdrawal(10_000_000n);
+    const result = await signer.handle({ ...w2.job, governance: { seq: 1, digest: bDigest } }, source);
+    expectRefused(result, 'GOVERNANCE_EQUIVOCATION');
+    expect(result.alert).toEqual({
+      severity: 'critical',
+      code: 'GOVERNANCE_EQUIVOCATION',
+      evidence: [
+        { seq: 1, digest: applied.value.head },
+        { seq: 1, digest: bDigest },
+      ],
+    });
+    expect(store.freeze()).toMatchObject({ code: 'GOVERNANCE_EQUIVOCATION', governanceSeq: 1 });
+    const [proof] = store.equivocations();
+    expect(proof?.known.signed).toEqual(a);
+    expect(proof?.other.signed).toEqual(b);
+    const w3 = world.withdrawal(10_000_000n);
+    expectRefused(await signer.handle(w3.job, source), 'FROZEN');
+  });
+
+  it("THREATS 10: a quorum-signed successor whose prev is not this signer's entry is proof too: frozen, both kept", async () => {
+    const a = propose(
+      world.org.state,
+      'address.remove',
+      { id: 'cold-storage' },
+      world.org.admins.slice(0, 2),
+    );
+    const stateA = applyGovernance(world.org.state, a, world.clock.now);
+    if (!stateA.ok) throw new Error(stateA.message);
+    source.entries = [...world.governance, a];
+    await signer.handle(
+      { ...world.withdrawal(10_000_000n).job, governance: { seq: 1, digest: stateA.value.head } },
+      source,
+    );
+    expect(signer.governance.seq).toBe(1);
+    // Another branch: b at seq 1 (never shown), then c at seq 2 linking to b, both quorum-signed.
+    const b = propose(world.org.state, 'freeze', { reason: 'other branch' }, world.org.admins.slice(0, 2));
+    const stateB = applyGovernance(world.org.state, b, world.clock.now);
+    if (!stateB.ok) throw new Error(stateB.message);
+    const c = propose(stateB.value, 'unfreeze', { reason: 'other branch' }, world.org.admins.slice(0, 2));
+    const cDigest = governanceDigest(c.entry);
+    source.entries = [...world.governance, a, c];
     const result = await signer.handle(
-      { ...w2.job, governance: { seq: 1, digest: '33'.repeat(32) as never } },
+      { ...world.withdrawal(10_000_000n).job, governance: { seq: 2, digest: cDigest } },
       source,
     );
     expectRefused(result, 'GOVERNANCE_EQUIVOCATION');
+    expect(result.alert?.evidence).toEqual([
+      { seq: 1, digest: stateA.value.head },
+      { seq: 2, digest: cDigest },
+    ]);
+    expect(signer.governance.seq).toBe(1);
     expect(store.freeze()?.code).toBe('GOVERNANCE_EQUIVOCATION');
-    const w3 = world.withdrawal(10_000_000n);
-    expectRefused(await signer.handle(w3.job, source), 'FROZEN');
+    expect(store.equivocations()[0]?.other.signed).toEqual(c);
+  });
+
+  it('an unsigned head digest that disagrees with the chain is GOVERNANCE_HEAD_MISMATCH with an alert, and no freeze', async () => {
+    const w1 = world.withdrawal(10_000_000n);
+    const result = await signer.handle(
+      { ...w1.job, governance: { seq: 0, digest: '33'.repeat(32) as never } },
+      source,
+    );
+    expectRefused(result, 'GOVERNANCE_HEAD_MISMATCH');
+    expect(result.alert).toEqual({ severity: 'critical', code: 'GOVERNANCE_HEAD_MISMATCH' });
+    expect(store.freeze()).toBeNull();
+    expect((await signer.handle(world.withdrawal(10_000_000n).job, source)).receipt.outcome).toBe('signed');
+  });
+
+  it('a conflicting entry signed by one admin only is GOVERNANCE_SIGNATURE_INVALID, and no freeze', async () => {
+    const a = propose(
+      world.org.state,
+      'address.remove',
+      { id: 'cold-storage' },
+      world.org.admins.slice(0, 2),
+    );
+    const applied = applyGovernance(world.org.state, a, world.clock.now);
+    if (!applied.ok) throw new Error(applied.message);
+    source.entries = [...world.governance, a];
+    await signer.handle(
+      { ...world.withdrawal(10_000_000n).job, governance: { seq: 1, digest: applied.value.head } },
+      source,
+    );
+    const weak = signBy(
+      buildEntry(world.org.state, 'quorum.set', { quorum: 1, delayMs: 0 }, world.clock.now),
+      world.org.admins.slice(0, 1),
+    );
+    source.entries = [...world.governance, weak];
+    const w = world.withdrawal(10_000_000n);
+    const result = await signer.handle(
+      { ...w.job, governance: { seq: 1, digest: governanceDigest(weak.entry) } },
+      source,
+    );
+    expectRefused(result, 'GOVERNANCE_SIGNATURE_INVALID');
+    expect(result.alert?.severity).toBe('critical');
+    expect(store.freeze()).toBeNull();
+    expect(store.equivocations()).toEqual([]);
   });
 
   it('THREATS 22: a freeze signed by one admin stops every signing (FROZEN)', async () => {

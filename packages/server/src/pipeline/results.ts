@@ -45,6 +45,7 @@ import {
   type Digest,
   type ErrorCode,
   fromHex,
+  type Receipt,
   receiptDigest,
   type SignerResult,
   verifyEd25519,
@@ -269,6 +270,7 @@ export class Results {
       subject: job.intent,
       digest,
     });
+    await this.#governanceHead(job, signer, r, digest);
     if (result.alert !== undefined) {
       await this.#alert({
         actor: `signer:${signer}`,
@@ -309,6 +311,38 @@ export class Results {
         });
       }
     }
+  }
+
+  /**
+   * Issue 8 item 7: the governance head the signer decided on (its seq and
+   * digest, from the signed receipt) goes into the audit log as
+   * `signing.governance`, so a fork shows there. When that digest is not the
+   * coordinator's own entry at that seq (or the coordinator has none), the
+   * signer and the coordinator follow different chains: a critical alert.
+   */
+  async #governanceHead(job: JobRecord, signer: string, r: Receipt, digest: Digest): Promise<void> {
+    const ctx = this.#ctx;
+    await auditEvent(ctx, {
+      actor: `signer:${signer}`,
+      event: 'signing.governance',
+      subject: `${job.intent} governance ${r.governanceSeq}`,
+      digest: r.governanceHead,
+    });
+    const [ours] = await ctx.store.governanceRange(r.governanceSeq - 1, r.governanceSeq, 1);
+    const mine = ours?.seq === r.governanceSeq ? ours.digest : null;
+    if (mine === r.governanceHead) return;
+    await this.#alert({
+      actor: 'coordinator',
+      signer,
+      subject: job.intent,
+      digest,
+      code: 'GOVERNANCE_HEAD_MISMATCH',
+      severity: 'critical',
+      message:
+        mine === null
+          ? `signer ${signer} decided on governance entry ${r.governanceSeq} (${r.governanceHead}), which this coordinator does not hold`
+          : `signer ${signer} decided on governance entry ${r.governanceSeq} as ${r.governanceHead}, this coordinator holds ${mine}: the chains differ`,
+    });
   }
 
   async #alert(a: {

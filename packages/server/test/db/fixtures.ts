@@ -116,6 +116,7 @@ export function makeResult(
     outcome,
     code: outcome === 'refused' ? 'FROZEN' : null,
     governanceSeq: 0,
+    governanceHead: org.orgId,
     at: opts.at ?? T0,
   };
   return { receipt, signature: signBytes(org.signer.secretKey, fromHex(receiptDigest(receipt))) };

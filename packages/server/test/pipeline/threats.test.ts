@@ -148,6 +148,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
       outcome: 'refused',
       code: 'FROZEN',
       governanceSeq: 1,
+      governanceHead: (await store.governanceRange(0, 1))[0]!.digest,
       at: Date.now(),
     };
     const forgedKey = secretKeyFor('attacker', 'signer-1');
@@ -178,6 +179,54 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     expect(await store.getIntent(id)).toMatchObject({ status: 'refused', statusCode: 'FROZEN' });
   });
 
+  it('issue 8 item 7: a receipt naming another governance head digest (a fork) is audited with that digest and raises a critical alert', async () => {
+    const { store } = await backend.fresh();
+    const org = makeOrg();
+    const { c, id } = await signingIntent(store, org);
+    const feed = await c.pipeline.jobsFor('signer-1', 0, new AbortController().signal);
+    const job = feed.jobs[0];
+    if (job === undefined) throw new Error('no job');
+    const ours = (await store.governanceHead())!;
+    const fork = 'f0'.repeat(32) as Digest;
+    const receipt: Receipt = {
+      v: 1,
+      signer: 'signer-1',
+      job: job.id,
+      intent: id,
+      txid: null,
+      outcome: 'refused',
+      code: 'FROZEN',
+      governanceSeq: ours.seq,
+      governanceHead: fork,
+      at: Date.now(),
+    };
+    const result = {
+      receipt,
+      signature: signBytes(org.identities.get('signer-1')!, fromHex(receiptDigest(receipt))),
+    };
+    await c.pipeline.acceptResult('signer-1', result);
+
+    const entries = await store.auditRange(0, 10_000);
+    const head = entries.filter((e) => e.event === 'signing.governance');
+    expect(head).toEqual([
+      expect.objectContaining({
+        actor: 'signer:signer-1',
+        subject: `${id} governance ${ours.seq}`,
+        digest: fork,
+      }),
+    ]);
+    expect(entries.filter((e) => e.event === 'alert')).toEqual([
+      expect.objectContaining({ actor: 'coordinator', subject: id, digest: receiptDigest(receipt) }),
+    ]);
+    const outbox = await store.dueOutbox(Date.now(), 100);
+    const alert = outbox.find((o) => o.event === 'alert');
+    expect(JSON.parse(alert?.payload ?? '{}')).toMatchObject({
+      data: { subject: id, signer: 'signer-1', code: 'GOVERNANCE_HEAD_MISMATCH', severity: 'critical' },
+    });
+    expect(JSON.parse(alert?.payload ?? '{}').data.message).toContain(ours.digest);
+    expect((await verifyAudit(store, org)).ok).toBe(true);
+  });
+
   it('the same result delivered twice changes nothing the second time', async () => {
     const { store } = await backend.fresh();
     const org = makeOrg();
@@ -189,6 +238,14 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
       (await store.getIntent(id))?.status === 'broadcast' ? true : undefined,
     );
     await signers.stop();
+    // Each receipt names the coordinator's own head, seq and digest: no fork, no alert.
+    const ours = (await store.governanceHead())!;
+    const heads = (await store.auditRange(0, 10_000)).filter((e) => e.event === 'signing.governance');
+    expect(heads.length).toBeGreaterThanOrEqual(2);
+    for (const e of heads) {
+      expect(e).toMatchObject({ subject: `${id} governance ${ours.seq}`, digest: ours.digest });
+    }
+    expect((await auditEvents(store)).some((e) => e.event === 'alert')).toBe(false);
     const before = await store.auditHead();
     const outboxBefore = (await store.dueOutbox(Date.now(), 100)).length;
     for (const run of signers.runs) {

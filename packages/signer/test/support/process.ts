@@ -106,3 +106,16 @@ export async function waitForOutput(s: RunningSigner, text: string, timeoutMs = 
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** `custos signer <args>` run to completion (e.g. `status --config <file> --json`): its exit code and output. */
+export async function signerCli(
+  args: readonly string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, nodeArgs(['signer', ...args]));
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}

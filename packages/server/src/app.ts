@@ -313,7 +313,7 @@ function register(app: FastifyInstance, def: RouteDef, ctx: RouteContext): void 
 }
 
 /**
- * DESIGN.md flow step 6: every refusal of an authenticated request is an
+ * docs/architecture.md "The withdrawal flow": every refusal of an authenticated request is an
  * audit entry, `request.refused` with the caller's key id as actor and
  * `<code> <method> <path>` as subject, and the sha256 of the body as digest
  * (never the body itself). Refusals the Authenticator already wrote are not

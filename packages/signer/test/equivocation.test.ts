@@ -118,7 +118,7 @@ describe('a hostile coordinator against a real signer process', () => {
   let a: SignedGovernanceEntry;
   let stateA: GovernanceState;
 
-  it('a wrong unsigned head digest is GOVERNANCE_HEAD_MISMATCH with a critical alert; nothing signed; not frozen', async () => {
+  it('THREATS 10: a wrong unsigned head digest is GOVERNANCE_HEAD_MISMATCH with a critical alert; nothing signed; not frozen', async () => {
     const wrong = 'ab'.repeat(32) as Digest;
     const refused = await submit({ seq: 0, digest: wrong });
     expectRefusedUnsigned(refused, 'GOVERNANCE_HEAD_MISMATCH');
@@ -138,7 +138,7 @@ describe('a hostile coordinator against a real signer process', () => {
     expect(signed.psbt).toBeDefined();
   });
 
-  it('an entry for a known seq that only one admin signed is GOVERNANCE_SIGNATURE_INVALID; no freeze', async () => {
+  it('THREATS 10: an entry for a known seq that only one admin signed is GOVERNANCE_SIGNATURE_INVALID; no freeze', async () => {
     a = entry(genesis(), world.org.state.delayMs[0]?.value ?? 0);
     stateA = after(genesis(), a);
     coordinator.setGovernance([world.org.genesis, a]);
@@ -153,7 +153,7 @@ describe('a hostile coordinator against a real signer process', () => {
     expect(await status()).toMatchObject({ frozen: false, equivocations: 0 });
   });
 
-  it('two quorum-signed entries for one seq: frozen, both kept as evidence, alerted, shown by `custos signer status`', async () => {
+  it('THREATS 10: two quorum-signed entries for one seq: frozen, both kept as evidence, alerted, shown by `custos signer status`', async () => {
     const b = entry(genesis(), 4321);
     const bDigest = governanceDigest(b.entry);
     coordinator.setGovernance([world.org.genesis, b]);
@@ -205,7 +205,7 @@ describe('a hostile coordinator against a real signer process', () => {
     expectRefusedUnsigned(frozen, 'FROZEN');
   });
 
-  it('a quorum-signed unfreeze applied after the freeze clears it: the signer signs again', async () => {
+  it('THREATS 10: a quorum-signed unfreeze applied after the freeze clears it: the signer signs again', async () => {
     const unfreeze = signBy(
       buildEntry(stateA, 'unfreeze', { reason: 'fork investigated: seq 1 is a' }, world.clock.now),
       world.org.admins.slice(0, 2),

@@ -1,5 +1,5 @@
 /**
- * DESIGN.md flow step 6 ("every step, refusals included, is an audit entry")
+ * docs/architecture.md "The withdrawal flow" (every step, refusals included, is an audit entry)
  * through the HTTP API on SQLite and PostgreSQL: a request signed by a real
  * device and refused while its body or query is decoded (duplicate keys,
  * non-NFC text, trailing data, unknown fields...) or by the rules is answered
@@ -35,7 +35,7 @@ async function expectNothingStored(h: Harness): Promise<void> {
 }
 
 describe.each(backends)('refusals of authenticated requests on $name', (backend) => {
-  it('decoding refusals of a signed body: each code answered, nothing stored, each audited with its code and the body digest', async () => {
+  it('THREATS 31: decoding refusals of a signed body: each code answered, nothing stored, each audited with its code and the body digest', async () => {
     const h = await harness(backend);
     const signed = h.intent();
     const valid = JSON.stringify(signed);
@@ -164,7 +164,7 @@ describe.each(backends)('refusals of authenticated requests on $name', (backend)
     expect(refused.map((e) => e.subject)).toEqual(['NOT_AUTHORIZED POST /v1/intents']);
   });
 
-  it('unsigned garbage cannot flood the log: refusals beyond the budget are one summary', async () => {
+  it('THREATS 31: unsigned garbage cannot flood the log: refusals beyond the budget are one summary', async () => {
     const h = await harness(backend, { limits: { refusals: { perKey: 3, total: 10, windowMs: 60_000 } } });
     for (let i = 0; i < 40; i++) {
       const res = await send(h.target, unsigned('POST', '/v1/intents', { body: `{"junk":${i}` }));

@@ -114,6 +114,9 @@ describe('custos dev', () => {
         'm',
       ),
     );
+    expect(alerted.stdout).toContain(
+      `\`custos intents ${attacked!.id.slice(0, 12)}\` shows it; audit entry `,
+    );
 
     // A large withdrawal, approved twice, waits out its cancel window, and says until when.
     const book = /--to (bcrt1q[0-9a-z]+) --amount 150000/.exec(out)![1]!;

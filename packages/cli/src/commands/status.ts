@@ -19,8 +19,11 @@ export const statusCommand: Command = {
 
 Shows whether the coordinator is up and ready, the organization and its
 governance head (verified here from the pinned genesis), each wallet with its
-balance as the coordinator reports it, and each signer with its last
-countersigned audit checkpoint. Exit 1 when the coordinator is not ready.
+balance as the coordinator reports it, each signer with its last
+countersigned audit checkpoint, and the critical alerts signers raised
+recently (they caught tampering: a rewritten intent, forged approvals, a
+forked governance chain), with their code and the signer's own sentence.
+Exit 1 when the coordinator is not ready.
 
 Example:
   custos status --as approver-1
@@ -117,9 +120,8 @@ ${COMMON_HELP}`,
       o(
         `ALERT        ${a.signer} raised a ${a.severity} alert ${relativeTime(a.at, now)} on intent ${a.intent.slice(0, 12)}: ${a.code ?? 'no code'}${a.message === null ? '' : `: ${a.message}`}\n`,
       );
+      o(`             \`custos intents ${a.intent.slice(0, 12)}\` shows it; audit entry ${a.seq}\n`);
     }
-    if (alerts.length > 0)
-      o(`             see \`custos intents <id>\`; audit seq ${alerts.map((a) => a.seq).join(', ')}\n`);
     if (out.pendingIntents !== null)
       o(`Pending      ${out.pendingIntents} intent(s) waiting for approvals\n`);
     o(`Acting as    ${out.as}\n`);

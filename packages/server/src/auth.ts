@@ -23,12 +23,13 @@
  *  5. a revoked device is named only after its signature verified, so the
  *     answer DEVICE_REVOKED (THREATS 4) tells nothing to someone without the key;
  *  6. the key's rate limit (RATE_LIMITED, not consumed by requests that fail
- *     the steps above, so nobody can spend another key's budget);
+ *     the steps above, so nobody can spend another key's budget; audited
+ *     within the refusal budget like the other steps);
  *  7. the (key id, nonce) pair is used once, in the shared store, so a replay
  *     to any coordinator fails (REPLAYED_REQUEST, THREATS 3). The nonce is
  *     kept until its `created` leaves the window, after which step 2 refuses
  *     the replay anyway.
- * Every refusal in steps 1-5 and 7 is audited as `request.refused` through
+ * Every refusal in steps 1-7 is audited as `request.refused` through
  * the RefusalAuditor, whose budget bounds what a flood can write. Refusals
  * after step 7 (decoding, the rules) come from a caller that proved a key and
  * spent its rate budget; app.ts audits each of them as `request.refused` too.
@@ -235,11 +236,19 @@ export class Authenticator {
     const rate = key.principal.kind === 'signer' ? this.#o.rates.signer : this.#o.rates.member;
     const taken = this.#o.buckets.take(keyId, rate);
     if (!taken.ok) {
-      throw new CustosError(
+      // Audited within the refusal budget: a key past its rate must not write one entry per request.
+      await this.#o.refusals.refused({
+        actor: keyId,
+        subject: `RATE_LIMITED ${req.method} ${path}`,
+        digest: bodyDigest(raw),
+      });
+      const err = new CustosError(
         'RATE_LIMITED',
         `too many requests for ${keyId}; retry in ${Math.ceil(taken.retryAfterMs / 1000)} s`,
         { retryAfterMs: taken.retryAfterMs },
       );
+      AUDITED.add(err);
+      throw err;
     }
 
     const expiresAt = (sig.created + this.#windowS) * 1000 + 1000;

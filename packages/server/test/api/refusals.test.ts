@@ -155,6 +155,27 @@ describe.each(backends)('refusals of authenticated requests on $name', (backend)
     expect(await h.events('governance.refused')).toHaveLength(1);
   });
 
+  it('a key past its rate limit is refused RATE_LIMITED and audited within the refusal budget, then summarized', async () => {
+    const h = await harness(backend, {
+      limits: {
+        memberRate: { perSecond: 1, burst: 2 },
+        refusals: { perKey: 2, total: 100, windowMs: 60_000 },
+      },
+    });
+    const requester = h.as(h.org.requester);
+    for (let i = 0; i < 2; i++) expect((await requester.get('/v1/intents')).status).toBe(200);
+    for (let i = 0; i < 5; i++) {
+      expect(outcome(await requester.get('/v1/intents'))).toEqual({ status: 429, code: 'RATE_LIMITED' });
+    }
+    await h.coordinator.close();
+    const refused = await h.events('request.refused');
+    expect(refused.filter((e) => e.actor === keyOf(h)).map((e) => e.subject)).toEqual([
+      'RATE_LIMITED GET /v1/intents',
+      'RATE_LIMITED GET /v1/intents',
+    ]);
+    expect(refused.filter((e) => e.subject === 'suppressed 3 refusals')).toHaveLength(1);
+  });
+
   it('an authentication refusal is audited once, not twice', async () => {
     const h = await harness(backend);
     const signer = h.signer();

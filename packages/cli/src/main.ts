@@ -107,6 +107,8 @@ export function defaultContext(io: Io = processIo): Context {
 /** Runs one command line; returns the exit code. Never throws. */
 export async function run(argv: readonly string[], ctx: Context = defaultContext()): Promise<number> {
   const first = argv[0];
+  // `custos help request` is `custos request --help`.
+  if (first === 'help' && argv.length > 1) return run([...argv.slice(1), '--help'], ctx);
   if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
     ctx.io.out(usage());
     return first === undefined ? EXIT_USAGE : 0;

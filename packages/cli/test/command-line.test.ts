@@ -48,6 +48,9 @@ describe('custos command line', () => {
     expect(signerInit.stdout).toContain(
       '--network <name>         regtest (default), testnet, signet or mainnet',
     );
+    const viaHelp = await custos(['help', 'signer', 'init']);
+    expect(viaHelp.code).toBe(0);
+    expect(viaHelp.stdout).toBe(signerInit.stdout);
     const group = await custos(['signer', '--help']);
     expect(group.code).toBe(0);
     expect(group.stdout).toContain('signer init ');

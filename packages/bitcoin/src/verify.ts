@@ -19,7 +19,7 @@
  * The function is pure: the caller passes the intent fields, the wallet
  * parsed from governance, the fee caps from policy and its change bound.
  */
-import { accept, CustosError, type Result, refuse } from '@custos/core';
+import { accept, CustosError, type FeeCaps, type Result, refuse } from '@custos/core';
 import { analyzePsbt } from './analyze.js';
 import type { WalletDescriptor } from './descriptor.js';
 import { addressToScript, equalBytes, networkOfChain } from './network.js';
@@ -37,12 +37,8 @@ export function changeIndexLimit(highestUsed: number): number {
   return highestUsed + CHANGE_GAP_LIMIT;
 }
 
-export interface FeeCaps {
-  /** Largest fee in satoshi. */
-  readonly maxFee: bigint;
-  /** Largest fee rate in sat/vB, on the estimated finalized size. */
-  readonly maxFeeRate: bigint;
-}
+/** Fee caps from the policies in force (core's feeCapsFor); the fee rate is in sat/vB, on the estimated finalized size. */
+export type { FeeCaps };
 
 export interface IntentTransfer {
   /** e.g. bitcoin:regtest */

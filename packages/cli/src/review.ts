@@ -28,6 +28,7 @@ import {
   type Digest,
   type ErrorCode,
   evaluate,
+  feeCapsFor,
   findLookalikes,
   type GovernanceState,
   type Intent,
@@ -42,7 +43,6 @@ import {
   verifyDeviceSignature,
   type Wallet,
 } from '@custos/core';
-import { feeCapsFor } from '@custos/signer';
 import type { IntentView } from './client.js';
 import { formatSats, relativeTime } from './output.js';
 

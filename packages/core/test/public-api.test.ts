@@ -73,6 +73,7 @@ const EXPORTS = [
   'evaluate',
   'evidenceEntry',
   'feeCap',
+  'feeCapsFor',
   'findLookalikes',
   'fromBase64url',
   'fromHex',

@@ -27,7 +27,6 @@
 
 import {
   changeIndexLimit,
-  type FeeCaps,
   networkOfChain,
   parseDescriptor,
   psbtFromBase64,
@@ -47,6 +46,7 @@ import {
   type EvidenceEntry,
   effectiveQuorum,
   evaluate,
+  feeCapsFor,
   fromHex,
   type GovernanceHead,
   type GovernanceState,
@@ -582,31 +582,6 @@ export class Signer {
     const signature = signBytes(this.opts.identitySecret, fromHex(receiptDigest(receipt)));
     return { receipt, signature, ...extra };
   }
-}
-
-/** The tightest fee caps for this wallet and asset across every policy in force; null if none is set. */
-export function feeCapsFor(policies: readonly Policy[], intent: Intent): FeeCaps | null {
-  let caps: FeeCaps | null = null;
-  for (const policy of policies) {
-    const matching = policy.feeCaps.filter(
-      (c) => c.asset === intent.asset && (c.wallet === undefined || c.wallet === intent.wallet),
-    );
-    // A cap naming the wallet is more specific than one for the asset alone.
-    const specific = matching.filter((c) => c.wallet !== undefined);
-    const chosen = specific.length > 0 ? specific : matching;
-    if (chosen.length === 0) return null;
-    for (const c of chosen) {
-      const next = { maxFee: BigInt(c.maxFee), maxFeeRate: BigInt(c.maxFeeRate) };
-      caps =
-        caps === null
-          ? next
-          : {
-              maxFee: next.maxFee < caps.maxFee ? next.maxFee : caps.maxFee,
-              maxFeeRate: next.maxFeeRate < caps.maxFeeRate ? next.maxFeeRate : caps.maxFeeRate,
-            };
-    }
-  }
-  return caps;
 }
 
 function refusal(code: ErrorCode, message: string): Refused {

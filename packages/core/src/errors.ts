@@ -4,7 +4,8 @@
  * Codes are part of the public interface: clients, the HTTP layer and the CLI
  * switch on them, and THREATS.md names many of them. A code is never renamed;
  * new ones are added at the end of their group (test/error-codes.test.ts pins
- * the list). Messages are for people and may change. Nothing secret ever goes into a message or `details`.
+ * the list). Messages are for people and may change. Nothing secret ever goes
+ * into a message or `details`.
  */
 
 /** Decoding: bad bytes from outside (strict JSON, schemas, canonical forms). */

@@ -5,6 +5,8 @@ import {
   ED25519_BACKEND,
   ed25519PublicKey,
   signBytes,
+  signBytesNoble,
+  signDigest,
   verifyEd25519,
   verifyEd25519Noble,
 } from '../src/keys.js';
@@ -58,6 +60,7 @@ describe('Ed25519 verification backends agree', () => {
   it.each(RFC8032)('RFC 8032 vector for message "$message" verifies on both backends', (v) => {
     expect(ed25519PublicKey(fromHex(v.secret))).toBe(v.publicKey);
     expect(signBytes(fromHex(v.secret), fromHex(v.message))).toBe(v.signature);
+    expect(signBytesNoble(fromHex(v.secret), fromHex(v.message))).toBe(v.signature);
     expect(verifyEd25519(v.publicKey, fromHex(v.message), v.signature)).toBe(true);
     expect(verifyEd25519Noble(v.publicKey, fromHex(v.message), v.signature)).toBe(true);
   });
@@ -104,5 +107,42 @@ describe('Ed25519 verification backends agree', () => {
     ] as const) {
       expect(verifyEd25519(pk, new Uint8Array(0), sig)).toBe(false);
     }
+  });
+});
+
+describe('Ed25519 signing backends agree', () => {
+  it('OpenSSL and noble make the same signature for random keys and messages (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ maxLength: 300 }),
+        (secret, message) => {
+          const a = signBytes(secret, message);
+          expect(a).toBe(signBytesNoble(secret, message));
+          expect(verifyEd25519Noble(ed25519PublicKey(secret), message, a)).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a secret array changed in place signs with the new key, not a remembered one', () => {
+    const secret = fromHex(RFC8032[0]!.secret);
+    const message = fromHex('af82');
+    const first = signBytes(secret, message);
+    secret.set(fromHex(RFC8032[2]!.secret));
+    expect(signBytes(secret, message)).toBe(RFC8032[2]!.signature);
+    expect(signBytes(secret, message)).not.toBe(first);
+    secret.fill(0);
+    expect(signBytes(secret, message)).toBe(signBytesNoble(new Uint8Array(32), message));
+  });
+
+  it('signDigest signs the digest bytes, as noble would', () => {
+    const secret = fromHex(RFC8032[1]!.secret);
+    const digest = 'ab'.repeat(32) as Parameters<typeof signDigest>[1];
+    expect(signDigest(secret, digest)).toEqual({
+      kind: 'ed25519',
+      sig: signBytesNoble(secret, fromHex(digest)),
+    });
   });
 });

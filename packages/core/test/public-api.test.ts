@@ -124,6 +124,7 @@ const EXPORTS = [
   'sha256',
   'sha256Noble',
   'signBytes',
+  'signBytesNoble',
   'signCheckpoint',
   'signDigest',
   'signEntry',

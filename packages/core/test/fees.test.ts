@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { type FeeCap, feeCapsFor, type Policy } from '../src/index.js';
+import { feeCap, feeCapsFor, type Policy } from '../src/index.js';
 
-function policyWith(feeCaps: FeeCap[]): Policy {
+function policyWith(caps: { asset: string; wallet?: string; maxFee: string; maxFeeRate: string }[]): Policy {
   return {
     v: 1,
     rules: [],
     limits: [],
-    feeCaps,
+    feeCaps: caps.map((c) => feeCap.parse(c)),
     lookalike: { prefix: 4, suffix: 4, action: 'deny' },
   } as unknown as Policy;
 }

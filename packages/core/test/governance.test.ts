@@ -277,8 +277,11 @@ describe('signatures (THREATS 9, 12, 4, 5)', () => {
 
   it('THREATS 9: one admin where the quorum is 2 is QUORUM_NOT_MET', () => {
     const signed = propose(org.state, 'address.add', newAddress(), [a1]);
-    const r = expectCode(applyGovernance(org.state, signed, seenAt), 'QUORUM_NOT_MET');
+    const result = applyGovernance(org.state, signed, seenAt);
+    const r = expectCode(result, 'QUORUM_NOT_MET');
     expect(r.details).toEqual({ needed: 2, got: 1 });
+    // Typed for the coordinator that collects signatures: how many it needs and has.
+    expect(result.ok ? undefined : result.quorum).toEqual({ needed: 2, got: 1 });
   });
 
   it('THREATS 9: lowering the quorum by an entry short of the quorum or with a forged row is refused', () => {
@@ -288,7 +291,9 @@ describe('signatures (THREATS 9, 12, 4, 5)', () => {
       'QUORUM_NOT_MET',
     );
     const forged = signGovernanceEntry(entry, [a1.device.signer, rogueSigner('admin-2', 'admin-2-d1')]);
-    expectCode(applyGovernance(org.state, forged, seenAt), 'GOVERNANCE_SIGNATURE_INVALID');
+    const refused = applyGovernance(org.state, forged, seenAt);
+    expectCode(refused, 'GOVERNANCE_SIGNATURE_INVALID');
+    expect(refused.ok ? undefined : refused.quorum).toBeUndefined();
     // Nothing changed: the quorum is still 2, now and later.
     expect(effectiveQuorum(org.state, seenAt + 365 * DAY)).toBe(2);
   });

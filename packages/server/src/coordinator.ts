@@ -685,7 +685,7 @@ export class Engine {
     const all: SignedGovernanceEntry = { entry, signatures: [...proposal.signatures] };
     const together = applyGovernance(state, all, now);
     if (!together.ok) {
-      if (together.code !== 'QUORUM_NOT_MET') return refuseEntry(together.code, together.message);
+      if (together.quorum === undefined) return refuseEntry(together.code, together.message);
       await this.#audit.append({
         actor,
         event: created ? 'governance.proposed' : 'governance.signed',
@@ -693,8 +693,7 @@ export class Engine {
         digest: id,
         at: now,
       });
-      const need = Number(together.details?.needed ?? 0);
-      const have = Number(together.details?.got ?? 0);
+      const { needed: need, got: have } = together.quorum;
       return { status: 'open', id, seq: entry.seq, have, need, warnings };
     }
 

@@ -39,6 +39,7 @@ import {
   type PsbtInputMap,
   parsePsbt,
   type RawPsbt,
+  readPsbt,
   txidOf,
 } from './psbt.js';
 
@@ -152,8 +153,20 @@ export function analyzePsbt(bytes: Uint8Array, wallet: WalletDescriptor): Result
   return r;
 }
 
+/**
+ * Reads the PSBT without checking its public keys as curve points, since
+ * every key an accepted analysis keeps is byte for byte one derived here from
+ * the wallet (derivations, partial signature keys): a valid point by
+ * construction. A refusal is made again from a full strict read, so its code
+ * is the one parsePsbt gives (an invalid key is INVALID_VALUE, as before).
+ */
 function analyzeOnce(bytes: Uint8Array, wallet: WalletDescriptor): Result<PsbtAnalysis> {
-  const parsed = parsePsbt(bytes);
+  const quick = analyzeRaw(readPsbt(bytes, false), wallet);
+  if (quick.ok || !(bytes instanceof Uint8Array)) return quick;
+  return analyzeRaw(parsePsbt(bytes), wallet);
+}
+
+function analyzeRaw(parsed: Result<RawPsbt>, wallet: WalletDescriptor): Result<PsbtAnalysis> {
   if (!parsed.ok) return parsed;
   const raw = parsed.value;
   const tx = raw.global.unsignedTx;

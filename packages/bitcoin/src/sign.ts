@@ -14,11 +14,11 @@
  * digest, low-S, SIGHASH_ALL) before it assembles witnesses, so a bad
  * signature is named here instead of being rejected by the network later.
  */
-import { accept, CustosError, type Result, refuse } from '@custos/core';
+import { accept, CustosError, type Result, refuse, sha256 } from '@custos/core';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { HDKey } from '@scure/bip32';
-import { PSBTCombine, SigHash, Transaction } from '@scure/btc-signer';
-import { analyzePsbt, SIGHASH_ALL } from './analyze.js';
+import { PSBTCombine, Transaction } from '@scure/btc-signer';
+import { analyzePsbt, type PsbtAnalysis, SIGHASH_ALL } from './analyze.js';
 import {
   type DescriptorKey,
   formatPath,
@@ -27,7 +27,7 @@ import {
   walletKeyOrigins,
 } from './descriptor.js';
 import { type BitcoinNetworkName, bitcoinNetwork, equalBytes } from './network.js';
-import { parsePsbt } from './psbt.js';
+import { encodeKnownPsbt, type PsbtInputMap, parsePsbt, type UnsignedTx } from './psbt.js';
 
 export interface SignerKey {
   /** Master key fingerprint, 8 lower-case hex digits. */
@@ -98,33 +98,145 @@ export function signPsbt(
   );
   if (slot < 0) return refuse('NOT_AUTHORIZED', 'this signer key is not one of the wallet keys');
 
+  // A PSBT just verified (verifyPsbt) is answered from analyzePsbt's cache: no second decode.
   const analyzed = analyzePsbt(psbt, wallet);
   if (!analyzed.ok) return analyzed;
+  return signAnalysis(analyzed.value, key, slot);
+}
 
-  let tx: Transaction;
-  try {
-    tx = Transaction.fromPSBT(psbt, { ...STRICT, strictPrevoutValidation: true });
-  } catch (err) {
-    return refuse('INVALID_VALUE', `PSBT cannot be signed: ${messageOf(err)}`);
-  }
+/**
+ * Signs every input of a proven analysis with the key at `slot` of the
+ * wallet: BIP 143 digests computed once each (the shared hashes once per
+ * transaction), the child key derived here and checked against the
+ * descriptor's, ECDSA with RFC 6979 nonces and low S (the bytes
+ * @scure/btc-signer's signIdx makes, sign-finalize.test.ts), and the PSBT
+ * written back from the analysis's maps with each signature added, without
+ * decoding anything again.
+ */
+function signAnalysis(
+  a: PsbtAnalysis,
+  key: SignerKey,
+  slot: number,
+): Result<{ psbt: Uint8Array; signed: number }> {
+  const digests = witnessV0Digests(a);
+  const inputs: PsbtInputMap[] = [];
   let signed = 0;
-  for (const [i, input] of analyzed.value.inputs.entries()) {
+  for (const [i, input] of a.inputs.entries()) {
     const expected = input.derived.derivations[slot]!;
     const child = key.account.deriveChild(input.branch).deriveChild(input.index);
-    if (child.privateKey === null || !equalBytes(child.publicKey!, expected.pubkey)) {
-      throw new CustosError('INTERNAL', 'derived signing key does not match the descriptor');
-    }
+    let sig: Uint8Array;
     try {
-      tx.signIdx(child.privateKey, i, [SigHash.ALL]);
-    } catch (err) {
-      return refuse('INVALID_VALUE', `input ${i} cannot be signed: ${messageOf(err)}`);
+      if (child.privateKey === null || !equalBytes(child.publicKey!, expected.pubkey)) {
+        throw new CustosError('INTERNAL', 'derived signing key does not match the descriptor');
+      }
+      const der = secp256k1.Signature.fromBytes(
+        secp256k1.sign(digests[i]!, child.privateKey, { prehash: false }),
+      ).toBytes('der');
+      sig = new Uint8Array(der.length + 1);
+      sig.set(der);
+      sig[der.length] = SIGHASH_ALL;
     } finally {
       child.wipePrivateData();
     }
+    const map = a.raw.inputs[i]!;
+    const others = (map.partialSig ?? []).filter(([pub]) => !equalBytes(pub, expected.pubkey));
+    inputs.push({ ...map, partialSig: [...others, [expected.pubkey, sig]] });
     signed++;
   }
   if (signed === 0) return refuse('FOREIGN_INPUT', 'no input of this PSBT is this key’s to sign');
-  return accept({ psbt: tx.toPSBT(0), signed });
+  return accept({ psbt: encodeKnownPsbt({ ...a.raw, inputs }), signed });
+}
+
+/**
+ * The BIP 143 digest of each input (P2WSH, SIGHASH_ALL) of an analyzed
+ * transaction: hashPrevouts, hashSequence and hashOutputs once, then one
+ * preimage per input with its witness script and proven amount.
+ */
+export function witnessV0Digests(a: PsbtAnalysis): Uint8Array[] {
+  const tx: UnsignedTx = a.raw.global.unsignedTx;
+  const prevouts = new Uint8Array(36 * tx.inputs.length);
+  const sequences = new Uint8Array(4 * tx.inputs.length);
+  const pv = new DataView(prevouts.buffer);
+  const sv = new DataView(sequences.buffer);
+  for (const [i, txIn] of tx.inputs.entries()) {
+    prevouts.set(Uint8Array.from(txIn.txid).reverse(), 36 * i);
+    pv.setUint32(36 * i + 32, txIn.index, true);
+    sv.setUint32(4 * i, txIn.sequence, true);
+  }
+  const outs: Uint8Array[] = tx.outputs.map((o) => {
+    const b = new Uint8Array(8 + compactLength(o.script.length) + o.script.length);
+    new DataView(b.buffer).setBigUint64(0, o.amount, true);
+    writeCompact(b, 8, o.script.length);
+    b.set(o.script, 8 + compactLength(o.script.length));
+    return b;
+  });
+  const hashPrevouts = sha256d(prevouts);
+  const hashSequence = sha256d(sequences);
+  const hashOutputs = sha256d(concat(outs));
+  return a.inputs.map((input, i) => {
+    const script = a.raw.inputs[i]!.witnessScript!;
+    const txIn = tx.inputs[i]!;
+    const pre = new Uint8Array(
+      4 + 32 + 32 + 36 + compactLength(script.length) + script.length + 8 + 4 + 32 + 4 + 4,
+    );
+    const v = new DataView(pre.buffer);
+    let at = 0;
+    v.setUint32(at, tx.version, true);
+    at += 4;
+    pre.set(hashPrevouts, at);
+    at += 32;
+    pre.set(hashSequence, at);
+    at += 32;
+    pre.set(prevouts.subarray(36 * i, 36 * i + 36), at);
+    at += 36;
+    at = writeCompact(pre, at, script.length);
+    pre.set(script, at);
+    at += script.length;
+    v.setBigUint64(at, input.value, true);
+    at += 8;
+    v.setUint32(at, txIn.sequence, true);
+    at += 4;
+    pre.set(hashOutputs, at);
+    at += 32;
+    v.setUint32(at, tx.lockTime, true);
+    at += 4;
+    v.setUint32(at, SIGHASH_ALL, true);
+    return sha256d(pre);
+  });
+}
+
+function sha256d(b: Uint8Array): Uint8Array {
+  return sha256(sha256(b));
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function compactLength(n: number): number {
+  return n < 0xfd ? 1 : n <= 0xffff ? 3 : 5;
+}
+
+function writeCompact(b: Uint8Array, at: number, n: number): number {
+  if (n < 0xfd) {
+    b[at] = n;
+    return at + 1;
+  }
+  const v = new DataView(b.buffer, b.byteOffset);
+  if (n <= 0xffff) {
+    b[at] = 0xfd;
+    v.setUint16(at + 1, n, true);
+    return at + 3;
+  }
+  b[at] = 0xfe;
+  v.setUint32(at + 1, n, true);
+  return at + 5;
 }
 
 /** Merges the signatures of PSBTs of one unsigned transaction (BIP 174 Combiner). */

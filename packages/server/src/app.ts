@@ -18,12 +18,7 @@
  * woken so they end at once.
  */
 import { CustosError, type Digest, type Millis } from '@custos/core';
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-} from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { type Logger, pino } from 'pino';
 import { RefusalAuditor, StoreAuditLog } from './audit-log.js';
 import {
@@ -41,8 +36,9 @@ import { Engine, type RequestInfo, type SweepResult } from './coordinator.js';
 import type { Store } from './db/repository.js';
 import { StoreGovernanceView } from './governance-view.js';
 import { errorBody, failureOf, statusOf } from './http-errors.js';
-import { buildOpenApi, parseQuery, type QueryOf, type QueryShape, type RouteSpec } from './openapi.js';
+import { buildOpenApi, parseQuery, type QueryShape, type RouteSpec } from './openapi.js';
 import { TokenBuckets } from './rate-limit.js';
+import type { RouteContext, RouteDef } from './route.js';
 import { defineRoutes } from './routes.js';
 
 export interface CreateCoordinatorOptions {
@@ -72,59 +68,6 @@ export interface Coordinator {
   sweep(): Promise<SweepResult>;
   /** Stops accepting requests, lets running ones finish, writes pending audit summaries. */
   close(): Promise<void>;
-}
-
-/** One call of a route, after authentication and decoding. */
-export interface Call<B, Q extends QueryShape> {
-  readonly req: FastifyRequest;
-  readonly reply: FastifyReply;
-  /** Null on public routes and on the genesis route (which authenticates itself). */
-  readonly auth: AuthContext | null;
-  readonly body: B;
-  readonly raw: Uint8Array;
-  readonly query: QueryOf<Q>;
-  readonly params: Readonly<Record<string, string>>;
-  readonly info: RequestInfo;
-}
-
-export interface Answer {
-  /** Default: the route's success status. */
-  readonly status?: number;
-  readonly body?: unknown;
-}
-
-export interface RouteDef {
-  readonly spec: RouteSpec<unknown, QueryShape>;
-  readonly handler: (c: Call<unknown, QueryShape>) => Promise<Answer>;
-}
-
-/** Declares a route: a spec and its typed handler (types are erased for the table). */
-export function route<B, Q extends QueryShape = Record<never, never>>(
-  spec: RouteSpec<B, Q>,
-  handler: (c: Call<B, Q>) => Promise<Answer>,
-): RouteDef {
-  return {
-    spec: spec as unknown as RouteSpec<unknown, QueryShape>,
-    handler: handler as unknown as RouteDef['handler'],
-  };
-}
-
-/** Everything routes.ts needs to answer. */
-export interface RouteContext {
-  readonly store: Store;
-  readonly pipeline: SigningPipeline;
-  readonly governance: GovernanceView;
-  readonly engine: Engine;
-  readonly authenticator: Authenticator;
-  /** The audit log (refusals of authenticated requests are written here, see `register`). */
-  readonly audit: AuditLog;
-  readonly clock: () => Millis;
-  readonly limits: CoordinatorLimits;
-  readonly org: Digest | undefined;
-  /** Aborted when the app starts closing: long-polls end at once. */
-  readonly closing: AbortSignal;
-  /** The OpenAPI document (built once the routes are known). */
-  openapi(): Record<string, unknown>;
 }
 
 /**

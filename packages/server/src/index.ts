@@ -4,16 +4,7 @@
  * The exports below are what `custos serve`, `custos init`, `custos dev` and
  * the tests build on.
  */
-export {
-  type Answer,
-  type Call,
-  type Coordinator,
-  type CreateCoordinatorOptions,
-  createCoordinator,
-  type RouteContext,
-  type RouteDef,
-  route,
-} from './app.js';
+export { type Coordinator, type CreateCoordinatorOptions, createCoordinator } from './app.js';
 export {
   auditText,
   DEFAULT_REFUSAL_LIMITS,
@@ -71,6 +62,7 @@ export {
 export { errorBody, failureOf, STATUS_OF, statusOf } from './http-errors.js';
 export { type AuthKind, buildOpenApi, type RouteSpec } from './openapi.js';
 export { type BucketRate, TokenBuckets } from './rate-limit.js';
+export { type Answer, type Call, type RouteContext, type RouteDef, route } from './route.js';
 export {
   type NotifierFactory,
   type NotifierService,

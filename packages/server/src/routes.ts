@@ -19,12 +19,12 @@ import {
   signedIntent,
   signerResult,
 } from '@custos/core';
-import { type Answer, type Call, type RouteContext, type RouteDef, route } from './app.js';
 import type { AuthContext, KeyResolver, Principal } from './auth.js';
 import { decodeBody } from './body.js';
 import { INTENT_STATUSES, MAX_GOVERNANCE_PAGE, PROPOSAL_STATUSES } from './db/repository.js';
 import { initOrganization } from './governance-view.js';
 import { enumParam, intParam, stringParam } from './openapi.js';
+import { type Answer, type Call, type RouteContext, type RouteDef, route } from './route.js';
 
 const cursor = schema.string({ min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/, description: 'opaque cursor' });
 const cosignBody = schema.object(

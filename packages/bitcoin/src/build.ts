@@ -25,7 +25,7 @@ import { Transaction } from '@scure/btc-signer';
 import { analyzePsbt } from './analyze.js';
 import { deriveAddress, HARDENED, type WalletDescriptor } from './descriptor.js';
 import { addressToScript, dustThreshold, equalBytes } from './network.js';
-import { estimateVsize, MAX_MONEY, parseRawTx, txidOf } from './psbt.js';
+import { estimateVsize, MAX_MONEY, parseRawTx, txidOf, type UnsignedTx } from './psbt.js';
 
 export interface WalletUtxo {
   /** Big-endian (display) hex of the transaction holding the output. */
@@ -174,6 +174,24 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
   });
 }
 
+/**
+ * Funding transactions already parsed and hashed, by the very byte array given
+ * (a wallet hands the same object for a coin on every build): each is parsed
+ * and hashed once, and every coin is still checked against the result.
+ */
+const PROVEN = new WeakMap<Uint8Array, { readonly txid: string; readonly tx: UnsignedTx } | null>();
+
+function provenTx(bytes: Uint8Array): { readonly txid: string; readonly tx: UnsignedTx } | undefined {
+  if (!(bytes instanceof Uint8Array)) return undefined;
+  let proven = PROVEN.get(bytes);
+  if (proven === undefined) {
+    const tx = parseRawTx(bytes);
+    proven = tx === undefined ? null : { txid: txidOf(tx), tx };
+    PROVEN.set(bytes, proven);
+  }
+  return proven ?? undefined;
+}
+
 /** Each UTXO must be proven by its previous transaction and be the wallet's at its branch and index. */
 function checkUtxos(utxos: readonly WalletUtxo[], wallet: WalletDescriptor): Result<readonly WalletUtxo[]> {
   const seen = new Set<string>();
@@ -198,11 +216,11 @@ function checkUtxos(utxos: readonly WalletUtxo[], wallet: WalletDescriptor): Res
     const key = `${u.txid}:${u.vout}`;
     if (seen.has(key)) return refuse('INVALID_VALUE', `UTXO ${key} is listed twice`);
     seen.add(key);
-    const prev = parseRawTx(u.prevTx);
-    if (prev === undefined || txidOf(prev) !== u.txid) {
+    const prev = provenTx(u.prevTx);
+    if (prev === undefined || prev.txid !== u.txid) {
       return refuse('INPUT_AMOUNT_UNPROVEN', `UTXO ${key}: the previous transaction given is not ${u.txid}`);
     }
-    const out = prev.outputs[u.vout];
+    const out = prev.tx.outputs[u.vout];
     if (out === undefined || out.amount !== u.value) {
       return refuse(
         'INPUT_AMOUNT_UNPROVEN',

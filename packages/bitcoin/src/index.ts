@@ -41,6 +41,7 @@ export {
   type WalletDescriptor,
   walletFromKeys,
 } from './descriptor.js';
+export { type FinalTransaction, finalizeAnalyzed } from './finalize.js';
 export {
   type BranchIdentity,
   findWalletAlias,

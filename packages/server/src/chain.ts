@@ -25,13 +25,21 @@
  *   saved last left a valid resume point. A wallet added to governance (or a
  *   changed descriptor) restarts the scan at `startHeight` (the wallets' birth
  *   height): coins paid to it before it was watched must be found.
- * - UTXO reservations (`chain:reservations`, outpoint -> intent) and change
- *   index counters (`chain:change:<wallet>`) are shared by every coordinator
- *   on the database, so they are written by compare-and-set
- *   (Store.compareAndSetKv): of two coordinators building at once, one
- *   reserves first and the other selects again without those coins. They are
- *   kept apart from the tracker (not tracker.spend/release), because the
- *   tracker state is one process's and is overwritten by whoever saves last.
+ * - UTXO reservations (rows of `coin_reservations` keyed by outpoint,
+ *   db/chain-store.ts) and change index counters (`chain:change:<wallet>`,
+ *   compare-and-set in kv) are shared by every coordinator on the database:
+ *   of two coordinators building at once, one inserts a coin's row first and
+ *   the other finds it taken and selects again without it. They are kept
+ *   apart from the tracker (not tracker.spend/release), because the tracker
+ *   state is one process's and is overwritten by whoever saves last.
+ * - Each coin was proven when the tracker learned it (its funding
+ *   transaction hashed to its txid in the block, or in the saved state when
+ *   it was restored), and buildPsbt proves each coin it is handed once per
+ *   funding transaction object. A build reads the mature coins of the wallet
+ *   from a list sorted once per block, skips the reserved ones and hands
+ *   buildPsbt the largest few (more only when they do not cover the amount):
+ *   the same selection as from every coin, at a cost that does not grow with
+ *   the wallet's history.
  * - Coins are selected only when the tracker has caught up with the node, so
  *   a coin already spent in a block not yet read is never offered.
  * - Confirmations are found by reading new blocks for the txids awaiting
@@ -74,7 +82,6 @@ import { errorFields, type Logger, silentLogger } from './pipeline/support.js';
 
 export const TRACKER_KEY = 'chain:tracker';
 export const WALLETS_KEY = 'chain:wallets';
-export const RESERVATIONS_KEY = 'chain:reservations';
 export const SCAN_KEY = 'chain:scan';
 export const changeKey = (wallet: string): string => `chain:change:${wallet}`;
 
@@ -125,23 +132,8 @@ const walletsDoc = schema.object({
   ),
 });
 
-const reservationsDoc = schema.object({
-  v: schema.literal(1),
-  outpoints: schema.array(
-    schema.object({
-      outpoint: schema.string({ min: 66, max: 75, pattern: /^[0-9a-f]{64}:(?:0|[1-9][0-9]{0,9})$/ }),
-      intent: schema.string({ min: 1, max: 128 }),
-    }),
-    { max: 1_000_000 },
-  ),
-});
-
-interface Reservations {
-  /** The stored text (null: no record yet), for compare-and-set. */
-  readonly text: string | null;
-  /** outpoint -> intent id */
-  readonly map: ReadonlyMap<string, string>;
-}
+/** Coins handed to buildPsbt first (the largest unreserved); doubled while they do not cover the amount. */
+const FIRST_CANDIDATES = 16;
 
 export interface BuildOrder {
   readonly intent: string;
@@ -196,8 +188,12 @@ export class ChainWatcher {
   #scanCursor: number | null = null;
   /** The txids the last locate looked for. */
   #searched: ReadonlySet<string> = new Set();
-  /** One sync, build or release at a time in this process. */
+  /** One sync or build at a time in this process. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** Bumped whenever the tracker's coins may have changed: the sorted coin lists below are stale. */
+  #generation = 0;
+  /** Per wallet: its mature coins, largest first, as of #generation and a tip height. */
+  readonly #coins = new Map<string, { generation: number; tip: number; list: readonly WalletUtxo[] }>();
 
   constructor(store: Store, opts: ChainOptions) {
     if (!Number.isSafeInteger(opts.addressGap) || opts.addressGap < 1 || opts.addressGap > 10_000) {
@@ -264,7 +260,10 @@ export class ChainWatcher {
             startHeight: this.#startHeight,
             maxBlocks: this.#maxBlocks,
           });
-          if (result.applied > 0 || result.disconnected > 0) changed = true;
+          if (result.applied > 0 || result.disconnected > 0) {
+            changed = true;
+            this.#generation++;
+          }
           const reread = this.#rereadFrom as number | null;
           if (reread !== null) {
             tracker = this.#rewind(tracker, reread);
@@ -302,63 +301,46 @@ export class ChainWatcher {
         );
       }
       const changeIndex = await this.#allocateChangeIndex(wallet);
+      const coins = this.#matureCoins(tracker, wallet.id, tip);
+      const rows = this.#store.chain;
       for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-        const reserved = await this.#readReservations();
-        const utxos = spendable(tracker.utxos(wallet.id, { includePending: true }), tip, (outpoint) => {
-          const holder = reserved.map.get(outpoint);
+        const reserved = await rows.reservations();
+        const built = selectAndBuild(wallet.descriptor, coins, order, changeIndex, (outpoint) => {
+          const holder = reserved.get(outpoint);
           return holder !== undefined && holder !== order.intent;
         });
-        const built = buildUnderCap(wallet.descriptor, utxos, order, changeIndex);
         if (!built.ok) return built;
-        const next = new Map([...reserved.map].filter(([, intent]) => intent !== order.intent));
-        for (const u of built.value.inputs) next.set(`${u.txid}:${u.vout}`, order.intent);
-        if (await this.#store.compareAndSetKv(RESERVATIONS_KEY, reserved.text, reservationsText(next))) {
-          return built;
-        }
+        const outpoints = built.value.inputs.map((u) => `${u.txid}:${u.vout}`);
+        // The primary key decides: false when another intent took one of these coins meanwhile.
+        if (await rows.reserve(order.intent, outpoints)) return built;
       }
       throw new CustosError('UNAVAILABLE', 'UTXO reservations kept changing under this build; retry');
     });
   }
 
-  /** Sets the coins reserved for one intent to exactly `outpoints` (none: releases them). */
-  reserve(intent: string, outpoints: readonly string[]): Promise<void> {
-    return this.#locked(async () => {
-      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-        const reserved = await this.#readReservations();
-        const next = new Map([...reserved.map].filter(([, holder]) => holder !== intent));
-        for (const o of outpoints) next.set(o, intent);
-        const text = reservationsText(next);
-        if (text === reserved.text) return;
-        if (await this.#store.compareAndSetKv(RESERVATIONS_KEY, reserved.text, text)) return;
-      }
-      throw new CustosError('UNAVAILABLE', 'UTXO reservations kept changing; retry');
-    });
+  /**
+   * Sets the coins reserved for one intent to exactly `outpoints` (none: releases them).
+   * UNAVAILABLE when one of them is another intent's.
+   */
+  async reserve(intent: string, outpoints: readonly string[]): Promise<void> {
+    if (!(await this.#store.chain.reserve(intent, outpoints))) {
+      throw new CustosError('UNAVAILABLE', 'a coin of this intent is reserved for another intent; retry');
+    }
   }
 
   /** Frees the coins reserved for these intents (refused, expired, or their spend confirmed). */
   release(intents: ReadonlySet<string>): Promise<number> {
-    return this.#locked(async () => {
-      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-        const reserved = await this.#readReservations();
-        const next = new Map([...reserved.map].filter(([, intent]) => !intents.has(intent)));
-        if (next.size === reserved.map.size) return 0;
-        if (await this.#store.compareAndSetKv(RESERVATIONS_KEY, reserved.text, reservationsText(next))) {
-          return reserved.map.size - next.size;
-        }
-      }
-      throw new CustosError('UNAVAILABLE', 'UTXO reservations kept changing under this release; retry');
-    });
+    return this.#store.chain.release(intents);
   }
 
   /** The intents holding reservations now. */
-  async reservedIntents(): Promise<ReadonlySet<string>> {
-    return new Set((await this.#readReservations()).map.values());
+  reservedIntents(): Promise<ReadonlySet<string>> {
+    return this.#store.chain.reservedIntents();
   }
 
   /** Outpoints (`txid:vout`) reserved for an intent. */
-  async reservedFor(intent: string): Promise<readonly string[]> {
-    const r = await this.#readReservations();
-    return [...r.map].filter(([, i]) => i === intent).map(([o]) => o);
+  reservedFor(intent: string): Promise<readonly string[]> {
+    return this.#store.chain.reservedFor(intent);
   }
 
   /** Balance, coin count and next unused receive address of every Bitcoin wallet in governance. */
@@ -631,17 +613,20 @@ export class ChainWatcher {
     throw new CustosError('UNAVAILABLE', 'the change index counter kept changing; retry');
   }
 
-  async #readReservations(): Promise<Reservations> {
-    const text = await this.#store.getKv(RESERVATIONS_KEY);
-    if (text === null) return { text, map: new Map() };
-    let doc: schema.Infer<typeof reservationsDoc>;
-    try {
-      doc = reservationsDoc.parse(JSON.parse(text));
-    } catch (err) {
-      // Not reset silently: forgetting reservations could offer a promised coin twice.
-      throw new CustosError('INTERNAL', 'the saved UTXO reservations do not decode', {}, { cause: err });
+  /**
+   * The wallet's coins that are mature at `tip`, largest first (then by outpoint): computed once
+   * per block (or change of the tracker), not per build.
+   */
+  #matureCoins(tracker: UtxoTracker, wallet: string, tip: number): readonly WalletUtxo[] {
+    const cached = this.#coins.get(wallet);
+    if (cached !== undefined && cached.generation === this.#generation && cached.tip === tip) {
+      return cached.list;
     }
-    return { text, map: new Map(doc.outpoints.map((o) => [o.outpoint, o.intent])) };
+    const list = spendable(tracker.utxos(wallet, { includePending: true }), tip).sort((a, b) =>
+      a.value === b.value ? compareOutpoints(a, b) : a.value > b.value ? -1 : 1,
+    );
+    this.#coins.set(wallet, { generation: this.#generation, tip, list });
+    return list;
   }
 
   async #save(): Promise<void> {
@@ -686,22 +671,14 @@ function parseCounter(text: string): number {
   return n;
 }
 
-function reservationsText(map: ReadonlyMap<string, string>): string {
-  const outpoints = [...map]
-    .map(([outpoint, intent]) => ({ outpoint, intent }))
-    .sort((a, b) => (a.outpoint < b.outpoint ? -1 : a.outpoint > b.outpoint ? 1 : 0));
-  return canonicalize({ v: 1, outpoints });
+function compareOutpoints(a: WalletUtxo, b: WalletUtxo): number {
+  return a.txid < b.txid ? -1 : a.txid > b.txid ? 1 : a.vout - b.vout;
 }
 
-/** Coins that may be spent now: mature, and not promised to another intent. */
-function spendable(
-  coins: readonly TrackedUtxo[],
-  tip: number,
-  reservedElsewhere: (outpoint: string) => boolean,
-): WalletUtxo[] {
+/** Coins that may be spent now by maturity (reservations are checked per build). */
+function spendable(coins: readonly TrackedUtxo[], tip: number): WalletUtxo[] {
   return coins
     .filter((u) => (u.coinbase ? u.confirmations(tip) >= 100 : u.confirmations(tip) >= 1))
-    .filter((u) => !reservedElsewhere(`${u.txid}:${u.vout}`))
     .map((u) => ({
       txid: u.txid,
       vout: u.vout,
@@ -710,6 +687,33 @@ function spendable(
       index: u.index,
       prevTx: u.prevTx,
     }));
+}
+
+/**
+ * Builds from the largest coins not promised to another intent: the first
+ * FIRST_CANDIDATES of them, then twice as many while they do not cover the
+ * amount and more are left. buildPsbt selects largest first and stops at the
+ * first coin that covers amount and fee, so a prefix that covers them selects
+ * exactly what the whole list would; a refusal for want of funds is only
+ * given once every free coin was offered.
+ */
+function selectAndBuild(
+  wallet: WalletDescriptor,
+  coins: readonly WalletUtxo[],
+  order: BuildOrder,
+  changeIndex: number,
+  reservedElsewhere: (outpoint: string) => boolean,
+): Result<BuiltPsbt> {
+  const free: WalletUtxo[] = [];
+  let next = 0;
+  for (let want = FIRST_CANDIDATES; ; want *= 2) {
+    while (free.length < want && next < coins.length) {
+      const u = coins[next++] as WalletUtxo;
+      if (!reservedElsewhere(`${u.txid}:${u.vout}`)) free.push(u);
+    }
+    const built = buildUnderCap(wallet, free, order, changeIndex);
+    if (built.ok || built.code !== 'INSUFFICIENT_FUNDS' || next >= coins.length) return built;
+  }
 }
 
 /**

@@ -257,10 +257,47 @@ const intentStatusMessage: Migration = {
   },
 };
 
+/**
+ * Coins promised to an intent as rows keyed by outpoint (chain.ts), instead
+ * of one JSON document in kv (`chain:reservations`) rewritten whole by every
+ * build: the primary key is what makes two coordinators unable to reserve one
+ * coin twice. The reservations the old document held are moved over, so an
+ * upgrade never frees a promised coin.
+ */
+const coinReservations: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('coin_reservations')
+      .addColumn('outpoint', 'text', (c) => c.primaryKey())
+      .addColumn('intent', 'text', notNull)
+      .addColumn('reserved_at', 'bigint', notNull)
+      .execute();
+    await db.schema
+      .createIndex('coin_reservations_intent')
+      .on('coin_reservations')
+      .column('intent')
+      .execute();
+    const old = await sql<{ value: string }>`select value from kv where key = 'chain:reservations'`.execute(
+      db,
+    );
+    const text = old.rows[0]?.value;
+    if (text === undefined) return;
+    const doc = JSON.parse(text) as { outpoints?: { outpoint: string; intent: string }[] };
+    const now = Date.now();
+    for (const o of doc.outpoints ?? []) {
+      await sql`insert into coin_reservations (outpoint, intent, reserved_at) values (${o.outpoint}, ${o.intent}, ${now})`.execute(
+        db,
+      );
+    }
+    await sql`delete from kv where key = 'chain:reservations'`.execute(db);
+  },
+};
+
 /** Every migration, in order. Names sort in the order they run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
   '0002_intent_status_message': intentStatusMessage,
+  '0003_coin_reservations': coinReservations,
 });
 
 const provider: MigrationProvider = {

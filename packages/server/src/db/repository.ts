@@ -67,6 +67,7 @@ import {
   signerResult,
 } from '@custos/core';
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
+import { ChainStore } from './chain-store.js';
 import type { CoordinatorDb } from './connect.js';
 import { classifyDbError, dbError } from './errors.js';
 import type {
@@ -259,8 +260,11 @@ export class Store {
   readonly #redeliverAfterMs: number;
   readonly #sweepEveryMs: number;
   #lastSweep = Number.NEGATIVE_INFINITY;
+  /** The chain watcher's rows (coin reservations): db/chain-store.ts. */
+  readonly chain: ChainStore;
 
   constructor(database: CoordinatorDb, opts: StoreOptions = {}) {
+    this.chain = new ChainStore(database, opts.now);
     this.#db = database.db;
     this.#pg = database.dialect === 'postgres';
     this.#now = opts.now ?? Date.now;

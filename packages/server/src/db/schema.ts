@@ -187,6 +187,14 @@ export interface KvTable {
   updated_at: Int8;
 }
 
+/** A coin promised to an intent being signed (migration 0003): one row per outpoint. */
+export interface CoinReservationsTable {
+  /** `txid:vout` */
+  outpoint: string;
+  intent: string;
+  reserved_at: Int8;
+}
+
 export interface Tables {
   intents: IntentsTable;
   approvals: ApprovalsTable;
@@ -199,4 +207,5 @@ export interface Tables {
   outbox: OutboxTable;
   request_nonces: RequestNoncesTable;
   kv: KvTable;
+  coin_reservations: CoinReservationsTable;
 }

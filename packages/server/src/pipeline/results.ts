@@ -20,7 +20,10 @@
  *
  * Broadcast: the first m usable signatures (a signed PSBT of the same txid
  * with a signature on every input) are combined and finalized, which checks
- * every signature (finalizePsbt). signing -> signed is a compare-and-set, so
+ * every signature (finalizeAnalyzed). Each signed PSBT is read strictly once
+ * (analyzePsbt, remembered by its bytes), and that analysis is what is
+ * combined and finalized: no PSBT is decoded again on the way to the
+ * network. signing -> signed is a compare-and-set, so
  * one caller broadcasts. A node that cannot be reached leaves the intent
  * `signed` and the loop sends again; a node that rejects the transaction
  * refuses the intent with CHAIN_REJECTED; "already in the chain" (RPC -27)
@@ -33,9 +36,9 @@
  */
 import {
   analyzePsbt,
-  combinePsbts,
-  finalizePsbt,
+  finalizeAnalyzed,
   networkOfChain,
+  type PsbtAnalysis,
   parseDescriptor,
   psbtFromBase64,
   type WalletDescriptor,
@@ -150,7 +153,7 @@ export class Results {
       const seen = latest.get(job.signer);
       if (seen === undefined || attempt > seen.attempt) latest.set(job.signer, { job, attempt });
     }
-    const usable = new Map<string, Uint8Array>();
+    const usable = new Map<string, PsbtAnalysis>();
     const refusals: { signer: string; code: ErrorCode; message?: string }[] = [];
     let pending = 0;
     for (const [signer, { job, attempt }] of latest) {
@@ -193,7 +196,11 @@ export class Results {
     }
   }
 
-  async #broadcast(rec: IntentRecord, usable: ReadonlyMap<string, Uint8Array>, built: Built): Promise<void> {
+  async #broadcast(
+    rec: IntentRecord,
+    usable: ReadonlyMap<string, PsbtAnalysis>,
+    built: Built,
+  ): Promise<void> {
     const ctx = this.#ctx;
     const id = rec.id;
     if (rec.status === 'signing') {
@@ -205,8 +212,7 @@ export class Results {
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .slice(0, built.descriptor.m)
       .map(([, psbt]) => psbt);
-    const combined = combinePsbts(parts);
-    const final = combined.ok ? finalizePsbt(combined.value) : combined;
+    const final = finalizeAnalyzed(parts, built.descriptor);
     if (!final.ok || final.value.txid !== built.txid) {
       const code = final.ok ? 'INTERNAL' : final.code;
       const message = final.ok ? 'the finalized transaction is not the one built' : final.message;
@@ -385,8 +391,8 @@ export class Results {
   }
 }
 
-/** The signed PSBT if it signs the built transaction on every input; else why not. */
-function usableSignature(result: SignerResult, built: Built): Uint8Array | string {
+/** The signed PSBT's analysis if it signs the built transaction on every input; else why not. */
+function usableSignature(result: SignerResult, built: Built): PsbtAnalysis | string {
   if (result.receipt.txid !== built.txid) return 'the receipt names another transaction';
   if (result.psbt === undefined) return 'the result carries no PSBT';
   const bytes = psbtFromBase64(result.psbt);
@@ -395,7 +401,7 @@ function usableSignature(result: SignerResult, built: Built): Uint8Array | strin
   if (!analyzed.ok) return `the PSBT does not analyze: ${analyzed.message}`;
   if (analyzed.value.txid !== built.txid) return 'the PSBT is another transaction';
   if (analyzed.value.inputs.some((i) => i.signatures === 0)) return 'an input carries no signature';
-  return bytes.value;
+  return analyzed.value;
 }
 
 function attemptOf(id: string): number {

@@ -15,6 +15,7 @@ const TABLES = [
   'approvals',
   'audit_checkpoints',
   'audit_log',
+  'coin_reservations',
   'governance',
   'governance_proposals',
   'intents',

@@ -4,11 +4,12 @@
  * a restart resumes from the saved state, the next receive address moves on,
  * and two coordinators racing to reserve coins (held at the worst moment:
  * both have read the reservations, neither has written) end with disjoint
- * coins, the loser selecting again.
+ * coins, the loser selecting again: the reservation rows' primary key decides.
  */
 import { addressToScript, deriveAddress } from '@custos/bitcoin';
 import { describe, expect, it } from 'vitest';
-import { ChainWatcher, RESERVATIONS_KEY, TRACKER_KEY } from '../../src/chain.js';
+import { ChainWatcher, TRACKER_KEY } from '../../src/chain.js';
+import { ChainStore } from '../../src/db/chain-store.js';
 import type { CoordinatorDb } from '../../src/db/connect.js';
 import { Store } from '../../src/db/repository.js';
 import { useBackends } from '../db/backends.js';
@@ -39,13 +40,13 @@ class Barrier {
 }
 
 /**
- * A real Store whose reads of the reservations pass a barrier: armed for two,
- * both coordinators hold the same old value when they write, so exactly one
- * compare-and-set can win. Only the timing is arranged; every read and write
- * goes to the database.
+ * Real reservation rows whose reads pass a barrier: armed for two, both
+ * coordinators have read the same reservations when they insert, so both
+ * select the same coin and exactly one insert can win. Only the timing is
+ * arranged; every read and write goes to the database.
  */
-class BarrierStore extends Store {
-  /** Failed compare-and-sets of the reservations. */
+class BarrierChainStore extends ChainStore {
+  /** Reservations refused because another intent holds a coin. */
   lost = 0;
 
   constructor(
@@ -55,16 +56,25 @@ class BarrierStore extends Store {
     super(db);
   }
 
-  override async getKv(key: string): Promise<string | null> {
-    const value = await super.getKv(key);
-    if (key === RESERVATIONS_KEY) await this.barrier.pass();
+  override async reservations(): Promise<Map<string, string>> {
+    const value = await super.reservations();
+    await this.barrier.pass();
     return value;
   }
 
-  override async compareAndSetKv(key: string, expected: string | null, value: string): Promise<boolean> {
-    const won = await super.compareAndSetKv(key, expected, value);
-    if (key === RESERVATIONS_KEY && !won) this.lost++;
+  override async reserve(intent: string, outpoints: readonly string[]): Promise<boolean> {
+    const won = await super.reserve(intent, outpoints);
+    if (!won) this.lost++;
     return won;
+  }
+}
+
+class BarrierStore extends Store {
+  override readonly chain: BarrierChainStore;
+
+  constructor(db: CoordinatorDb, barrier: Barrier) {
+    super(db);
+    this.chain = new BarrierChainStore(db, barrier);
   }
 }
 
@@ -109,7 +119,7 @@ describe.each(backends)('the wallet view on $name', (backend) => {
     expect(await restarted.sync(state)).toMatchObject({ caughtUp: true, applied: 1 });
   });
 
-  it('two coordinators reserving at the same moment get disjoint coins: one wins the compare-and-set, the other selects again', async () => {
+  it('two coordinators reserving at the same moment get disjoint coins: one insert wins the row of the coin, the other selects again', async () => {
     const fresh = await backend.fresh();
     const org = makeOrg();
     const node = regtest();
@@ -150,7 +160,7 @@ describe.each(backends)('the wallet view on $name', (backend) => {
     expect(ia).toHaveLength(1);
     expect(ib).toHaveLength(1);
     expect(ia[0]).not.toBe(ib[0]);
-    expect(stores[0]!.lost + stores[1]!.lost).toBe(1);
+    expect(stores[0]!.chain.lost + stores[1]!.chain.lost).toBe(1);
     expect(await watchers[0]!.reservedFor('a'.repeat(64))).toEqual(ia);
     expect(await watchers[0]!.reservedFor('b'.repeat(64))).toEqual(ib);
 

@@ -127,7 +127,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     // Nothing reached the chain, and the coin is free again.
     expect(await node.rpc.getRawMempool()).toEqual([]);
     expect(await store.getTransaction(id)).toBeNull();
-    expect(await store.getKv('chain:reservations')).toBe('{"outpoints":[],"v":1}');
+    expect(await store.chain.reservations()).toEqual(new Map());
     expect((await verifyAudit(store, org)).ok).toBe(true);
   });
 

@@ -169,7 +169,7 @@ describe.each(backends)('the signing pipeline on $name', (backend) => {
     await c.pipeline.runOnce();
     for (const id of ids) expect(await fresh.store.getIntent(id)).toMatchObject({ status: 'confirmed' });
     // Confirmed spends hold no reservation any more.
-    expect(await fresh.store.getKv('chain:reservations')).toBe('{"outpoints":[],"v":1}');
+    expect(await fresh.store.chain.reservations()).toEqual(new Map());
   });
 
   it('refuses INSUFFICIENT_FUNDS when the wallet cannot pay, audited and notified; nothing is queued', async () => {

@@ -16,6 +16,7 @@ export * from './jcs.js';
 export * from './jobs.js';
 export * from './json.js';
 export * from './keys.js';
+export * from './ledger.js';
 export * from './objects.js';
 export * from './policy.js';
 export * as primitives from './primitives.js';

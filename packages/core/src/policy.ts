@@ -20,7 +20,8 @@
  * - Cheap, because each signer runs it for every job and it is benchmarked
  *   against raw Ed25519 verification: the intent digest is computed once, each
  *   signature is verified at most once (approvals only when the intent got
- *   that far), the ledger is read in one linear pass.
+ *   that far), the ledger is asked for one sum per rolling limit and a bounded
+ *   history (ledger.ts), never read whole.
  *
  * Order of checks in {@link evaluate}; the first failing one decides, so a
  * given input always gets the same code:
@@ -39,6 +40,7 @@
  */
 import { accept, type ErrorCode, type Refusal, type Result, refusalFrom, refuse } from './errors.js';
 import { verifyDeviceSignature } from './keys.js';
+import { isLedgerView, LARGE_AMOUNT_HISTORY, type LedgerView, ledgerSums, ledgerViewOf } from './ledger.js';
 import {
   type AddressEntry,
   type ApprovalGroup,
@@ -81,8 +83,12 @@ export interface EvaluateInput {
   readonly state: GovernanceState;
   readonly intent: SignedIntent;
   readonly approvals: readonly SignedApproval[];
-  /** What this verifier already signed (rolling limits, warnings). */
-  readonly ledger: readonly LedgerEntry[];
+  /**
+   * What this verifier already signed (rolling limits, warnings): the entries
+   * themselves, or a view that answers the sums and history a decision asks
+   * for (ledger.ts), as a signer's store does without loading its rows.
+   */
+  readonly ledger: readonly LedgerEntry[] | LedgerView;
   /** The verifier's own clock. */
   readonly now: Millis;
   /** Chains this verifier serves (signer configuration); WRONG_CHAIN if the intent's is not one of them. */
@@ -284,23 +290,26 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   }
   const amount = BigInt(intent.amount);
 
-  // 7. Rolling limits from this verifier's own ledger (THREATS 20), with the history warnings in the same pass.
-  const scan = scanLedger(ledger, policies, intent, digest, now);
-  for (const use of scan.uses) {
-    if (use.used + amount > use.max) {
+  // 7. Rolling limits from this verifier's own ledger (THREATS 20): one sum per limit that binds the
+  // intent, then the history warnings (an earlier payment to the destination, a bounded recent history).
+  const view = isLedgerView(ledger) ? ledger : ledgerViewOf(ledger);
+  for (const use of ledgerSums(policies, intent, digest, now)) {
+    const used = view.sum(use.query);
+    if (used + amount > use.max) {
       return deny(
         digest,
         'LIMIT_EXCEEDED',
-        `limit ${use.limit.id} (${use.limit.scope}, ${use.limit.asset}): ${use.used} already signed in the window, ` +
+        `limit ${use.limit.id} (${use.limit.scope}, ${use.limit.asset}): ${used} already signed in the window, ` +
           `${intent.amount} more would exceed ${use.limit.max}`,
       );
     }
   }
-  if (!scan.paidBefore) {
+  if (!view.paid(intent.to, digest)) {
     warnings.push({ code: 'FIRST_PAYMENT', message: `no earlier payment to ${intent.to}` });
   }
-  if (scan.history.length >= LARGE_AMOUNT_MIN_HISTORY) {
-    const median = lowerMedian(scan.history);
+  const history = view.recent(intent.wallet, intent.asset, LARGE_AMOUNT_HISTORY, digest);
+  if (history.length >= LARGE_AMOUNT_MIN_HISTORY) {
+    const median = lowerMedian(history);
     if (amount > median * LARGE_AMOUNT_FACTOR) {
       warnings.push({
         code: 'LARGE_AMOUNT',
@@ -576,27 +585,6 @@ function nearMissRefusal(
 
 // ---------------------------------------------------------------- step 7: limits
 
-interface LimitUse {
-  readonly limit: RollingLimit;
-  readonly max: bigint;
-  /** Entries dated after this (exclusive) are in the window. */
-  readonly since: Millis;
-  used: bigint;
-}
-
-interface LedgerScan {
-  readonly uses: LimitUse[];
-  /** Some earlier transfer paid the intent's destination. */
-  readonly paidBefore: boolean;
-  /** Amounts of earlier transfers of the intent's wallet and asset. */
-  readonly history: bigint[];
-}
-
-/** Whether a limit binds the intent at all: same asset, and same wallet when it names one. */
-function limitApplies(limit: RollingLimit, intent: Intent): boolean {
-  return limit.asset === intent.asset && (limit.wallet === undefined || limit.wallet === intent.wallet);
-}
-
 /**
  * Whether a ledger entry falls in the limit's scope for this intent. Ledger
  * entries carry no chain: an identical address string with the same asset id
@@ -623,41 +611,6 @@ function inScope(limit: RollingLimit, entry: LedgerEntry, intent: Intent): boole
  */
 function windowStart(limit: RollingLimit, now: Millis): Millis {
   return now - limit.windowMs;
-}
-
-/** One linear pass over the ledger: every applicable limit's usage and the history the warnings need. */
-function scanLedger(
-  ledger: readonly LedgerEntry[],
-  policies: readonly Policy[],
-  intent: Intent,
-  digest: Digest,
-  now: Millis,
-): LedgerScan {
-  const uses: LimitUse[] = [];
-  for (const p of policies) {
-    for (const limit of p.limits) {
-      if (limitApplies(limit, intent)) {
-        uses.push({ limit, max: BigInt(limit.max), since: windowStart(limit, now), used: 0n });
-      }
-    }
-  }
-  let paidBefore = false;
-  const history: bigint[] = [];
-  for (const entry of ledger) {
-    // Re-asking for an intent already signed must not count it twice.
-    if (entry.intent === digest) continue;
-    let amount: bigint | undefined;
-    for (const use of uses) {
-      if (entry.at > use.since && inScope(use.limit, entry, intent)) {
-        amount ??= BigInt(entry.amount);
-        use.used += amount;
-      }
-    }
-    if (entry.to === intent.to) paidBefore = true;
-    if (entry.wallet === intent.wallet && entry.asset === intent.asset)
-      history.push(amount ?? BigInt(entry.amount));
-  }
-  return { uses, paidBefore, history };
 }
 
 /**
@@ -687,7 +640,7 @@ export function rollingUsage(
 }
 
 /** The lower median (index floor((n-1)/2) in sorted order), by quickselect: linear on average. */
-function lowerMedian(values: bigint[]): bigint {
+function lowerMedian(values: readonly bigint[]): bigint {
   const a = values.slice();
   const k = (a.length - 1) >> 1;
   let lo = 0;

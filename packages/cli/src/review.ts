@@ -29,12 +29,13 @@ import {
   type ErrorCode,
   evaluate,
   feeCapsFor,
-  findLookalikes,
   type GovernanceState,
   type Intent,
   intentDigest,
   LARGE_AMOUNT_FACTOR,
   LARGE_AMOUNT_MIN_HISTORY,
+  lookalikeMessage,
+  lookalikesInForce,
   lookupDevice,
   type PolicyDecision,
   policiesInForce,
@@ -170,16 +171,9 @@ export function reviewIntent(input: ReviewInput): Review {
       message: `the address-book entry ${book.entry.id} becomes active ${relativeTime(book.activeFrom, now)}`,
     });
   }
-  const seen = new Set<string>();
-  for (const p of policiesInForce(state, now)) {
-    for (const e of findLookalikes(state, intent.chain, intent.to, p.lookalike, now)) {
-      if (seen.has(e.id)) continue;
-      seen.add(e.id);
-      warnings.push({
-        code: 'LOOKALIKE_ADDRESS',
-        message: `${intent.to} LOOKS LIKE "${e.label}" (${e.address}) but is a different address`,
-      });
-    }
+  const lookalikes = lookalikesInForce(state, intent.chain, intent.to, policiesInForce(state, now), now);
+  if (lookalikes.entries.length > 0) {
+    warnings.push({ code: 'LOOKALIKE_ADDRESS', message: lookalikeMessage(intent.to, lookalikes.entries) });
   }
   const earlier = trustedHistory(state, input.history, id, now);
   if (!earlier.some((i) => i.to === intent.to && i.chain === intent.chain)) {

@@ -17,6 +17,7 @@ export * from './jobs.js';
 export * from './json.js';
 export * from './keys.js';
 export * from './ledger.js';
+export * from './lookalike.js';
 export * from './objects.js';
 export * from './policy.js';
 export * as primitives from './primitives.js';

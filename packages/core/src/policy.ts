@@ -41,6 +41,7 @@
 import { accept, type ErrorCode, type Refusal, type Result, refusalFrom, refuse } from './errors.js';
 import { verifyDeviceSignature } from './keys.js';
 import { isLedgerView, LARGE_AMOUNT_HISTORY, type LedgerView, ledgerSums, ledgerViewOf } from './ledger.js';
+import { lookalikeMessage, lookalikesInForce } from './lookalike.js';
 import {
   type AddressEntry,
   type ApprovalGroup,
@@ -266,9 +267,12 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   const warnings: Warning[] = [];
 
   // 5. Look-alikes of address-book entries, active or pending (THREATS 21, address poisoning).
-  const lookalike = checkLookalikes(state, intent, policies, now);
-  if (lookalike.deny !== undefined) return deny(digest, 'LOOKALIKE_ADDRESS', lookalike.deny);
-  if (lookalike.warn !== undefined) warnings.push({ code: 'LOOKALIKE_ADDRESS', message: lookalike.warn });
+  const lookalikes = lookalikesInForce(state, intent.chain, intent.to, policies, now);
+  if (lookalikes.entries.length > 0) {
+    const message = lookalikeMessage(intent.to, lookalikes.entries);
+    if (lookalikes.deny) return deny(digest, 'LOOKALIKE_ADDRESS', message);
+    warnings.push({ code: 'LOOKALIKE_ADDRESS', message });
+  }
 
   // 6. First matching rule of each policy in force; all must allow (THREATS 17-19).
   // While governance changes wait out their delay, the rules are matched in
@@ -361,68 +365,6 @@ function counterOption(
 }
 
 // ---------------------------------------------------------------- step 5: look-alikes
-
-/**
- * Address-book entries on `chain` whose address differs from `address` but
- * shares its first `lookalike.prefix` and last `lookalike.suffix` characters
- * (THREATS 21: address poisoning). Entries count whether active or still
- * pending at `now`, since a pending look-alike is the attack being prepared;
- * active ones come first. Characters are compared without regard to case, as
- * a person comparing by eye does not reliably see it.
- *
- * @example
- * findLookalikes(state, 'bitcoin:mainnet', 'bc1qxy2k...0wlh', { prefix: 6, suffix: 4, action: 'deny' }, now);
- */
-export function findLookalikes(
-  state: GovernanceState,
-  chain: string,
-  address: string,
-  lookalike: Policy['lookalike'],
-  now: Millis,
-): AddressEntry[] {
-  const target = address.toLowerCase();
-  const head = target.slice(0, lookalike.prefix);
-  const tail = target.slice(Math.max(0, target.length - lookalike.suffix));
-  const active: AddressEntry[] = [];
-  const pending: AddressEntry[] = [];
-  const consider = (value: AddressEntry, list: AddressEntry[]) => {
-    if (value.chain !== chain) return;
-    const other = value.address.toLowerCase();
-    if (other === target || !other.startsWith(head) || !other.endsWith(tail)) return;
-    list.push(value);
-  };
-  for (const { value, activeFrom } of state.addresses.values()) {
-    consider(value, activeFrom <= now ? active : pending);
-  }
-  // Removing the entry a poisoned address imitates must not lift the check before the delay.
-  for (const r of state.retiredAddresses) if (r.until > now) consider(r.value, pending);
-  return active.concat(pending);
-}
-
-function checkLookalikes(
-  state: GovernanceState,
-  intent: Intent,
-  policies: readonly Policy[],
-  now: Millis,
-): { deny?: string; warn?: string } {
-  let warn: string | undefined;
-  const seen = new Set<string>();
-  for (const { lookalike } of policies) {
-    const key = `${lookalike.prefix}/${lookalike.suffix}/${lookalike.action}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    const found = findLookalikes(state, intent.chain, intent.to, lookalike, now);
-    if (found.length === 0) continue;
-    const names = found
-      .slice(0, 3)
-      .map((e) => `${e.label} (${e.id})`)
-      .join(', ');
-    const message = `${intent.to} looks like address-book entr${found.length === 1 ? 'y' : 'ies'} ${names}${found.length > 3 ? ', ...' : ''}`;
-    if (lookalike.action === 'deny') return { deny: message };
-    warn ??= message;
-  }
-  return warn === undefined ? {} : { warn };
-}
 
 // ---------------------------------------------------------------- step 6: rules
 

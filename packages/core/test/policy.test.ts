@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { signDigest } from '../src/keys.js';
+import { findLookalikes } from '../src/lookalike.js';
 import {
   type Intent,
   intentDigest,
@@ -16,7 +17,6 @@ import {
   checkApproval,
   type EvaluateInput,
   evaluate,
-  findLookalikes,
   type PolicyDecision,
   requireAllow,
   rollingUsage,

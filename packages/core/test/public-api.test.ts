@@ -99,6 +99,8 @@ const EXPORTS = [
   'ledgerSums',
   'ledgerViewOf',
   'lifetimesOf',
+  'lookalikeMessage',
+  'lookalikesInForce',
   'lookupDevice',
   'member',
   'openWithPassword',

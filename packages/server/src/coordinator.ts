@@ -42,7 +42,6 @@ import {
   type Digest,
   type ErrorCode,
   evaluate,
-  findLookalikes,
   type GovernanceEntry,
   type GovernanceSignature,
   type GovernanceState,
@@ -50,6 +49,8 @@ import {
   hasRole,
   intentDigest,
   type LedgerEntry,
+  lookalikeMessage,
+  lookalikesInForce,
   type Millis,
   type PolicyDecision,
   policiesInForce,
@@ -829,17 +830,7 @@ function proposalView(r: ProposalRecord, warnings: readonly Warning[]): Proposal
 export function proposalWarnings(state: GovernanceState, entry: GovernanceEntry, now: Millis): Warning[] {
   if (entry.kind !== 'address.add') return [];
   const a = entry.body;
-  const names = new Set<string>();
-  for (const p of policiesInForce(state, now)) {
-    for (const e of findLookalikes(state, a.chain, a.address, p.lookalike, now)) {
-      names.add(`${e.label} (${e.id})`);
-    }
-  }
-  if (names.size === 0) return [];
-  return [
-    {
-      code: 'LOOKALIKE_ADDRESS',
-      message: `${a.address} looks like address-book entr${names.size === 1 ? 'y' : 'ies'} ${[...names].join(', ')}`,
-    },
-  ];
+  const lookalikes = lookalikesInForce(state, a.chain, a.address, policiesInForce(state, now), now);
+  if (lookalikes.entries.length === 0) return [];
+  return [{ code: 'LOOKALIKE_ADDRESS', message: lookalikeMessage(a.address, lookalikes.entries) }];
 }

@@ -16,7 +16,6 @@ import {
   type Digest,
   effectiveDelay,
   effectiveQuorum,
-  findLookalikes,
   GOVERNANCE_EFFECTS,
   GOVERNANCE_KINDS,
   type GovernanceEntry,
@@ -25,6 +24,8 @@ import {
   governanceDigest,
   governanceSummary,
   type LaterKind,
+  lookalikeMessage,
+  lookalikesInForce,
   lookupDevice,
   parseJson,
   policiesInForce,
@@ -266,10 +267,10 @@ export function describeEntry(entry: GovernanceEntry, state: GovernanceState, no
     }
   }
   if (entry.kind === 'address.add') {
-    for (const p of policiesInForce(state, now)) {
-      for (const e of findLookalikes(state, entry.body.chain, entry.body.address, p.lookalike, now)) {
-        lines.push(`WARNING LOOKALIKE_ADDRESS: ${entry.body.address} looks like "${e.label}" (${e.address})`);
-      }
+    const { chain, address } = entry.body;
+    const lookalikes = lookalikesInForce(state, chain, address, policiesInForce(state, now), now);
+    if (lookalikes.entries.length > 0) {
+      lines.push(`WARNING LOOKALIKE_ADDRESS: ${lookalikeMessage(address, lookalikes.entries)}`);
     }
   }
   if (entry.kind === 'freeze' || entry.kind === 'unfreeze') {

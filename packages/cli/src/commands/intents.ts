@@ -16,10 +16,11 @@ import {
   approval as approvalSchema,
   CustosError,
   evaluate,
-  findLookalikes,
   type Intent,
   intentDigest,
   intent as intentSchema,
+  lookalikeMessage,
+  lookalikesInForce,
   policiesInForce,
   signDigest,
   toHex,
@@ -108,11 +109,8 @@ ${COMMON_HELP}`,
         `warning: ${to} is ${book.status === 'pending' ? `pending in the address book (${book.entry.label})` : 'not in the address book'}\n`,
       );
     }
-    for (const p of policiesInForce(state, now)) {
-      for (const e of findLookalikes(state, wallet.chain, to, p.lookalike, now)) {
-        ctx.io.err(`warning: ${to} looks like "${e.label}" (${e.address})\n`);
-      }
-    }
+    const lookalikes = lookalikesInForce(state, wallet.chain, to, policiesInForce(state, now), now);
+    if (lookalikes.entries.length > 0) ctx.io.err(`warning: ${lookalikeMessage(to, lookalikes.entries)}\n`);
     const signed = { intent: body, signature: signDigest(s.identity.secretKey, intentDigest(body)) };
     const answer = await s.client.postIntent(signed);
     if (args.bool('json')) {

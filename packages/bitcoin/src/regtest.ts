@@ -366,6 +366,10 @@ function installCoreSendRawTransaction(bcoin: typeof Bcoin, node: Bcoin.FullNode
       missing = await node.mempool.addTX(tx);
     } catch (err) {
       if (!isVerifyError(err)) throw err;
+      // Sent twice at once (two coordinators broadcasting one transaction): the other call's
+      // addTX won while this one waited for the mempool's lock. Core checks and adds under one
+      // lock, so it answers the txid to both.
+      if (err.reason === 'txn-already-in-mempool') return tx.txid();
       if (err.reason === 'txn-already-known') {
         throw rpcError(RPC_VERIFY_ALREADY_IN_CHAIN, 'Transaction outputs already in utxo set');
       }

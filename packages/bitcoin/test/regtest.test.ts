@@ -188,8 +188,11 @@ describe('spending through the node', () => {
     expect(await node.rpc.getRawMempool()).toEqual([]);
   });
 
-  it('the signed transaction is accepted, mined, and the tracker sees the output spent', async () => {
-    const txid = await node.rpc.sendRawTransaction(toHex(signed));
+  it('the signed transaction is accepted (sent three times at once, as coordinators may: each gets its txid, as from Core), mined, and the tracker sees the output spent', async () => {
+    const sent = await Promise.all([1, 2, 3].map(() => node.rpc.sendRawTransaction(toHex(signed))));
+    const txid = sent[0]!;
+    expect(sent).toEqual([txid, txid, txid]);
+    expect(await node.rpc.sendRawTransaction(toHex(signed))).toBe(txid);
     expect(await node.rpc.getRawMempool()).toEqual([txid]);
     await node.mine(1);
     const res = await syncChain(node.rpc, tracker);

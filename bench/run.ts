@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: runs every benchmark suite, prints a table, and writes the
  * figures as JSON to bench/results/<time>.json so runs can be compared.
- * `npm run bench -- core` runs one suite.
+ * `npm run bench -- core` runs one suite. `soak` (10 minutes; `npm run bench
+ * -- soak --minutes 2` shortens it) runs only when named.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
@@ -10,18 +11,22 @@ import { coreBench } from './core.js';
 import { e2eBench } from './e2e.js';
 import { printTable, type Row } from './harness.js';
 import { signerBench } from './signer.js';
+import { soakBench } from './soak.js';
 
 const suites: Record<string, () => Row[] | Promise<Row[]>> = {
   core: coreBench,
   signer: signerBench,
   audit: () => auditBench(),
   e2e: () => e2eBench(),
+  soak: () => soakBench(),
 };
+/** Suites that run only when named. */
+const onlyWhenNamed = new Set(['soak']);
 
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const wanted = process.argv.slice(2).filter((a) => Object.hasOwn(suites, a));
 const rows: Row[] = [];
 for (const [name, run] of Object.entries(suites)) {
-  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  if (wanted.length > 0 ? !wanted.includes(name) : onlyWhenNamed.has(name)) continue;
   process.stdout.write(`running ${name}...\n`);
   rows.push(...(await run()));
 }

@@ -103,7 +103,7 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
     chain,
     log,
     opts: resolved,
-    wake: (signer) => feed?.wake(signer),
+    wake: (signer) => feed?.queued(signer),
   };
   feed = new Feed(ctx);
   const lock = new KeyedLock();

@@ -35,7 +35,7 @@ import {
   type SignerKey,
   signPsbt,
   verifyPsbt,
-} from '@custos/bitcoin';
+} from '@custos/bitcoin/sign';
 import {
   ADMIN_ROLE,
   applyGovernance,

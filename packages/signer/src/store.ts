@@ -11,7 +11,7 @@
  * can ever be signed for that intent (THREATS 32, 14).
  */
 
-import { claimedChangeIndex, psbtFromBase64 } from '@custos/bitcoin';
+import { claimedChangeIndex, psbtFromBase64 } from '@custos/bitcoin/sign';
 import {
   canonicalize,
   type Digest,

@@ -79,6 +79,12 @@ export interface CoordinatorDb {
   readonly where: string;
   /** Closes every connection. Operations after close fail with UNAVAILABLE. */
   close(): Promise<void>;
+  /**
+   * PostgreSQL only: calls `onPayload` with each notification on `channel`
+   * (LISTEN on a connection of its own, opened again after it breaks; missed
+   * notifications are the caller's to poll for). Returns the way to stop.
+   */
+  readonly listen?: (channel: string, onPayload: (payload: string) => void) => () => void;
 }
 
 /**
@@ -211,14 +217,102 @@ async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<Coo
     });
   });
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  const listeners = new Set<() => void>();
   const handle: CoordinatorDb = {
     dialect: 'postgres',
     db,
     where,
-    close: () => db.destroy(),
+    close: async () => {
+      for (const stop of [...listeners]) stop();
+      await db.destroy();
+    },
+    listen: (channel, onPayload) => {
+      const stop = listenOn(pool, channel, onPayload, () => listeners.delete(stop));
+      listeners.add(stop);
+      return stop;
+    },
   };
   await migrateOrClose(handle);
   return handle;
+}
+
+/** How long a broken LISTEN connection waits before it is opened again. */
+const RELISTEN_MS = 1000;
+
+/**
+ * LISTEN `channel` on a pooled connection held for it. A connection that
+ * breaks (the server restarts) is dropped and another is opened after
+ * RELISTEN_MS, for as long as the listener is not stopped; nothing is thrown.
+ */
+function listenOn(
+  pool: pg.Pool,
+  channel: string,
+  onPayload: (payload: string) => void,
+  onStop: () => void,
+): () => void {
+  const listen = `LISTEN ${pgIdentifier(channel)}`;
+  let stopped = false;
+  let client: pg.PoolClient | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const drop = (err?: unknown): void => {
+    const c = client;
+    client = null;
+    c?.removeAllListeners('notification');
+    c?.release(err instanceof Error ? err : err === undefined ? undefined : true);
+  };
+  const later = (): void => {
+    if (stopped || timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      void open();
+    }, RELISTEN_MS);
+    timer.unref();
+  };
+  const open = async (): Promise<void> => {
+    if (stopped) return;
+    let c: pg.PoolClient;
+    try {
+      c = await pool.connect();
+    } catch {
+      later();
+      return;
+    }
+    if (stopped) {
+      c.release();
+      return;
+    }
+    client = c;
+    c.on('notification', (n) => {
+      if (n.channel === channel && typeof n.payload === 'string') onPayload(n.payload);
+    });
+    c.once('error', (err) => {
+      if (client !== c) return;
+      drop(err);
+      later();
+    });
+    try {
+      await c.query(listen);
+    } catch (err) {
+      if (client === c) drop(err);
+      later();
+    }
+  };
+  void open();
+  return () => {
+    if (stopped) return;
+    stopped = true;
+    if (timer !== null) clearTimeout(timer);
+    // Released with an error: the connection is closed, not returned to the pool still listening.
+    drop(new Error('listener stopped'));
+    onStop();
+  };
+}
+
+function pgIdentifier(name: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) {
+    throw new CustosError('INVALID_VALUE', 'a notification channel is a lower-case identifier');
+  }
+  return name;
 }
 
 async function migrateOrClose(handle: CoordinatorDb): Promise<void> {

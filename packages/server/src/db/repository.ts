@@ -70,6 +70,7 @@ import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import { ChainStore } from './chain-store.js';
 import type { CoordinatorDb } from './connect.js';
 import { classifyDbError, dbError } from './errors.js';
+import { JobNotices } from './notices.js';
 import type {
   GovernanceProposalsTable,
   IntentStatus,
@@ -262,9 +263,12 @@ export class Store {
   #lastSweep = Number.NEGATIVE_INFINITY;
   /** The chain watcher's rows (coin reservations): db/chain-store.ts. */
   readonly chain: ChainStore;
+  /** Jobs queued, told across coordinators: db/notices.ts. */
+  readonly notices: JobNotices;
 
   constructor(database: CoordinatorDb, opts: StoreOptions = {}) {
     this.chain = new ChainStore(database, opts.now);
+    this.notices = new JobNotices(database);
     this.#db = database.db;
     this.#pg = database.dialect === 'postgres';
     this.#now = opts.now ?? Date.now;

@@ -3,10 +3,11 @@
  * audit checkpoints signers countersign (DESIGN.md "Audit entry"; THREATS 30).
  *
  * Long poll: a poll claims jobs at once; with none, it waits until jobs are
- * queued for that signer in this process (a wake-up) or the next store poll
- * (every 250 ms, so jobs queued by another coordinator on the same database,
- * and jobs gone stale for redelivery, are seen too), until `waitMs` has
- * passed. Jobs whose intent is no longer `signing` are withdrawn instead of
+ * queued for that signer, by this process (a wake-up) or by another
+ * coordinator on the same database (a notice: PostgreSQL NOTIFY, db/notices.ts),
+ * or until the next look at the job table (every 250 ms on PostgreSQL, the
+ * fallback for a lost notice and for jobs gone stale for redelivery; every
+ * 50 ms on SQLite, which has no notices), until `waitMs` has passed. Jobs whose intent is no longer `signing` are withdrawn instead of
  * handed out: a signer must not sign (and spend its rolling limits on) an
  * intent already refused or already signed by others.
  *
@@ -31,14 +32,10 @@ import {
 import type { SignerFeed } from '../contracts.js';
 import { ACTOR, auditEvent, type Context, notify } from './context.js';
 
-/** How often a waiting poll looks at the store. */
-const STORE_POLL_MS = 250;
 /** The longest wait a poll may ask for (docs/api.md: wait <= 30000). */
 export const MAX_WAIT_MS = 30_000;
 /** Jobs handed out per poll at most. */
 const MAX_JOBS_PER_POLL = 10;
-/** Rounds of a long poll at most: the wait divided by the store poll, and some. */
-const MAX_ROUNDS = Math.ceil(MAX_WAIT_MS / STORE_POLL_MS) + 4;
 
 const EMPTY: SignerFeed = { jobs: [], checkpoint: null };
 
@@ -52,9 +49,17 @@ export class Feed {
   /** When a bad checkpoint of each signer was last audited. */
   readonly #alerted = new Map<string, number>();
   #closed = false;
+  /** Stops listening for other coordinators' notices. */
+  #unsubscribe: (() => void) | null = null;
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
+  }
+
+  /** Jobs for `signer` were committed by this process: wakes its polls here and tells the others. */
+  queued(signer: string): void {
+    this.wake(signer);
+    void this.#ctx.store.notices.publish(signer);
   }
 
   /** Wakes the polls waiting for `signer`. */
@@ -68,18 +73,24 @@ export class Feed {
   /** Serves polls again after close(). */
   open(): void {
     this.#closed = false;
+    this.#unsubscribe ??= this.#ctx.store.notices.subscribe((signer) => this.wake(signer));
   }
 
   /** Ends every waiting poll, and answers new ones at once with nothing (the pipeline stops). */
   close(): void {
     this.#closed = true;
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
     for (const signer of [...this.#waiters.keys()]) this.wake(signer);
   }
 
   async jobsFor(signer: string, waitMs: number, signal: AbortSignal): Promise<SignerFeed> {
     const wait = Number.isFinite(waitMs) ? Math.min(MAX_WAIT_MS, Math.max(0, Math.floor(waitMs))) : 0;
     const deadline = performance.now() + wait;
-    for (let round = 0; round < MAX_ROUNDS; round++) {
+    const pollMs = this.#ctx.store.notices.pollMs;
+    // Bounded: the wait divided by the table poll, and some.
+    const rounds = Math.ceil(MAX_WAIT_MS / pollMs) + 4;
+    for (let round = 0; round < rounds; round++) {
       if (this.#closed || signal.aborted) {
         // Yield to the event loop: a caller polling again at once must not starve timers.
         await new Promise((resolve) => setImmediate(resolve));
@@ -90,7 +101,7 @@ export class Feed {
       if (jobs.length > 0 || checkpoint !== null) return { jobs, checkpoint };
       const left = deadline - performance.now();
       if (left <= 0) break;
-      await this.#wait(signer, Math.min(STORE_POLL_MS, left), signal);
+      await this.#wait(signer, Math.min(pollMs, left), signal);
     }
     return EMPTY;
   }

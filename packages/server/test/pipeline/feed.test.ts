@@ -197,3 +197,31 @@ describe.each(backends)('the signer feed on $name', (backend) => {
     expect(performance.now() - t1).toBeGreaterThanOrEqual(290);
   });
 });
+
+describe('job notices across coordinators on postgres', () => {
+  const postgres = backends.find((b) => b.name === 'postgres')!;
+
+  it('a coordinator hears the jobs another one queued (NOTIFY/LISTEN), not its own, and stops hearing once unsubscribed', async () => {
+    const fresh = await postgres.fresh();
+    const [a, b] = fresh.peers as [Store, Store];
+    expect(a.notices.pollMs).toBe(250);
+    const heardByB: string[] = [];
+    const heardByA: string[] = [];
+    const stopB = b.notices.subscribe((signer) => heardByB.push(signer));
+    const stopA = a.notices.subscribe((signer) => heardByA.push(signer));
+    // LISTEN is set up on a connection of its own: publish until it is heard (bounded).
+    for (let i = 0; i < 100 && heardByB.length === 0; i++) {
+      await a.notices.publish('signer-1');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(heardByB[0]).toBe('signer-1');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(heardByA).toEqual([]);
+    stopB();
+    const before = heardByB.length;
+    await a.notices.publish('signer-2');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(heardByB).toHaveLength(before);
+    stopA();
+  });
+});

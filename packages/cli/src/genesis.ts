@@ -30,7 +30,7 @@ import {
   signerRecord,
   type Wallet,
 } from '@custos/core';
-import { keystorePublic } from '@custos/signer';
+import { keystorePublic } from '@custos/signer/keystore';
 
 /** A person as given in --admins / --members files: flexible input, strict output. */
 export interface PersonInput {

@@ -22,7 +22,7 @@ import {
   psbtFromBase64,
   type VerifiedPsbt,
   verifyPsbt,
-} from '@custos/bitcoin';
+} from '@custos/bitcoin/sign';
 import {
   addressStatus,
   type Digest,

@@ -7,7 +7,7 @@
  * admins put into the wallet descriptor without the password.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { BITCOIN_NETWORKS, descriptorKeyOf, type SignerKey, signerKeyFromSeed } from '@custos/bitcoin';
+import { BITCOIN_NETWORKS, descriptorKeyOf, type SignerKey, signerKeyFromSeed } from '@custos/bitcoin/sign';
 import {
   CustosError,
   canonicalize,

@@ -23,7 +23,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import { buildGenesis, CustosError, type Digest, governanceDigest, signGovernanceEntry } from '@custos/core';
-import { createKeystore, writeKeystore } from '@custos/signer';
+import { createKeystore, writeKeystore } from '@custos/signer/keystore';
 import { CustosClient, memberSigner } from '../client.js';
 import { type Command, commonHelp } from '../command.js';
 import type { Context } from '../context.js';

@@ -8,7 +8,6 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { CustosError, type Digest, decode, schema } from '@custos/core';
 import type { ServerConfig } from '@custos/server';
-import { signerCommand } from '@custos/signer';
 import { type Command, commonHelp } from '../command.js';
 
 const { object, string, int, oneOf } = schema;
@@ -130,7 +129,11 @@ function signerPassthrough(sub: 'init' | 'run' | 'status', summary: string, help
     async run() {
       return 2;
     },
-    runRaw: async (_ctx, argv) => signerCommand([sub, ...argv]),
+    runRaw: async (_ctx, argv) => {
+      // Loaded here, not at start: no other command needs the signer (or its SQLite).
+      const { signerCommand } = await import('@custos/signer');
+      return signerCommand([sub, ...argv]);
+    },
   };
 }
 

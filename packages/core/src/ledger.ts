@@ -14,7 +14,7 @@ import type { Intent, LedgerEntry, Policy, RollingLimit } from './objects.js';
 import type { Digest, Millis } from './types.js';
 
 /** LARGE_AMOUNT judges by the median of at most this many most recent transfers of the wallet and asset. */
-export const LARGE_AMOUNT_HISTORY = 1_000;
+export const LARGE_AMOUNT_HISTORY = 100;
 
 /**
  * One sum a decision needs: the amounts of the ledger entries of `asset`

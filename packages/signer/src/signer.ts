@@ -437,12 +437,11 @@ export class Signer {
         }
 
         const policies = policiesInForce(this.state, now);
-        const lookback = Math.max(0, ...policies.flatMap((p) => p.limits.map((l) => l.windowMs)));
         const decision = evaluate({
           state: this.state,
           intent: job.intent,
           approvals: job.approvals,
-          ledger: store.ledgerSince(now - lookback - 1),
+          ledger: store.ledgerView(),
           now,
           chains: this.opts.chains,
         });

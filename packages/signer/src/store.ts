@@ -13,10 +13,14 @@
 
 import { claimedChangeIndex, psbtFromBase64 } from '@custos/bitcoin/sign';
 import {
+  CustosError,
   canonicalize,
   type Digest,
   decode,
   type LedgerEntry,
+  type LedgerSum,
+  type LedgerView,
+  ledgerEntry,
   type SignedGovernanceEntry,
   type SignerResult,
   signedGovernanceEntry,
@@ -45,6 +49,18 @@ CREATE TABLE IF NOT EXISTS ledger (
   change_index INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
+CREATE INDEX IF NOT EXISTS ledger_destination ON ledger (destination);
+CREATE INDEX IF NOT EXISTS ledger_history ON ledger (wallet, asset, at, intent, amount);
+-- Running totals for the rolling limits (issue 11): for each key a limit can sum
+-- by, one row per ledger entry with the exact sum (decimal text) of the key's
+-- entries up to it in (at, intent) order. A window's sum is two lookups.
+CREATE TABLE IF NOT EXISTS ledger_totals (
+  k TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  intent TEXT NOT NULL,
+  cum TEXT NOT NULL,
+  PRIMARY KEY (k, at, intent)
+) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS decisions (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   job TEXT NOT NULL,
@@ -137,6 +153,7 @@ export class SignerStore {
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     migrateLedgerChange(this.db);
+    migrateLedgerTotals(this.db);
     const have = new Set(
       (this.db.prepare('PRAGMA table_info(freeze)').all() as { name: string }[]).map((c) => c.name),
     );
@@ -180,32 +197,120 @@ export class SignerStore {
       .run(signed.entry.seq, digest, canonicalize(signed), seenAt);
   }
 
+  /** The ledger row of `intent`, schema-checked (a row that does not decode throws: the file was altered). */
   ledgerFor(intent: Digest): LedgerRow | null {
-    const row = this.db.prepare('SELECT * FROM ledger WHERE intent = ?').get(intent) as RawLedger | undefined;
+    const row = this.statement('SELECT * FROM ledger WHERE intent = ?').get(intent) as RawLedger | undefined;
     return row === undefined ? null : fromRaw(row);
   }
 
-  /** Ledger entries signed after `since` (rolling limits look back over these). */
+  /** Ledger entries signed after `since`, schema-checked. */
   ledgerSince(since: number): LedgerEntry[] {
     const rows = this.db.prepare('SELECT * FROM ledger WHERE at > ? ORDER BY at').all(since) as RawLedger[];
     return rows.map((r) => toEntry(r));
+  }
+
+  /**
+   * The ledger as the questions a decision asks (core's LedgerView): each
+   * rolling-limit sum from the running totals (two indexed lookups, whatever
+   * the size of the window or the history), an earlier payment by an indexed
+   * EXISTS, and a bounded recent history. Amounts are summed exactly as
+   * decimal text and bigint, never as SQLite integers (which stop at 2^63).
+   * Read inside the decision's transaction, so it sees every entry committed.
+   */
+  ledgerView(): LedgerView {
+    return {
+      sum: (q) => this.ledgerSum(q),
+      paid: (to, exclude) =>
+        this.statement('SELECT 1 FROM ledger WHERE destination = ? AND intent != ? LIMIT 1').get(
+          to,
+          exclude,
+        ) !== undefined,
+      recent: (wallet, asset, count, exclude) =>
+        (
+          this.statement(
+            `SELECT amount FROM ledger WHERE wallet = ? AND asset = ? AND intent != ?
+             ORDER BY at DESC, intent DESC LIMIT ?`,
+          ).all(wallet, asset, exclude, count) as { amount: string }[]
+        ).map((r) => amountOf(r.amount)),
+    };
+  }
+
+  private ledgerSum(q: LedgerSum): bigint {
+    const k = totalsKeyOf(q);
+    if (k === undefined) {
+      // A query no running total answers (none that core asks today): sum the rows it selects.
+      let used = 0n;
+      for (const r of this.db
+        .prepare('SELECT * FROM ledger WHERE asset = ? AND at > ? AND intent != ?')
+        .all(q.asset, q.since, q.exclude) as RawLedger[]) {
+        const e = toEntry(r);
+        if (
+          (q.wallet === undefined || e.wallet === q.wallet) &&
+          (q.to === undefined || e.to === q.to) &&
+          (q.requester === undefined || e.requester === q.requester)
+        )
+          used += BigInt(e.amount);
+      }
+      return used;
+    }
+    const last = this.statement(
+      'SELECT cum FROM ledger_totals WHERE k = ? ORDER BY at DESC, intent DESC LIMIT 1',
+    ).get(k) as { cum: string } | undefined;
+    if (last === undefined) return 0n;
+    const before = this.statement(
+      'SELECT cum FROM ledger_totals WHERE k = ? AND at <= ? ORDER BY at DESC, intent DESC LIMIT 1',
+    ).get(k, q.since) as { cum: string } | undefined;
+    let used = amountOf(last.cum) - (before === undefined ? 0n : amountOf(before.cum));
+    // The intent being decided is not counted, if it is in the window and under this key.
+    const own = this.statement('SELECT * FROM ledger WHERE intent = ?').get(q.exclude) as
+      | RawLedger
+      | undefined;
+    if (own !== undefined) {
+      const e = toEntry(own);
+      if (e.at > q.since && totalsKeysOf(e).includes(k)) used -= BigInt(e.amount);
+    }
+    return used;
+  }
+
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private statement(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (st === undefined) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
   }
 
   ledgerCount(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM ledger').get() as { n: number }).n;
   }
 
+  /** Every ledger row, schema-checked. */
   allLedger(): LedgerRow[] {
     return (this.db.prepare('SELECT * FROM ledger ORDER BY at, intent').all() as RawLedger[]).map(fromRaw);
   }
 
+  /** Writes a ledger row and its running totals; call inside {@link exclusive}, so both commit or neither. */
   insertLedger(row: LedgerRow): void {
-    this.db
-      .prepare(
-        `INSERT INTO ledger (intent, txid, wallet, asset, amount, destination, requester, at, job, result, change_index)
-         VALUES (@intent, @txid, @wallet, @asset, @amount, @to, @requester, @at, @job, @result, @changeIndex)`,
-      )
-      .run({ ...row, result: canonicalize(row.result), changeIndex: row.changeIndex ?? null });
+    this.statement(
+      `INSERT INTO ledger (intent, txid, wallet, asset, amount, destination, requester, at, job, result, change_index)
+       VALUES (@intent, @txid, @wallet, @asset, @amount, @to, @requester, @at, @job, @result, @changeIndex)`,
+    ).run({
+      intent: row.intent,
+      txid: row.txid,
+      wallet: row.wallet,
+      asset: row.asset,
+      amount: row.amount,
+      to: row.to,
+      requester: row.requester,
+      at: row.at,
+      job: row.job,
+      result: canonicalize(row.result),
+      changeIndex: row.changeIndex ?? null,
+    });
+    addTotals((sql) => this.statement(sql), row);
   }
 
   /**
@@ -353,16 +458,112 @@ interface RawLedger {
   change_index: number | null;
 }
 
+/** A ledger row as core's LedgerEntry, schema-checked: an altered row throws rather than counting wrong. */
 function toEntry(r: RawLedger): LedgerEntry {
-  return {
-    intent: r.intent as LedgerEntry['intent'],
+  return ledgerEntry.parse({
+    intent: r.intent,
     wallet: r.wallet,
     asset: r.asset,
-    amount: r.amount as LedgerEntry['amount'],
-    to: r.destination as LedgerEntry['to'],
+    amount: r.amount,
+    to: r.destination,
     requester: r.requester,
     at: r.at,
-  };
+  });
+}
+
+/** A stored amount or running total: canonical decimal digits, else the file was altered. */
+function amountOf(text: string): bigint {
+  if (typeof text !== 'string' || !/^(?:0|[1-9][0-9]*)$/.test(text)) {
+    throw new CustosError('INTERNAL', `the ledger holds a malformed amount: ${String(text).slice(0, 80)}`);
+  }
+  return BigInt(text);
+}
+
+/**
+ * The running-total keys of a ledger entry: one for each way core's
+ * ledgerSums can select it (by wallet; by destination or requester, alone or
+ * within a wallet), as JSON arrays so no address or id can collide with another.
+ */
+function totalsKeysOf(e: { asset: string; wallet: string; to: string; requester: string }): string[] {
+  return [
+    JSON.stringify(['w', e.asset, e.wallet]),
+    JSON.stringify(['d', e.asset, e.to]),
+    JSON.stringify(['dw', e.asset, e.wallet, e.to]),
+    JSON.stringify(['r', e.asset, e.requester]),
+    JSON.stringify(['rw', e.asset, e.wallet, e.requester]),
+  ];
+}
+
+/** The running-total key that answers a sum, or undefined when none does. */
+function totalsKeyOf(q: LedgerSum): string | undefined {
+  const { asset, wallet, to, requester } = q;
+  if (to !== undefined && requester !== undefined) return undefined;
+  if (to !== undefined)
+    return JSON.stringify(wallet === undefined ? ['d', asset, to] : ['dw', asset, wallet, to]);
+  if (requester !== undefined)
+    return JSON.stringify(wallet === undefined ? ['r', asset, requester] : ['rw', asset, wallet, requester]);
+  if (wallet !== undefined) return JSON.stringify(['w', asset, wallet]);
+  return undefined;
+}
+
+/**
+ * Adds a ledger entry to its running totals: its own row (the total before it
+ * plus its amount) and, for entries dated later (a clock stepped back), their
+ * totals raised by its amount. Normally there are none.
+ */
+function addTotals(
+  prepare: (sql: string) => Database.Statement,
+  e: {
+    intent: string;
+    at: number;
+    amount: string;
+    asset: string;
+    wallet: string;
+    to: string;
+    requester: string;
+  },
+): void {
+  const amount = amountOf(e.amount);
+  const before = prepare(
+    'SELECT cum FROM ledger_totals WHERE k = ? AND (at, intent) < (?, ?) ORDER BY at DESC, intent DESC LIMIT 1',
+  );
+  const later = prepare('SELECT at, intent, cum FROM ledger_totals WHERE k = ? AND (at, intent) > (?, ?)');
+  const insert = prepare('INSERT INTO ledger_totals (k, at, intent, cum) VALUES (?, ?, ?, ?)');
+  const update = prepare('UPDATE ledger_totals SET cum = ? WHERE k = ? AND at = ? AND intent = ?');
+  for (const k of totalsKeysOf(e)) {
+    const prev = before.get(k, e.at, e.intent) as { cum: string } | undefined;
+    insert.run(k, e.at, e.intent, ((prev === undefined ? 0n : amountOf(prev.cum)) + amount).toString());
+    for (const r of later.all(k, e.at, e.intent) as { at: number; intent: string; cum: string }[]) {
+      update.run((amountOf(r.cum) + amount).toString(), k, r.at, r.intent);
+    }
+  }
+}
+
+/**
+ * Ledger files from before the running totals get them, computed from their
+ * rows in one transaction (and again if the totals do not match the rows:
+ * five per entry).
+ */
+function migrateLedgerTotals(db: Database.Database): void {
+  const current = () =>
+    (db.prepare('SELECT count(*) AS n FROM ledger_totals').get() as { n: number }).n ===
+    5 * (db.prepare('SELECT count(*) AS n FROM ledger').get() as { n: number }).n;
+  if (current()) return;
+  db.transaction(() => {
+    if (current()) return;
+    db.exec('DELETE FROM ledger_totals');
+    const rows = db.prepare('SELECT * FROM ledger ORDER BY at, intent').all() as RawLedger[];
+    const totals = new Map<string, bigint>();
+    const insert = db.prepare('INSERT INTO ledger_totals (k, at, intent, cum) VALUES (?, ?, ?, ?)');
+    for (const r of rows) {
+      const e = toEntry(r);
+      for (const k of totalsKeysOf(e)) {
+        const cum = (totals.get(k) ?? 0n) + BigInt(e.amount);
+        totals.set(k, cum);
+        insert.run(k, e.at, e.intent, cum.toString());
+      }
+    }
+  }).immediate();
 }
 
 function fromRaw(r: RawLedger): LedgerRow {

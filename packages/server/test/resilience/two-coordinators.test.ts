@@ -267,6 +267,7 @@ describe('two coordinators on one PostgreSQL database', () => {
 
     // Concurrent load: WORKERS clients, each withdrawal's intent to one coordinator, approvals to the other.
     const ids: string[] = [];
+    const t0 = performance.now();
     let next = 0;
     await Promise.all(
       Array.from({ length: WORKERS }, async () => {
@@ -278,6 +279,7 @@ describe('two coordinators on one PostgreSQL database', () => {
     );
     expect(new Set(ids).size).toBe(WITHDRAWALS);
     await allReach(ca, ids, 'broadcast', 40_000);
+    const broadcastMs = Math.round(performance.now() - t0);
     await node.mine(1);
     await allReach(cb, ids, 'confirmed', 20_000);
 
@@ -345,6 +347,22 @@ describe('two coordinators on one PostgreSQL database', () => {
     await allReach(cc, more, 'confirmed', 20_000);
     for (const s of again)
       expect(s.results.map((r) => r.receipt.outcome)).toEqual(['signed', 'signed', 'signed']);
-    expect(await verifyAudit(store, org)).toMatchObject({ ok: true });
+    const restarted = await verifyAudit(store, org);
+    expect(restarted).toMatchObject({ ok: true });
+    const via = (s: (typeof signers)[number]) =>
+      Object.fromEntries(
+        [a.url, b.url].map((u, i) => [i === 0 ? 'a' : 'b', s.received.filter((r) => r.via === u).length]),
+      );
+    console.log(
+      `RESILIENCE two-coordinators ${JSON.stringify({
+        withdrawals: WITHDRAWALS,
+        workers: WORKERS,
+        allBroadcastMs: broadcastMs,
+        jobsBySignerAndCoordinator: Object.fromEntries(signers.map((s) => [s.id, via(s)])),
+        distinctInputs: holder.size,
+        afterRestart: AFTER_RESTART,
+        auditEntries: (await store.auditRange(0, 10_000)).length,
+      })}`,
+    );
   }, 90_000);
 });

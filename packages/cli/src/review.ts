@@ -30,10 +30,11 @@ import {
   evaluate,
   feeCapsFor,
   type GovernanceState,
+  historyWarnings,
   type Intent,
   intentDigest,
-  LARGE_AMOUNT_FACTOR,
-  LARGE_AMOUNT_MIN_HISTORY,
+  type LedgerEntry,
+  ledgerViewOf,
   lookalikeMessage,
   lookalikesInForce,
   lookupDevice,
@@ -43,6 +44,7 @@ import {
   type SignedIntent,
   verifyDeviceSignature,
   type Wallet,
+  ZERO_DIGEST,
 } from '@custos/core';
 import type { IntentView } from './client.js';
 import { formatSats, relativeTime } from './output.js';
@@ -175,26 +177,9 @@ export function reviewIntent(input: ReviewInput): Review {
   if (lookalikes.entries.length > 0) {
     warnings.push({ code: 'LOOKALIKE_ADDRESS', message: lookalikeMessage(intent.to, lookalikes.entries) });
   }
-  const earlier = trustedHistory(state, input.history, id, now);
-  if (!earlier.some((i) => i.to === intent.to && i.chain === intent.chain)) {
-    warnings.push({
-      code: 'FIRST_PAYMENT',
-      message: `first payment to ${intent.to}: no earlier confirmed transfer`,
-    });
-  }
-  const amounts = earlier
-    .filter((i) => i.wallet === intent.wallet && i.asset === intent.asset)
-    .map((i) => BigInt(i.amount))
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  if (amounts.length >= LARGE_AMOUNT_MIN_HISTORY) {
-    const median = amounts[(amounts.length - 1) >> 1]!;
-    if (BigInt(intent.amount) > median * LARGE_AMOUNT_FACTOR) {
-      warnings.push({
-        code: 'LARGE_AMOUNT',
-        message: `${formatSats(intent.amount, intent.asset)} is more than ${LARGE_AMOUNT_FACTOR} times the median of the last ${amounts.length} transfers (${formatSats(median, intent.asset)})`,
-      });
-    }
-  }
+  // FIRST_PAYMENT and LARGE_AMOUNT as the policy gives them, over the history this client trusts.
+  const earlier = ledgerViewOf(trustedHistory(state, input.history, id, now));
+  warnings.push(...historyWarnings(earlier, intent, id ?? ZERO_DIGEST));
 
   const decision = evaluate({ state, intent: signed, approvals: view.approvals, ledger: [], now });
   const requesterName = state.members.get(intent.requester)?.name ?? intent.requester;
@@ -264,14 +249,17 @@ function checkTransaction(
 /** The highest BIP 32 unhardened index: no bound on the change index. */
 const UNBOUNDED_CHANGE = 0x7fffffff;
 
-/** The coordinator's history, keeping only intents whose requester signature verifies. */
+/**
+ * The coordinator's history as ledger entries, keeping only intents whose
+ * requester signature verifies (dated by their createdAt).
+ */
 function trustedHistory(
   state: GovernanceState,
   history: readonly IntentView[],
   self: Digest | null,
   now: number,
-): Intent[] {
-  const out: Intent[] = [];
+): LedgerEntry[] {
+  const out: LedgerEntry[] = [];
   for (const v of history) {
     const i = v.intent.intent;
     let digest: Digest;
@@ -284,7 +272,16 @@ function trustedHistory(
     const d = lookupDevice(state, i.requester, i.device, now);
     // Only transfers signed by a device governance still knows; anything else is the coordinator's word.
     if (!d.ok) continue;
-    if (verifyDeviceSignature(d.device, digest, v.intent.signature).ok) out.push(i);
+    if (!verifyDeviceSignature(d.device, digest, v.intent.signature).ok) continue;
+    out.push({
+      intent: digest,
+      wallet: i.wallet,
+      asset: i.asset,
+      amount: i.amount,
+      to: i.to,
+      requester: i.requester,
+      at: i.createdAt,
+    });
   }
   return out;
 }

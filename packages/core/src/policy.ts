@@ -308,19 +308,7 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
       );
     }
   }
-  if (!view.paid(intent.to, digest)) {
-    warnings.push({ code: 'FIRST_PAYMENT', message: `no earlier payment to ${intent.to}` });
-  }
-  const history = view.recent(intent.wallet, intent.asset, LARGE_AMOUNT_HISTORY, digest);
-  if (history.length >= LARGE_AMOUNT_MIN_HISTORY) {
-    const median = lowerMedian(history);
-    if (amount > median * LARGE_AMOUNT_FACTOR) {
-      warnings.push({
-        code: 'LARGE_AMOUNT',
-        message: `${intent.amount} is more than ${LARGE_AMOUNT_FACTOR} times the median ${median} of wallet ${intent.wallet}`,
-      });
-    }
-  }
+  warnings.push(...historyWarnings(view, intent, digest));
   if (policies.length > 1) {
     warnings.push({
       code: 'POLICY_CHANGE_PENDING',
@@ -582,6 +570,36 @@ export function rollingUsage(
 }
 
 /** The lower median (index floor((n-1)/2) in sorted order), by quickselect: linear on average. */
+/**
+ * The warnings a transfer's history gives (step 7 of {@link evaluate}, and
+ * an approver's review over the history it trusts): FIRST_PAYMENT when
+ * nothing earlier paid the destination, LARGE_AMOUNT when the amount is over
+ * LARGE_AMOUNT_FACTOR times the median of the wallet's recent transfers of
+ * the asset (with at least LARGE_AMOUNT_MIN_HISTORY of them). `digest` is the
+ * intent's own, left out of the history.
+ */
+export function historyWarnings(
+  view: LedgerView,
+  intent: Pick<Intent, 'wallet' | 'asset' | 'amount' | 'to'>,
+  digest: Digest,
+): Warning[] {
+  const warnings: Warning[] = [];
+  if (!view.paid(intent.to, digest)) {
+    warnings.push({ code: 'FIRST_PAYMENT', message: `no earlier payment to ${intent.to}` });
+  }
+  const history = view.recent(intent.wallet, intent.asset, LARGE_AMOUNT_HISTORY, digest);
+  if (history.length >= LARGE_AMOUNT_MIN_HISTORY) {
+    const median = lowerMedian(history);
+    if (BigInt(intent.amount) > median * LARGE_AMOUNT_FACTOR) {
+      warnings.push({
+        code: 'LARGE_AMOUNT',
+        message: `${intent.amount} is more than ${LARGE_AMOUNT_FACTOR} times the median ${median} of wallet ${intent.wallet}`,
+      });
+    }
+  }
+  return warnings;
+}
+
 function lowerMedian(values: readonly bigint[]): bigint {
   const a = values.slice();
   const k = (a.length - 1) >> 1;

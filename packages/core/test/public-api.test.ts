@@ -90,6 +90,7 @@ const EXPORTS = [
   'governanceSignature',
   'governanceSummary',
   'hasRole',
+  'historyWarnings',
   'intent',
   'intentDigest',
   'isErrorCode',

@@ -68,7 +68,6 @@ import {
 } from '@custos/bitcoin';
 import {
   CustosError,
-  canonicalize,
   type GovernanceState,
   type Result,
   refuse,
@@ -188,6 +187,9 @@ export class ChainWatcher {
   #scanCursor: number | null = null;
   /** The txids the last locate looked for. */
   #searched: ReadonlySet<string> = new Set();
+  /** A sync asked for and not started yet, which later callers join, and the state it will use. */
+  #pendingSync: Promise<SyncResult> | null = null;
+  #pendingState: GovernanceState | null = null;
   /** One sync or build at a time in this process. */
   #queue: Promise<unknown> = Promise.resolve();
   /** Bumped whenever the tracker's coins may have changed: the sorted coin lists below are stale. */
@@ -245,39 +247,50 @@ export class ChainWatcher {
    * the node's tip or the round budget is spent, and saves the state.
    */
   sync(state: GovernanceState): Promise<SyncResult> {
-    return this.#locked(async () => {
-      await this.#load();
-      const network = await this.network();
-      this.#refreshWallets(state, network);
-      await this.#readChangeCounters();
-      let tracker = this.#ensureTracker();
-      let result: SyncResult = { tip: tracker.tip, applied: 0, disconnected: 0, caughtUp: false };
-      let changed = false;
-      try {
-        for (let round = 0; round < MAX_SYNC_ROUNDS; round++) {
-          this.#rereadFrom = null;
-          result = await syncChain(this.#rpc, tracker, {
-            startHeight: this.#startHeight,
-            maxBlocks: this.#maxBlocks,
-          });
-          if (result.applied > 0 || result.disconnected > 0) {
-            changed = true;
-            this.#generation++;
-          }
-          const reread = this.#rereadFrom as number | null;
-          if (reread !== null) {
-            tracker = this.#rewind(tracker, reread);
-            result = { ...result, tip: tracker.tip, caughtUp: false };
-            continue;
-          }
-          if (result.caughtUp) break;
-        }
-      } finally {
-        this.#caughtUp = result.caughtUp;
-        if (changed || this.#indicesChanged) await this.#save();
-      }
-      return result;
+    // Callers that arrive while a sync waits its turn share it (with the newest state given): it
+    // starts after each of them asked, so each gets a sync as fresh as its own would have been.
+    this.#pendingState = state;
+    if (this.#pendingSync !== null) return this.#pendingSync;
+    const run = this.#locked(() => {
+      this.#pendingSync = null;
+      return this.#syncNow(this.#pendingState ?? state);
     });
+    this.#pendingSync = run;
+    return run;
+  }
+
+  async #syncNow(state: GovernanceState): Promise<SyncResult> {
+    await this.#load();
+    const network = await this.network();
+    this.#refreshWallets(state, network);
+    await this.#readChangeCounters();
+    let tracker = this.#ensureTracker();
+    let result: SyncResult = { tip: tracker.tip, applied: 0, disconnected: 0, caughtUp: false };
+    let changed = false;
+    try {
+      for (let round = 0; round < MAX_SYNC_ROUNDS; round++) {
+        this.#rereadFrom = null;
+        result = await syncChain(this.#rpc, tracker, {
+          startHeight: this.#startHeight,
+          maxBlocks: this.#maxBlocks,
+        });
+        if (result.applied > 0 || result.disconnected > 0) {
+          changed = true;
+          this.#generation++;
+        }
+        const reread = this.#rereadFrom as number | null;
+        if (reread !== null) {
+          tracker = this.#rewind(tracker, reread);
+          result = { ...result, tip: tracker.tip, caughtUp: false };
+          continue;
+        }
+        if (result.caughtUp) break;
+      }
+    } finally {
+      this.#caughtUp = result.caughtUp;
+      if (changed || this.#indicesChanged) await this.#save();
+    }
+    return result;
   }
 
   /**

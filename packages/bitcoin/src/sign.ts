@@ -123,7 +123,7 @@ function signAnalysis(
   let signed = 0;
   for (const [i, input] of a.inputs.entries()) {
     const expected = input.derived.derivations[slot]!;
-    const child = key.account.deriveChild(input.branch).deriveChild(input.index);
+    const child = branchKey(key.account, input.branch).deriveChild(input.index);
     let sig: Uint8Array;
     try {
       if (child.privateKey === null || !equalBytes(child.publicKey!, expected.pubkey)) {
@@ -145,6 +145,23 @@ function signAnalysis(
   }
   if (signed === 0) return refuse('FOREIGN_INPUT', 'no input of this PSBT is this key’s to sign');
   return accept({ psbt: encodeKnownPsbt({ ...a.raw, inputs }), signed });
+}
+
+/**
+ * The receive (0) and change (1) branch keys of each account key in use,
+ * derived once: a child key derivation computes the child's public key (a
+ * point multiplication), and every input would otherwise derive its branch
+ * again. They hold nothing the account key does not.
+ */
+const branches = new WeakMap<HDKey, [HDKey, HDKey]>();
+
+function branchKey(account: HDKey, branch: 0 | 1): HDKey {
+  let pair = branches.get(account);
+  if (pair === undefined) {
+    pair = [account.deriveChild(0), account.deriveChild(1)];
+    branches.set(account, pair);
+  }
+  return pair[branch];
 }
 
 /**

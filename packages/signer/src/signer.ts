@@ -20,22 +20,14 @@
  *    the admins of its own verified state before that seq. Both entries are
  *    kept as evidence and named in the alert; a quorum-signed `unfreeze`
  *    applied afterwards clears that freeze;
- * 3. in one exclusive transaction: frozen? already signed this intent? policy
- *    with the ledger, PSBT check, sign, write the ledger row, commit; only then
- *    does the signature leave (THREATS 32).
+ * 3. in one exclusive transaction: load what the decision needs from this
+ *    signer's store, decide with the pure decideJob of decision.ts (frozen?
+ *    already signed this intent? policy with the ledger's sums, PSBT check,
+ *    sign), write the ledger row and the decision, commit; only then does the
+ *    signature leave (THREATS 32).
  */
 
-import {
-  changeIndexLimit,
-  networkOfChain,
-  parseDescriptor,
-  psbtFromBase64,
-  psbtToBase64,
-  refuseWalletAlias,
-  type SignerKey,
-  signPsbt,
-  verifyPsbt,
-} from '@custos/bitcoin/sign';
+import type { SignerKey } from '@custos/bitcoin/sign';
 import {
   ADMIN_ROLE,
   applyGovernance,
@@ -45,8 +37,6 @@ import {
   type ErrorCode,
   type EvidenceEntry,
   effectiveQuorum,
-  evaluate,
-  feeCapsFor,
   fromHex,
   type GovernanceHead,
   type GovernanceState,
@@ -56,11 +46,8 @@ import {
   type Intent,
   intentDigest,
   type Millis,
-  type Policy,
-  policiesInForce,
   type Receipt,
   receiptDigest,
-  requireAllow,
   type SignedCheckpoint,
   type SignedGovernanceEntry,
   type SignerAlert,
@@ -70,8 +57,8 @@ import {
   signCheckpoint,
   signerJob,
   verifyGovernanceChain,
-  type Wallet,
 } from '@custos/core';
+import { decideJob } from './decision.js';
 import type { SignerStore } from './store.js';
 
 /** Where the signer gets governance entries it has not seen yet. */
@@ -411,126 +398,55 @@ export class Signer {
     return chain.value;
   }
 
-  /** The decision, the signature and the durable record, in one exclusive transaction. */
+  /**
+   * The decision, the signature and the durable record, in one exclusive
+   * transaction: load what the decision needs from this signer's store, call
+   * the pure {@link decideJob}, persist its outcome. The transaction commits
+   * (synchronous=FULL) before the result is returned, so no signature leaves
+   * the process before its ledger row is on disk (THREATS 32).
+   */
   private decide(job: SignerJob, digest: Digest | null): SignerResult {
     const store = this.opts.store;
     return store.exclusive(() => {
-      try {
-        const now = this.clock();
-        const freeze = store.freeze();
-        if (freeze !== null) throw new Refused('FROZEN', `this signer is frozen: ${freeze.reason}`);
-        if (this.state.frozen !== null)
-          throw new Refused('FROZEN', `the organization is frozen: ${this.state.frozen.reason}`);
-        if (digest === null) throw new Refused('INTENT_SIGNATURE_INVALID', 'the intent cannot be digested');
-        const intent = job.intent.intent;
-        this.refuseAlias(intent);
-
-        // THREATS 14: one intent, one transaction, ever. The same transaction again gets the same answer.
-        const prior = store.ledgerFor(digest);
-        if (prior !== null) {
-          const verified = this.checkPsbt(job, intent);
-          if (verified.txid === prior.txid) return prior.result;
-          throw new Refused(
-            'DUPLICATE_INTENT',
-            `intent ${digest} was already signed for transaction ${prior.txid}`,
-          );
-        }
-
-        const policies = policiesInForce(this.state, now);
-        const decision = evaluate({
-          state: this.state,
-          intent: job.intent,
-          approvals: job.approvals,
-          ledger: store.ledgerView(),
-          now,
-          chains: this.opts.chains,
-        });
-        const allowed = requireAllow(decision);
-        if (!allowed.ok) throw new Refused(allowed.code, allowed.message);
-
-        const verified = this.checkPsbt(job, intent, policies);
-        const wallet = this.walletDescriptor(intent);
-        const signed = signPsbt(verified.bytes, this.opts.key, wallet);
-        if (!signed.ok) throw new Refused(signed.code, signed.message);
-        if (signed.value.signed === 0)
-          throw new Refused('FOREIGN_INPUT', 'this signer holds no key for these inputs');
-
-        const result = this.result(job.id, digest, verified.txid, 'signed', null, {
-          psbt: psbtToBase64(signed.value.psbt),
-        });
-        store.insertLedger({
-          intent: digest,
-          wallet: intent.wallet,
-          asset: intent.asset,
-          amount: intent.amount,
-          to: intent.to,
-          requester: intent.requester,
-          at: now,
-          txid: verified.txid,
-          job: job.id,
-          result,
-          changeIndex: verified.change?.index ?? null,
-        });
-        store.insertDecision(job.id, digest, result);
-        return result;
-      } catch (err) {
-        if (!(err instanceof Refused)) throw err;
-        const result = this.refusalResult(job.id, digest, err);
+      const now = this.clock();
+      const prior = digest === null ? null : store.ledgerFor(digest);
+      const decision = decideJob({
+        job,
+        digest,
+        state: this.state,
+        now,
+        chains: this.opts.chains,
+        key: this.opts.key,
+        freeze: store.freeze(),
+        prior,
+        ledger: store.ledgerView(),
+        highestChange: store.highestChangeIndex(job.intent.intent.wallet),
+      });
+      if (!decision.ok) {
+        const result = this.refusalResult(job.id, digest, new Refused(decision.code, decision.message));
         store.insertDecision(job.id, digest, result);
         return result;
       }
+      const d = decision.value;
+      if (d.kind === 'repeat') return d.result;
+      const intent = job.intent.intent;
+      const result = this.result(job.id, digest, d.txid, 'signed', null, { psbt: d.psbt });
+      store.insertLedger({
+        intent: digest as Digest,
+        wallet: intent.wallet,
+        asset: intent.asset,
+        amount: intent.amount,
+        to: intent.to,
+        requester: intent.requester,
+        at: now,
+        txid: d.txid,
+        job: job.id,
+        result,
+        changeIndex: d.changeIndex,
+      });
+      store.insertDecision(job.id, digest, result);
+      return result;
     });
-  }
-
-  /**
-   * Issue 8, item 2: a wallet whose scripts can equal an earlier wallet's
-   * (the same keys and threshold in another descriptor text) would spend
-   * that wallet's coins under its own limits. Checked here from this
-   * signer's own verified governance, whatever the coordinator checked.
-   */
-  private refuseAlias(intent: Intent): void {
-    const wallet = this.state.wallets.get(intent.wallet);
-    if (wallet === undefined) return; // the policy refuses UNKNOWN_WALLET
-    const earlier: Wallet[] = [];
-    for (const w of this.state.wallets.values()) {
-      if (w.id === wallet.id) break;
-      earlier.push(w);
-    }
-    const alias = refuseWalletAlias(wallet, earlier);
-    if (alias.ok) return;
-    if (alias.code === 'WALLET_ALIAS') throw new Refused('WALLET_ALIAS', alias.message);
-    // No identity, so no way to tell it from the others: never signed for.
-    throw new Refused('GOVERNANCE_INVALID', `wallet ${wallet.id} cannot be told apart: ${alias.message}`);
-  }
-
-  private walletDescriptor(intent: Intent) {
-    const wallet = this.state.wallets.get(intent.wallet);
-    if (wallet === undefined)
-      throw new Refused('UNKNOWN_WALLET', `wallet ${intent.wallet} is not in governance`);
-    const network = networkOfChain(wallet.chain);
-    if (network === undefined)
-      throw new Refused('WRONG_CHAIN', `wallet chain ${wallet.chain} is not a Bitcoin chain`);
-    // parseDescriptor returns the same parsed wallet for the same text, with its derived addresses cached.
-    const parsed = parseDescriptor(wallet.descriptor, network);
-    if (!parsed.ok)
-      throw new Refused('GOVERNANCE_INVALID', `wallet descriptor does not parse: ${parsed.message}`);
-    return parsed.value;
-  }
-
-  private checkPsbt(job: SignerJob, intent: Intent, policies?: Policy[]) {
-    const wallet = this.walletDescriptor(intent);
-    const caps = feeCapsFor(policies ?? policiesInForce(this.state, this.clock()), intent);
-    if (caps === null)
-      throw new Refused('FEE_TOO_HIGH', `no fee cap is set for ${intent.wallet}/${intent.asset}`);
-    const psbt = psbtFromBase64(job.psbt);
-    if (!psbt.ok) throw new Refused(psbt.code, `the PSBT does not decode: ${psbt.message}`);
-    // Issue 8, item 4: change no further than the gap limit past the change this signer knows used
-    // (its own ledger; verifyPsbt adds the change-branch inputs it proves).
-    const maxChange = changeIndexLimit(this.opts.store.highestChangeIndex(intent.wallet));
-    const verified = verifyPsbt(psbt.value, intent, wallet, caps, maxChange);
-    if (!verified.ok) throw new Refused(verified.code, verified.message);
-    // Sign exactly the bytes that were verified, nothing re-read from the job.
-    return { ...verified.value, bytes: psbt.value };
   }
 
   private finish(jobId: string, digest: Digest | null, txid: string | null, err: Refused): SignerResult {

@@ -30,7 +30,7 @@ import {
   verifyEd25519,
   verifyGovernanceChain,
 } from '@custos/core';
-import { createOrg, DAY, propose, T0 } from '../packages/core/test/support/org.js';
+import { createOrg, DAY, propose, T0 } from '@custos/test-support/org';
 import { measure, type Row } from './harness.js';
 
 export function coreBench(): Row[] {

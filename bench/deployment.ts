@@ -25,8 +25,9 @@ import { pathToFileURL } from 'node:url';
 import { deriveAddress, descriptorKeyOf, signerKeyFromSeed } from '@custos/bitcoin';
 import { type RegtestNode, startRegtestNode } from '@custos/bitcoin/regtest';
 import { type AuditEntry, ed25519PublicKey, intentDigest, sealWithPassword, toHex } from '@custos/core';
+import { propose, secretKeyFor } from '@custos/test-support/org';
+import { makeWorld, type World } from '@custos/test-support/world';
 import { CustosClient, memberSigner } from '../packages/cli/src/client.js';
-import { propose, secretKeyFor } from '../packages/core/test/support/org.js';
 import {
   initOrganization,
   openDatabase,
@@ -36,7 +37,6 @@ import {
 } from '../packages/server/src/index.js';
 import { type PostgresServer, startPostgres } from '../packages/server/test/support/postgres.js';
 import { defaultPath, keystorePublic, writeKeystore } from '../packages/signer/src/keystore.js';
-import { makeWorld, type World } from '../packages/signer/test/support/world.js';
 
 const SIGNER_MAIN = new URL('../packages/signer/src/main.ts', import.meta.url).pathname;
 const SELF = new URL(import.meta.url).pathname;

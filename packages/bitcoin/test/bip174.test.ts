@@ -3,10 +3,11 @@
  * the BIP reads and re-encodes to the same bytes, every invalid one is
  * refused with a code, and bytes that are valid but not canonical are refused.
  */
+
+import { built, wallet } from '@custos/test-support/psbt-fixtures';
 import { describe, expect, it } from 'vitest';
 import { analyzePsbt, psbtFromBase64, psbtToBase64 } from '../src/index.js';
 import { encodePsbt, parsePsbt } from '../src/psbt.js';
-import { built, wallet } from './psbt-fixtures.js';
 import vectors from './vectors/bip174.json' with { type: 'json' };
 
 function bytesOf(b64: string): Uint8Array {

@@ -3,6 +3,17 @@
  * cross-checked by decoding each PSBT it builds with bitcoinjs-lib, an
  * independent BIP 174 implementation.
  */
+
+import {
+  ATTACKER,
+  built,
+  DESTINATION,
+  fundingTx,
+  otherWallet,
+  UTXOS,
+  utxosOf,
+  wallet,
+} from '@custos/test-support/psbt-fixtures';
 import { hex } from '@scure/base';
 import { Transaction } from '@scure/btc-signer';
 import { Transaction as BjsTransaction, address as bjsAddress, networks, Psbt } from 'bitcoinjs-lib';
@@ -19,16 +30,6 @@ import {
   verifyPsbt,
   type WalletUtxo,
 } from '../src/index.js';
-import {
-  ATTACKER,
-  built,
-  DESTINATION,
-  fundingTx,
-  otherWallet,
-  UTXOS,
-  utxosOf,
-  wallet,
-} from './psbt-fixtures.js';
 
 const destScript = addressToScript(DESTINATION, 'regtest')!;
 

@@ -5,6 +5,8 @@
  * the caller's bound and refuses CHANGE_BEYOND_GAP past it (or past
  * CHANGE_GAP_LIMIT beyond a change-branch input it proved).
  */
+
+import { CAPS, DESTINATION, INTENT, utxosOf, wallet } from '@custos/test-support/psbt-fixtures';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -15,7 +17,6 @@ import {
   verifyPsbt,
   type WalletUtxo,
 } from '../src/index.js';
-import { CAPS, DESTINATION, INTENT, utxosOf, wallet } from './psbt-fixtures.js';
 
 const RECEIVE_COIN = utxosOf([{ branch: 0, index: 3, value: 150_000n }], 77);
 

@@ -4,6 +4,7 @@
  * vectors with an independent CKDpub and bitcoinjs-lib's P2WSH(P2MS).
  */
 
+import { SEEDS, wallet } from '@custos/test-support/psbt-fixtures';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
@@ -21,7 +22,6 @@ import {
   signerKeyFromSeed,
   walletFromKeys,
 } from '../src/index.js';
-import { SEEDS, wallet } from './psbt-fixtures.js';
 
 // BIP 32 test vectors 1, 3 and 4: the m/0H public keys, with their masters' fingerprints.
 const TV1_0H =

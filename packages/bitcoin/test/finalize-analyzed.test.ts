@@ -5,6 +5,8 @@
  * in whichever order; and every refusal finalizePsbt gives (a missing
  * signature, one that does not verify, parts of different transactions).
  */
+
+import { built, editPsbt, signers, wallet } from '@custos/test-support/psbt-fixtures';
 import { describe, expect, it } from 'vitest';
 import {
   analyzePsbt,
@@ -14,7 +16,6 @@ import {
   type PsbtAnalysis,
   signPsbt,
 } from '../src/index.js';
-import { built, editPsbt, signers, wallet } from './psbt-fixtures.js';
 
 function ok<T>(r: { ok: true; value: T } | { ok: false; code: string; message: string }): T {
   if (!r.ok) throw new Error(`${r.code}: ${r.message}`);

@@ -8,6 +8,8 @@
  * - the BIP 143 digests are scure's, and signPsbt makes byte for byte the
  *   PSBT scure's Transaction.signIdx made, for every key and 1 to 10 inputs.
  */
+
+import { built, DESTINATION, signers, utxosOf, wallet } from '@custos/test-support/psbt-fixtures';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { SigHash, Transaction } from '@scure/btc-signer';
 import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
@@ -23,7 +25,6 @@ import {
   readCanonicalPsbt,
 } from '../src/psbt.js';
 import { witnessV0Digests } from '../src/sign.js';
-import { built, DESTINATION, signers, utxosOf, wallet } from './psbt-fixtures.js';
 
 /** The strict read as it was before the fast path: scure decodes, re-encodes, compares. */
 function scureRead(bytes: Uint8Array): RawPsbt | undefined {

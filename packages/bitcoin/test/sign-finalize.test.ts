@@ -5,6 +5,19 @@
  * 143 digest bitcoinjs-lib computes itself. (Broadcast to a real regtest node
  * is tested with the node, elsewhere.)
  */
+
+import {
+  built,
+  CAPS,
+  editPsbt,
+  INTENT,
+  otherSigners,
+  otherWallet,
+  SEEDS,
+  signers,
+  utxosOf,
+  wallet,
+} from '@custos/test-support/psbt-fixtures';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { hex } from '@scure/base';
 import { Transaction as BjsTransaction, script as bjsScript } from 'bitcoinjs-lib';
@@ -23,18 +36,6 @@ import {
   signPsbt,
   verifyPsbt,
 } from '../src/index.js';
-import {
-  built,
-  CAPS,
-  editPsbt,
-  INTENT,
-  otherSigners,
-  otherWallet,
-  SEEDS,
-  signers,
-  utxosOf,
-  wallet,
-} from './psbt-fixtures.js';
 
 function sign(psbt: Uint8Array, i: number): Uint8Array {
   const r = signPsbt(psbt, signers[i]!, wallet);

@@ -6,6 +6,22 @@
  */
 
 import { ERROR_CODES } from '@custos/core';
+import {
+  ATTACKER,
+  built,
+  CAPS,
+  DESTINATION,
+  type EditablePsbt,
+  editPsbt,
+  fundingTx,
+  INTENT,
+  otherWallet,
+  REGTEST,
+  signers,
+  UTXOS,
+  utxosOf,
+  wallet,
+} from '@custos/test-support/psbt-fixtures';
 import { hex } from '@scure/base';
 import { Address, RawTx, SigHash, Transaction } from '@scure/btc-signer';
 import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
@@ -23,22 +39,6 @@ import {
   verifyPsbt,
   type WalletDescriptor,
 } from '../src/index.js';
-import {
-  ATTACKER,
-  built,
-  CAPS,
-  DESTINATION,
-  type EditablePsbt,
-  editPsbt,
-  fundingTx,
-  INTENT,
-  otherWallet,
-  REGTEST,
-  signers,
-  UTXOS,
-  utxosOf,
-  wallet,
-} from './psbt-fixtures.js';
 
 const base = built(); // one input of 120 000 sat, 100 000 to the destination, change at 1/7
 const script = (address: string) => addressToScript(address, 'regtest')!;

@@ -5,6 +5,24 @@
  * property over random sequences of entries: nothing widens the set of
  * allowed transfers (or of accepted governance signatures) before the delay.
  */
+
+import {
+  ASSET,
+  COLD_STORAGE,
+  createOrg,
+  DAY,
+  type DeviceKey,
+  defaultPolicy,
+  EXCHANGE_DEPOSIT,
+  HOUR,
+  makeDevice,
+  makePerson,
+  type Person,
+  propose,
+  T0,
+  unwrap,
+  WALLET_ID,
+} from '@custos/test-support/org';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { applyGovernance, type LaterKind } from '../src/governance.js';
@@ -27,23 +45,6 @@ import {
 import { evaluate, type PolicyDecision } from '../src/policy.js';
 import { type GovernanceState, hasRole, lookupDevice, signerActive, walletActive } from '../src/state.js';
 import type { Address, Millis } from '../src/types.js';
-import {
-  ASSET,
-  COLD_STORAGE,
-  createOrg,
-  DAY,
-  type DeviceKey,
-  defaultPolicy,
-  EXCHANGE_DEPOSIT,
-  HOUR,
-  makeDevice,
-  makePerson,
-  type Person,
-  propose,
-  T0,
-  unwrap,
-  WALLET_ID,
-} from './support/org.js';
 
 const SEED = 'custos-test';
 /** Same first and last four characters as COLD_STORAGE (address poisoning); the core compares text only. */

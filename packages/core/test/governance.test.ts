@@ -3,6 +3,21 @@
  * delays loosening changes wait out (DESIGN.md "Governance entry"; THREATS 4,
  * 5, 9, 10, 12, 18, 19, 22). Real Ed25519 keys and signatures throughout.
  */
+
+import {
+  COLD_STORAGE,
+  createOrg,
+  DAY,
+  defaultPolicy,
+  EXCHANGE_DEPOSIT,
+  HOUR,
+  makePerson,
+  type Person,
+  propose,
+  signBy,
+  T0,
+  unwrap,
+} from '@custos/test-support/org';
 import { sha256 } from '@noble/hashes/sha2.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -39,20 +54,6 @@ import {
   policiesInForce,
 } from '../src/state.js';
 import type { Address, Amount, Digest, Hex } from '../src/types.js';
-import {
-  COLD_STORAGE,
-  createOrg,
-  DAY,
-  defaultPolicy,
-  EXCHANGE_DEPOSIT,
-  HOUR,
-  makePerson,
-  type Person,
-  propose,
-  signBy,
-  T0,
-  unwrap,
-} from './support/org.js';
 
 const org = createOrg();
 const [a1, a2, a3] = org.admins as [Person, Person, Person];

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHANGE_GAP_LIMIT, psbtToBase64 } from '@custos/bitcoin';
 import { intentDigest } from '@custos/core';
+import { makeWorld, type World } from '@custos/test-support/world';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
@@ -27,7 +28,6 @@ import {
   waitForOutput,
   writeConfig,
 } from './support/process.js';
-import { makeWorld, type World } from './support/world.js';
 
 /** The ledger table as the signer created it before change indexes were recorded. */
 const OLD_LEDGER = `

@@ -27,8 +27,9 @@ import {
   type SignerResult,
   verifyEd25519,
 } from '@custos/core';
+import { signBy } from '@custos/test-support/org';
+import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signBy } from '../../core/test/support/org.js';
 import { SignerStore } from '../src/store.js';
 import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
@@ -40,7 +41,6 @@ import {
   waitForOutput,
   writeConfig,
 } from './support/process.js';
-import { makeWorld, type World } from './support/world.js';
 
 let dir: string;
 let config: string;

@@ -29,8 +29,6 @@ import {
   type SignerResult,
   signDigest,
 } from '@custos/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { otherWallet } from '../../bitcoin/test/psbt-fixtures.js';
 import {
   type DeviceKey,
   makeDevice,
@@ -38,7 +36,10 @@ import {
   type Person,
   propose,
   unwrap,
-} from '../../core/test/support/org.js';
+} from '@custos/test-support/org';
+import { otherWallet } from '@custos/test-support/psbt-fixtures';
+import { makeWorld, type World } from '@custos/test-support/world';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
 import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
@@ -49,7 +50,6 @@ import {
   waitForOutput,
   writeConfig,
 } from './support/process.js';
-import { makeWorld, type World } from './support/world.js';
 
 const YEAR = 365 * 86_400_000;
 let dir: string;

@@ -10,8 +10,9 @@ import {
   verifyCheckpointSignature,
   verifyEd25519,
 } from '@custos/core';
+import { ATTACKER } from '@custos/test-support/psbt-fixtures';
+import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ATTACKER } from '../../bitcoin/test/psbt-fixtures.js';
 import { SignerStore } from '../src/store.js';
 import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
@@ -22,7 +23,6 @@ import {
   waitForOutput,
   writeConfig,
 } from './support/process.js';
-import { makeWorld, type World } from './support/world.js';
 
 let dir: string;
 let keystore: KeystoreInfo;

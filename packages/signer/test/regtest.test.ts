@@ -19,6 +19,7 @@ import {
 } from '@custos/bitcoin';
 import { type RegtestNode, startRegtestNode } from '@custos/bitcoin/regtest';
 import { CustosError, toHex } from '@custos/core';
+import { COLD_STORAGE, makeWorld, type World } from '@custos/test-support/world';
 import { Transaction } from '@scure/btc-signer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
@@ -29,7 +30,6 @@ import {
   waitForOutput,
   writeConfig,
 } from './support/process.js';
-import { COLD_STORAGE, makeWorld, type World } from './support/world.js';
 
 let dir: string;
 let node: RegtestNode;

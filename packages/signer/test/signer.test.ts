@@ -14,14 +14,14 @@ import {
   type SignerResult,
   verifyEd25519,
 } from '@custos/core';
+import { propose, signBy } from '@custos/test-support/org';
+import { ATTACKER, editPsbt, otherWallet, utxosOf } from '@custos/test-support/psbt-fixtures';
+import { COLD_STORAGE, MINUTE, makeWorld, type World } from '@custos/test-support/world';
 import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ATTACKER, editPsbt, otherWallet, utxosOf } from '../../bitcoin/test/psbt-fixtures.js';
-import { propose, signBy } from '../../core/test/support/org.js';
 import { Signer } from '../src/signer.js';
 import { SignerStore } from '../src/store.js';
 import { MemorySource } from './support/memory-source.js';
-import { COLD_STORAGE, MINUTE, makeWorld, type World } from './support/world.js';
 
 let dir: string;
 let store: SignerStore;

@@ -29,8 +29,9 @@ import {
   type Policy,
   type Wallet,
 } from '@custos/core';
+import { propose, unwrap } from '@custos/test-support/org';
+import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { propose, unwrap } from '../../core/test/support/org.js';
 import { SignerStore } from '../src/store.js';
 import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
@@ -41,7 +42,6 @@ import {
   waitForOutput,
   writeConfig,
 } from './support/process.js';
-import { makeWorld, type World } from './support/world.js';
 
 const DAY = 86_400_000;
 let dir: string;

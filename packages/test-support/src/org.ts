@@ -10,31 +10,33 @@
  * replays with the same keys. They are real keys and real signatures: nothing
  * here is mocked.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
-import type { Result } from '../../src/errors.js';
 import {
+  type Address,
+  type AddressEntry,
+  type Amount,
   buildEntry,
   buildGenesis,
   createGenesisState,
+  type Digest,
   type EntrySigner,
-  type LaterKind,
-  signGovernanceEntry,
-} from '../../src/governance.js';
-import { ed25519PublicKey } from '../../src/keys.js';
-import {
-  type AddressEntry,
+  ed25519PublicKey,
   type GenesisBody,
   type GovernanceEntry,
   type GovernanceEntryOf,
+  type GovernanceState,
   governanceDigest,
+  type Hex,
+  type LaterKind,
   type Member,
+  type Millis,
   type Policy,
+  type Result,
   type SignedGovernanceEntry,
   type SignerRecord,
+  signGovernanceEntry,
   type Wallet,
-} from '../../src/objects.js';
-import type { GovernanceState } from '../../src/state.js';
-import type { Address, Amount, Digest, Hex, Millis } from '../../src/types.js';
+} from '@custos/core';
+import { sha256 } from '@noble/hashes/sha2.js';
 
 export const SECOND = 1000;
 export const HOUR = 3_600_000;

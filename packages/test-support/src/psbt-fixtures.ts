@@ -5,11 +5,6 @@
  * key-value maps the way an attacker in the middle would.
  */
 
-import { sha256 } from '@noble/hashes/sha2.js';
-import { hex } from '@scure/base';
-import { p2wpkh, Transaction } from '@scure/btc-signer';
-import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
-import { pubECDSA } from '@scure/btc-signer/utils.js';
 import {
   type BuiltPsbt,
   bitcoinNetwork,
@@ -21,8 +16,12 @@ import {
   type WalletDescriptor,
   type WalletUtxo,
   walletFromKeys,
-} from '../src/index.js';
-import type { RawPsbt } from '../src/psbt.js';
+} from '@custos/bitcoin';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { hex } from '@scure/base';
+import { p2wpkh, Transaction } from '@scure/btc-signer';
+import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
+import { pubECDSA } from '@scure/btc-signer/utils.js';
 
 /** BIP 32 test vectors 1, 2 and 3: seeds anyone can check. */
 export const SEEDS = [
@@ -139,7 +138,7 @@ export type EditableTxOut = { amount: bigint; script: Uint8Array };
 export function editPsbt(psbt: Uint8Array, edit: (p: EditablePsbt) => void): Uint8Array {
   const p = RawPSBTV0.decode(psbt) as unknown as EditablePsbt;
   edit(p);
-  return RawPSBTV0.encode(p as unknown as RawPsbt as unknown as Parameters<typeof RawPSBTV0.encode>[0]);
+  return RawPSBTV0.encode(p as unknown as Parameters<typeof RawPSBTV0.encode>[0]);
 }
 
 export { funder, funderKey, REGTEST };

@@ -37,15 +37,8 @@ import {
   type Wallet,
 } from '@custos/core';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { fundingTx, signers as seedSigners } from '../../../bitcoin/test/psbt-fixtures.js';
-import {
-  COLD_STORAGE,
-  createOrg,
-  defaultPolicy,
-  type Org,
-  type Person,
-  T0,
-} from '../../../core/test/support/org.js';
+import { COLD_STORAGE, createOrg, defaultPolicy, type Org, type Person, T0 } from './org.js';
+import { fundingTx, signers as seedSigners } from './psbt-fixtures.js';
 
 export { COLD_STORAGE, T0 };
 export const MINUTE = 60_000;

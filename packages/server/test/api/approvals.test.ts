@@ -20,8 +20,8 @@ import {
   toBase64url,
   toHex,
 } from '@custos/core';
+import { defaultPolicy, makeDevice, type Person } from '@custos/test-support/org';
 import { describe, expect, it } from 'vitest';
-import { defaultPolicy, makeDevice, type Person } from '../../../core/test/support/org.js';
 import { useBackends } from '../db/backends.js';
 import { type Harness, HOUR, MINUTE, outcome, useHarness } from './support/harness.js';
 

@@ -6,8 +6,8 @@
  * bad entry. (`custos audit verify`, the CLI, is tested with the CLI.)
  */
 import { type AuditEntry, verifyAuditChain } from '@custos/core';
+import type { Person } from '@custos/test-support/org';
 import { describe, expect, it } from 'vitest';
-import type { Person } from '../../../core/test/support/org.js';
 import { useBackends } from '../db/backends.js';
 import type { Client } from './support/client.js';
 import { type Harness, useHarness } from './support/harness.js';

@@ -7,14 +7,8 @@
  * coordinator; and a stored chain that does not verify being refused.
  */
 import { canonicalize, type GovernanceEntry, governanceDigest, type Policy } from '@custos/core';
+import { COLD_STORAGE, defaultPolicy, EXCHANGE_DEPOSIT, type Person, signBy } from '@custos/test-support/org';
 import { describe, expect, it } from 'vitest';
-import {
-  COLD_STORAGE,
-  defaultPolicy,
-  EXCHANGE_DEPOSIT,
-  type Person,
-  signBy,
-} from '../../../core/test/support/org.js';
 import { createCoordinator } from '../../src/app.js';
 import { useBackends } from '../db/backends.js';
 import { Client, send, unsigned } from './support/client.js';

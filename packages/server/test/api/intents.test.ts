@@ -8,8 +8,8 @@
  * own tests; here an InertPipeline records the hand-over.
  */
 import { type Digest, ZERO_DIGEST } from '@custos/core';
+import { EXCHANGE_DEPOSIT } from '@custos/test-support/org';
 import { describe, expect, it } from 'vitest';
-import { EXCHANGE_DEPOSIT } from '../../../core/test/support/org.js';
 import { useBackends } from '../db/backends.js';
 import { send, unsigned } from './support/client.js';
 import { type Harness, HOUR, outcome, useHarness } from './support/harness.js';

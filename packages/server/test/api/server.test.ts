@@ -8,8 +8,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createOrg, type Org, type Person } from '@custos/test-support/org';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createOrg, type Org, type Person } from '../../../core/test/support/org.js';
 import { readServerConfig, type ServerConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/connect.js';
 import { Store } from '../../src/db/repository.js';

@@ -7,10 +7,10 @@
  */
 import { descriptorKeyOf, formatDescriptor, walletFromKeys } from '@custos/bitcoin';
 import { buildGenesis, type Wallet } from '@custos/core';
+import { type Person, signBy } from '@custos/test-support/org';
+import { signers as seedSigners } from '@custos/test-support/psbt-fixtures';
 import { HDKey } from '@scure/bip32';
 import { describe, expect, it } from 'vitest';
-import { signers as seedSigners } from '../../../bitcoin/test/psbt-fixtures.js';
-import { type Person, signBy } from '../../../core/test/support/org.js';
 import { createCoordinator } from '../../src/app.js';
 import { useBackends } from '../db/backends.js';
 import { Client } from './support/client.js';

@@ -36,7 +36,7 @@ import {
   propose,
   T0,
   WALLET_ID,
-} from '../../../core/test/support/org.js';
+} from '@custos/test-support/org';
 
 export { HOUR, T0 };
 

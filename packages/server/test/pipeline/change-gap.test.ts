@@ -9,8 +9,8 @@
  */
 import { CHANGE_GAP_LIMIT, changeIndexLimit, deriveAddress, verifyPsbt } from '@custos/bitcoin';
 import type { Digest, GovernanceState } from '@custos/core';
+import { COLD_STORAGE } from '@custos/test-support/world';
 import { describe, expect, it } from 'vitest';
-import { COLD_STORAGE } from '../../../signer/test/support/world.js';
 import { ChainWatcher } from '../../src/chain.js';
 import type { Store } from '../../src/db/repository.js';
 import { useBackends } from '../db/backends.js';

@@ -21,9 +21,9 @@ import {
   type SignerJob,
   signBytes,
 } from '@custos/core';
+import { secretKeyFor } from '@custos/test-support/org';
+import { ATTACKER } from '@custos/test-support/psbt-fixtures';
 import { describe, expect, it } from 'vitest';
-import { ATTACKER } from '../../../bitcoin/test/psbt-fixtures.js';
-import { secretKeyFor } from '../../../core/test/support/org.js';
 import { useBackends } from '../db/backends.js';
 import { codeOf } from '../db/fixtures.js';
 import {

@@ -18,9 +18,8 @@
  */
 import { join } from 'node:path';
 import { intentDigest, type SignerResult } from '@custos/core';
+import { Signer, SignerStore } from '@custos/signer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Signer } from '../../../signer/src/signer.js';
-import { SignerStore } from '../../../signer/src/store.js';
 import {
   approvedIntent,
   fund,

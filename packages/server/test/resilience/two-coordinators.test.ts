@@ -29,13 +29,10 @@
 import { BitcoinRpc, deriveAddress, parseBlock } from '@custos/bitcoin';
 import type { RegtestNode } from '@custos/bitcoin/regtest';
 import { type Digest, intentDigest, type SignedIntent, type SignerResult } from '@custos/core';
+import { HttpJobSource, type JobSource, runDaemon, Signer, SignerStore } from '@custos/signer';
 import { Psbt } from 'bitcoinjs-lib';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { runDaemon } from '../../../signer/src/daemon.js';
-import { Signer } from '../../../signer/src/signer.js';
-import { HttpJobSource, type JobSource } from '../../../signer/src/source.js';
-import { SignerStore } from '../../../signer/src/store.js';
 import { openDatabase } from '../../src/db/connect.js';
 import { Store } from '../../src/db/repository.js';
 import { initOrganization } from '../../src/governance-view.js';

@@ -29,7 +29,6 @@ import {
   signDigest,
   toHex,
 } from '@custos/core';
-import { afterEach } from 'vitest';
 import {
   COLD_STORAGE,
   createOrg,
@@ -41,7 +40,8 @@ import {
   type Person,
   signBy,
   T0,
-} from '../../../../core/test/support/org.js';
+} from '@custos/test-support/org';
+import { afterEach } from 'vitest';
 import { type Coordinator, createCoordinator } from '../../../src/app.js';
 import type { CoordinatorLimits } from '../../../src/config.js';
 import type { NotificationEvent, Notifier } from '../../../src/contracts.js';

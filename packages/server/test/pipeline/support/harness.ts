@@ -35,11 +35,10 @@ import {
   verifyAuditChain,
   verifyGovernanceChain,
 } from '@custos/core';
+import { type GovernanceSource, Signer, SignerStore } from '@custos/signer';
+import { propose, secretKeyFor } from '@custos/test-support/org';
+import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, afterEach, beforeAll } from 'vitest';
-import { propose, secretKeyFor } from '../../../../core/test/support/org.js';
-import { type GovernanceSource, Signer } from '../../../../signer/src/signer.js';
-import { SignerStore } from '../../../../signer/src/store.js';
-import { makeWorld, type World } from '../../../../signer/test/support/world.js';
 import { StoreAuditLog } from '../../../src/audit-log.js';
 import type { AuditLog, GovernanceView } from '../../../src/contracts.js';
 import type { Store } from '../../../src/db/repository.js';

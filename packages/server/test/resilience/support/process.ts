@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Millis } from '@custos/core';
-import { createOrg, type Org, type Person } from '../../../../core/test/support/org.js';
+import { createOrg, type Org, type Person } from '@custos/test-support/org';
 import type { CoordinatorLimits, ServerConfig } from '../../../src/config.js';
 import { openDatabase } from '../../../src/db/connect.js';
 import { Store } from '../../../src/db/repository.js';

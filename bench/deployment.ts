@@ -6,7 +6,7 @@
  *   see docs/benchmarks.md), mined;
  * - the coordinator (`startServer`, the code `custos serve` runs) as one or
  *   more child processes on one database: SQLite, or a real PostgreSQL 15
- *   server started for the run (packages/server/test/support/postgres.ts);
+ *   server started for the run (packages/test-support/src/postgres.ts);
  * - two real signer processes (`custos signer run`: keystore, own SQLite
  *   ledger with fsync, outbound-only HTTP job loop); with two coordinators,
  *   signer-1 polls the first and signer-2 the second;
@@ -24,19 +24,13 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { deriveAddress, descriptorKeyOf, signerKeyFromSeed } from '@custos/bitcoin';
 import { type RegtestNode, startRegtestNode } from '@custos/bitcoin/regtest';
+import { CustosClient, memberSigner } from '@custos/cli/client';
 import { type AuditEntry, ed25519PublicKey, intentDigest, sealWithPassword, toHex } from '@custos/core';
+import { initOrganization, openDatabase, type ServerConfig, Store, startServer } from '@custos/server';
+import { defaultPath, keystorePublic, writeKeystore } from '@custos/signer/keystore';
 import { propose, secretKeyFor } from '@custos/test-support/org';
+import { type PostgresServer, startPostgres } from '@custos/test-support/postgres';
 import { makeWorld, type World } from '@custos/test-support/world';
-import { CustosClient, memberSigner } from '../packages/cli/src/client.js';
-import {
-  initOrganization,
-  openDatabase,
-  type ServerConfig,
-  Store,
-  startServer,
-} from '../packages/server/src/index.js';
-import { type PostgresServer, startPostgres } from '../packages/server/test/support/postgres.js';
-import { defaultPath, keystorePublic, writeKeystore } from '../packages/signer/src/keystore.js';
 
 const SIGNER_MAIN = new URL('../packages/signer/src/main.ts', import.meta.url).pathname;
 const SELF = new URL(import.meta.url).pathname;

@@ -13,12 +13,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestOf, fromHex, generateEd25519, signBytes, signDigest, verifyEd25519 } from '@custos/core';
+import { Signer, SignerStore } from '@custos/signer';
+import { MemorySource } from '@custos/test-support/memory-source';
+import { makeWorld } from '@custos/test-support/world';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import Database from 'better-sqlite3';
-import { Signer } from '../packages/signer/src/signer.js';
-import { SignerStore } from '../packages/signer/src/store.js';
-import { MemorySource } from '../packages/signer/test/support/memory-source.js';
-import { makeWorld } from '../packages/signer/test/support/world.js';
 import { measure, type Row, summarize } from './harness.js';
 
 export async function signerBench(): Promise<Row[]> {

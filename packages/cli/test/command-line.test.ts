@@ -6,9 +6,9 @@
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { custos } from '@custos/test-support/cli';
 import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../src/main.js';
-import { custos } from './support/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'custos-cli-basics-'));
 const home = join(dir, 'home');

@@ -10,8 +10,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { alive, custos, descendants, eventually, type Running, start } from '@custos/test-support/cli';
 import { afterAll, describe, expect, it } from 'vitest';
-import { alive, custos, descendants, eventually, type Running, start } from './support/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'custos-dev-'));
 const state = join(dir, 'state');

@@ -9,10 +9,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addressToScript, buildPsbt, parseBlock, parseDescriptor, psbtToBase64 } from '@custos/bitcoin';
+import { custos, eventually, ok, start } from '@custos/test-support/cli';
+import { type Deployment, startDeployment, testAddress } from '@custos/test-support/deployment';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { custos, eventually, ok, start } from './support/cli.js';
-import { type Deployment, startDeployment, testAddress } from './support/deployment.js';
 
 interface IntentJson {
   id: string;

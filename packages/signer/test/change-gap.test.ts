@@ -15,11 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHANGE_GAP_LIMIT, psbtToBase64 } from '@custos/bitcoin';
 import { intentDigest } from '@custos/core';
-import { makeWorld, type World } from '@custos/test-support/world';
-import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
   initKeystore,
   type KeystoreInfo,
@@ -27,7 +22,12 @@ import {
   runSigner,
   waitForOutput,
   writeConfig,
-} from './support/process.js';
+} from '@custos/test-support/signer-process';
+import { makeWorld, type World } from '@custos/test-support/world';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SignerStore } from '../src/store.js';
+import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 /** The ledger table as the signer created it before change indexes were recorded. */
 const OLD_LEDGER = `

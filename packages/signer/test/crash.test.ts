@@ -15,18 +15,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { psbtToBase64 } from '@custos/bitcoin';
 import type { SignerJob, SignerResult } from '@custos/core';
-import { makeWorld } from '@custos/test-support/world';
-import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
-import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
   initKeystore,
   type RunningSigner,
   runSigner,
   waitForOutput,
   writeConfig,
-} from './support/process.js';
+} from '@custos/test-support/signer-process';
+import { makeWorld } from '@custos/test-support/world';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { SignerStore } from '../src/store.js';
+import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 const SIGNINGS = 220;
 const dir = mkdtempSync(join(tmpdir(), 'custos-signer-crash-'));

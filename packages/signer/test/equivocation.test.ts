@@ -28,10 +28,6 @@ import {
   verifyEd25519,
 } from '@custos/core';
 import { signBy } from '@custos/test-support/org';
-import { makeWorld, type World } from '@custos/test-support/world';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
   initKeystore,
   type KeystoreInfo,
@@ -40,7 +36,11 @@ import {
   signerCli,
   waitForOutput,
   writeConfig,
-} from './support/process.js';
+} from '@custos/test-support/signer-process';
+import { makeWorld, type World } from '@custos/test-support/world';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SignerStore } from '../src/store.js';
+import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 let dir: string;
 let config: string;

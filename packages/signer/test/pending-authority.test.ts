@@ -38,10 +38,6 @@ import {
   unwrap,
 } from '@custos/test-support/org';
 import { otherWallet } from '@custos/test-support/psbt-fixtures';
-import { makeWorld, type World } from '@custos/test-support/world';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
   initKeystore,
   type KeystoreInfo,
@@ -49,7 +45,11 @@ import {
   runSigner,
   waitForOutput,
   writeConfig,
-} from './support/process.js';
+} from '@custos/test-support/signer-process';
+import { makeWorld, type World } from '@custos/test-support/world';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SignerStore } from '../src/store.js';
+import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 const YEAR = 365 * 86_400_000;
 let dir: string;

@@ -11,10 +11,6 @@ import {
   verifyEd25519,
 } from '@custos/core';
 import { ATTACKER } from '@custos/test-support/psbt-fixtures';
-import { makeWorld, type World } from '@custos/test-support/world';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
   initKeystore,
   type KeystoreInfo,
@@ -22,7 +18,11 @@ import {
   runSigner,
   waitForOutput,
   writeConfig,
-} from './support/process.js';
+} from '@custos/test-support/signer-process';
+import { makeWorld, type World } from '@custos/test-support/world';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SignerStore } from '../src/store.js';
+import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 let dir: string;
 let keystore: KeystoreInfo;

@@ -19,17 +19,17 @@ import {
 } from '@custos/bitcoin';
 import { type RegtestNode, startRegtestNode } from '@custos/bitcoin/regtest';
 import { CustosError, toHex } from '@custos/core';
-import { COLD_STORAGE, makeWorld, type World } from '@custos/test-support/world';
-import { Transaction } from '@scure/btc-signer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
   initKeystore,
   type RunningSigner,
   runSigner,
   waitForOutput,
   writeConfig,
-} from './support/process.js';
+} from '@custos/test-support/signer-process';
+import { COLD_STORAGE, makeWorld, type World } from '@custos/test-support/world';
+import { Transaction } from '@scure/btc-signer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 let dir: string;
 let node: RegtestNode;

@@ -14,6 +14,7 @@ import {
   type SignerResult,
   verifyEd25519,
 } from '@custos/core';
+import { MemorySource } from '@custos/test-support/memory-source';
 import { propose, signBy } from '@custos/test-support/org';
 import { ATTACKER, editPsbt, otherWallet, utxosOf } from '@custos/test-support/psbt-fixtures';
 import { COLD_STORAGE, MINUTE, makeWorld, type World } from '@custos/test-support/world';
@@ -21,7 +22,6 @@ import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Signer } from '../src/signer.js';
 import { SignerStore } from '../src/store.js';
-import { MemorySource } from './support/memory-source.js';
 
 let dir: string;
 let store: SignerStore;

@@ -30,10 +30,6 @@ import {
   type Wallet,
 } from '@custos/core';
 import { propose, unwrap } from '@custos/test-support/org';
-import { makeWorld, type World } from '@custos/test-support/world';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 import {
   initKeystore,
   type KeystoreInfo,
@@ -41,7 +37,11 @@ import {
   runSigner,
   waitForOutput,
   writeConfig,
-} from './support/process.js';
+} from '@custos/test-support/signer-process';
+import { makeWorld, type World } from '@custos/test-support/world';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SignerStore } from '../src/store.js';
+import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 const DAY = 86_400_000;
 let dir: string;

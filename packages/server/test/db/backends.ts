@@ -13,10 +13,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type PostgresPerFile, usePostgres } from '@custos/test-support/postgres';
 import { afterEach } from 'vitest';
 import { type CoordinatorDb, openDatabase } from '../../src/db/connect.js';
 import { Store, type StoreOptions } from '../../src/db/repository.js';
-import { type PostgresPerFile, usePostgres } from '../support/postgres.js';
 
 export interface Fresh {
   readonly db: CoordinatorDb;

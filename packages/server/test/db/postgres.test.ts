@@ -5,6 +5,7 @@
  * running; once it is back, the same Store works again without being reopened.
  */
 import { CustosError, verifyAuditChain } from '@custos/core';
+import { usePostgres } from '@custos/test-support/postgres';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,7 +13,6 @@ import { type CoordinatorDb, type OpenDatabaseOptions, openDatabase } from '../.
 import { dbError } from '../../src/db/errors.js';
 import { MIGRATION_TABLE, MIGRATIONS } from '../../src/db/migrations.js';
 import { AUDIT_LOCK_KEY, Store } from '../../src/db/repository.js';
-import { usePostgres } from '../support/postgres.js';
 import { codeOf, digestOf, makeIntent, T0 } from './fixtures.js';
 
 const postgres = usePostgres();

@@ -15,6 +15,7 @@
  * verifies. The figures are printed as one JSON line (docs/resilience.md).
  */
 import { type Digest, intentDigest, type Millis, verifyAuditChain } from '@custos/core';
+import { usePostgres } from '@custos/test-support/postgres';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/connect.js';
@@ -23,7 +24,6 @@ import { type RunningServer, startServer } from '../../src/server.js';
 import { codeOf, type Res, send, unsigned } from '../api/support/client.js';
 import { makeIntent } from '../api/support/harness.js';
 import { InertPipeline } from '../api/support/inert-pipeline.js';
-import { usePostgres } from '../support/postgres.js';
 import { clientOf, createOrg, seedOrganization, serverConfig, sleep } from './support/process.js';
 
 const WORKERS = 4;

@@ -30,6 +30,7 @@ import { BitcoinRpc, deriveAddress, parseBlock } from '@custos/bitcoin';
 import type { RegtestNode } from '@custos/bitcoin/regtest';
 import { type Digest, intentDigest, type SignedIntent, type SignerResult } from '@custos/core';
 import { HttpJobSource, type JobSource, runDaemon, Signer, SignerStore } from '@custos/signer';
+import { usePostgres } from '@custos/test-support/postgres';
 import { Psbt } from 'bitcoinjs-lib';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -48,7 +49,6 @@ import {
   verifyAudit,
   waitFor,
 } from '../pipeline/support/harness.js';
-import { usePostgres } from '../support/postgres.js';
 import { clientOf, serverConfig } from './support/process.js';
 
 const WORKERS = 6;

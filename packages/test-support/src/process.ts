@@ -1,20 +1,20 @@
 /**
- * Runs the real `custos` executable (bin/custos.js, TypeScript through tsx)
- * as a child process, the way a person or a script would: arguments, an
- * environment, stdin, and the exit code, stdout and stderr it gives back.
+ * Child processes for tests and benches, one way: a Node.js process run to
+ * completion (exit code, stdout, stderr) or left running with its output
+ * collected and waited on. The CLI (`custos`), the signer (`custos signer`)
+ * and the dev deployment are all started through these.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
-export const BIN = new URL('../../bin/custos.js', import.meta.url).pathname;
-
-export interface CliResult {
+export interface RunResult {
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;
 }
 
-export interface CliOptions {
+export interface RunOptions {
+  /** Added to the environment (undefined removes a variable); see {@link childEnv}. */
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly cwd?: string;
   /** Written to stdin, then closed (stdin is otherwise empty, never a terminal). */
@@ -22,12 +22,12 @@ export interface CliOptions {
   readonly timeoutMs?: number;
 }
 
-/** `custos <args>`; resolves when it exits (killed after `timeoutMs`). */
-export function custos(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
+/** `node <argv>`; resolves when it exits (killed after `timeoutMs`, default 60 s). */
+export function runNode(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, [...argv], {
       cwd: opts.cwd ?? process.cwd(),
-      env: cleanEnv(opts.env),
+      env: childEnv(opts.env),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -48,27 +48,20 @@ export function custos(args: readonly string[], opts: CliOptions = {}): Promise<
   });
 }
 
-/** Like {@link custos}, but fails the test unless it exits 0; returns stdout. */
-export async function ok(args: readonly string[], opts: CliOptions = {}): Promise<string> {
-  const r = await custos(args, opts);
-  if (r.code !== 0) {
-    throw new Error(`custos ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  }
-  return r.stdout;
-}
-
-/** A long-running `custos` (serve, signer run, dev) with its output collected. */
+/** A long-running child with its stdout and stderr collected together. */
 export interface Running {
   readonly child: ChildProcess;
   output(): string;
   readonly exited: Promise<number | null>;
+  /** Resolves with the match once the output has `text` (bounded; fails if the process exits first). */
   waitFor(text: string | RegExp, timeoutMs?: number): Promise<string>;
 }
 
-export function start(args: readonly string[], opts: CliOptions = {}): Running {
-  const child = spawn(process.execPath, [BIN, ...args], {
+/** `node <argv>` left running; `name` is how errors call it. */
+export function startNode(name: string, argv: readonly string[], opts: RunOptions = {}): Running {
+  const child = spawn(process.execPath, [...argv], {
     cwd: opts.cwd ?? process.cwd(),
-    env: cleanEnv(opts.env),
+    env: childEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -88,18 +81,16 @@ export function start(args: readonly string[], opts: CliOptions = {}): Running {
       for (;;) {
         const m = typeof text === 'string' ? (out.includes(text) ? text : null) : text.exec(out)?.[0];
         if (m !== null && m !== undefined) return m;
-        if (child.exitCode !== null)
-          throw new Error(`custos ${args.join(' ')} exited (${child.exitCode}):\n${out}`);
-        if (Date.now() > deadline)
-          throw new Error(`custos ${args.join(' ')} did not print ${String(text)}:\n${out}`);
-        await sleep(50);
+        if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}):\n${out}`);
+        if (Date.now() > deadline) throw new Error(`${name} did not print ${String(text)}:\n${out}`);
+        await sleep(25);
       }
     },
   };
 }
 
 /** The environment of a child: this one without the variables that would point it at another home. */
-function cleanEnv(extra: Readonly<Record<string, string | undefined>> = {}): NodeJS.ProcessEnv {
+export function childEnv(extra: Readonly<Record<string, string | undefined>> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of [
     'CUSTOS_HOME',
@@ -141,7 +132,7 @@ export function descendants(pid: number): number[] {
   const children = new Map<number, number[]>();
   let entries: string[] = [];
   try {
-    entries = readdirProc();
+    entries = readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e));
   } catch {
     return [];
   }
@@ -165,10 +156,6 @@ export function descendants(pid: number): number[] {
   };
   walk(pid);
   return out;
-}
-
-function readdirProc(): string[] {
-  return readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e));
 }
 
 /** Whether `pid` is a running process (a zombie waiting to be reaped counts as gone). */

@@ -1,6 +1,6 @@
 /** A governance source for in-process signer tests: serves what the test gives it, as JSON on the wire would. */
 import type { SignedGovernanceEntry } from '@custos/core';
-import type { GovernanceSource } from '../../src/signer.js';
+import type { GovernanceSource } from '@custos/signer';
 
 export class MemorySource implements GovernanceSource {
   constructor(public entries: SignedGovernanceEntry[]) {}

@@ -4,13 +4,12 @@
  * file, a password in the environment, and the process talking to a
  * coordinator over HTTP on 127.0.0.1.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { DescriptorKey } from '@custos/bitcoin';
+import { type Running, runNode, startNode } from './process.js';
 
-const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
+const MAIN = new URL('../../signer/src/main.ts', import.meta.url).pathname;
 export const PASSWORD = 'correct horse battery staple';
 
 export interface KeystoreInfo {
@@ -27,8 +26,7 @@ function nodeArgs(args: readonly string[]): string[] {
 /** `custos signer init`, through the real command line. scrypt cost is lowered for test speed only. */
 export async function initKeystore(dir: string, id: string): Promise<KeystoreInfo> {
   const path = join(dir, `${id}.key`);
-  const { stdout } = await promisify(execFile)(
-    process.execPath,
+  const { code, stdout, stderr } = await runNode(
     nodeArgs([
       'signer',
       'init',
@@ -41,8 +39,9 @@ export async function initKeystore(dir: string, id: string): Promise<KeystoreInf
       '--scrypt-log-n',
       '12',
     ]),
-    { env: { ...process.env, CUSTOS_SIGNER_PASSWORD: PASSWORD } },
+    { env: { CUSTOS_SIGNER_PASSWORD: PASSWORD } },
   );
+  if (code !== 0) throw new Error(`custos signer init exited ${code}: ${stderr}`);
   const pub = JSON.parse(stdout) as {
     id: string;
     identityKey: string;
@@ -75,47 +74,24 @@ export function writeConfig(dir: string, id: string, coordinatorUrl: string, gen
   return file;
 }
 
-export interface RunningSigner {
-  readonly child: ChildProcess;
-  readonly output: () => string;
-  readonly exited: Promise<number | null>;
-}
+/** A running `custos signer run`. */
+export type RunningSigner = Running;
 
 export function runSigner(configFile: string): RunningSigner {
-  const child = spawn(process.execPath, nodeArgs(['signer', 'run', '--config', configFile]), {
-    env: { ...process.env, CUSTOS_SIGNER_PASSWORD: PASSWORD },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  return startNode('signer', nodeArgs(['signer', 'run', '--config', configFile]), {
+    env: { CUSTOS_SIGNER_PASSWORD: PASSWORD },
   });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, output: () => out, exited };
 }
 
-/** Waits until the process prints `event` (bounded). */
+/** Waits until the process prints `text` (bounded). */
 export async function waitForOutput(s: RunningSigner, text: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!s.output().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`signer did not print ${text}; output:\n${s.output()}`);
-    if (s.child.exitCode !== null) throw new Error(`signer exited (${s.child.exitCode}):\n${s.output()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await s.waitFor(text, timeoutMs);
 }
 
 /** `custos signer <args>` run to completion (e.g. `status --config <file> --json`): its exit code and output. */
 export async function signerCli(
   args: readonly string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, nodeArgs(['signer', ...args]));
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+  const r = await runNode(nodeArgs(['signer', ...args]));
+  return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
 }

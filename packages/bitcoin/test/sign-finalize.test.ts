@@ -67,11 +67,13 @@ describe('signerKeyFromSeed', () => {
 describe('2 of 3: sign, combine, finalize', () => {
   const b = built({ amount: 150_000n });
 
-  it('signs every input, SIGHASH_ALL, deterministically, and the PSBT still verifies', () => {
+  it('signs every input, SIGHASH_ALL, and the PSBT still verifies', () => {
     const r = signPsbt(b.psbt, signers[0]!, wallet);
     expect(r).toMatchObject({ ok: true, value: { signed: 2 } });
     const once = ok(r).psbt;
-    expect(hex.encode(sign(b.psbt, 0))).toBe(hex.encode(once)); // RFC 6979
+    // OpenSSL's ECDSA nonces are hedged (random, mixed with the key and digest), not RFC 6979:
+    // signing again gives other signatures of the same transaction.
+    expect(ok(decodePsbt(sign(b.psbt, 0), wallet)).txid).toBe(b.txid);
     expect(
       verifyPsbt(once, { ...INTENT, amount: '150000' }, wallet, CAPS, changeIndexLimit(-1)),
     ).toMatchObject({
@@ -127,8 +129,9 @@ describe('2 of 3: sign, combine, finalize', () => {
   });
 
   it('gives the same transaction whichever two keys sign and in whichever order they combine', () => {
-    const a = ok(finalizePsbt(ok(combinePsbts([sign(b.psbt, 1), sign(b.psbt, 0)]))));
-    const c = ok(finalizePsbt(ok(combinePsbts([sign(b.psbt, 0), sign(b.psbt, 1)]))));
+    const [s0, s1] = [sign(b.psbt, 0), sign(b.psbt, 1)];
+    const a = ok(finalizePsbt(ok(combinePsbts([s1, s0]))));
+    const c = ok(finalizePsbt(ok(combinePsbts([s0, s1]))));
     expect(a.hex).toBe(c.hex);
     expect(a.txid).toBe(b.txid);
     const all = ok(finalizePsbt(ok(combinePsbts([sign(b.psbt, 0), sign(b.psbt, 1), sign(b.psbt, 2)]))));

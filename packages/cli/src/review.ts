@@ -33,6 +33,7 @@ import {
   historyWarnings,
   type Intent,
   intentDigest,
+  intentWallet,
   type LedgerEntry,
   ledgerViewOf,
   lookalikeMessage,
@@ -132,17 +133,10 @@ export function reviewIntent(input: ReviewInput): Review {
   }
   if (now >= intent.expiresAt) problems.push({ code: 'EXPIRED', message: 'the intent has expired' });
 
+  // The wallet as the policy's step 2 checks it (THREATS 16).
   const wallet = state.wallets.get(intent.wallet) ?? null;
-  if (wallet === null) {
-    problems.push({ code: 'UNKNOWN_WALLET', message: `governance has no wallet ${intent.wallet}` });
-  } else if (wallet.chain !== intent.chain) {
-    problems.push({
-      code: 'WRONG_CHAIN',
-      message: `wallet ${wallet.id} is on ${wallet.chain}, the intent says ${intent.chain}`,
-    });
-  } else if (!wallet.assets.includes(intent.asset)) {
-    problems.push({ code: 'UNKNOWN_ASSET', message: `wallet ${wallet.id} does not hold ${intent.asset}` });
-  }
+  const walletCheck = intentWallet(state, intent, now);
+  if (!walletCheck.ok) problems.push({ code: walletCheck.code, message: walletCheck.message });
 
   // The transaction, decoded here from the bytes against the wallet's own descriptor.
   let transaction: PsbtSummary | null = null;

@@ -56,6 +56,7 @@ import {
   type RollingLimit,
   type SignedApproval,
   type SignedIntent,
+  type Wallet,
 } from './objects.js';
 import {
   deviceLookupMessage,
@@ -199,30 +200,8 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   if (intent.org !== state.org) {
     return deny(digest, 'WRONG_ORG', 'the intent is for another organization');
   }
-  const wallet = state.wallets.get(intent.wallet);
-  if (wallet === undefined) return deny(digest, 'UNKNOWN_WALLET', `no wallet ${intent.wallet}`);
-  // Issue 8, item 2: a wallet added by governance spends nothing before its delay has passed.
-  if (!walletActive(state, intent.wallet, now)) {
-    const from = state.walletsActiveFrom.get(intent.wallet) ?? 0;
-    return deny(
-      digest,
-      'WALLET_NOT_ACTIVE',
-      `wallet ${intent.wallet} is waiting out the governance delay until ${new Date(from).toISOString()}`,
-    );
-  }
-  if (intent.chain !== wallet.chain) {
-    return deny(
-      digest,
-      'WRONG_CHAIN',
-      `wallet ${wallet.id} is on ${wallet.chain}, the intent names ${intent.chain}`,
-    );
-  }
-  if (input.chains !== undefined && !input.chains.includes(intent.chain)) {
-    return deny(digest, 'WRONG_CHAIN', `this verifier does not serve ${intent.chain}`);
-  }
-  if (!wallet.assets.includes(intent.asset)) {
-    return deny(digest, 'UNKNOWN_ASSET', `wallet ${wallet.id} does not hold ${intent.asset}`);
-  }
+  const wallet = intentWallet(state, intent, now, input.chains);
+  if (!wallet.ok) return deny(digest, wallet.code, wallet.message);
 
   // 3. The requester signed exactly these bytes on an active device (THREATS 4-6) and may ask.
   const requester = lookupDevice(state, intent.requester, intent.device, now);
@@ -570,6 +549,43 @@ export function rollingUsage(
 }
 
 /** The lower median (index floor((n-1)/2) in sorted order), by quickselect: linear on average. */
+/**
+ * Step 2 of {@link evaluate}, also what an approver's review checks: the
+ * wallet an intent names is in governance and active at `now` (issue 8,
+ * item 2: a wallet added by governance spends nothing before its delay has
+ * passed), on the intent's chain (and one of `chains`, the chains a verifier
+ * serves, when given), and holds the intent's asset (THREATS 16).
+ */
+export function intentWallet(
+  state: GovernanceState,
+  intent: Pick<Intent, 'wallet' | 'chain' | 'asset'>,
+  now: Millis,
+  chains?: readonly string[],
+): Result<Wallet> {
+  const wallet = state.wallets.get(intent.wallet);
+  if (wallet === undefined) return refuse('UNKNOWN_WALLET', `no wallet ${intent.wallet}`);
+  if (!walletActive(state, intent.wallet, now)) {
+    const from = state.walletsActiveFrom.get(intent.wallet) ?? 0;
+    return refuse(
+      'WALLET_NOT_ACTIVE',
+      `wallet ${intent.wallet} is waiting out the governance delay until ${new Date(from).toISOString()}`,
+    );
+  }
+  if (intent.chain !== wallet.chain) {
+    return refuse(
+      'WRONG_CHAIN',
+      `wallet ${wallet.id} is on ${wallet.chain}, the intent names ${intent.chain}`,
+    );
+  }
+  if (chains !== undefined && !chains.includes(intent.chain)) {
+    return refuse('WRONG_CHAIN', `this verifier does not serve ${intent.chain}`);
+  }
+  if (!wallet.assets.includes(intent.asset)) {
+    return refuse('UNKNOWN_ASSET', `wallet ${wallet.id} does not hold ${intent.asset}`);
+  }
+  return accept(wallet);
+}
+
 /**
  * The warnings a transfer's history gives (step 7 of {@link evaluate}, and
  * an approver's review over the history it trusts): FIRST_PAYMENT when

@@ -93,6 +93,7 @@ const EXPORTS = [
   'historyWarnings',
   'intent',
   'intentDigest',
+  'intentWallet',
   'isErrorCode',
   'isLedgerView',
   'ledgerEntry',

@@ -106,6 +106,20 @@ function checkWatched(hit: WatchedScript): void {
   }
 }
 
+function utxoJsonOf(r: UtxoRecord): UtxoJson {
+  return {
+    txid: r.txid,
+    vout: r.vout,
+    value: r.value.toString(),
+    script: toHex(r.script),
+    wallet: r.wallet,
+    branch: r.branch,
+    index: r.index,
+    height: r.height,
+    coinbase: r.coinbase,
+  };
+}
+
 function view(r: UtxoRecord, pending: boolean): TrackedUtxo {
   return {
     ...r,
@@ -130,6 +144,9 @@ export class UtxoTracker {
   /** Oldest first; at most #maxUndo entries. */
   #undo: BlockUndo[] = [];
   #tip: ChainTip | null = null;
+  /** Outpoints added or removed since the last takeChanges(), and the lowest block height touched. */
+  readonly #touched = new Set<string>();
+  #lowestTouched: number | null = null;
 
   constructor(watch: WatchFn, opts: { readonly maxUndo?: number } = {}) {
     const maxUndo = opts.maxUndo ?? DEFAULT_MAX_UNDO;
@@ -175,6 +192,7 @@ export class UtxoTracker {
         },
       );
     }
+    this.#touch(height);
     const ops: UndoOp[] = [];
     for (const [position, { txid, raw, tx }] of block.txs.entries()) {
       const coinbase = position === 0;
@@ -187,6 +205,7 @@ export class UtxoTracker {
           if (spent === undefined) continue;
           const pending = this.#pending.delete(key);
           this.#utxos.delete(key);
+          this.#touched.add(key);
           ops.push({ remove: spent, pending });
         }
       }
@@ -211,6 +230,7 @@ export class UtxoTracker {
           height,
           coinbase,
         });
+        this.#touched.add(key);
         ops.push({ add: key });
       }
     }
@@ -231,14 +251,17 @@ export class UtxoTracker {
         `cannot disconnect block at height ${this.#tip?.height ?? -1}: no undo data left (reorg deeper than ${this.#maxUndo} blocks?)`,
       );
     }
+    this.#touch(last.height);
     // Reverse order, so a coin created then spent in this block is restored then removed.
     for (let i = last.ops.length - 1; i >= 0; i--) {
       const op = last.ops[i]!;
       if ('add' in op) {
         this.#utxos.delete(op.add);
         this.#pending.delete(op.add);
+        this.#touched.add(op.add);
       } else {
         const key = outpointKey(op.remove.txid, op.remove.vout);
+        this.#touched.add(key);
         this.#utxos.set(key, op.remove);
         if (op.pending) this.#pending.add(key);
       }
@@ -288,22 +311,61 @@ export class UtxoTracker {
     return this.#pending.delete(outpointKey(txid, vout));
   }
 
+  /**
+   * What changed since the last call (or since the tracker was made): every outpoint added or
+   * removed, in either direction, and the lowest block height applied or disconnected. Clears it.
+   * With {@link get} and {@link undoJson}, a caller persists only what changed (as rows), where
+   * toJSON() gives the whole state.
+   */
+  takeChanges(): { readonly outpoints: readonly string[]; readonly lowestHeight: number | null } {
+    const changes = { outpoints: [...this.#touched], lowestHeight: this.#lowestTouched };
+    this.#touched.clear();
+    this.#lowestTouched = null;
+    return changes;
+  }
+
+  /** The heights of the blocks that can be disconnected now, oldest first. */
+  undoHeights(): number[] {
+    return this.#undo.map((b) => b.height);
+  }
+
+  /**
+   * One block's undo data as plain JSON (the form toJSON() gives), with the funding transactions
+   * of the outputs it removed, or null when the block is not in the undo history.
+   */
+  undoJson(height: number): {
+    readonly block: TrackerJson['undo'][number];
+    readonly txs: TrackerJson['txs'];
+  } | null {
+    const b = this.#undo.find((u) => u.height === height);
+    if (b === undefined) return null;
+    const txs = new Map<string, string>();
+    const ops = b.ops.map((op): UndoOpJson => {
+      if ('add' in op) return { add: op.add };
+      if (!txs.has(op.remove.txid)) txs.set(op.remove.txid, toHex(op.remove.prevTx));
+      return { remove: utxoJsonOf(op.remove), pending: op.pending };
+    });
+    return {
+      block: { height: b.height, hash: b.hash, prevHash: b.prevHash, ops },
+      txs: [...txs].map(([txid, raw]) => ({ txid, raw })),
+    };
+  }
+
+  /** How many blocks of undo data this tracker keeps. */
+  get maxUndo(): number {
+    return this.#maxUndo;
+  }
+
+  #touch(height: number): void {
+    if (this.#lowestTouched === null || height < this.#lowestTouched) this.#lowestTouched = height;
+  }
+
   /** The whole state as plain JSON (amounts as decimal strings, bytes as hex), for persistence. */
   toJSON(): TrackerJson {
     const txs = new Map<string, string>();
     const utxoJson = (r: UtxoRecord): UtxoJson => {
       if (!txs.has(r.txid)) txs.set(r.txid, toHex(r.prevTx));
-      return {
-        txid: r.txid,
-        vout: r.vout,
-        value: r.value.toString(),
-        script: toHex(r.script),
-        wallet: r.wallet,
-        branch: r.branch,
-        index: r.index,
-        height: r.height,
-        coinbase: r.coinbase,
-      };
+      return utxoJsonOf(r);
     };
     const utxos = [...this.#utxos.values()].map(utxoJson);
     const undo = this.#undo.map((b) => ({

@@ -19,10 +19,14 @@
  *   block whose earlier output paid an address derived only later in that
  *   block (block order is not address order) is read again. An address past
  *   the gap from the last used one is not found, as in any BIP 44 wallet.
- * - The tracker's state and the wallets' used indices are saved in the
- *   store's kv (`chain:tracker`, `chain:wallets`), so a restart resumes where
+ * - The tracker's state is saved as rows (db/chain-store.ts: the tip, one
+ *   row per coin, per funding transaction and per block of undo data; a
+ *   block writes only the rows it changed) and the wallets' used indices
+ *   with their chain ids in kv (`chain:wallets`), so a restart resumes where
  *   it stopped. Every coordinator follows the same chain, so whichever one
- *   saved last left a valid resume point. A wallet added to governance (or a
+ *   saved last left a valid resume point; a save over rows another
+ *   coordinator moved meanwhile leaves them alone when they are at its tip or
+ *   ahead, and writes its whole state only when they are behind elsewhere. A wallet added to governance (or a
  *   changed descriptor) restarts the scan at `startHeight` (the wallets' birth
  *   height): coins paid to it before it was watched must be found.
  * - UTXO reservations (rows of `coin_reservations` keyed by outpoint,
@@ -51,6 +55,7 @@ import {
   type BitcoinRpc,
   type BuiltPsbt,
   buildPsbt,
+  type ChainTip,
   chainOfNetwork,
   changeIndexLimit,
   DEFAULT_MAX_UNDO,
@@ -76,10 +81,10 @@ import {
   type Wallet,
 } from '@custos/core';
 import type { WalletSummary } from './contracts.js';
+import type { TrackerChanges } from './db/chain-store.js';
 import type { Store } from './db/repository.js';
 import { errorFields, type Logger, silentLogger } from './pipeline/support.js';
 
-export const TRACKER_KEY = 'chain:tracker';
 export const WALLETS_KEY = 'chain:wallets';
 export const SCAN_KEY = 'chain:scan';
 export const changeKey = (wallet: string): string => `chain:change:${wallet}`;
@@ -182,6 +187,10 @@ export class ChainWatcher {
   /** The lowest block to read again: an output in it paid an address watched only later in it. */
   #rereadFrom: number | null = null;
   #caughtUp = false;
+  /** The tracker tip the rows held when this process last read or wrote them; undefined: not known. */
+  #savedTip: ChainTip | null | undefined = undefined;
+  /** The tracker was rebuilt: its next save writes the whole state. */
+  #wholeSave = false;
   #network: BitcoinNetworkName | null = null;
   #nodeHeight: number | null = null;
   #scanCursor: number | null = null;
@@ -489,6 +498,8 @@ export class ChainWatcher {
   }
 
   #newTracker(): UtxoTracker {
+    this.#wholeSave = true;
+    this.#generation++;
     // Undo deeper than one sync round, so a block read in this round can always be read again.
     return new UtxoTracker(this.#watch, { maxUndo: Math.max(DEFAULT_MAX_UNDO, this.#maxBlocks + 16) });
   }
@@ -511,9 +522,9 @@ export class ChainWatcher {
   /** Reads the saved state once. A state that does not restore is dropped (the scan starts over). */
   async #load(): Promise<void> {
     if (this.#loaded) return;
-    const [walletsText, trackerText] = await Promise.all([
+    const [walletsText, trackerJson] = await Promise.all([
       this.#store.getKv(WALLETS_KEY),
-      this.#store.getKv(TRACKER_KEY),
+      this.#store.chain.loadTracker(),
     ]);
     this.#loaded = true;
     if (walletsText === null) return;
@@ -537,7 +548,12 @@ export class ChainWatcher {
       }
       this.#wallets = wallets;
       for (const w of wallets.values()) this.#deriveAhead(w);
-      if (trackerText !== null) this.#tracker = UtxoTracker.fromJSON(JSON.parse(trackerText), this.#watch);
+      if (trackerJson !== null) {
+        // fromJSON proves every stored coin against its funding transaction again.
+        this.#tracker = UtxoTracker.fromJSON(trackerJson, this.#watch);
+        this.#savedTip = this.#tracker.tip;
+        this.#generation++;
+      }
     } catch (err) {
       this.#log.warn(errorFields(err), 'saved chain state does not restore; scanning again');
       this.#wallets = new Map();
@@ -650,8 +666,66 @@ export class ChainWatcher {
       used: [w.used[0], w.used[1]],
     }));
     await this.#store.setKv(WALLETS_KEY, JSON.stringify({ v: 2, wallets }));
-    if (this.#tracker !== null) await this.#store.setKv(TRACKER_KEY, JSON.stringify(this.#tracker.toJSON()));
+    if (this.#tracker !== null) await this.#saveTracker(this.#tracker);
     this.#indicesChanged = false;
+  }
+
+  /** Writes the rows of what changed in the tracker since its last save. */
+  async #saveTracker(t: UtxoTracker): Promise<void> {
+    const changes = t.takeChanges();
+    const upsert: TrackerChanges['upsert'][number][] = [];
+    const remove: string[] = [];
+    for (const outpoint of changes.outpoints) {
+      const at = outpoint.lastIndexOf(':');
+      const u = t.get(outpoint.slice(0, at), Number(outpoint.slice(at + 1)));
+      if (u === null) {
+        remove.push(outpoint);
+        continue;
+      }
+      upsert.push({
+        coin: {
+          txid: u.txid,
+          vout: u.vout,
+          value: u.value.toString(),
+          script: toHex(u.script),
+          wallet: u.wallet,
+          branch: u.branch,
+          index: u.index,
+          height: u.height,
+          coinbase: u.coinbase,
+        },
+        pending: u.pending,
+        raw: toHex(u.prevTx),
+      });
+    }
+    const heights = t.undoHeights();
+    const from = changes.lowestHeight;
+    const undo = (from === null ? [] : heights.filter((h) => h >= from)).map((height) => ({
+      height,
+      body: JSON.stringify(t.undoJson(height)),
+    }));
+    try {
+      const saved = await this.#store.chain.saveTracker({
+        base: this.#savedTip,
+        tip: t.tip,
+        maxUndo: t.maxUndo,
+        changes: {
+          upsert,
+          remove,
+          rewriteFrom: from,
+          undo,
+          undoFrom: heights[0] ?? (t.tip?.height ?? -1) + 1,
+        },
+        full: () => t.toJSON(),
+        whole: this.#wholeSave,
+      });
+      this.#wholeSave = false;
+      // Rows another coordinator moved ahead are its: this process no longer knows what they hold.
+      this.#savedTip = saved === 'ahead' ? undefined : t.tip;
+    } catch (err) {
+      this.#savedTip = undefined;
+      throw err;
+    }
   }
 
   async #readScanCursor(): Promise<number | null> {

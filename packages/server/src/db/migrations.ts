@@ -293,11 +293,61 @@ const coinReservations: Migration = {
   },
 };
 
+/**
+ * The chain watcher's UTXO tracker as rows (chain.ts), instead of one JSON
+ * document in kv (`chain:tracker`) that grew with every block and was
+ * rewritten whole at each: one row for the tip, one per tracked coin, one per
+ * funding transaction, one per block of undo data. A block writes the rows it
+ * changed. The old document is removed: the next coordinator to start scans
+ * the chain again from the wallets' birth height, as it does whenever saved
+ * state does not restore.
+ */
+const chainTracker: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('chain_tip')
+      .addColumn('id', 'integer', (c) => c.primaryKey())
+      .addColumn('height', 'bigint')
+      .addColumn('hash', 'text')
+      .addColumn('max_undo', 'integer', notNull)
+      .addColumn('updated_at', 'bigint', notNull)
+      .addCheckConstraint('chain_tip_one_row', sql`id = 1`)
+      .execute();
+    await db.schema
+      .createTable('chain_coins')
+      .addColumn('outpoint', 'text', (c) => c.primaryKey())
+      .addColumn('txid', 'text', notNull)
+      .addColumn('vout', 'bigint', notNull)
+      .addColumn('value', 'text', notNull)
+      .addColumn('script', 'text', notNull)
+      .addColumn('wallet', 'text', notNull)
+      .addColumn('branch', 'integer', notNull)
+      .addColumn('idx', 'bigint', notNull)
+      .addColumn('height', 'bigint', notNull)
+      .addColumn('coinbase', 'integer', notNull)
+      .addColumn('pending', 'integer', notNull)
+      .execute();
+    await db.schema.createIndex('chain_coins_txid').on('chain_coins').column('txid').execute();
+    await db.schema
+      .createTable('chain_txs')
+      .addColumn('txid', 'text', (c) => c.primaryKey())
+      .addColumn('raw', 'text', notNull)
+      .execute();
+    await db.schema
+      .createTable('chain_undo')
+      .addColumn('height', 'bigint', (c) => c.primaryKey())
+      .addColumn('body', 'text', notNull)
+      .execute();
+    await sql`delete from kv where key = 'chain:tracker'`.execute(db);
+  },
+};
+
 /** Every migration, in order. Names sort in the order they run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
   '0002_intent_status_message': intentStatusMessage,
   '0003_coin_reservations': coinReservations,
+  '0004_chain_tracker': chainTracker,
 });
 
 const provider: MigrationProvider = {

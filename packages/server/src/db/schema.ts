@@ -195,6 +195,46 @@ export interface CoinReservationsTable {
   reserved_at: Int8;
 }
 
+/** The chain tracker's tip (migration 0004): one row, id 1. */
+export interface ChainTipTable {
+  id: number;
+  height: NullableInt8;
+  hash: string | null;
+  max_undo: number;
+  updated_at: Int8;
+}
+
+/** A coin the chain tracker follows (migration 0004); its funding transaction is in chain_txs. */
+export interface ChainCoinsTable {
+  outpoint: string;
+  txid: string;
+  vout: Int8;
+  /** Satoshi, decimal text. */
+  value: string;
+  /** Hex. */
+  script: string;
+  wallet: string;
+  branch: number;
+  idx: Int8;
+  height: Int8;
+  /** 0 or 1. */
+  coinbase: number;
+  /** 0 or 1. */
+  pending: number;
+}
+
+export interface ChainTxsTable {
+  txid: string;
+  /** Hex of the transaction as found in its block. */
+  raw: string;
+}
+
+/** One block of the tracker's undo data: JSON `{ block, txs }` (UtxoTracker.undoJson). */
+export interface ChainUndoTable {
+  height: Int8;
+  body: string;
+}
+
 export interface Tables {
   intents: IntentsTable;
   approvals: ApprovalsTable;
@@ -208,4 +248,8 @@ export interface Tables {
   request_nonces: RequestNoncesTable;
   kv: KvTable;
   coin_reservations: CoinReservationsTable;
+  chain_tip: ChainTipTable;
+  chain_coins: ChainCoinsTable;
+  chain_txs: ChainTxsTable;
+  chain_undo: ChainUndoTable;
 }

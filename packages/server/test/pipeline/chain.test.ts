@@ -8,7 +8,7 @@
  */
 import { addressToScript, deriveAddress } from '@custos/bitcoin';
 import { describe, expect, it } from 'vitest';
-import { ChainWatcher, TRACKER_KEY } from '../../src/chain.js';
+import { ChainWatcher } from '../../src/chain.js';
 import { ChainStore } from '../../src/db/chain-store.js';
 import type { CoordinatorDb } from '../../src/db/connect.js';
 import { Store } from '../../src/db/repository.js';
@@ -110,13 +110,67 @@ describe.each(backends)('the wallet view on $name', (backend) => {
     });
 
     // A restart: a new watcher over the same store resumes from the saved state, reading no block again.
-    const saved = await store.getKv(TRACKER_KEY);
-    expect(saved).not.toBeNull();
+    const saved = await store.chain.loadTracker();
+    expect(saved?.tip).toEqual(synced.tip);
+    expect(saved?.utxos).toHaveLength(4);
     const restarted = new ChainWatcher(store, opts);
     expect(await restarted.sync(state)).toMatchObject({ caughtUp: true, applied: 0, disconnected: 0 });
     expect(await restarted.summaries(state)).toEqual([summary]);
     await node.mine(1);
     expect(await restarted.sync(state)).toMatchObject({ caughtUp: true, applied: 1 });
+  });
+
+  it('saves the tracker as rows block by block; a coordinator that loads the rows another saved builds on regtest, and a save at the tip of the rows leaves them alone', async () => {
+    const { store } = await backend.fresh();
+    const org = makeOrg();
+    const node = regtest();
+    await seedGovernance(store, org);
+    const state = await storeGovernance(store, org.orgId).current();
+    const startHeight = (await node.rpc.getBlockCount()) + 1;
+    const opts = { rpc: node.rpc, addressGap: 5, startHeight, maxBlocksPerSync: 500 };
+    const d = org.world.descriptor;
+    const first = new ChainWatcher(store, opts);
+    await node.fund(deriveAddress(d, 0, 0).script, 3_000_000n);
+    await node.mine(1);
+    await first.sync(state);
+    // Three more blocks, each saved on its own (only its rows written).
+    for (const index of [1, 2, 3]) {
+      await node.fund(deriveAddress(d, 0, index).script, 1_000_000n);
+      await node.mine(1);
+      await first.sync(state);
+    }
+    const rows = await store.chain.loadTracker();
+    expect(rows?.utxos).toHaveLength(4);
+    expect(rows?.undo.map((b) => b.height)).toEqual([0, 1, 2, 3].map((i) => startHeight + i));
+    expect(rows?.tip?.height).toBe(startHeight + 3);
+
+    // Another coordinator (or this one restarted) loads those rows: the same coins, no block read again,
+    // and it builds on regtest (its wallets keep their chain id).
+    const second = new ChainWatcher(store, opts);
+    expect(await second.sync(state)).toMatchObject({ caughtUp: true, applied: 0 });
+    expect(await second.summaries(state)).toEqual(await first.summaries(state));
+    const built = await second.build({
+      intent: 'c'.repeat(64),
+      wallet: 'btc-main',
+      to: 'bcrt1qmrst4npf9485jefh7rs4gs780w7hutgefcjk4r',
+      amount: 2_500_000n,
+      feeRate: 2n,
+      maxFee: null,
+    });
+    expect(built.ok && built.value.inputs).toHaveLength(1);
+
+    // Both follow the next block: the second saves first, the first finds the rows at its tip.
+    await node.fund(deriveAddress(d, 0, 4).script, 1_000_000n);
+    await node.mine(1);
+    await second.sync(state);
+    await first.sync(state);
+    const after = await store.chain.loadTracker();
+    expect(after?.utxos).toHaveLength(5);
+    expect(after?.tip?.height).toBe(startHeight + 4);
+    // A third coordinator starting now loads them at the tip and writes nothing over them.
+    const third = new ChainWatcher(store, opts);
+    expect(await third.sync(state)).toMatchObject({ applied: 0 });
+    expect((await store.chain.loadTracker())?.utxos).toHaveLength(5);
   });
 
   it('two coordinators reserving at the same moment get disjoint coins: one insert wins the row of the coin, the other selects again', async () => {

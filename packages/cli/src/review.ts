@@ -26,6 +26,7 @@ import {
 import {
   addressStatus,
   type Digest,
+  deviceLookupMessage,
   type ErrorCode,
   evaluate,
   feeCapsFor,
@@ -112,7 +113,7 @@ export function reviewIntent(input: ReviewInput): Review {
   if (!requester.ok) {
     problems.push({
       code: requester.code,
-      message: `${intent.requester}/${intent.device}: ${requester.code}`,
+      message: deviceLookupMessage(requester, intent.requester, intent.device),
     });
   } else if (id !== null) {
     const sig = verifyDeviceSignature(requester.device, id, signed.signature);

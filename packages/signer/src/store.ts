@@ -51,16 +51,6 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
 CREATE INDEX IF NOT EXISTS ledger_destination ON ledger (destination);
 CREATE INDEX IF NOT EXISTS ledger_history ON ledger (wallet, asset, at, intent, amount);
--- Running totals for the rolling limits (issue 11): for each key a limit can sum
--- by, one row per ledger entry with the exact sum (decimal text) of the key's
--- entries up to it in (at, intent) order. A window's sum is two lookups.
-CREATE TABLE IF NOT EXISTS ledger_totals (
-  k TEXT NOT NULL,
-  at INTEGER NOT NULL,
-  intent TEXT NOT NULL,
-  cum TEXT NOT NULL,
-  PRIMARY KEY (k, at, intent)
-) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS decisions (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   job TEXT NOT NULL,
@@ -91,6 +81,24 @@ CREATE TABLE IF NOT EXISTS equivocations (
   other_entry TEXT NOT NULL,
   at INTEGER NOT NULL
 ) STRICT;
+`;
+
+/**
+ * Running totals for the rolling limits (issue 11): for each key a limit can
+ * sum by, one row per ledger entry with the exact sum (decimal text) of the
+ * key's entries up to it in (at, seq) order, seq being the ledger row's rowid
+ * (insertion order). A window's sum is two lookups; an entry adds one row per
+ * key and changes none, unless it is dated before entries already written (a
+ * clock stepped back), whose totals it then raises.
+ */
+const TOTALS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS ledger_totals (
+  k TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  cum TEXT NOT NULL,
+  PRIMARY KEY (k, at, seq)
+) STRICT, WITHOUT ROWID;
 `;
 
 /** Columns added to the freeze table after its first release (older files are migrated at open). */
@@ -254,11 +262,11 @@ export class SignerStore {
       return used;
     }
     const last = this.statement(
-      'SELECT cum FROM ledger_totals WHERE k = ? ORDER BY at DESC, intent DESC LIMIT 1',
+      'SELECT cum FROM ledger_totals WHERE k = ? ORDER BY at DESC, seq DESC LIMIT 1',
     ).get(k) as { cum: string } | undefined;
     if (last === undefined) return 0n;
     const before = this.statement(
-      'SELECT cum FROM ledger_totals WHERE k = ? AND at <= ? ORDER BY at DESC, intent DESC LIMIT 1',
+      'SELECT cum FROM ledger_totals WHERE k = ? AND at <= ? ORDER BY at DESC, seq DESC LIMIT 1',
     ).get(k, q.since) as { cum: string } | undefined;
     let used = amountOf(last.cum) - (before === undefined ? 0n : amountOf(before.cum));
     // The intent being decided is not counted, if it is in the window and under this key.
@@ -294,7 +302,7 @@ export class SignerStore {
 
   /** Writes a ledger row and its running totals; call inside {@link exclusive}, so both commit or neither. */
   insertLedger(row: LedgerRow): void {
-    this.statement(
+    const inserted = this.statement(
       `INSERT INTO ledger (intent, txid, wallet, asset, amount, destination, requester, at, job, result, change_index)
        VALUES (@intent, @txid, @wallet, @asset, @amount, @to, @requester, @at, @job, @result, @changeIndex)`,
     ).run({
@@ -310,7 +318,7 @@ export class SignerStore {
       result: canonicalize(row.result),
       changeIndex: row.changeIndex ?? null,
     });
-    addTotals((sql) => this.statement(sql), row);
+    addTotals((sql) => this.statement(sql), row, Number(inserted.lastInsertRowid));
   }
 
   /**
@@ -522,19 +530,20 @@ function addTotals(
     to: string;
     requester: string;
   },
+  seq: number,
 ): void {
   const amount = amountOf(e.amount);
   const before = prepare(
-    'SELECT cum FROM ledger_totals WHERE k = ? AND (at, intent) < (?, ?) ORDER BY at DESC, intent DESC LIMIT 1',
+    'SELECT cum FROM ledger_totals WHERE k = ? AND (at, seq) < (?, ?) ORDER BY at DESC, seq DESC LIMIT 1',
   );
-  const later = prepare('SELECT at, intent, cum FROM ledger_totals WHERE k = ? AND (at, intent) > (?, ?)');
-  const insert = prepare('INSERT INTO ledger_totals (k, at, intent, cum) VALUES (?, ?, ?, ?)');
-  const update = prepare('UPDATE ledger_totals SET cum = ? WHERE k = ? AND at = ? AND intent = ?');
+  const later = prepare('SELECT at, seq, cum FROM ledger_totals WHERE k = ? AND (at, seq) > (?, ?)');
+  const insert = prepare('INSERT INTO ledger_totals (k, at, seq, cum) VALUES (?, ?, ?, ?)');
+  const update = prepare('UPDATE ledger_totals SET cum = ? WHERE k = ? AND at = ? AND seq = ?');
   for (const k of totalsKeysOf(e)) {
-    const prev = before.get(k, e.at, e.intent) as { cum: string } | undefined;
-    insert.run(k, e.at, e.intent, ((prev === undefined ? 0n : amountOf(prev.cum)) + amount).toString());
-    for (const r of later.all(k, e.at, e.intent) as { at: number; intent: string; cum: string }[]) {
-      update.run((amountOf(r.cum) + amount).toString(), k, r.at, r.intent);
+    const prev = before.get(k, e.at, seq) as { cum: string } | undefined;
+    insert.run(k, e.at, seq, ((prev === undefined ? 0n : amountOf(prev.cum)) + amount).toString());
+    for (const r of later.all(k, e.at, seq) as { at: number; seq: number; cum: string }[]) {
+      update.run((amountOf(r.cum) + amount).toString(), k, r.at, r.seq);
     }
   }
 }
@@ -545,6 +554,12 @@ function addTotals(
  * five per entry).
  */
 function migrateLedgerTotals(db: Database.Database): void {
+  // A table from before totals were ordered by insertion (keyed by intent) is rebuilt.
+  const columns = (db.prepare('PRAGMA table_info(ledger_totals)').all() as { name: string }[]).map(
+    (c) => c.name,
+  );
+  if (columns.length > 0 && !columns.includes('seq')) db.exec('DROP TABLE IF EXISTS ledger_totals');
+  db.exec(TOTALS_SCHEMA);
   const current = () =>
     (db.prepare('SELECT count(*) AS n FROM ledger_totals').get() as { n: number }).n ===
     5 * (db.prepare('SELECT count(*) AS n FROM ledger').get() as { n: number }).n;
@@ -552,15 +567,17 @@ function migrateLedgerTotals(db: Database.Database): void {
   db.transaction(() => {
     if (current()) return;
     db.exec('DELETE FROM ledger_totals');
-    const rows = db.prepare('SELECT * FROM ledger ORDER BY at, intent').all() as RawLedger[];
+    const rows = db.prepare('SELECT rowid AS seq, * FROM ledger ORDER BY at, rowid').all() as (RawLedger & {
+      seq: number;
+    })[];
     const totals = new Map<string, bigint>();
-    const insert = db.prepare('INSERT INTO ledger_totals (k, at, intent, cum) VALUES (?, ?, ?, ?)');
+    const insert = db.prepare('INSERT INTO ledger_totals (k, at, seq, cum) VALUES (?, ?, ?, ?)');
     for (const r of rows) {
       const e = toEntry(r);
       for (const k of totalsKeysOf(e)) {
         const cum = (totals.get(k) ?? 0n) + BigInt(e.amount);
         totals.set(k, cum);
-        insert.run(k, e.at, e.intent, cum.toString());
+        insert.run(k, e.at, r.seq, cum.toString());
       }
     }
   }).immediate();

@@ -193,7 +193,7 @@ export class SignerStore {
   }
 
   governanceDigestAt(seq: number): Digest | null {
-    const row = this.db.prepare('SELECT digest FROM governance WHERE seq = ?').get(seq) as
+    const row = this.statement('SELECT digest FROM governance WHERE seq = ?').get(seq) as
       | { digest: string }
       | undefined;
     return row === undefined ? null : (row.digest as Digest);
@@ -326,16 +326,16 @@ export class SignerStore {
    * for none: its own view of the change branch used (issue 8, item 4).
    */
   highestChangeIndex(wallet: string): number {
-    const row = this.db.prepare('SELECT max(change_index) AS n FROM ledger WHERE wallet = ?').get(wallet) as {
+    const row = this.statement('SELECT max(change_index) AS n FROM ledger WHERE wallet = ?').get(wallet) as {
       n: number | null;
     };
     return row.n ?? -1;
   }
 
   insertDecision(job: string, intent: string | null, result: SignerResult): void {
-    this.db
-      .prepare('INSERT INTO decisions (job, intent, outcome, code, at, result) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(job, intent, result.receipt.outcome, result.receipt.code, result.receipt.at, canonicalize(result));
+    this.statement(
+      'INSERT INTO decisions (job, intent, outcome, code, at, result) VALUES (?, ?, ?, ?, ?, ?)',
+    ).run(job, intent, result.receipt.outcome, result.receipt.code, result.receipt.at, canonicalize(result));
   }
 
   decisions(): { job: string; intent: string | null; outcome: string; code: string | null; at: number }[] {
@@ -362,11 +362,9 @@ export class SignerStore {
 
   freeze(): LocalFreeze | null {
     return (
-      (this.db
-        .prepare(
-          'SELECT code, reason, at, governance_seq AS governanceSeq, evidence FROM freeze WHERE id = 1',
-        )
-        .get() as LocalFreeze | undefined) ?? null
+      (this.statement(
+        'SELECT code, reason, at, governance_seq AS governanceSeq, evidence FROM freeze WHERE id = 1',
+      ).get() as LocalFreeze | undefined) ?? null
     );
   }
 

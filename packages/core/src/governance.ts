@@ -124,6 +124,11 @@ export interface QuorumCount {
   readonly got: number;
 }
 
+/** A refusal of a whole chain: `seq` is the position of the first entry that does not verify. */
+export interface ChainRefusal extends Refusal {
+  readonly seq: number;
+}
+
 /** A refusal to apply a governance entry; `quorum` is set when only signatures are missing. */
 export interface GovernanceRefusal extends Refusal {
   readonly quorum?: QuorumCount;
@@ -168,8 +173,8 @@ export function applyGovernance(
  * Verifies a whole chain: `entries[0]` must be the genesis whose digest is
  * `pinnedGenesis`, each later entry must follow the one before and carry the
  * signatures the state before it requires. Returns the state after the last
- * entry, or the refusal of the first bad entry with its position as
- * `details.seq`.
+ * entry, or the refusal of the first bad entry with its position as `seq`
+ * (also in `details.seq`).
  *
  * A `seenAt` earlier than the entry before's is read as that earlier entry's
  * time: an entry can only be seen after the one it links to, so a clock that
@@ -181,12 +186,13 @@ export function applyGovernance(
 export function verifyGovernanceChain(
   pinnedGenesis: Digest,
   entries: readonly AppliedEntry[],
-): Result<GovernanceState> {
+): Accepted<GovernanceState> | ChainRefusal {
   const first = entries[0];
   if (first === undefined) {
-    return refuse('GOVERNANCE_CHAIN_BROKEN', 'the chain is empty: it must start with the genesis', {
+    return {
+      ...refuse('GOVERNANCE_CHAIN_BROKEN', 'the chain is empty: it must start with the genesis', { seq: 0 }),
       seq: 0,
-    });
+    };
   }
   for (const e of entries) checkTime(e.seenAt);
   let genesis: Result<GovernanceState>;
@@ -979,6 +985,6 @@ function checkTime(t: Millis): void {
   }
 }
 
-function atSeq(r: Refusal, seq: number): Refusal {
-  return refuse(r.code, `entry ${seq}: ${r.message}`, { ...r.details, seq });
+function atSeq(r: Refusal, seq: number): ChainRefusal {
+  return { ...refuse(r.code, `entry ${seq}: ${r.message}`, { ...r.details, seq }), seq };
 }

@@ -417,15 +417,15 @@ describe('the chain', () => {
       ...e2,
       signatures: [e2.signatures[0], signEntry(e2.entry, rogueSigner('admin-2', 'admin-2-d1'))],
     } as SignedGovernanceEntry;
-    const r = expectCode(
-      verifyGovernanceChain(org.orgId, [
-        { signed: org.genesis, seenAt: T0 },
-        { signed: e1, seenAt: T0 + HOUR },
-        { signed: forged, seenAt: T0 + 2 * HOUR },
-      ]),
-      'GOVERNANCE_SIGNATURE_INVALID',
-    );
+    const chain = verifyGovernanceChain(org.orgId, [
+      { signed: org.genesis, seenAt: T0 },
+      { signed: e1, seenAt: T0 + HOUR },
+      { signed: forged, seenAt: T0 + 2 * HOUR },
+    ]);
+    const r = expectCode(chain, 'GOVERNANCE_SIGNATURE_INVALID');
     expect(r.details?.seq).toBe(2);
+    // Typed for the coordinator that reports which stored entry is bad.
+    expect(chain.ok ? undefined : chain.seq).toBe(2);
     expect(r.message).toMatch(/^entry 2: /);
   });
 

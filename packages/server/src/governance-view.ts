@@ -148,12 +148,11 @@ export class StoreGovernanceView implements GovernanceView {
     const verified = verifyGovernanceChain(pinned, entries);
     if (!verified.ok) {
       this.#cache = null;
-      const seq = verified.details?.seq;
       throw new CustosError(
         'UNAVAILABLE',
         `the stored governance chain does not verify (${verified.code}: ${verified.message}); ` +
           'the coordinator serves nothing until an operator repairs its database',
-        { reason: verified.code, seq: typeof seq === 'number' ? seq : null },
+        { reason: verified.code, seq: verified.seq },
       );
     }
     // If the head moved while we read (another coordinator appended), this is a newer verified

@@ -92,6 +92,18 @@ export function ledgerSums(
   return out;
 }
 
+/**
+ * The earliest time a rolling limit of `policies` looks back to at `now`
+ * (exclusive, as {@link LedgerSum.since}): a verifier that keeps or loads
+ * only what was signed after it answers every sum a decision needs. Null when
+ * no limit is set.
+ */
+export function ledgerHorizon(policies: readonly Policy[], now: Millis): Millis | null {
+  let longest = 0;
+  for (const p of policies) for (const l of p.limits) longest = Math.max(longest, l.windowMs);
+  return longest === 0 ? null : now - longest;
+}
+
 /** Whether an entry is one `q` selects. */
 export function ledgerSelects(q: LedgerSum, e: LedgerEntry): boolean {
   return (

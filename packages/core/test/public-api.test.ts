@@ -97,6 +97,7 @@ const EXPORTS = [
   'isErrorCode',
   'isLedgerView',
   'ledgerEntry',
+  'ledgerHorizon',
   'ledgerSelects',
   'ledgerSums',
   'ledgerViewOf',

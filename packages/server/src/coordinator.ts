@@ -49,6 +49,7 @@ import {
   hasRole,
   intentDigest,
   type LedgerEntry,
+  ledgerHorizon,
   lookalikeMessage,
   lookalikesInForce,
   type Millis,
@@ -560,12 +561,8 @@ export class Engine {
 
   /** What this coordinator saw signed within the longest limit window (see the module header). */
   async #ledger(state: GovernanceState, now: Millis): Promise<LedgerEntry[]> {
-    let longest = 0;
-    for (const p of policiesInForce(state, now)) {
-      for (const l of p.limits) longest = Math.max(longest, l.windowMs);
-    }
-    if (longest === 0) return [];
-    const since = now - longest;
+    const since = ledgerHorizon(policiesInForce(state, now), now);
+    if (since === null) return [];
     const out: LedgerEntry[] = [];
     for (const status of SIGNED_STATUSES) {
       let cursor: string | undefined;

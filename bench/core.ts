@@ -2,7 +2,8 @@
  * Core benchmarks (issue 2): what one signer pays per decision, against the
  * raw cost of the signatures in it, and governance chain verification.
  *
- * - raw Ed25519 verifications per second (the primitive every check rests on);
+ * - raw Ed25519 verifications per second (the primitive every check rests on),
+ *   and raw Ed25519 signatures per second with OpenSSL and with noble;
  * - intent verification + policy evaluation per second, for an intent with two
  *   approvals (three signatures), and its ratio to the ceiling of raw
  *   verifications / 3: 1.0 would mean the policy engine costs nothing beyond
@@ -26,6 +27,8 @@ import {
   type Intent,
   intentDigest,
   type SignedGovernanceEntry,
+  signBytes,
+  signBytesNoble,
   signDigest,
   verifyEd25519,
   verifyGovernanceChain,
@@ -48,6 +51,20 @@ export function coreBench(): Row[] {
     value: raw.perSecond,
     unit: '/s',
   });
+  // Signing, with each implementation: signBytes uses OpenSSL on Node (the same bytes as noble).
+  const signOpenssl = measure('ed25519 sign', () => {
+    signBytes(key.secretKey, message);
+  });
+  const signNoble = measure('ed25519 sign (noble)', () => {
+    signBytesNoble(key.secretKey, message);
+  });
+  rows.push({
+    suite: 'core',
+    figure: `raw Ed25519 sign (${ED25519_BACKEND})`,
+    value: signOpenssl.perSecond,
+    unit: '/s',
+  });
+  rows.push({ suite: 'core', figure: 'raw Ed25519 sign (noble)', value: signNoble.perSecond, unit: '/s' });
 
   // An intent with two approvals against the fixture org's policy.
   const org = createOrg({ delayMs: DAY });

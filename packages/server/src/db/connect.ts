@@ -262,7 +262,13 @@ async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<Coo
       await db.destroy();
     },
     listen: (channel, onPayload) => {
-      const stop = listenOn(pool, channel, onPayload, () => listeners.delete(stop));
+      const connect = (): pg.Client =>
+        new pg.Client({
+          connectionString: url,
+          connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
+          application_name: 'custos-coordinator-listen',
+        });
+      const stop = listenOn(connect, channel, onPayload, () => listeners.delete(stop));
       listeners.add(stop);
       return stop;
     },
@@ -275,25 +281,26 @@ async function openPostgres(url: string, opts: OpenDatabaseOptions): Promise<Coo
 const RELISTEN_MS = 1000;
 
 /**
- * LISTEN `channel` on a pooled connection held for it. A connection that
- * breaks (the server restarts) is dropped and another is opened after
- * RELISTEN_MS, for as long as the listener is not stopped; nothing is thrown.
+ * LISTEN `channel` on a connection of its own, outside the pool (a pool
+ * waits at its end for every connection it lent). A connection that breaks
+ * (the server restarts) is dropped and another is opened after RELISTEN_MS,
+ * for as long as the listener is not stopped; nothing is thrown.
  */
 function listenOn(
-  pool: pg.Pool,
+  connect: () => pg.Client,
   channel: string,
   onPayload: (payload: string) => void,
   onStop: () => void,
 ): () => void {
   const listen = `LISTEN ${pgIdentifier(channel)}`;
   let stopped = false;
-  let client: pg.PoolClient | null = null;
+  let client: pg.Client | null = null;
   let timer: NodeJS.Timeout | null = null;
-  const drop = (err?: unknown): void => {
+  const drop = (): void => {
     const c = client;
     client = null;
     c?.removeAllListeners('notification');
-    c?.release(err instanceof Error ? err : err === undefined ? undefined : true);
+    c?.end().catch(() => undefined);
   };
   const later = (): void => {
     if (stopped || timer !== null) return;
@@ -305,30 +312,37 @@ function listenOn(
   };
   const open = async (): Promise<void> => {
     if (stopped) return;
-    let c: pg.PoolClient;
+    const c = connect();
+    // An 'error' event with no listener would kill the process; the first one drops the connection.
+    c.on('error', () => {
+      if (client !== c) return;
+      drop();
+      later();
+    });
     try {
-      c = await pool.connect();
+      await c.connect();
     } catch {
+      c.end().catch(() => undefined);
       later();
       return;
     }
     if (stopped) {
-      c.release();
+      c.end().catch(() => undefined);
       return;
     }
     client = c;
     c.on('notification', (n) => {
       if (n.channel === channel && typeof n.payload === 'string') onPayload(n.payload);
     });
-    c.once('error', (err) => {
+    c.on('end', () => {
       if (client !== c) return;
-      drop(err);
+      client = null;
       later();
     });
     try {
       await c.query(listen);
-    } catch (err) {
-      if (client === c) drop(err);
+    } catch {
+      if (client === c) drop();
       later();
     }
   };
@@ -337,8 +351,7 @@ function listenOn(
     if (stopped) return;
     stopped = true;
     if (timer !== null) clearTimeout(timer);
-    // Released with an error: the connection is closed, not returned to the pool still listening.
-    drop(new Error('listener stopped'));
+    drop();
     onStop();
   };
 }

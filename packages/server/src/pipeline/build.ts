@@ -83,7 +83,7 @@ export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
 
   await ctx.chain.sync(state);
   const caps = feeCaps(state, intent, now);
-  const estimate = await ctx.rpc.estimateFeeRate(2);
+  const estimate = await feeEstimate(ctx);
   let feeRate = estimate ?? ctx.opts.fallbackFeeRate;
   if (caps.maxFeeRate !== null && feeRate > caps.maxFeeRate) feeRate = caps.maxFeeRate;
   if (feeRate < 1n) feeRate = 1n;
@@ -122,6 +122,23 @@ export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
   await auditEvent(ctx, { event: 'transaction.built', subject: id, digest: txDigest(built.value.txid) });
   const signing = await ctx.store.getIntent(id);
   if (signing !== null) await queueJobs(ctx, signing, state, built.value.txid);
+}
+
+/** The node's fee estimate, per coordinator, as of the tracked tip it was asked at. */
+const ESTIMATES = new WeakMap<Context, { readonly tip: number; readonly rate: bigint | null }>();
+
+/**
+ * The node's estimate for confirmation within 2 blocks (estimatesmartfee 2),
+ * asked again whenever the tracked tip moves: the estimate is made from
+ * blocks, so between two blocks every build would get the same answer.
+ */
+async function feeEstimate(ctx: Context): Promise<bigint | null> {
+  const tip = ctx.chain.tipHeight;
+  const known = ESTIMATES.get(ctx);
+  if (tip !== null && known?.tip === tip) return known.rate;
+  const rate = await ctx.rpc.estimateFeeRate(2);
+  if (tip !== null) ESTIMATES.set(ctx, { tip, rate });
+  return rate;
 }
 
 /**

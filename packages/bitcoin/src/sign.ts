@@ -156,6 +156,9 @@ export const ECDSA_BACKEND: 'openssl' | 'noble' = (() => {
 })();
 
 const CURVE_N = secp256k1.Point.Fn.ORDER;
+/** An ECPrivateKey (RFC 5915) on secp256k1 around a 32-byte secret, without the public key. */
+const SEC1_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x01, 0x04, 0x20]);
+const SEC1_SUFFIX = Uint8Array.from([0xa0, 0x07, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a]);
 
 function bigOf(bytes: Uint8Array): bigint {
   return BigInt(`0x${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex') || '0'}`);
@@ -163,10 +166,6 @@ function bigOf(bytes: Uint8Array): bigint {
 
 function bytes32(n: bigint): Uint8Array {
   return Uint8Array.from(Buffer.from(n.toString(16).padStart(64, '0'), 'hex'));
-}
-
-function b64url(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
 }
 
 /**
@@ -194,26 +193,21 @@ export function signInput(branch: HDKey, index: number, expected: Uint8Array, ha
     if (tweak >= CURVE_N || k === 0n)
       throw new CustosError('INTERNAL', `child key ${index} is invalid (BIP 32)`);
     const priv = bytes32(k);
-    const ecdh = nodeCrypto.createECDH('secp256k1');
-    ecdh.setPrivateKey(priv);
-    const pub = ecdh.getPublicKey();
+    // OpenSSL computes the public key as it imports the private key (SEC 1, RFC 5915): compared
+    // with the descriptor's key before anything is signed with it.
+    const der = Buffer.concat([SEC1_PREFIX, priv, SEC1_SUFFIX]);
+    const keyObject = nodeCrypto.createPrivateKey({ key: der, format: 'der', type: 'sec1' });
+    der.fill(0);
+    const jwk = keyObject.export({ format: 'jwk' }) as { x?: string; y?: string };
+    const x = Buffer.from(jwk.x ?? '', 'base64url');
+    const y = Buffer.from(jwk.y ?? '', 'base64url');
     const compressed = new Uint8Array(33);
-    compressed[0] = (pub[64]! & 1) === 1 ? 0x03 : 0x02;
-    compressed.set(pub.subarray(1, 33), 1);
-    if (!equalBytes(compressed, expected)) {
+    compressed[0] = y.length === 32 && (y[31]! & 1) === 1 ? 0x03 : 0x02;
+    if (x.length === 32) compressed.set(x, 1);
+    if (x.length !== 32 || y.length !== 32 || !equalBytes(compressed, expected)) {
       priv.fill(0);
       throw new CustosError('INTERNAL', 'derived signing key does not match the descriptor');
     }
-    const keyObject = nodeCrypto.createPrivateKey({
-      key: {
-        kty: 'EC',
-        crv: 'secp256k1',
-        d: b64url(priv),
-        x: b64url(pub.subarray(1, 33)),
-        y: b64url(pub.subarray(33, 65)),
-      },
-      format: 'jwk',
-    });
     priv.fill(0);
     // OpenSSL hashes what it signs: ECDSA-with-SHA256 over sha256(preimage) signs sha256d(preimage).
     const sig = secp256k1.Signature.fromBytes(nodeCrypto.sign('sha256', half, keyObject), 'der');

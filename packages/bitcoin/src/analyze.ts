@@ -1,6 +1,6 @@
 /**
  * What a PSBT spends and pays, established from the PSBT bytes and the wallet
- * descriptor alone (DESIGN.md flow step 4, "the transaction itself").
+ * descriptor alone (docs/architecture.md flow step 4, "the transaction itself").
  *
  * Nothing a PSBT says about itself is taken on trust:
  * - An input is the wallet's only if its BIP 32 derivations name exactly this

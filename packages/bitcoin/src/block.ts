@@ -5,7 +5,7 @@
  * serves as raw bytes (`getblock <hash> false`): Bitcoin Core and bcoin return
  * the same bytes, while their JSON views of a block differ between
  * implementations and versions. The node is trusted for availability only
- * (DESIGN.md, trust model), so this parser checks everything the bytes alone
+ * (docs/architecture.md, trust model), so this parser checks everything the bytes alone
  * can prove: every length is exact (truncated input, trailing bytes and
  * non-minimal CompactSize integers are refused, as Bitcoin Core's
  * deserializer does), and the transactions must hash to the header's merkle

@@ -1,5 +1,5 @@
 /**
- * Building the PSBT for an approved transfer (DESIGN.md flow step 3): coin
+ * Building the PSBT for an approved transfer (docs/architecture.md flow step 3): coin
  * selection, the payment, change back to the wallet, the fee.
  *
  * What is built is exactly what signers accept (analyze.ts), and the result

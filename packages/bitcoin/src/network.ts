@@ -2,7 +2,7 @@
  * Bitcoin networks as Custos names them, and the address rules that depend
  * on them.
  *
- * An intent names its chain as `bitcoin:<network>` (DESIGN.md, Objects). Each
+ * An intent names its chain as `bitcoin:<network>` (docs/architecture.md, Objects). Each
  * network fixes three things a signer must never mix up: the bech32 prefix
  * and base58 version bytes of addresses (BIP 173, BIP 350), and the BIP 32
  * version bytes of extended keys (xpub for mainnet, tpub for every test

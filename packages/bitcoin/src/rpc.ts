@@ -1,7 +1,7 @@
 /**
  * A Bitcoin Core JSON-RPC client over fetch, with no dependency.
  *
- * Custos talks to the operator's own Bitcoin Core (DESIGN.md, Interfaces); tests
+ * Custos talks to the operator's own Bitcoin Core (docs/architecture.md, Interfaces); tests
  * and `custos dev` talk to bcoin in regtest. This client therefore uses only
  * methods both serve with the same parameters and results, each checked
  * against a running bcoin and Core's documented API: getblockchaininfo,

@@ -7,7 +7,7 @@
  * rather than a wallet or address index so it works the same on any node
  * (Bitcoin Core with no wallet loaded, bcoin), and so every coin comes with
  * the full transaction that created it: signers need that transaction to
- * prove a segwit v0 input's amount (DESIGN.md, flow step 4), and the tracker
+ * prove a segwit v0 input's amount (docs/architecture.md, flow step 4), and the tracker
  * stores the bytes the txid commits to, not a node's word for the amount.
  *
  * Outputs paying a watched script are added; inputs spending a tracked

@@ -1,6 +1,6 @@
 /**
  * Verify-against-intent: the last check a signer makes before it signs a
- * Bitcoin transaction (DESIGN.md flow step 4; THREATS 23-26).
+ * Bitcoin transaction (docs/architecture.md flow step 4; THREATS 23-26).
  *
  * The intent says one thing: pay `amount` to `to` on `chain`. The PSBT must
  * do exactly that and nothing else: every input the wallet's and its amount

@@ -1,6 +1,6 @@
 /**
- * verifyPsbt against the attacks of THREATS.md lines 23-26 and the checks of
- * DESIGN.md flow step 4. Every tampered PSBT here is a real PSBT edited at
+ * verifyPsbt against the attacks of docs/threats.md lines 23-26 and the checks of
+ * docs/architecture.md flow step 4. Every tampered PSBT here is a real PSBT edited at
  * the BIP 174 key-value level (scure's raw coder), as a hostile coordinator
  * or relay would edit it; the verifier sees only bytes.
  */

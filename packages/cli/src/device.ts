@@ -1,6 +1,6 @@
 /**
  * Client device keys: one Ed25519 key per member device, sealed under a
- * password at rest (DESIGN.md "Storage": scrypt, XChaCha20-Poly1305, through
+ * password at rest (docs/architecture.md "Storage": scrypt, XChaCha20-Poly1305, through
  * core sealed.ts). The public half is bound to the box as associated data,
  * so a key file whose member, device or public key was swapped does not open.
  *

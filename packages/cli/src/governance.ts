@@ -3,7 +3,7 @@
  * the pinned genesis on, each signed by a quorum of the state before it
  * (core verifyGovernanceChain). Nothing the coordinator says about members,
  * devices, wallets, the address book or the policy is used until it has been
- * through this (DESIGN.md "Trust model"; THREATS 9).
+ * through this (docs/architecture.md "Trust model"; THREATS 9).
  *
  * Entries are kept in the home (governance/<genesis>.json) with the time this
  * client first saw each one, as a signer does: loosening changes are shown as

@@ -9,7 +9,7 @@
  *     governance/<genesis>.json   governance entries this client verified, with when it first saw them
  *
  * Why so: the genesis digest is the trust anchor and is pinned out of band
- * (DESIGN.md "Trust model"), so it lives in a file the user wrote, not in
+ * (docs/architecture.md "Trust model"), so it lives in a file the user wrote, not in
  * anything the coordinator serves. Directories are 0700 and files 0600: a
  * sealed key is still a target for offline guessing. Files are replaced by
  * rename, so a crash leaves the old file or the new one, never half of one.

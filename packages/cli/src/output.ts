@@ -3,7 +3,7 @@
  *
  * Exit codes are part of the interface scripts rely on: 0 done, 1 refused or
  * failed, 2 the command line itself was wrong. A refusal prints the stable
- * code (STYLE.md: clients switch on codes, never on messages) and a sentence a
+ * code (docs/architecture.md "Interfaces": clients switch on codes, never on messages) and a sentence a
  * person understands, then the detail the other side gave:
  *
  *   custos: DESTINATION_NOT_ALLOWED: the destination is not in the address book

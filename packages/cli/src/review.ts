@@ -1,6 +1,6 @@
 /**
  * What an approver's client checks before it lets a person approve
- * (DESIGN.md "The withdrawal flow", step 2): the coordinator's summary is
+ * (docs/architecture.md "The withdrawal flow", step 2): the coordinator's summary is
  * never shown, because the coordinator is exactly what DMM's relay and
  * Bybit's web page were. From the verified governance state alone this
  * module checks the requester's signature over the intent, decodes the

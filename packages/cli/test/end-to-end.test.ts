@@ -2,7 +2,7 @@
  * The CLI end to end, on regtest, against a real coordinator (`custos serve`)
  * and two real signer processes: a withdrawal from request to block, and the
  * approver's own checks refusing what a compromised coordinator or database
- * serves (DESIGN.md flow step 2; THREATS 6, 7, 23, 30). Every command is the
+ * serves (docs/architecture.md flow step 2; THREATS 6, 7, 23, 30). Every command is the
  * real executable in a child process.
  */
 

@@ -1,5 +1,5 @@
 /**
- * The audit hash chain and signed checkpoints (DESIGN.md "Audit entry"; THREATS 30).
+ * The audit hash chain and signed checkpoints (docs/architecture.md "Audit entry"; THREATS 30).
  *
  * Each entry carries `prev`, the digest of the entry before it
  * (auditEntryDigest, the chain hash), and a `seq` that grows by exactly one

@@ -2,7 +2,7 @@
  * One error type with a stable `code`.
  *
  * Codes are part of the public interface: clients, the HTTP layer and the CLI
- * switch on them, and THREATS.md names many of them. A code is never renamed;
+ * switch on them, and docs/threats.md names many of them. A code is never renamed;
  * new ones are added at the end of their group (test/error-codes.test.ts pins
  * the list). Messages are for people and may change. Nothing secret ever goes
  * into a message or `details`.

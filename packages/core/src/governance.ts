@@ -3,20 +3,20 @@
  * chain of entries from the pinned genesis.
  *
  * Why it is built this way:
- * - The coordinator's database is trusted for availability only (DESIGN.md
+ * - The coordinator's database is trusted for availability only (docs/architecture.md
  *   "Trust model"). Anyone who can write a governance row can add an approver
  *   key or lower the quorum (THREATS 9), so every entry is checked against the
  *   state *before* it: each signature must be a current admin's (or, for a
  *   freeze, a watcher's) non-revoked device, and a signature that does not
  *   verify makes the whole entry invalid. A forged row next to genuine ones is
  *   an attack to report, not noise to skip.
- * - The trust anchor is the genesis digest, pinned out of band (DESIGN.md
+ * - The trust anchor is the genesis digest, pinned out of band (docs/architecture.md
  *   "Trust model"); every later entry names it as `org` and links to the one
  *   before by `seq` and `prev`, so entries cannot be dropped, reordered,
  *   replayed or moved to another organization.
  * - Loosening changes wait out a delay counted from `seenAt`, the moment this
  *   verifier first saw the entry on its own clock, never from `proposedAt`
- *   (DESIGN.md "Governance entry"; THREATS 18, 19). How pending settings bind
+ *   (docs/architecture.md "Governance entry"; THREATS 18, 19). How pending settings bind
  *   is decided in state.ts; this module only stamps `activeFrom`.
  * - Freeze needs one admin or watcher, unfreeze the quorum (THREATS 22).
  * - Pure: state, entry and time in, a new state or a refusal out. The input
@@ -69,9 +69,9 @@ import {
 } from './state.js';
 import type { Digest, Millis } from './types.js';
 
-/** The role whose holders sign governance entries (DESIGN.md "Trust model": admin quorum). */
+/** The role whose holders sign governance entries (docs/architecture.md "Trust model": admin quorum). */
 export const ADMIN_ROLE = 'admin';
-/** The role whose holders may sign a freeze, and nothing else (DESIGN.md "Governance entry"). */
+/** The role whose holders may sign a freeze, and nothing else (docs/architecture.md "Governance entry"). */
 export const WATCHER_ROLE = 'watcher';
 
 /** A governance entry together with the time this verifier first saw it (its own clock, stored durably). */
@@ -448,7 +448,7 @@ function genesisState(
   pinned: Digest | undefined,
 ): Result<GovernanceState> {
   const { entry } = signed;
-  // The pin is the trust anchor (DESIGN.md "Trust model"): anything else is another organization.
+  // The pin is the trust anchor (docs/architecture.md "Trust model"): anything else is another organization.
   if (pinned !== undefined && digest !== pinned) {
     return refuse('WRONG_ORG', 'the genesis is not the pinned one', { expected: pinned, received: digest });
   }
@@ -490,7 +490,7 @@ function genesisState(
     // The genesis cannot freeze: a frozen start could only be undone by its own quorum anyway.
     frozen: null,
   };
-  // The genesis is signed by its own admins, a quorum of them (DESIGN.md "Trust model").
+  // The genesis is signed by its own admins, a quorum of them (docs/architecture.md "Trust model").
   const signers = checkSignatures(state, entry, digest, signed.signatures, seenAt);
   return signers.ok ? accept(state) : signers;
 }
@@ -669,7 +669,7 @@ function checkSignatures(
       );
     }
   }
-  // DESIGN.md "Governance entry": a freeze needs one admin or the watcher; everything else the quorum.
+  // docs/architecture.md "Governance entry": a freeze needs one admin or the watcher; everything else the quorum.
   const needed = freeze ? 1 : effectiveQuorum(state, seenAt);
   if (members.length < needed) {
     const quorum: QuorumCount = { needed, got: members.length };

@@ -1,6 +1,6 @@
 /**
  * Policy evaluation: the rule every signer runs, with its own clock and its
- * own ledger, before it signs (DESIGN.md "Policy" and "The withdrawal flow",
+ * own ledger, before it signs (docs/architecture.md "Policy" and "The withdrawal flow",
  * step 4). The coordinator runs the same function as a preview; only the
  * signers' run protects anything.
  *
@@ -438,7 +438,7 @@ function fitDestination(match: DestinationMatch, dest: DestinationEntries): Rule
 }
 
 /**
- * First matching rule wins, default deny (DESIGN.md "Policy"). When the
+ * First matching rule wins, default deny (docs/architecture.md "Policy"). When the
  * outcome is a deny (a deny rule matched, or nothing matched), the code says
  * what would change it, judged from the allow rules passed over before:
  * - DESTINATION_NOT_ACTIVE if one of them fails only because the destination's

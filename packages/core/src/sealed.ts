@@ -1,6 +1,6 @@
 /**
  * Secrets at rest: a password-sealed box for signer keystores and client
- * device keys (DESIGN.md "Storage": scrypt key derivation, XChaCha20-Poly1305).
+ * device keys (docs/architecture.md "Storage": scrypt key derivation, XChaCha20-Poly1305).
  *
  * scrypt (RFC 7914) makes each password guess cost memory and time; the
  * 24-byte XChaCha20 nonce is random, so nonces never repeat in practice. The

@@ -1,6 +1,6 @@
 /**
  * Governance: the genesis, the chain, the signatures each entry needs and the
- * delays loosening changes wait out (DESIGN.md "Governance entry"; THREATS 4,
+ * delays loosening changes wait out (docs/architecture.md "Governance entry"; THREATS 4,
  * 5, 9, 10, 12, 18, 19, 22). Real Ed25519 keys and signatures throughout.
  */
 
@@ -901,7 +901,7 @@ describe('property: a chain verifies exactly when every entry carries the signat
           head = governanceDigest(entry);
           if (kind === 'freeze' || kind === 'unfreeze') frozen = !frozen;
 
-          // The model: which signatures this entry needs (DESIGN.md "Governance entry").
+          // The model: which signatures this entry needs (docs/architecture.md "Governance entry").
           const isFreeze = kind === 'freeze';
           const unauthorized = who.some(
             (w) => w.kind === 'forged' || w.kind === 'other' || (w.kind === 'watcher' && !isFreeze),

@@ -1,6 +1,6 @@
 /**
- * Policy evaluation (DESIGN.md "Policy", withdrawal flow step 4), one test or
- * more per THREATS.md line it answers. Every signature is a real Ed25519
+ * Policy evaluation (docs/architecture.md "Policy", withdrawal flow step 4), one test or
+ * more per docs/threats.md line it answers. Every signature is a real Ed25519
  * signature made by a device key of the fixture's people.
  */
 import { describe, expect, it } from 'vitest';

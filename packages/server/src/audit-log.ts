@@ -1,5 +1,5 @@
 /**
- * The coordinator's audit log (DESIGN.md "Audit entry"; THREATS 30): every
+ * The coordinator's audit log (docs/architecture.md "Audit entry"; THREATS 30): every
  * state change and every refusal becomes an entry in the hash chain the store
  * keeps (store.appendAuditEvent computes seq, prev and hash, one append at a
  * time across every coordinator sharing the database).

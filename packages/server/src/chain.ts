@@ -1,5 +1,5 @@
 /**
- * The coordinator's view of its Bitcoin wallets (DESIGN.md flow steps 3 and 5):
+ * The coordinator's view of its Bitcoin wallets (docs/architecture.md flow steps 3 and 5):
  * which coins each wallet holds, which of them are promised to an intent
  * being signed, which change address comes next, and where a broadcast
  * transaction was mined.

@@ -1,5 +1,5 @@
 /**
- * The coordinator's engine for everything up to "approved" (DESIGN.md "The
+ * The coordinator's engine for everything up to "approved" (docs/architecture.md "The
  * withdrawal flow", steps 1-3): intents, approvals, governance proposals.
  * The HTTP edge (app.ts) authenticates and decodes; this module decides,
  * stores, audits and notifies. After "approved" the SigningPipeline takes

@@ -5,7 +5,7 @@
  * The view is advisory. The coordinator uses it to authenticate requests, to
  * preview the policy and to tell approvers what is needed; every signer
  * verifies the same chain again with its own clock and decides alone
- * (DESIGN.md "Trust model"). Two consequences:
+ * (docs/architecture.md "Trust model"). Two consequences:
  * - `seenAt` of an entry here is the time the store received it (the row's
  *   received_at). Delays (THREATS 18, 19) are counted from it, so the
  *   coordinator's preview says "not active yet" for as long as a signer
@@ -16,7 +16,7 @@
  *   refuses to serve (UNAVAILABLE, naming the entry), so nothing is previewed
  *   or authenticated against forged members and keys.
  *
- * Several coordinators can share one PostgreSQL database (DESIGN.md "Scale"),
+ * Several coordinators can share one PostgreSQL database (docs/architecture.md "Scale"),
  * so any of them may append. The view asks the store for the head on each
  * call (one indexed read), keeps the verified state of the head it last saw,
  * and when the head moves applies just the new entries with applyGovernance;

@@ -6,7 +6,7 @@
  * a status here fails the type check instead of falling through to a 500.
  * Anything that is not a CustosError or one of fastify's own client errors is
  * a bug: it answers `500 INTERNAL` with a fixed message, and the details go to
- * the log only (STYLE.md: the default error handler never leaks internals).
+ * the log only (the default error handler never leaks internals).
  */
 import { CustosError, type ErrorCode, isErrorCode } from '@custos/core';
 

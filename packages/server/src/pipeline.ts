@@ -1,6 +1,6 @@
 /**
  * The signing pipeline (contracts.ts SigningPipeline): everything after "the
- * policy allows" (DESIGN.md flow steps 3-5): build the transaction, queue a
+ * policy allows" (docs/architecture.md flow steps 3-5): build the transaction, queue a
  * job per signer, feed the signers, take their results, combine, broadcast,
  * follow confirmations; and the audit checkpoints signers countersign.
  *

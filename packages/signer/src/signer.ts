@@ -1,5 +1,5 @@
 /**
- * The signer: where the DMM Bitcoin attack dies (DESIGN.md flow step 4).
+ * The signer: where the DMM Bitcoin attack dies (docs/architecture.md flow step 4).
  *
  * It holds one key of an m-of-n wallet and signs nothing it has not checked
  * itself against the exact bytes it signs: the governance chain from the
@@ -153,7 +153,7 @@ export class Signer {
   }
 
   /**
-   * Countersigns the coordinator's audit head (DESIGN.md "Audit entry"). The
+   * Countersigns the coordinator's audit head (docs/architecture.md "Audit entry"). The
    * signer keeps every head it signed: asked to sign a different head for a
    * seq it already signed, it refuses (the log was rewritten) and returns a
    * refusal for the coordinator to relay as an alert (THREATS 30).

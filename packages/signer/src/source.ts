@@ -1,6 +1,6 @@
 /**
  * Where jobs come from. The signer makes outbound connections only; it
- * listens on nothing (DESIGN.md "Interfaces"). Every request it makes is
+ * listens on nothing (docs/architecture.md "Interfaces"). Every request it makes is
  * signed with its identity key (RFC 9421), and every response is parsed with
  * the strict JSON parser and then checked again by the signer, because the
  * coordinator is trusted for availability only.

@@ -1,5 +1,5 @@
 /**
- * The signer's own SQLite file (DESIGN.md "Storage"): governance entries with
+ * The signer's own SQLite file (docs/architecture.md "Storage"): governance entries with
  * the time this signer first saw each, its signing ledger, its decisions and
  * its freeze state. Nothing here comes from the coordinator's database; every
  * row was verified by this process before it was written.

@@ -138,7 +138,7 @@ export function makePerson(seed: string, id: string, roles: readonly string[], d
   return { id, roles, device: devices[0] as DeviceKey, devices, member };
 }
 
-/** The default policy: DESIGN.md "Policy" with one of each part. */
+/** The default policy: docs/architecture.md "Policy" with one of each part. */
 export function defaultPolicy(walletId = WALLET_ID): Policy {
   return {
     v: 1,

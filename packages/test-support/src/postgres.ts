@@ -1,5 +1,5 @@
 /**
- * A real PostgreSQL 15 server for tests (DESIGN.md "Storage": tests run
+ * A real PostgreSQL 15 server for tests (docs/architecture.md "Storage": tests run
  * against both backends; a real PostgreSQL server starts inside the test run).
  *
  * Why a real server and not a mock or an embedded build: the storage layer's

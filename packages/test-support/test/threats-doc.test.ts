@@ -24,7 +24,7 @@ describe('docs/threats.md', () => {
     expect(threatsOf('THREATS 7 and 13: approvals')).toEqual([7, 13]);
     expect(threatsOf('signatures (THREATS 9, 12, 4, 5)')).toEqual([9, 12, 4, 5]);
     expect(threatsOf('a relay (THREATS 7 / 23)')).toEqual([7, 23]);
-    expect(threatsOf('no threat here, THREATS.md is a file')).toEqual([]);
+    expect(threatsOf('no threat here, docs/threats.md is a file')).toEqual([]);
     expect(issue8ItemsOf('change beyond the gap limit (issue 8, item 4)')).toEqual([4]);
     expect(issue8ItemsOf('issue 8 item 7: a receipt')).toEqual([7]);
     expect(issue8ItemsOf('Issue 8, items 1 and 3')).toEqual([1, 3]);

@@ -1,5 +1,5 @@
 /**
- * `custos demo attacks`: THREATS.md scenarios played against the running
+ * `custos demo attacks`: docs/threats.md scenarios played against the running
  * `custos dev` deployment, through its real interfaces, with the outcome of
  * each printed: the code, that nothing was stored or signed, the audit entry.
  *

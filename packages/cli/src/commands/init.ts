@@ -1,6 +1,6 @@
 /**
  * `custos init`: creating the organization. The genesis is the trust anchor
- * (DESIGN.md "Trust model"): its digest is pinned in every signer and client,
+ * (docs/architecture.md "Trust model"): its digest is pinned in every signer and client,
  * so it is built here, on an admin's machine, from public keys the people
  * brought, and signed by the admins on their own devices: by the local
  * profiles at once, or by the others with `custos init sign <file>` in turn.

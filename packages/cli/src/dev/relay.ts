@@ -1,7 +1,7 @@
 /**
  * The relay of `custos dev`: signer-2 reaches the coordinator through it, as
  * DMM Bitcoin's withdrawal requests went through a vendor's internal system
- * (DESIGN.md "Why"). It passes every request and answer through unchanged
+ * (docs/architecture.md "Why"). It passes every request and answer through unchanged
  * until `custos demo attacks` arms it: then it rewrites, in the jobs it hands
  * to the signer, the amount and destination of one named intent, exactly what
  * the attackers did in May 2024 (THREATS 6). The signer must refuse

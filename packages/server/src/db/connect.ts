@@ -1,6 +1,6 @@
 /**
  * Opening the coordinator's database: SQLite by default, PostgreSQL for
- * production (DESIGN.md "Storage", "Scale"), both through Kysely, migrated to
+ * production (docs/architecture.md "Storage", "Scale"), both through Kysely, migrated to
  * the latest schema before anything else runs.
  *
  * SQLite (better-sqlite3): WAL, so readers never wait for the writer;

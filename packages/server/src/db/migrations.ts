@@ -1,6 +1,6 @@
 /**
  * The coordinator's schema migrations: one static list for SQLite and
- * PostgreSQL (DESIGN.md "Storage": the same migrations for both).
+ * PostgreSQL (docs/architecture.md "Storage": the same migrations for both).
  *
  * Why a static list and not files read at run time: the migrations ship
  * inside the package that runs them, so what a coordinator applies is exactly

@@ -1,11 +1,11 @@
 /**
- * The coordinator's storage operations (DESIGN.md "Storage", "The withdrawal
+ * The coordinator's storage operations (docs/architecture.md "Storage", "The withdrawal
  * flow"), one typed method each, over Kysely on SQLite or PostgreSQL.
  *
  * The coordinator is trusted for availability only, so nothing here decides
  * whether a transfer may happen: signers re-verify every signed object they
  * receive. What this layer must get right is that several coordinators
- * sharing one PostgreSQL database (DESIGN.md "Scale") never disagree about
+ * sharing one PostgreSQL database (docs/architecture.md "Scale") never disagree about
  * what was stored, so each operation that must be atomic rests on the
  * database itself, not on process memory:
  * - one intent per digest, one approval per (intent, approver, device), one

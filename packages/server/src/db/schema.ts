@@ -1,5 +1,5 @@
 /**
- * The coordinator's tables as Kysely sees them (DESIGN.md "Storage").
+ * The coordinator's tables as Kysely sees them (docs/architecture.md "Storage").
  *
  * One schema serves SQLite and PostgreSQL. Two differences leak through and
  * are handled here and in the repository, never by callers:

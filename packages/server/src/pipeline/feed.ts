@@ -1,6 +1,6 @@
 /**
  * The signer feed (docs/api.md "Signer feed"): jobs by long poll, and the
- * audit checkpoints signers countersign (DESIGN.md "Audit entry"; THREATS 30).
+ * audit checkpoints signers countersign (docs/architecture.md "Audit entry"; THREATS 30).
  *
  * Long poll: a poll claims jobs at once; with none, it waits until jobs are
  * queued for that signer, by this process (a wake-up) or by another

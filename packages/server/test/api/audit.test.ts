@@ -54,7 +54,7 @@ describe.each(backends)('audit log on $name', (backend) => {
       'approval.added',
       'intent.approved',
       'intent.refused',
-      // The same refusal as a refused request, with its code (DESIGN.md flow step 6).
+      // The same refusal as a refused request, with its code (docs/architecture.md flow step 6).
       'request.refused',
     ]);
     expect(entries.at(-1)?.subject).toBe('DESTINATION_NOT_ALLOWED POST /v1/intents');

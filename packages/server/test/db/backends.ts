@@ -1,5 +1,5 @@
 /**
- * The two storage backends every storage test runs against (DESIGN.md
+ * The two storage backends every storage test runs against (docs/architecture.md
  * "Storage"): SQLite in a temporary file and PostgreSQL 15 in a real server
  * (one per test file, a fresh database per test). Call `useBackends()` at the
  * top level of a test file and `describe.each(backends)`.

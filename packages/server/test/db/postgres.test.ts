@@ -1,6 +1,6 @@
 /**
  * What only PostgreSQL has: several coordinators on one database, and a
- * server that goes away and comes back (DESIGN.md "Scale"). While it is down,
+ * server that goes away and comes back (docs/architecture.md "Scale"). While it is down,
  * every operation fails with CustosError UNAVAILABLE and the process keeps
  * running; once it is back, the same Store works again without being reopened.
  */

@@ -1,6 +1,6 @@
 /**
  * The signer feed on SQLite and PostgreSQL (docs/api.md "Signer feed"):
- * - audit checkpoints (DESIGN.md "Audit entry", THREATS 30): a signer is
+ * - audit checkpoints (docs/architecture.md "Audit entry", THREATS 30): a signer is
  *   asked to countersign the head, its checkpoint is verified and stored,
  *   and storing it writes no audit entry, so it does not ask for the next one
  *   (no ping-pong); a checkpoint that does not match the log, or is not the

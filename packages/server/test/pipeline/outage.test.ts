@@ -1,5 +1,5 @@
 /**
- * The chain node is trusted for availability only (DESIGN.md "Trust model"):
+ * The chain node is trusted for availability only (docs/architecture.md "Trust model"):
  * when it goes away, work waits; it is never refused for it. The node is cut
  * off by a TCP relay in front of it (connections refused, open ones cut),
  * then reached again on the same port.

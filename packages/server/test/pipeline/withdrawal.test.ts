@@ -1,5 +1,5 @@
 /**
- * DESIGN.md flow steps 3-5 through the pipeline, on a real regtest node with
+ * docs/architecture.md flow steps 3-5 through the pipeline, on a real regtest node with
  * two real signers, on SQLite and on PostgreSQL: an approved intent is built,
  * queued, signed by two of the 2-of-3 keys, combined, broadcast, mined and
  * confirmed, and every step is in an audit log that verifies with the

@@ -10,8 +10,9 @@
  * several coordinators share one database:
  * - every state change of an intent is a compare-and-set on its status, so
  *   one caller wins each step and only the winner audits and notifies;
- * - coins and change indices are reserved in the database by compare-and-set
- *   (chain.ts), so two builds, in one process or two, never spend one coin;
+ * - coins are reserved in the database as rows keyed by outpoint, change
+ *   indices by compare-and-set (chain.ts), so two builds, in one process or
+ *   two, never spend one coin;
  * - an outage leaves work where it is and the background loop takes it up
  *   again: approved intents are built again, jobs lost in a crash are queued
  *   again, a `signed` transaction is sent again, jobs a signer never answered

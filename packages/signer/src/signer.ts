@@ -96,15 +96,14 @@ const CRITICAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'CHANGE_BEYOND_GAP',
 ]);
 
-class Refused extends Error {
+/** A refusal of a job, returned (never thrown) up to {@link Signer.handle}, which records and signs it. */
+class Refused {
   constructor(
     readonly code: ErrorCode,
-    message: string,
+    readonly message: string,
     /** A critical alert even for a code that is not always one; evidence of an equivocation. */
     readonly extra: { readonly critical?: boolean; readonly evidence?: EvidenceEntry[] } = {},
-  ) {
-    super(message);
-  }
+  ) {}
 }
 
 export class Signer {
@@ -218,21 +217,20 @@ export class Signer {
       return this.finish(jobIdOf(raw), null, null, refusal(code, `the job is malformed: ${messageOf(err)}`));
     }
     const digest = intentDigestSafe(job.intent.intent);
-    try {
-      await this.syncGovernance(job, source);
-    } catch (err) {
-      if (err instanceof Refused) return this.finish(job.id, digest, null, err);
-      throw err;
-    }
+    const refused = await this.syncGovernance(job, source);
+    if (refused !== null) return this.finish(job.id, digest, null, refused);
     return this.decide(job, digest);
   }
 
-  /** Brings governance up to the job's head; refuses forks, rollbacks and unverifiable entries. */
-  private async syncGovernance(job: SignerJob, source: GovernanceSource): Promise<void> {
+  /**
+   * Brings governance up to the job's head; refuses forks, rollbacks and
+   * unverifiable entries. Null when the head is this signer's, else the refusal.
+   */
+  private async syncGovernance(job: SignerJob, source: GovernanceSource): Promise<Refused | null> {
     const head = job.governance;
     const store = this.opts.store;
     if (head.seq <= this.state.seq) {
-      if (store.governanceDigestAt(head.seq) === head.digest) return;
+      if (store.governanceDigestAt(head.seq) === head.digest) return null;
       // An unsigned claim against this signer's verified chain: ask for the entry it names.
       return this.challenge(head, source);
     }
@@ -240,24 +238,25 @@ export class Signer {
     try {
       fetched = await source.governanceEntries(this.state.seq, head.seq);
     } catch (err) {
-      throw new Refused('UNAVAILABLE', `could not fetch governance entries: ${messageOf(err)}`);
+      return new Refused('UNAVAILABLE', `could not fetch governance entries: ${messageOf(err)}`);
     }
     let entries: SignedGovernanceEntry[];
     try {
       entries = governanceEntries.parse(fetched);
     } catch (err) {
-      throw new Refused('GOVERNANCE_INVALID', `governance entries are malformed: ${messageOf(err)}`);
+      return new Refused('GOVERNANCE_INVALID', `governance entries are malformed: ${messageOf(err)}`);
     }
     for (const signed of entries) {
       const seq = signed.entry.seq;
       const d = governanceDigest(signed.entry);
       const known = store.governanceDigestAt(seq);
       if (known !== null) {
-        if (known !== d) this.conflict(signed, d);
+        if (known !== d) return this.conflict(signed, d);
         continue;
       }
       // A successor that does not link to this signer's head is a fork if its signatures hold.
-      if (seq === this.state.seq + 1 && signed.entry.prev !== this.state.head) this.conflict(signed, d);
+      if (seq === this.state.seq + 1 && signed.entry.prev !== this.state.head)
+        return this.conflict(signed, d);
       const now = this.clock();
       const next = applyGovernance(this.state, signed, now);
       if (!next.ok) {
@@ -265,7 +264,7 @@ export class Signer {
           next.code === 'QUORUM_NOT_MET' || next.code === 'BAD_SIGNATURE'
             ? 'GOVERNANCE_SIGNATURE_INVALID'
             : next.code;
-        throw new Refused(code, `governance entry ${seq} refused: ${next.message}`);
+        return new Refused(code, `governance entry ${seq} refused: ${next.message}`);
       }
       store.exclusive(() => {
         store.insertGovernance(signed, d, now);
@@ -282,13 +281,13 @@ export class Signer {
       this.state = next.value;
     }
     if (this.state.seq < head.seq) {
-      throw new Refused(
+      return new Refused(
         'GOVERNANCE_CHAIN_BROKEN',
         `the coordinator did not provide governance up to seq ${head.seq}`,
       );
     }
     const mine = store.governanceDigestAt(head.seq);
-    if (mine !== head.digest) throw headMismatch(head, mine, 'the entries served lead elsewhere');
+    return mine === head.digest ? null : headMismatch(head, mine, 'the entries served lead elsewhere');
   }
 
   /**
@@ -297,17 +296,17 @@ export class Signer {
    * for the entry. A quorum-signed entry with that digest is an equivocation
    * (see {@link conflict}); anything less is a refusal, not a freeze.
    */
-  private async challenge(head: GovernanceHead, source: GovernanceSource): Promise<never> {
+  private async challenge(head: GovernanceHead, source: GovernanceSource): Promise<Refused> {
     const mine = this.opts.store.governanceDigestAt(head.seq);
     let entries: SignedGovernanceEntry[];
     try {
       entries = governanceEntries.parse(await source.governanceEntries(head.seq - 1, head.seq));
     } catch (err) {
-      throw headMismatch(head, mine, `the coordinator shows no entry for it (${messageOf(err)})`);
+      return headMismatch(head, mine, `the coordinator shows no entry for it (${messageOf(err)})`);
     }
     const claimed = entries.find((e) => e.entry.seq === head.seq && digestSafe(e) === head.digest);
     if (claimed === undefined)
-      throw headMismatch(head, mine, 'the coordinator shows no entry with that digest');
+      return headMismatch(head, mine, 'the coordinator shows no entry with that digest');
     return this.conflict(claimed, head.digest);
   }
 
@@ -320,11 +319,11 @@ export class Signer {
    * keeps both entries, freezes itself and alerts with them as evidence;
    * otherwise the entry is refused with its code and a critical alert.
    */
-  private conflict(other: SignedGovernanceEntry, digest: Digest): never {
+  private conflict(other: SignedGovernanceEntry, digest: Digest): Refused {
     const store = this.opts.store;
     const seq = other.entry.seq;
     if (seq === 0) {
-      throw new Refused('WRONG_ORG', `a second genesis (${digest}) is not the pinned one`, {
+      return new Refused('WRONG_ORG', `a second genesis (${digest}) is not the pinned one`, {
         critical: true,
       });
     }
@@ -341,7 +340,7 @@ export class Signer {
           : checked.code === 'WRONG_ORG'
             ? 'WRONG_ORG'
             : 'GOVERNANCE_HEAD_MISMATCH';
-      throw new Refused(
+      return new Refused(
         code,
         `governance entry ${seq} (${digest}) conflicts with this signer's chain and does not verify: ${checked.message}`,
         { critical: true },
@@ -351,7 +350,7 @@ export class Signer {
       other.signatures.filter((s) => hasRole(before, s.member, ADMIN_ROLE, now)).map((s) => s.member),
     );
     if (admins.size < effectiveQuorum(before, now)) {
-      throw new Refused(
+      return new Refused(
         'GOVERNANCE_HEAD_MISMATCH',
         `governance entry ${seq} (${digest}) conflicts with this signer's chain, signed by fewer than a quorum of admins`,
         { critical: true },
@@ -379,7 +378,7 @@ export class Signer {
         evidence: id,
       });
     });
-    throw new Refused('GOVERNANCE_EQUIVOCATION', `governance equivocation: ${reason}; signer frozen`, {
+    return new Refused('GOVERNANCE_EQUIVOCATION', `governance equivocation: ${reason}; signer frozen`, {
       critical: true,
       evidence,
     });

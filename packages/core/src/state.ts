@@ -264,7 +264,11 @@ export interface GovernanceSummary {
   readonly wallets: readonly Wallet[];
   readonly signers: readonly SignerRecord[];
   /** Wallets and signers still waiting out the delay of the entry that added them, with the time they count from. */
-  readonly pending: readonly { readonly kind: 'wallet' | 'signer'; readonly id: string; readonly activeFrom: Millis }[];
+  readonly pending: readonly {
+    readonly kind: 'wallet' | 'signer';
+    readonly id: string;
+    readonly activeFrom: Millis;
+  }[];
 }
 
 /** A readable summary of a verified state at `now` (GET /v1/governance/state). */

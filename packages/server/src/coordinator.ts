@@ -13,7 +13,8 @@
  * - The preview's ledger (rolling limits) is what this coordinator saw
  *   signed: intents with status signed, broadcast or confirmed whose last
  *   change (`updatedAt`, at or after the signing) falls in the longest window
- *   of the policies in force, the most recent 2,000 per status. It can only
+ *   of the policies in force, all of them, read from columns through an
+ *   index so its cost is the window's and not the history's. It can only
  *   under-count what a signer counts, never invent a refusal a signer would
  *   not make (THREATS 20 is the signers' to enforce).
  * - State changes are compare-and-set in the database (store
@@ -74,8 +75,6 @@ import {
   type Store,
 } from './db/repository.js';
 
-/** Pages of each status the preview ledger reads at most (see the module header). */
-const LEDGER_PAGES = 10;
 /** Statuses whose intents a signer has signed (or will have, once they are on chain). */
 const SIGNED_STATUSES: readonly IntentStatus[] = ['signed', 'broadcast', 'confirmed'];
 /** Pending intents one sweep looks at, at most. */
@@ -559,39 +558,15 @@ export class Engine {
     throw new CustosError(code, message);
   }
 
-  /** What this coordinator saw signed within the longest limit window (see the module header). */
+  /**
+   * What this coordinator saw signed within the longest limit window (see
+   * the module header): read from the intents' columns through the (status,
+   * updated_at) index, so its cost is the window's, not the history's.
+   */
   async #ledger(state: GovernanceState, now: Millis): Promise<LedgerEntry[]> {
     const since = ledgerHorizon(policiesInForce(state, now), now);
     if (since === null) return [];
-    const out: LedgerEntry[] = [];
-    for (const status of SIGNED_STATUSES) {
-      let cursor: string | undefined;
-      for (let pages = 0; pages < LEDGER_PAGES; pages++) {
-        const page = await this.#store.listIntents({
-          status,
-          limit: MAX_PAGE,
-          ...(cursor === undefined ? {} : { cursor }),
-        });
-        for (const r of page.intents) {
-          if (r.updatedAt <= since) continue;
-          const i = r.signed.intent;
-          out.push({
-            intent: r.id,
-            wallet: i.wallet,
-            asset: i.asset,
-            amount: i.amount,
-            to: i.to,
-            requester: i.requester,
-            at: r.updatedAt,
-          });
-        }
-        // Newest first: once a whole page arrived before the window, older pages are older still.
-        const last = page.intents[page.intents.length - 1];
-        if (page.next === null || last === undefined || last.updatedAt <= since) break;
-        cursor = page.next;
-      }
-    }
-    return out;
+    return this.#store.signedSince(SIGNED_STATUSES, since);
   }
 
   // ---------------------------------------------------------------- governance

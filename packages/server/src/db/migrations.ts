@@ -251,6 +251,22 @@ const initial: Migration = {
 };
 
 /** Why an intent was refused, rejected or expired, in words, beside its code (shown by the API and the CLI). */
+/**
+ * The coordinator's policy preview reads what was signed within the longest
+ * limit window on every intent and approval: an index on (status,
+ * updated_at) makes that read the window's rows only, not every intent ever
+ * signed (issue 11: cost independent of history).
+ */
+const intentLedgerIndex: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createIndex('intents_status_updated')
+      .on('intents')
+      .columns(['status', 'updated_at'])
+      .execute();
+  },
+};
+
 const intentStatusMessage: Migration = {
   async up(db: Kysely<unknown>): Promise<void> {
     await db.schema.alterTable('intents').addColumn('status_message', 'text').execute();
@@ -348,6 +364,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0002_intent_status_message': intentStatusMessage,
   '0003_coin_reservations': coinReservations,
   '0004_chain_tracker': chainTracker,
+  '0005_intent_ledger_index': intentLedgerIndex,
 });
 
 const provider: MigrationProvider = {

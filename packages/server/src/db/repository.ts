@@ -33,6 +33,8 @@
  * error with SQL in its message (errors.ts).
  */
 import {
+  type Address,
+  type Amount,
   type AuditEntry,
   appendAudit,
   approvalDigest,
@@ -50,6 +52,7 @@ import {
   governanceSignature,
   intentDigest,
   isErrorCode,
+  type LedgerEntry,
   type Millis,
   type Schema,
   type SignedApproval,
@@ -379,6 +382,32 @@ export class Store {
       const last = page[page.length - 1];
       const next = rows.length > limit && last !== undefined ? encodeCursor(order, last.receivedSeq) : null;
       return { intents: page, next };
+    });
+  }
+
+  /**
+   * What was signed since `since` (exclusive), as ledger entries: the intents
+   * in one of `statuses` last updated after it, read from their columns only
+   * (no body or PSBT is decoded), through the (status, updated_at) index.
+   */
+  async signedSince(statuses: readonly IntentStatus[], since: Millis): Promise<LedgerEntry[]> {
+    if (statuses.length === 0) return [];
+    return this.#op('signedSince', async () => {
+      const rows = await this.#db
+        .selectFrom('intents')
+        .select(['id', 'wallet', 'asset', 'amount', 'destination', 'requester', 'updated_at'])
+        .where('status', 'in', [...statuses])
+        .where('updated_at', '>', since)
+        .execute();
+      return rows.map((r) => ({
+        intent: r.id as Digest,
+        wallet: r.wallet,
+        asset: r.asset,
+        amount: r.amount as Amount,
+        to: r.destination as Address,
+        requester: r.requester,
+        at: Number(r.updated_at),
+      }));
     });
   }
 

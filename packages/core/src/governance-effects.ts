@@ -5,7 +5,9 @@
  * over random entries that nothing widening the set of allowed transfers
  * binds before the delay.
  *
- * Why: admin keys can be stolen as any keys can (Ronin 2022, Harmony 2022).
+ * Why: keys that authorize can be stolen as any keys can (Ronin 2022: five
+ * of nine validator keys, one of them a stale delegated right; Harmony 2022:
+ * two of five multisig keys), and an admin quorum is such a set of keys.
  * The loosening delay is the window in which a watcher or a person notices a
  * hostile change and freezes. A change that adds a way to authorize (a device,
  * a member, a role, a wallet, a destination, a looser rule) must wait it out

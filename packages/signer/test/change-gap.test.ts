@@ -10,7 +10,7 @@
  * old signed row back from its PSBT and the signer keeps signing honest
  * withdrawals, however many, each at the next change index.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHANGE_GAP_LIMIT, psbtToBase64 } from '@custos/bitcoin';
@@ -19,15 +19,14 @@ import {
   initKeystore,
   type KeystoreInfo,
   type RunningSigner,
-  runSigner,
   waitForOutput,
-  writeConfig,
 } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
+import type { FakeCoordinator } from './support/fake-coordinator.js';
+import { startStand, stopStand } from './support/stand.js';
 
 /** The ledger table as the signer created it before change indexes were recorded. */
 const OLD_LEDGER = `
@@ -94,18 +93,10 @@ beforeAll(async () => {
     );
   old.close();
 
-  coordinator = await startFakeCoordinator(new Map([['signer-1', keystore.identityKey]]));
-  coordinator.setGovernance(world.governance);
-  signer = runSigner(writeConfig(dir, 'signer-1', coordinator.url, world.org.orgId));
-  await waitForOutput(signer, 'signer.started');
+  ({ coordinator, signer } = await startStand(dir, keystore, world));
 });
 
-afterAll(async () => {
-  signer?.child.kill('SIGTERM');
-  await signer?.exited;
-  await coordinator?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => stopStand(signer, coordinator, dir));
 
 describe('change beyond the gap limit (issue 8, item 4)', () => {
   it('the upgraded ledger keeps its change history: change at 30 + 20 is signed, at 30 + 21 refused', async () => {

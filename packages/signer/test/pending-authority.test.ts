@@ -13,7 +13,7 @@
  * Each refusal: its code in a signed receipt, no partial signature, no ledger
  * row, and the decision recorded in the signer's own store.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDescriptor } from '@custos/bitcoin';
@@ -38,18 +38,12 @@ import {
   unwrap,
 } from '@custos/test-support/org';
 import { otherWallet } from '@custos/test-support/psbt-fixtures';
-import {
-  initKeystore,
-  type KeystoreInfo,
-  type RunningSigner,
-  runSigner,
-  waitForOutput,
-  writeConfig,
-} from '@custos/test-support/signer-process';
+import { initKeystore, type KeystoreInfo, type RunningSigner } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
+import type { FakeCoordinator } from './support/fake-coordinator.js';
+import { startStand, stopStand } from './support/stand.js';
 
 const YEAR = 365 * 86_400_000;
 let dir: string;
@@ -135,18 +129,10 @@ beforeAll(async () => {
   add(ap2.id, approverDevices[1]!);
   govern('member.add', newcomer.member);
   govern('wallet.add', { ...world.wallet, id: 'btc-new', descriptor: formatDescriptor(otherWallet, 0) });
-  coordinator = await startFakeCoordinator(new Map([['signer-1', keystore.identityKey]]));
-  coordinator.setGovernance(world.governance);
-  signer = runSigner(writeConfig(dir, 'signer-1', coordinator.url, world.org.orgId));
-  await waitForOutput(signer, 'signer.started');
+  ({ coordinator, signer } = await startStand(dir, keystore, world));
 });
 
-afterAll(async () => {
-  signer?.child.kill('SIGTERM');
-  await signer?.exited;
-  await coordinator?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => stopStand(signer, coordinator, dir));
 
 describe('issue 8, item 1: authority added by governance waits out the delay on the signer own clock', () => {
   it("an intent signed on the requester's new device is refused DEVICE_NOT_ACTIVE", async () => {

@@ -9,7 +9,7 @@
  * stand-in that serves whatever governance it is given: the signer does not
  * rely on the coordinator's own alias check.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -34,14 +34,13 @@ import {
   initKeystore,
   type KeystoreInfo,
   type RunningSigner,
-  runSigner,
   waitForOutput,
-  writeConfig,
 } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
+import type { FakeCoordinator } from './support/fake-coordinator.js';
+import { startStand, stopStand } from './support/stand.js';
 
 const DAY = 86_400_000;
 let dir: string;
@@ -95,18 +94,10 @@ beforeAll(async () => {
   expect(twin.descriptor).not.toBe(world.wallet.descriptor);
   govern('wallet.add', twin);
   govern('policy.set', { policy: bothWallets(world.org.policy) });
-  coordinator = await startFakeCoordinator(new Map([['signer-1', keystore.identityKey]]));
-  coordinator.setGovernance(world.governance);
-  signer = runSigner(writeConfig(dir, 'signer-1', coordinator.url, world.org.orgId));
-  await waitForOutput(signer, 'signer.started');
+  ({ coordinator, signer } = await startStand(dir, keystore, world));
 });
 
-afterAll(async () => {
-  signer?.child.kill('SIGTERM');
-  await signer?.exited;
-  await coordinator?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => stopStand(signer, coordinator, dir));
 
 describe('a wallet that aliases an earlier one (issue 8, item 2)', () => {
   it('the first wallet spends its limit; the twin over the same keys is refused WALLET_ALIAS, critical, nothing signed', async () => {

@@ -130,30 +130,35 @@ export function decodeExecTransaction(calldata: Hex): EvmResult<ExecTransactionC
   if (!isHex(calldata, { strict: true })) {
     return refuseEvm('INVALID_VALUE', 'calldata is not hex');
   }
-  let decoded: ReturnType<typeof decodeFunctionData<typeof SAFE_ABI>>;
+  let call: ExecTransactionCall;
+  let canonical: Hex;
   try {
-    decoded = decodeFunctionData({ abi: SAFE_ABI, data: calldata });
+    const decoded = decodeFunctionData({ abi: SAFE_ABI, data: calldata });
+    if (decoded.functionName !== 'execTransaction') {
+      return refuseEvm('INVALID_VALUE', 'not execTransaction', { function: decoded.functionName });
+    }
+    const [to, value, data, operation, safeTxGas, baseGas, gasPrice, gasToken, refundReceiver, signatures] =
+      decoded.args;
+    call = {
+      tx: {
+        to: getAddress(to),
+        value,
+        data,
+        operation,
+        safeTxGas,
+        baseGas,
+        gasPrice,
+        gasToken: getAddress(gasToken),
+        refundReceiver: getAddress(refundReceiver as Address),
+      },
+      signatures,
+    };
+    canonical = encodeExecTransaction(call.tx, call.signatures);
   } catch {
-    return refuseEvm('INVALID_VALUE', 'not a Safe call this code knows');
+    return refuseEvm('INVALID_VALUE', 'not a well-formed Safe execTransaction call');
   }
-  if (decoded.functionName !== 'execTransaction') {
-    return refuseEvm('INVALID_VALUE', 'not execTransaction', { function: decoded.functionName });
-  }
-  const [to, value, data, operation, safeTxGas, baseGas, gasPrice, gasToken, refundReceiver, signatures] =
-    decoded.args;
-  const tx: ExecutedSafeTx = {
-    to: getAddress(to),
-    value,
-    data,
-    operation,
-    safeTxGas,
-    baseGas,
-    gasPrice,
-    gasToken: getAddress(gasToken),
-    refundReceiver: getAddress(refundReceiver as Address),
-  };
-  if (encodeExecTransaction(tx, signatures).toLowerCase() !== calldata.toLowerCase()) {
+  if (canonical.toLowerCase() !== calldata.toLowerCase()) {
     return refuseEvm('NON_CANONICAL_ENCODING', 'execTransaction calldata is not the canonical ABI encoding');
   }
-  return accept({ tx, signatures });
+  return accept(call);
 }

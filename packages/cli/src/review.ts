@@ -201,6 +201,10 @@ function checkTransaction(
   now: number,
 ): { summary: PsbtSummary | null; verified: VerifiedPsbt | null; problems: Problem[] } {
   const problems: Problem[] = [];
+  if (wallet.kind !== 'bitcoin-wsh-sortedmulti') {
+    const message = `wallet ${wallet.id} is not a Bitcoin wallet`;
+    return { summary: null, verified: null, problems: [{ code: 'UNSUPPORTED_TRANSACTION', message }] };
+  }
   const descriptor = parseDescriptor(wallet.descriptor, network);
   if (!descriptor.ok) {
     return {

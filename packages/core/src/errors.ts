@@ -27,6 +27,12 @@ export const DECODING_ERROR_CODES = [
   'NON_CANONICAL_ENCODING',
   /** A request body that is not JSON (the HTTP edge answers 415). */
   'UNSUPPORTED_MEDIA_TYPE',
+  /**
+   * A mixed-case 0x address whose EIP-55 checksum is wrong: a typo or a
+   * doctored copy, never normalized silently (an all-lower-case one is
+   * NON_CANONICAL_ENCODING: clients normalize it before signing).
+   */
+  'ADDRESS_CHECKSUM_INVALID',
 ] as const;
 
 export const ERROR_CODES = [
@@ -61,6 +67,10 @@ export const ERROR_CODES = [
   'EXPIRED',
   'NOT_YET_VALID',
   'WRONG_ORG',
+  /**
+   * The intent's chain is not its wallet's or one the verifier serves; for a
+   * Safe, a SafeTx whose EIP-712 domain names another chain id (THREATS 16).
+   */
   'WRONG_CHAIN',
   /** An intent or approval whose lifetime exceeds the policy's bound, or whose createdAt is too far in the past. */
   'LIFETIME_TOO_LONG',
@@ -85,12 +95,26 @@ export const ERROR_CODES = [
   'SIGHASH_NOT_ALL',
   'UNSUPPORTED_TRANSACTION',
   'NO_APPROVED_INTENT',
+  /**
+   * A Safe transaction that is not a plain call: DELEGATECALL, a call to the
+   * Safe itself (owners, threshold, modules, guard, fallback handler,
+   * upgrade), or gas refunds (THREATS 28; Bybit 2025, WazirX 2024).
+   */
   'OPERATION_FORBIDDEN',
+  /** Calldata other than the plain transfer the intent names: token, recipient, amount (THREATS 29). */
   'CALLDATA_MISMATCH',
   'CHAIN_REJECTED',
   'INSUFFICIENT_FUNDS',
   /** Change to the wallet's own branch beyond the used change indexes plus the gap limit. */
   'CHANGE_BEYOND_GAP',
+  /** A second, different Safe transaction for a Safe nonce this signer already signed (its ledger decides). */
+  'SAFE_NONCE_REUSED',
+  /**
+   * The Safe on chain (singleton and its code hash, owners, threshold,
+   * modules, guard, fallback handler, nonce) is not the one governance
+   * describes, as read from the signer's own node: the signer refuses and freezes.
+   */
+  'SAFE_STATE_MISMATCH',
   // Audit and operations (30-32)
   'AUDIT_CHAIN_BROKEN',
   'CHECKPOINT_INVALID',

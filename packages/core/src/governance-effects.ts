@@ -87,6 +87,16 @@ export const GOVERNANCE_EFFECTS: Readonly<Record<LaterKind, EffectRow>> = {
     signedBy: 'quorum',
     how: 'the wallet spends nothing until the delay has passed (WALLET_NOT_ACTIVE); an alias of an existing wallet is refused (WALLET_ALIAS)',
   },
+  'asset.add': {
+    effect: 'widens',
+    signedBy: 'quorum',
+    how: 'a Safe sends the asset only after the delay (UNKNOWN_ASSET before); one entry per token and chain, and an id keeps its meaning for good',
+  },
+  'asset.remove': {
+    effect: 'tightens',
+    signedBy: 'quorum',
+    how: 'a Safe sends the asset no more, at once (UNKNOWN_ASSET); the id can come back only as the same token',
+  },
   'signer.add': {
     effect: 'widens',
     signedBy: 'quorum',

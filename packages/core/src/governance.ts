@@ -38,7 +38,9 @@ import {
 import { signDigest, verifyDeviceSignature } from './keys.js';
 import {
   type AddressEntry,
+  type Asset,
   type Device,
+  type EvmSafeWallet,
   type GenesisBody,
   type GovernanceEntry,
   type GovernanceEntryOf,
@@ -487,6 +489,8 @@ function genesisState(
     walletsActiveFrom: new Map(body.wallets.map((w) => [w.id, seenAt])),
     signers: new Map(body.signers.map((s) => [s.id, s])),
     signersActiveFrom: new Map(body.signers.map((s) => [s.id, seenAt])),
+    assets: new Map((body.assets ?? []).map((a) => [a.id, { value: a, activeFrom: seenAt }])),
+    retiredAssets: new Map(),
     // The genesis cannot freeze: a frozen start could only be undone by its own quorum anyway.
     frozen: null,
   };
@@ -520,17 +524,24 @@ function genesisProblem(body: GenesisBody): string | undefined {
     if (holder !== undefined) return `address-book entries ${holder} and ${a.id} name the same destination`;
     destinations.set(key, a.id);
   }
-  const wallets = new Map<string, Wallet>();
-  for (const w of body.wallets) {
-    const problem = newWalletProblem(w, wallets);
-    if (problem !== undefined) return problem;
-    wallets.set(w.id, w);
-  }
+  // Signers and assets first: a Safe wallet names both.
   const signers = new Map<string, SignerRecord>();
   for (const s of body.signers) {
     const problem = newSignerProblem(s, signers);
     if (problem !== undefined) return problem;
     signers.set(s.id, s);
+  }
+  const assets = new Map<string, Timed<Asset>>();
+  for (const a of body.assets ?? []) {
+    const problem = newAssetProblem(a, assets, new Map());
+    if (problem !== undefined) return problem;
+    assets.set(a.id, { value: a, activeFrom: 0 });
+  }
+  const wallets = new Map<string, Wallet>();
+  for (const w of body.wallets) {
+    const problem = newWalletProblem(w, wallets, signers, assets);
+    if (problem !== undefined) return problem;
+    wallets.set(w.id, w);
   }
   return policyProblem(body.policy, memberIds, wallets);
 }
@@ -790,11 +801,29 @@ function applyBody(
       return undefined;
     }
     case 'wallet.add': {
-      const problem = newWalletProblem(entry.body, before.wallets);
+      const problem = newWalletProblem(entry.body, before.wallets, before.signers, before.assets);
       if (problem !== undefined) return invalid(problem);
       // A new wallet is a new way to spend (issue 8, item 2): it waits out the delay.
       work.wallets().set(entry.body.id, entry.body);
       work.walletsActiveFrom().set(entry.body.id, pendingFrom);
+      return undefined;
+    }
+    case 'asset.add': {
+      const a = entry.body;
+      const problem = newAssetProblem(a, before.assets, before.retiredAssets);
+      if (problem !== undefined) return invalid(problem);
+      // A new asset is a new thing a Safe may send (issue 9): it waits out the delay, as a wallet does.
+      work.state.assets = new Map(before.assets).set(a.id, { value: a, activeFrom: pendingFrom });
+      return undefined;
+    }
+    case 'asset.remove': {
+      const a = before.assets.get(entry.body.id);
+      if (a === undefined) return invalid(`asset ${entry.body.id} is not in the registry`);
+      // Binds at once: a Safe sends the asset no more (UNKNOWN_ASSET). The id keeps its meaning.
+      const assets = new Map(before.assets);
+      assets.delete(a.value.id);
+      work.state.assets = assets;
+      work.state.retiredAssets = new Map(before.retiredAssets).set(a.value.id, a.value);
       return undefined;
     }
     case 'signer.add': {
@@ -874,13 +903,61 @@ function keyHolderOf(d: Device, keyHolder: (fingerprint: string) => string | und
   return undefined;
 }
 
-function newWalletProblem(w: Wallet, wallets: ReadonlyMap<string, Wallet>): string | undefined {
+/**
+ * A new wallet against the wallets, signers and assets already governed
+ * (pending ones count: a wallet added within their delay waits as long).
+ */
+function newWalletProblem(
+  w: Wallet,
+  wallets: ReadonlyMap<string, Wallet>,
+  signers: ReadonlyMap<string, SignerRecord>,
+  assets: ReadonlyMap<string, Timed<Asset>>,
+): string | undefined {
   if (wallets.has(w.id)) return `wallet ${w.id} already exists`;
+  if (w.kind === 'evm-safe') return safeWalletProblem(w, wallets, signers, assets);
   // Two wallet ids over one descriptor would let an intent for the one with the
   // looser policy spend the other's coins.
   for (const other of wallets.values()) {
-    if (other.chain === w.chain && other.descriptor === w.descriptor) {
+    if (other.kind === w.kind && other.chain === w.chain && other.descriptor === w.descriptor) {
       return `wallet ${w.id} has the same descriptor as wallet ${other.id}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A Safe wallet (issue 9): one wallet id per Safe and chain (two ids over one
+ * Safe would let an intent under the looser policy spend the other's funds,
+ * as WALLET_ALIAS is for Bitcoin); every owner a governed signer whose
+ * record names that very EVM address, so a signer signs for a Safe only with
+ * the key governance tied to it; every asset registered on the Safe's chain.
+ */
+function safeWalletProblem(
+  w: EvmSafeWallet,
+  wallets: ReadonlyMap<string, Wallet>,
+  signers: ReadonlyMap<string, SignerRecord>,
+  assets: ReadonlyMap<string, Timed<Asset>>,
+): string | undefined {
+  for (const other of wallets.values()) {
+    if (other.kind === 'evm-safe' && other.chain === w.chain && other.address === w.address) {
+      return `wallet ${w.id} is the Safe ${w.address} on ${w.chain}, already wallet ${other.id}`;
+    }
+  }
+  for (const owner of w.owners) {
+    const s = signers.get(owner.signer);
+    if (s === undefined) return `wallet ${w.id}: owner ${owner.signer} is not a governed signer`;
+    if (s.evmAddress === undefined) {
+      return `wallet ${w.id}: signer ${owner.signer} has no EVM address in governance`;
+    }
+    if (s.evmAddress !== owner.address) {
+      return `wallet ${w.id}: owner ${owner.address} is not signer ${owner.signer}'s EVM address ${s.evmAddress}`;
+    }
+  }
+  for (const id of w.assets) {
+    const a = assets.get(id);
+    if (a === undefined) return `wallet ${w.id}: asset ${id} is not in the asset registry`;
+    if (a.value.chain !== w.chain) {
+      return `wallet ${w.id}: asset ${id} is registered on ${a.value.chain}, not ${w.chain}`;
     }
   }
   return undefined;
@@ -890,8 +967,45 @@ function newSignerProblem(s: SignerRecord, signers: ReadonlyMap<string, SignerRe
   if (signers.has(s.id)) return `signer ${s.id} already exists`;
   for (const other of signers.values()) {
     if (other.publicKey === s.publicKey) return `signer ${s.id} has the same key as signer ${other.id}`;
+    // One EVM key is one owner: two signer ids over it would count one key twice toward a Safe's threshold.
+    if (s.evmAddress !== undefined && other.evmAddress === s.evmAddress) {
+      return `signer ${s.id} has the same EVM address as signer ${other.id}`;
+    }
   }
   return undefined;
+}
+
+/**
+ * A new registry entry: a new id (an id removed earlier comes back only with
+ * the meaning it had, see GovernanceState.retiredAssets), and each token
+ * once per chain: one native coin per chain, one asset per ERC-20 contract,
+ * so a limit on one id cannot be dodged through another id for the same token.
+ */
+function newAssetProblem(
+  a: Asset,
+  assets: ReadonlyMap<string, Timed<Asset>>,
+  retired: ReadonlyMap<string, Asset>,
+): string | undefined {
+  if (assets.has(a.id)) return `asset ${a.id} already exists`;
+  const old = retired.get(a.id);
+  if (old !== undefined && assetMeaning(old) !== assetMeaning(a)) {
+    return `asset id ${a.id} was ${assetMeaning(old)}; an id keeps its meaning, as ledgers and limits sum amounts by asset id`;
+  }
+  for (const { value: other } of assets.values()) {
+    if (other.chain !== a.chain || other.kind !== a.kind) continue;
+    if (other.kind === 'native')
+      return `asset ${a.id}: ${a.chain} already has its native coin as asset ${other.id}`;
+    if (a.kind === 'erc20' && other.contract === a.contract) {
+      return `asset ${a.id}: the token ${a.contract} on ${a.chain} is already asset ${other.id}`;
+    }
+  }
+  return undefined;
+}
+
+/** What an asset id stands for, for good: everything but the symbol people see. */
+function assetMeaning(a: Asset): string {
+  const token = a.kind === 'erc20' ? ` ${a.contract}` : '';
+  return `${a.kind}${token} on ${a.chain} with ${a.decimals} decimals`;
 }
 
 /**

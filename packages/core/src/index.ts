@@ -7,6 +7,7 @@ export * from './audit.js';
 export * from './bytes.js';
 export * from './decode.js';
 export * from './errors.js';
+export * from './evm.js';
 export * from './fees.js';
 export * from './governance.js';
 export * from './governance-effects.js';

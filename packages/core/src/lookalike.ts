@@ -6,6 +6,7 @@
  * and governance views. Pure.
  */
 
+import { isEvmChain } from './evm.js';
 import type { AddressEntry, Policy } from './objects.js';
 import type { GovernanceState } from './state.js';
 import type { Millis } from './types.js';
@@ -18,6 +19,11 @@ import type { Millis } from './types.js';
  * active ones come first. Characters are compared without regard to case, as
  * a person comparing by eye does not reliably see it.
  *
+ * On an EVM chain the `0x` every address shares is not compared: poisoners
+ * grind addresses whose first and last *hex digits* match the victim's (a
+ * few hours of GPU time buys 4 + 4), so `prefix` and `suffix` count hex
+ * digits after `0x`, compared without case (EIP-55 case carries no identity).
+ *
  * @example
  * findLookalikes(state, 'bitcoin:mainnet', 'bc1qxy2k...0wlh', { prefix: 6, suffix: 4, action: 'deny' }, now);
  */
@@ -28,14 +34,15 @@ export function findLookalikes(
   lookalike: Policy['lookalike'],
   now: Millis,
 ): AddressEntry[] {
-  const target = address.toLowerCase();
+  const evm = isEvmChain(chain);
+  const target = comparable(address, evm);
   const head = target.slice(0, lookalike.prefix);
   const tail = target.slice(Math.max(0, target.length - lookalike.suffix));
   const active: AddressEntry[] = [];
   const pending: AddressEntry[] = [];
   const consider = (value: AddressEntry, list: AddressEntry[]) => {
     if (value.chain !== chain) return;
-    const other = value.address.toLowerCase();
+    const other = comparable(value.address, evm);
     if (other === target || !other.startsWith(head) || !other.endsWith(tail)) return;
     list.push(value);
   };
@@ -45,6 +52,12 @@ export function findLookalikes(
   // Removing the entry a poisoned address imitates must not lift the check before the delay.
   for (const r of state.retiredAddresses) if (r.until > now) consider(r.value, pending);
   return active.concat(pending);
+}
+
+/** The characters a person compares: lower case, and on an EVM chain without the shared `0x`. */
+function comparable(address: string, evm: boolean): string {
+  const lower = address.toLowerCase();
+  return evm && lower.startsWith('0x') ? lower.slice(2) : lower;
 }
 
 /** What the look-alike settings of every policy in force find for one destination. */

@@ -7,6 +7,14 @@
  * Signatures are never part of the body they sign: a signed object is
  * `{ <name>: body, signature(s) }`.
  */
+import {
+  chainAddressProblem,
+  evmAddress,
+  evmChain,
+  evmChainId,
+  isEvmChain,
+  reservedSafeAddress,
+} from './evm.js';
 import { digestOf } from './jcs.js';
 import {
   address,
@@ -31,6 +39,7 @@ import {
   literal,
   object,
   oneOf,
+  type Problem,
   refine,
   type Schema,
   string,
@@ -94,7 +103,8 @@ export const intent = refine(
   (i) => {
     if (i.amount === '0') return 'amount must be greater than zero';
     if (i.expiresAt <= i.createdAt) return 'expiresAt must be after createdAt';
-    return undefined;
+    // On an EVM chain the destination is signed in its one EIP-55 spelling (evm.ts).
+    return chainAddressProblem(i.chain, i.to, 'to');
   },
 );
 export type Intent = Infer<typeof intent>;
@@ -239,30 +249,180 @@ export type Policy = Infer<typeof policy>;
 
 // ---------------------------------------------------------------- registry
 
-export const addressEntry = object(
-  { id, chain, address, label },
-  { tags: ids(50) },
-  'An address-book entry: a destination the organization may pay.',
+export const addressEntry = refine(
+  object(
+    { id, chain, address, label },
+    { tags: ids(50) },
+    'An address-book entry: a destination the organization may pay. On an eip155 chain the address is EIP-55 checksummed.',
+  ),
+  (a) => chainAddressProblem(a.chain, a.address, 'address'),
 );
 export type AddressEntry = Infer<typeof addressEntry>;
 
-export const wallet = object(
+/** Asset symbols are shown to people next to amounts, so only plain ASCII (no look-alike letters). */
+const symbol = string({
+  min: 1,
+  max: 16,
+  pattern: /^[A-Za-z0-9][A-Za-z0-9.$_-]*$/,
+  description: 'ticker symbol as the organization shows it, ASCII letters, digits and . $ _ -',
+});
+
+/** Digits after the decimal point of one whole unit: 8 for BTC, 18 for ETH, 6 for USDT. */
+const decimals = int({
+  min: 0,
+  max: 77,
+  description: 'decimals of one whole unit (base units = 10^decimals)',
+});
+
+export const nativeAsset = object(
+  { id, chain, kind: literal('native'), symbol, decimals },
+  {},
+  "A chain's own coin (ETH on eip155:1, BTC on bitcoin:mainnet).",
+);
+
+export const erc20Asset = object(
+  { id, chain: evmChain, kind: literal('erc20'), contract: evmAddress, symbol, decimals },
+  {},
+  'An ERC-20 token: its contract on one EVM chain; amounts in its base units.',
+);
+
+/**
+ * An entry of the asset registry (issue 9): what an asset id in an intent, a
+ * wallet, a limit or a fee cap means on its chain. Amounts are always in base
+ * units; `decimals` is for people (`1.5usdt` is 1,500,000). An ERC-20 is
+ * named by its contract, never by its symbol: anyone can deploy a token that
+ * calls itself USDT.
+ */
+export const asset = refine(tagged('kind', { native: nativeAsset, erc20: erc20Asset }), (a) =>
+  isEvmChain(a.chain) && evmChainId(a.chain) === undefined
+    ? {
+        code: 'INVALID_VALUE',
+        message: 'an eip155 chain id is a decimal number from 1 to 2^53 - 1',
+        field: 'chain',
+      }
+    : undefined,
+);
+export type Asset = Infer<typeof asset>;
+
+export const bitcoinWallet = object(
   {
     id,
     label,
     chain,
     assets: ids(100),
-    kind: oneOf(['bitcoin-wsh-sortedmulti'] as const),
+    kind: literal('bitcoin-wsh-sortedmulti'),
     descriptor: string({ min: 1, max: 4096, pattern: /^[\x20-\x7e]+$/ }),
   },
   {},
-  'A wallet: for Bitcoin, a wsh(sortedmulti(...)) output descriptor with receive /0/* and change /1/*.',
+  'A Bitcoin wallet: a wsh(sortedmulti(...)) output descriptor with receive /0/* and change /1/*.',
+);
+export type BitcoinWallet = Infer<typeof bitcoinWallet>;
+
+/** A Safe owner: a governed signer and the EVM address of its secp256k1 key (its signer record's evmAddress). */
+export const safeOwner = object({ signer: id, address: evmAddress });
+export type SafeOwner = Infer<typeof safeOwner>;
+
+/** keccak-256 of the singleton's runtime code (what `EXTCODEHASH` returns), 0x and 64 lower-case hex digits. */
+const codeHash = string({
+  min: 66,
+  max: 66,
+  pattern: /^0x[0-9a-f]{64}$/,
+  description: "keccak-256 of the singleton's runtime code, 0x and 64 lower-case hex digits",
+});
+
+/**
+ * A Safe (issue 9) as governance pins it, everything a signer compares with
+ * the chain before it signs (SAFE_STATE_MISMATCH): the proxy's address, the
+ * singleton it delegates to and that code's hash (Bybit 2025 and WazirX 2024
+ * replaced the singleton), owners, threshold, fallback handler. Modules and a
+ * guard are absent unless governed explicitly: a module moves funds without
+ * the owners, so "none" is the default and the only spelling of none.
+ */
+export const evmSafeWallet = object(
+  {
+    id,
+    label,
+    chain: evmChain,
+    assets: ids(100),
+    kind: literal('evm-safe'),
+    address: evmAddress,
+    singleton: evmAddress,
+    singletonCodeHash: codeHash,
+    owners: array(safeOwner, { min: 1, max: 50 }),
+    threshold: int({ min: 1, max: 50 }),
+    fallbackHandler: evmAddress,
+  },
+  { modules: array(evmAddress, { min: 1, max: 10, unique: true }), guard: evmAddress },
+  'A Safe multisig on an EVM chain; `modules` absent means none, `guard` absent means the zero address.',
+);
+export type EvmSafeWallet = Infer<typeof evmSafeWallet>;
+
+/** What a Safe's own contract would refuse, or what only a mistake would write; the first problem found. */
+function safeProblem(w: EvmSafeWallet): Problem | undefined {
+  const bad = (field: string, message: string): Problem => ({ code: 'INVALID_VALUE', message, field });
+  if (w.threshold > w.owners.length) {
+    return bad(
+      'threshold',
+      `a threshold of ${w.threshold} needs at least as many owners, there are ${w.owners.length}`,
+    );
+  }
+  const signers = new Set<string>();
+  const addresses = new Set<string>();
+  for (const [i, o] of w.owners.entries()) {
+    if (signers.has(o.signer)) return bad(`owners[${i}].signer`, `signer ${o.signer} is listed twice`);
+    if (addresses.has(o.address)) return bad(`owners[${i}].address`, `owner ${o.address} is listed twice`);
+    signers.add(o.signer);
+    addresses.add(o.address);
+    if (reservedSafeAddress(o.address))
+      return bad(`owners[${i}].address`, 'the zero address and the sentinel cannot own a Safe');
+    if (o.address === w.address) return bad(`owners[${i}].address`, 'a Safe cannot own itself');
+  }
+  if (reservedSafeAddress(w.singleton) || w.singleton === w.address) {
+    return bad(
+      'singleton',
+      'the singleton is a deployed Safe implementation, not zero, the sentinel or the Safe itself',
+    );
+  }
+  if (w.fallbackHandler === w.address)
+    return bad('fallbackHandler', 'a Safe cannot be its own fallback handler');
+  for (const [i, m] of (w.modules ?? []).entries()) {
+    if (reservedSafeAddress(m))
+      return bad(`modules[${i}]`, 'the zero address and the sentinel are not modules');
+  }
+  if (w.guard !== undefined && reservedSafeAddress(w.guard)) {
+    return bad('guard', 'no guard is spelled by leaving guard out');
+  }
+  return undefined;
+}
+
+/**
+ * A wallet, told apart by `kind`. The Bitcoin variant is exactly the wallet
+ * object as it was before EVM support, so genesis entries signed then still
+ * parse and keep their digests.
+ */
+export const wallet = refine(
+  tagged('kind', { 'bitcoin-wsh-sortedmulti': bitcoinWallet, 'evm-safe': evmSafeWallet }),
+  (w) => (w.kind === 'evm-safe' ? safeProblem(w) : undefined),
 );
 export type Wallet = Infer<typeof wallet>;
 
+/** Narrows a wallet to the Bitcoin kind, for the code that reads its descriptor. */
+export function isBitcoinWallet(w: Wallet): w is BitcoinWallet {
+  return w.kind === 'bitcoin-wsh-sortedmulti';
+}
+
+/** Narrows a wallet to a Safe. */
+export function isSafeWallet(w: Wallet): w is EvmSafeWallet {
+  return w.kind === 'evm-safe';
+}
+
 export const signerRecord = object(
   { id, publicKey: hexBytes(32, 'Ed25519 identity key of the signer (receipts, checkpoints)') },
-  { label },
+  {
+    label,
+    evmAddress,
+  },
+  'A signer: its Ed25519 identity key and, if it signs for Safes, the EVM address of its secp256k1 key.',
 );
 export type SignerRecord = Infer<typeof signerRecord>;
 
@@ -279,16 +439,20 @@ export type Member = Infer<typeof member>;
 
 const quorum = int({ min: 1, max: 100 });
 
-export const genesisBody = object({
-  name: label,
-  quorum,
-  delayMs: duration,
-  members: array(member, { min: 1, max: 1000 }),
-  policy,
-  addresses: array(addressEntry, { max: 10_000 }),
-  wallets: array(wallet, { max: 1000 }),
-  signers: array(signerRecord, { max: 100 }),
-});
+export const genesisBody = object(
+  {
+    name: label,
+    quorum,
+    delayMs: duration,
+    members: array(member, { min: 1, max: 1000 }),
+    policy,
+    addresses: array(addressEntry, { max: 10_000 }),
+    wallets: array(wallet, { max: 1000 }),
+    signers: array(signerRecord, { max: 100 }),
+  },
+  // Optional so that genesis bodies signed before the registry existed still parse, with their digests.
+  { assets: array(asset, { max: 1000 }) },
+);
 export type GenesisBody = Infer<typeof genesisBody>;
 
 /** Body schema of each governance kind. */
@@ -303,6 +467,8 @@ export const governanceBodies = {
   'address.add': addressEntry,
   'address.remove': object({ id }),
   'wallet.add': wallet,
+  'asset.add': asset,
+  'asset.remove': object({ id }),
   'signer.add': signerRecord,
   'signer.remove': object({ id }),
   'quorum.set': object({ quorum, delayMs: duration }),
@@ -336,6 +502,8 @@ export const governanceEntry = tagged('kind', {
   'address.add': entryVariant('address.add'),
   'address.remove': entryVariant('address.remove'),
   'wallet.add': entryVariant('wallet.add'),
+  'asset.add': entryVariant('asset.add'),
+  'asset.remove': entryVariant('asset.remove'),
   'signer.add': entryVariant('signer.add'),
   'signer.remove': entryVariant('signer.remove'),
   'quorum.set': entryVariant('quorum.set'),

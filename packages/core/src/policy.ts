@@ -59,6 +59,7 @@ import {
   type Wallet,
 } from './objects.js';
 import {
+  assetStatus,
   deviceLookupMessage,
   type GovernanceState,
   hasRole,
@@ -582,6 +583,26 @@ export function intentWallet(
   }
   if (!wallet.assets.includes(intent.asset)) {
     return refuse('UNKNOWN_ASSET', `wallet ${wallet.id} does not hold ${intent.asset}`);
+  }
+  // A Safe sends only registered assets, active at `now` (issue 9): the registry says which
+  // contract an asset id is, and asset.add waits out the delay, asset.remove binds at once.
+  if (wallet.kind === 'evm-safe') {
+    const registered = assetStatus(state, intent.asset, now);
+    if (registered.status === 'unknown') {
+      return refuse('UNKNOWN_ASSET', `asset ${intent.asset} is not in the asset registry`);
+    }
+    if (registered.asset.chain !== wallet.chain) {
+      return refuse(
+        'UNKNOWN_ASSET',
+        `asset ${intent.asset} is registered on ${registered.asset.chain}, not ${wallet.chain}`,
+      );
+    }
+    if (registered.status === 'pending') {
+      return refuse(
+        'UNKNOWN_ASSET',
+        `asset ${intent.asset} is waiting out the governance delay until ${new Date(registered.activeFrom).toISOString()}`,
+      );
+    }
   }
   return accept(wallet);
 }

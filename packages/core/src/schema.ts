@@ -263,10 +263,25 @@ export function nullable<T>(inner: Schema<T>): Schema<T | null> {
   };
 }
 
-/** Adds a further check to a schema; `check` returns an error message or undefined. */
+/**
+ * What a {@link refine} check found wrong when a plain message is not enough:
+ * its own code (an EIP-55 checksum is not just an invalid value) and, for a
+ * check over a whole object, the field at fault, appended to the path so the
+ * refusal names `to`, not the intent.
+ */
+export interface Problem {
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly field?: string;
+}
+
+/**
+ * Adds a further check to a schema; `check` returns an error message (refused
+ * with `code`), a {@link Problem}, or undefined.
+ */
 export function refine<T>(
   inner: Schema<T>,
-  check: (value: T) => string | undefined,
+  check: (value: T) => string | Problem | undefined,
   code: ErrorCode = 'INVALID_VALUE',
 ): Schema<T> {
   return {
@@ -274,7 +289,11 @@ export function refine<T>(
     parse(value, path = '') {
       const v = inner.parse(value, path);
       const problem = check(v);
-      if (problem !== undefined) fail(code, path, problem);
+      if (typeof problem === 'string') fail(code, path, problem);
+      if (problem !== undefined) {
+        const at = problem.field === undefined ? path : path ? `${path}.${problem.field}` : problem.field;
+        fail(problem.code, at, problem.message);
+      }
       return v;
     },
   };

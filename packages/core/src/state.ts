@@ -15,7 +15,7 @@
  * - quorum and delay: the effective value is the largest of the one in force
  *   and every pending one.
  */
-import type { AddressEntry, Device, Policy, SignerRecord, Wallet } from './objects.js';
+import type { AddressEntry, Asset, Device, Policy, SignerRecord, Wallet } from './objects.js';
 import type { Digest, Millis } from './types.js';
 
 export interface Timed<T> {
@@ -87,6 +87,19 @@ export interface GovernanceState {
   readonly signers: ReadonlyMap<string, SignerRecord>;
   /** signer id → when it starts to count (signer.add is a loosening change). */
   readonly signersActiveFrom: ReadonlyMap<string, Millis>;
+  /**
+   * The asset registry (issue 9) by asset id, each entry active from its own
+   * time: asset.add widens (a new thing a Safe may send), asset.remove binds
+   * at once.
+   */
+  readonly assets: ReadonlyMap<string, Timed<Asset>>;
+  /**
+   * Assets removed from the registry, by id. An id keeps its meaning for good
+   * (chain, kind, contract, decimals): ledgers and rolling limits sum amounts
+   * by asset id, so an id re-added as another token (or with other decimals)
+   * would count the old amounts in the new token's units.
+   */
+  readonly retiredAssets: ReadonlyMap<string, Asset>;
   readonly frozen: FreezeState | null;
 }
 
@@ -171,6 +184,19 @@ export function walletActive(state: GovernanceState, id: string, now: Millis): b
 export function signerActive(state: GovernanceState, id: string, now: Millis): boolean {
   const from = state.signersActiveFrom.get(id);
   return state.signers.has(id) && (from === undefined || from <= now);
+}
+
+export type AssetStatus =
+  | { readonly status: 'active'; readonly asset: Asset }
+  | { readonly status: 'pending'; readonly asset: Asset; readonly activeFrom: Millis }
+  | { readonly status: 'unknown' };
+
+/** Looks an asset id up in the registry: active at `now`, still waiting out its delay, or not there. */
+export function assetStatus(state: GovernanceState, id: string, now: Millis): AssetStatus {
+  const found = state.assets.get(id);
+  if (found === undefined) return { status: 'unknown' };
+  if (found.activeFrom <= now) return { status: 'active', asset: found.value };
+  return { status: 'pending', asset: found.value, activeFrom: found.activeFrom };
 }
 
 export type AddressStatus =
@@ -263,9 +289,11 @@ export interface GovernanceSummary {
   readonly addresses: readonly { readonly entry: AddressEntry; readonly activeFrom: Millis }[];
   readonly wallets: readonly Wallet[];
   readonly signers: readonly SignerRecord[];
-  /** Wallets and signers still waiting out the delay of the entry that added them, with the time they count from. */
+  /** The asset registry, each entry with the time it counts from. */
+  readonly assets: readonly { readonly asset: Asset; readonly activeFrom: Millis }[];
+  /** Wallets, signers and assets still waiting out the delay of the entry that added them, with the time they count from. */
   readonly pending: readonly {
-    readonly kind: 'wallet' | 'signer';
+    readonly kind: 'wallet' | 'signer' | 'asset';
     readonly id: string;
     readonly activeFrom: Millis;
   }[];
@@ -296,6 +324,7 @@ export function governanceSummary(state: GovernanceState, now: Millis): Governan
     addresses: [...state.addresses.values()].map((a) => ({ entry: a.value, activeFrom: a.activeFrom })),
     wallets: [...state.wallets.values()],
     signers: [...state.signers.values()],
+    assets: [...state.assets.values()].map((a) => ({ asset: a.value, activeFrom: a.activeFrom })),
     pending: [
       ...[...state.walletsActiveFrom]
         .filter(([, from]) => from > now)
@@ -303,6 +332,9 @@ export function governanceSummary(state: GovernanceState, now: Millis): Governan
       ...[...state.signersActiveFrom]
         .filter(([, from]) => from > now)
         .map(([id, activeFrom]) => ({ kind: 'signer' as const, id, activeFrom })),
+      ...[...state.assets]
+        .filter(([, a]) => a.activeFrom > now)
+        .map(([id, a]) => ({ kind: 'asset' as const, id, activeFrom: a.activeFrom })),
     ],
   };
 }

@@ -201,8 +201,21 @@ describe('GOVERNANCE_EFFECTS: the classification of every entry kind', () => {
         .filter(([, row]) => row.effect === e)
         .map(([k]) => k)
         .sort();
-    expect(by('widens')).toEqual(['address.add', 'device.add', 'member.add', 'signer.add', 'wallet.add']);
-    expect(by('tightens')).toEqual(['device.revoke', 'freeze', 'member.remove', 'signer.remove']);
+    expect(by('widens')).toEqual([
+      'address.add',
+      'asset.add',
+      'device.add',
+      'member.add',
+      'signer.add',
+      'wallet.add',
+    ]);
+    expect(by('tightens')).toEqual([
+      'asset.remove',
+      'device.revoke',
+      'freeze',
+      'member.remove',
+      'signer.remove',
+    ]);
     expect(by('both')).toEqual(['address.remove', 'policy.set', 'quorum.set', 'role.set']);
     expect(by('restores')).toEqual(['unfreeze']);
     expect(GOVERNANCE_EFFECTS.freeze.signedBy).toBe('one admin or watcher');

@@ -373,7 +373,12 @@ export class ChainWatcher {
       const parsed = parseWallet(w);
       if (parsed === null) continue;
       const watched = this.#wallets.get(w.id);
-      const current = watched !== undefined && watched.descriptorText === w.descriptor ? watched : null;
+      const current =
+        watched !== undefined &&
+        w.kind === 'bitcoin-wsh-sortedmulti' &&
+        watched.descriptorText === w.descriptor
+          ? watched
+          : null;
       const coins = current === null ? [] : (this.#tracker?.utxos(w.id, { includePending: true }) ?? []);
       const balance = coins.reduce((sum, u) => sum + u.value, 0n);
       const next = (current?.used[0] ?? -1) + 1;
@@ -568,7 +573,7 @@ export class ChainWatcher {
     for (const w of state.wallets.values()) {
       if (networkOfChain(w.chain) !== network) continue;
       const parsed = parseWallet(w);
-      if (parsed === null) {
+      if (parsed === null || w.kind !== 'bitcoin-wsh-sortedmulti') {
         this.#log.warn({ wallet: w.id }, 'wallet descriptor does not parse; not watched');
         continue;
       }

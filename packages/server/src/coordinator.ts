@@ -49,6 +49,7 @@ import {
   governanceDigest,
   hasRole,
   intentDigest,
+  isBitcoinWallet,
   type LedgerEntry,
   ledgerHorizon,
   lookalikeMessage,
@@ -626,8 +627,8 @@ export class Engine {
     // Issue 8, item 2: a wallet is its keys and threshold, not its text. A second wallet over the
     // same scripts would spend the first one's coins under its own limits. Every signer refuses such
     // a wallet's jobs on its own; the coordinator refuses to store the proposal at all.
-    if (entry.kind === 'wallet.add') {
-      const alias = findWalletAlias(entry.body, state.wallets.values());
+    if (entry.kind === 'wallet.add' && isBitcoinWallet(entry.body)) {
+      const alias = findWalletAlias(entry.body, [...state.wallets.values()].filter(isBitcoinWallet));
       if (alias.ok && alias.value !== null) {
         return refuseEntry(
           'WALLET_ALIAS',

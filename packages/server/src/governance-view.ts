@@ -40,6 +40,7 @@ import {
   type GovernanceHead,
   type GovernanceState,
   governanceDigest,
+  isBitcoinWallet,
   type Millis,
   type SignedGovernanceEntry,
   verifyGovernanceChain,
@@ -180,7 +181,7 @@ export async function initOrganization(
   if (!state.ok) throw new CustosError(state.code, `the genesis does not verify: ${state.message}`);
   const org = state.value.org;
   // Issue 8, item 2: no two genesis wallets over the same scripts (signers refuse the later one's jobs).
-  const wallets = [...state.value.wallets.values()];
+  const wallets = [...state.value.wallets.values()].filter(isBitcoinWallet);
   for (const [i, w] of wallets.entries()) {
     const alias = findWalletAlias(w, wallets.slice(0, i));
     if (alias.ok && alias.value !== null) {

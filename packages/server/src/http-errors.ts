@@ -27,6 +27,7 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   NON_NFC_STRING: 400,
   LONE_SURROGATE: 400,
   NON_CANONICAL_ENCODING: 400,
+  ADDRESS_CHECKSUM_INVALID: 400,
   TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   // 401: who is calling is not established
@@ -85,6 +86,8 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   WALLET_ALIAS: 422,
   WALLET_NOT_ACTIVE: 422,
   CHANGE_BEYOND_GAP: 422,
+  SAFE_NONCE_REUSED: 422,
+  SAFE_STATE_MISMATCH: 422,
   // 429, 5xx
   RATE_LIMITED: 429,
   // The log no longer matches its own hashes: the coordinator refuses to append until an operator looks.

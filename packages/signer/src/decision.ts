@@ -41,6 +41,7 @@ import {
   feeCapsFor,
   type GovernanceState,
   type Intent,
+  isBitcoinWallet,
   type LedgerView,
   type Millis,
   type Policy,
@@ -144,13 +145,14 @@ export function decideJob(input: DecisionInput): Result<Decision> {
  */
 function checkAlias(state: GovernanceState, intent: Intent): Result<void> {
   const wallet = state.wallets.get(intent.wallet);
-  if (wallet === undefined) return accept(undefined); // the policy refuses UNKNOWN_WALLET
+  // The policy refuses UNKNOWN_WALLET; only Bitcoin wallets have scripts to alias.
+  if (wallet === undefined || !isBitcoinWallet(wallet)) return accept(undefined);
   const earlier: Wallet[] = [];
   for (const w of state.wallets.values()) {
     if (w.id === wallet.id) break;
     earlier.push(w);
   }
-  const alias = refuseWalletAlias(wallet, earlier);
+  const alias = refuseWalletAlias(wallet, earlier.filter(isBitcoinWallet));
   if (alias.ok) return accept(undefined);
   if (alias.code === 'WALLET_ALIAS') return refuse('WALLET_ALIAS', alias.message);
   // No identity, so no way to tell it from the others: never signed for.
@@ -161,7 +163,7 @@ function walletDescriptor(state: GovernanceState, intent: Intent): Result<Wallet
   const wallet = state.wallets.get(intent.wallet);
   if (wallet === undefined) return refuse('UNKNOWN_WALLET', `wallet ${intent.wallet} is not in governance`);
   const network = networkOfChain(wallet.chain);
-  if (network === undefined)
+  if (network === undefined || !isBitcoinWallet(wallet))
     return refuse('WRONG_CHAIN', `wallet chain ${wallet.chain} is not a Bitcoin chain`);
   // parseDescriptor returns the same parsed wallet for the same text, with its derived addresses cached.
   const parsed = parseDescriptor(wallet.descriptor, network);

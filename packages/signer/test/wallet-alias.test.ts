@@ -27,7 +27,7 @@ import {
   type GovernanceState,
   type LaterKind,
   type Policy,
-  type Wallet,
+  type BitcoinWallet as Wallet,
 } from '@custos/core';
 import { propose, unwrap } from '@custos/test-support/org';
 import {

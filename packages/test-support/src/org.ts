@@ -34,7 +34,7 @@ import {
   type SignedGovernanceEntry,
   type SignerRecord,
   signGovernanceEntry,
-  type Wallet,
+  type BitcoinWallet as Wallet,
 } from '@custos/core';
 import { sha256 } from '@noble/hashes/sha2.js';
 

@@ -34,7 +34,7 @@ import {
   type SignerJob,
   signDigest,
   toHex,
-  type Wallet,
+  type BitcoinWallet as Wallet,
 } from '@custos/core';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { COLD_STORAGE, createOrg, defaultPolicy, type Org, type Person, T0 } from './org.js';

@@ -22,7 +22,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
-import { buildGenesis, CustosError, type Digest, governanceDigest, signGovernanceEntry } from '@custos/core';
+import {
+  buildGenesis,
+  CustosError,
+  type Digest,
+  governanceDigest,
+  isBitcoinWallet,
+  signGovernanceEntry,
+} from '@custos/core';
 import { createKeystore, writeKeystore } from '@custos/signer/keystore';
 import { CustosClient, memberSigner } from '../client.js';
 import { type Command, commonHelp } from '../command.js';
@@ -293,7 +300,7 @@ async function createDeployment(folder: DevFolder): Promise<Setup> {
   return {
     genesis: governanceDigest(entry),
     signed,
-    descriptorText: body.wallets[0]!.descriptor,
+    descriptorText: body.wallets.find(isBitcoinWallet)!.descriptor,
     addresses: body.addresses.map((a) => ({ id: a.id, address: a.address, label: a.label })),
   };
 }

@@ -238,7 +238,10 @@ ${COMMON_HELP}`,
       );
     }
     o('Wallets\n');
-    for (const w of state.wallets.values()) o(`  ${w.id} "${w.label}" ${w.chain} ${w.descriptor}\n`);
+    for (const w of state.wallets.values())
+      o(
+        `  ${w.id} "${w.label}" ${w.chain} ${w.kind === 'bitcoin-wsh-sortedmulti' ? w.descriptor : `Safe ${w.address}`}\n`,
+      );
     o('Signers\n');
     for (const sg of state.signers.values())
       o(`  ${sg.id} ${sg.publicKey}${sg.label ? ` "${sg.label}"` : ''}\n`);

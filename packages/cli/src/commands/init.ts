@@ -338,7 +338,10 @@ function describeGenesis(entry: GovernanceEntry): string {
     lines.push(
       `  member ${m.id} (${m.roles.join(', ') || 'no role'}): ${m.devices.map((d) => d.id).join(', ')}`,
     );
-  for (const w of b.wallets) lines.push(`  wallet ${w.id} ${w.chain} ${w.descriptor}`);
+  for (const w of b.wallets)
+    lines.push(
+      `  wallet ${w.id} ${w.chain} ${w.kind === 'bitcoin-wsh-sortedmulti' ? w.descriptor : `Safe ${w.address}`}`,
+    );
   for (const s of b.signers) lines.push(`  signer ${s.id} identity ${s.publicKey}`);
   for (const a of b.addresses) lines.push(`  address ${a.id} ${a.address} "${a.label}"`);
   for (const r of b.policy.rules)

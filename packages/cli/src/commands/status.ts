@@ -55,7 +55,10 @@ ${COMMON_HELP}`,
     const walletRows = [...state.wallets.values()].map((w) => {
       const reported = wallets.find((x) => x.id === w.id);
       const network = networkOfChain(w.chain);
-      const parsed = network === undefined ? null : parseDescriptor(w.descriptor, network);
+      const parsed =
+        network === undefined || w.kind !== 'bitcoin-wsh-sortedmulti'
+          ? null
+          : parseDescriptor(w.descriptor, network);
       return {
         id: w.id,
         label: w.label,

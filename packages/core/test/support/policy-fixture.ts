@@ -10,6 +10,7 @@ import { type Ed25519KeyPair, generateEd25519, signDigest } from '../../src/keys
 import {
   type AddressEntry,
   type Approval,
+  type Asset,
   addressEntry,
   approvalDigest,
   type Intent,
@@ -130,6 +131,7 @@ export interface StateSpec {
   readonly policies: readonly (Policy | Timed<Policy>)[];
   readonly addresses?: readonly (AddressEntry | Timed<AddressEntry>)[];
   readonly wallets?: readonly Wallet[];
+  readonly assets?: readonly (Asset | Timed<Asset>)[];
   readonly frozen?: FreezeState | null;
 }
 
@@ -153,6 +155,8 @@ export function buildState(spec: StateSpec): GovernanceState {
     walletsActiveFrom: new Map(),
     signers: new Map(),
     signersActiveFrom: new Map(),
+    assets: new Map((spec.assets ?? []).map((a) => timed(a)).map((a) => [a.value.id, a])),
+    retiredAssets: new Map(),
     frozen: spec.frozen ?? null,
   };
 }

@@ -61,7 +61,10 @@ export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
     return;
   }
   const network = networkOfChain(wallet.chain);
-  const descriptor = network === undefined ? null : parseDescriptor(wallet.descriptor, network);
+  const descriptor =
+    network === undefined || wallet.kind !== 'bitcoin-wsh-sortedmulti'
+      ? null
+      : parseDescriptor(wallet.descriptor, network);
   if (
     wallet.kind !== 'bitcoin-wsh-sortedmulti' ||
     network === undefined ||

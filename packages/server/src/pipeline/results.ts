@@ -378,7 +378,8 @@ export class Results {
     const state = await this.#ctx.governance.current();
     const wallet = state.wallets.get(rec.signed.intent.wallet);
     const network = wallet === undefined ? undefined : networkOfChain(wallet.chain);
-    if (wallet === undefined || network === undefined) return null;
+    if (wallet === undefined || network === undefined || wallet.kind !== 'bitcoin-wsh-sortedmulti')
+      return null;
     const descriptor = parseDescriptor(wallet.descriptor, network);
     const bytes = psbtFromBase64(rec.psbt);
     if (!descriptor.ok || !bytes.ok) return null;

@@ -6,7 +6,7 @@
  * refused on an empty coordinator.
  */
 import { descriptorKeyOf, formatDescriptor, walletFromKeys } from '@custos/bitcoin';
-import { buildGenesis, type Wallet } from '@custos/core';
+import { buildGenesis, type BitcoinWallet as Wallet } from '@custos/core';
 import { type Person, signBy } from '@custos/test-support/org';
 import { signers as seedSigners } from '@custos/test-support/psbt-fixtures';
 import { HDKey } from '@scure/bip32';

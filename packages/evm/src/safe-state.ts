@@ -38,11 +38,24 @@ export interface SafeState {
   readonly fallbackHandler: Address;
 }
 
+/**
+ * What a node reports. The Safe's view functions run the singleton's code,
+ * so once the singleton is replaced (Bybit) they may revert or lie; a read
+ * that reverted is `null`, which never equals a governed value. Storage
+ * slots are read raw and are always there.
+ */
+export interface ObservedSafeState extends Omit<SafeState, 'owners' | 'threshold' | 'nonce' | 'modules'> {
+  readonly owners: readonly Address[] | null;
+  readonly threshold: bigint | null;
+  readonly nonce: bigint | null;
+  readonly modules: readonly Address[] | null;
+}
+
 /** What governance pins; the nonce is the signer's own ledger's business, checked apart. */
 export type GovernedSafeState = Omit<SafeState, 'nonce'>;
 
-function sameSet(a: readonly Address[], b: readonly Address[]): boolean {
-  if (a.length !== b.length) return false;
+function sameSet(a: readonly Address[] | null, b: readonly Address[]): boolean {
+  if (a === null || a.length !== b.length) return false;
   const set = new Set(a.map((x) => x.toLowerCase()));
   return set.size === a.length && b.every((x) => set.has(x.toLowerCase()));
 }
@@ -50,8 +63,12 @@ function sameSet(a: readonly Address[], b: readonly Address[]): boolean {
 /**
  * Compares what the chain says with what governance pins. Owners compare as
  * a set (the Safe's linked list order is insertion order, not meaning).
+ * The singleton is compared first: when it changed, that is the news.
  */
-export function checkSafeState(observed: SafeState, governed: GovernedSafeState): EvmResult<SafeState> {
+export function checkSafeState(
+  observed: ObservedSafeState,
+  governed: GovernedSafeState,
+): EvmResult<SafeState> {
   const differs = (field: string) =>
     refuseEvm(SAFE_STATE_MISMATCH, `the Safe's ${field} on chain is not the governed one`, { field });
   if (!sameAddress(observed.singleton, governed.singleton)) return differs('singleton');
@@ -63,5 +80,12 @@ export function checkSafeState(observed: SafeState, governed: GovernedSafeState)
   if (!sameSet(observed.modules, governed.modules)) return differs('modules');
   if (!sameAddress(observed.guard, governed.guard)) return differs('guard');
   if (!sameAddress(observed.fallbackHandler, governed.fallbackHandler)) return differs('fallbackHandler');
-  return accept(observed);
+  if (observed.nonce === null) return differs('nonce');
+  return accept({
+    ...observed,
+    owners: observed.owners!,
+    threshold: observed.threshold!,
+    modules: observed.modules!,
+    nonce: observed.nonce,
+  });
 }

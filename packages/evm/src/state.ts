@@ -8,6 +8,8 @@
  */
 import {
   type Address,
+  BaseError,
+  ContractFunctionRevertedError,
   createPublicClient,
   getAddress,
   type Hex,
@@ -19,7 +21,7 @@ import { SAFE_ABI } from './exec.js';
 import {
   FALLBACK_HANDLER_STORAGE_SLOT,
   GUARD_STORAGE_SLOT,
-  type SafeState,
+  type ObservedSafeState,
   SENTINEL_ADDRESS,
   SINGLETON_STORAGE_SLOT,
 } from './safe-state.js';
@@ -27,13 +29,25 @@ import {
 /** A Safe that is governed has no modules; more than this many is refused by the comparison anyway. */
 const MODULE_PAGE = 100n;
 
-export interface SafeStateRead extends SafeState {
+export interface SafeStateRead extends ObservedSafeState {
   readonly blockNumber: bigint;
 }
 
 /** A viem public client for a JSON-RPC URL (no retries: a failed read is a failed attestation). */
 export function evmClient(rpcUrl: string): PublicClient {
   return createPublicClient({ transport: http(rpcUrl, { retryCount: 0, timeout: 10_000 }) });
+}
+
+/** A view function that reverted is `null` (a foreign singleton); a transport failure is thrown (no attestation). */
+async function orNullOnRevert<T>(read: Promise<T>): Promise<T | null> {
+  try {
+    return await read;
+  } catch (err) {
+    if (err instanceof BaseError && err.walk((e) => e instanceof ContractFunctionRevertedError) !== null) {
+      return null;
+    }
+    throw err;
+  }
 }
 
 function wordToAddress(word: Hex | undefined): Address {
@@ -50,7 +64,7 @@ export async function readSafeState(client: PublicClient | string, safe: Address
   const blockNumber = await c.getBlockNumber();
   const at = { blockNumber } as const;
   const read = <N extends 'getOwners' | 'getThreshold' | 'nonce'>(functionName: N) =>
-    c.readContract({ address: safe, abi: SAFE_ABI, functionName, ...at });
+    orNullOnRevert(c.readContract({ address: safe, abi: SAFE_ABI, functionName, ...at }));
   const [slot0, guardWord, handlerWord, owners, threshold, nonce, modulesPage] = await Promise.all([
     c.getStorageAt({ address: safe, slot: SINGLETON_STORAGE_SLOT, ...at }),
     c.getStorageAt({ address: safe, slot: GUARD_STORAGE_SLOT, ...at }),
@@ -58,13 +72,15 @@ export async function readSafeState(client: PublicClient | string, safe: Address
     read('getOwners'),
     read('getThreshold'),
     read('nonce'),
-    c.readContract({
-      address: safe,
-      abi: SAFE_ABI,
-      functionName: 'getModulesPaginated',
-      args: [SENTINEL_ADDRESS, MODULE_PAGE],
-      ...at,
-    }),
+    orNullOnRevert(
+      c.readContract({
+        address: safe,
+        abi: SAFE_ABI,
+        functionName: 'getModulesPaginated',
+        args: [SENTINEL_ADDRESS, MODULE_PAGE],
+        ...at,
+      }),
+    ),
   ]);
   const singleton = wordToAddress(slot0);
   const code = (await c.getCode({ address: singleton, ...at })) ?? '0x';
@@ -72,10 +88,10 @@ export async function readSafeState(client: PublicClient | string, safe: Address
     blockNumber,
     singleton,
     singletonCodeHash: keccak256(code),
-    owners: (owners as readonly Address[]).map((o) => getAddress(o)),
-    threshold: threshold as bigint,
-    nonce: nonce as bigint,
-    modules: modulesPage[0].map((m) => getAddress(m)),
+    owners: owners === null ? null : (owners as readonly Address[]).map((o) => getAddress(o)),
+    threshold: threshold as bigint | null,
+    nonce: nonce as bigint | null,
+    modules: modulesPage === null ? null : modulesPage[0].map((m) => getAddress(m)),
     guard: wordToAddress(guardWord),
     fallbackHandler: wordToAddress(handlerWord),
   };

@@ -581,6 +581,19 @@ describe('the policy evaluates an intent from a Safe as it does a Bitcoin one', 
     expect(decide(s, signedIntent(s, { at }), at)).toMatchObject({ kind: 'deny', code: 'UNKNOWN_ASSET' });
   });
 
+  it('asset.add widens: an asset removed and added back sends nothing before the delay, then is allowed', () => {
+    const removed = unwrap(
+      applyGovernance(evmState, propose(evmState, 'asset.remove', { id: 'usdt' }, [a1, a2]), at),
+    );
+    const back = unwrap(applyGovernance(removed, propose(removed, 'asset.add', usdt, [a1, a2]), at + 1));
+    const during = at + 1 + DELAY - 1;
+    const early = decide(back, signedIntent(back, { at: during }), during);
+    expect(early).toMatchObject({ kind: 'deny', code: 'UNKNOWN_ASSET' });
+    expect(early.kind === 'deny' && early.message).toMatch(/waiting out the governance delay/);
+    const after = at + 1 + DELAY;
+    expect(decide(back, signedIntent(back, { at: after }), after).kind).toBe('allow');
+  });
+
   it('refuses a poisoned look-alike of an address-book entry (same first and last four hex digits)', () => {
     const d = decide(evmState, signedIntent(evmState, { at, to: POISONED as Address }), at);
     expect(d).toMatchObject({ kind: 'deny', code: 'LOOKALIKE_ADDRESS' });

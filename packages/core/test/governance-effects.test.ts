@@ -565,6 +565,13 @@ const entryArb: fc.Arbitrary<EntryPlan> = fc.oneof(
     .constantFrom('cold-storage', 'exchange')
     .map<EntryPlan>((id) => ({ kind: 'address.remove', body: { id }, by: 'admins' })),
   fc.constant<EntryPlan>({ kind: 'wallet.add', body: secondWallet, by: 'admins' }),
+  // The registry binds Safe wallets only; a Bitcoin wallet's transfers must not change with it.
+  fc.constant<EntryPlan>({
+    kind: 'asset.add',
+    body: { id: 'btc-registered', chain: 'bitcoin:regtest', kind: 'native', symbol: 'BTC', decimals: 8 },
+    by: 'admins',
+  }),
+  fc.constant<EntryPlan>({ kind: 'asset.remove', body: { id: 'btc-registered' }, by: 'admins' }),
   fc.constant<EntryPlan>({
     kind: 'signer.add',
     body: { id: 'signer-9', publicKey: extra('signer', 9).publicKey },

@@ -27,7 +27,8 @@
  * given input always gets the same code:
  *  1. frozen                                    FROZEN (THREATS 22)
  *  2. organization, wallet, chain, asset        WRONG_ORG, UNKNOWN_WALLET, WALLET_NOT_ACTIVE, WRONG_CHAIN (16),
- *                                               UNKNOWN_ASSET
+ *                                               UNKNOWN_ASSET (for a Safe: registered and active), and
+ *                                               OPERATION_FORBIDDEN for a Safe paying itself (28)
  *  3. requester device and signature, role      NOT_A_MEMBER, UNKNOWN_DEVICE, DEVICE_REVOKED (4, 5),
  *                                               DEVICE_NOT_ACTIVE, INTENT_SIGNATURE_INVALID (6), NOT_AUTHORIZED
  *  4. intent lifetime                           LIFETIME_TOO_LONG, EXPIRED (15), NOT_YET_VALID
@@ -559,7 +560,7 @@ export function rollingUsage(
  */
 export function intentWallet(
   state: GovernanceState,
-  intent: Pick<Intent, 'wallet' | 'chain' | 'asset'>,
+  intent: Pick<Intent, 'wallet' | 'chain' | 'asset'> & { readonly to?: string },
   now: Millis,
   chains?: readonly string[],
 ): Result<Wallet> {
@@ -587,6 +588,14 @@ export function intentWallet(
   // A Safe sends only registered assets, active at `now` (issue 9): the registry says which
   // contract an asset id is, and asset.add waits out the delay, asset.remove binds at once.
   if (wallet.kind === 'evm-safe') {
+    // THREATS 28: a transaction to the Safe itself is how owners, threshold, modules, guard and
+    // singleton change (WazirX 2024); no intent may name it, whatever it carries.
+    if (intent.to === wallet.address) {
+      return refuse(
+        'OPERATION_FORBIDDEN',
+        `the intent pays the Safe ${wallet.address} itself: a call to the Safe`,
+      );
+    }
     const registered = assetStatus(state, intent.asset, now);
     if (registered.status === 'unknown') {
       return refuse('UNKNOWN_ASSET', `asset ${intent.asset} is not in the asset registry`);

@@ -602,6 +602,11 @@ describe('the policy evaluates an intent from a Safe as it does a Bitcoin one', 
     );
   });
 
+  it('refuses an intent paying the Safe itself: a call to the Safe (OPERATION_FORBIDDEN, THREATS 28)', () => {
+    const si = signedIntent(evmState, { at, asset: 'eth', to: SAFE as Address });
+    expect(decide(evmState, si, at)).toMatchObject({ kind: 'deny', code: 'OPERATION_FORBIDDEN' });
+  });
+
   it('refuses an intent naming another chain than the Safe (WRONG_CHAIN)', () => {
     const si = signedIntent(evmState, { at, chain: OTHER_CHAIN });
     expect(decide(evmState, si, at)).toMatchObject({ kind: 'deny', code: 'WRONG_CHAIN' });

@@ -5,13 +5,32 @@
  * intent, the signed approvals, the governance head it claims, and the
  * transaction bytes. The signer's answer is a receipt signed by its identity
  * key, so the coordinator (and the audit log) cannot forge a signer's word.
+ *
+ * A job is for one chain family: a Bitcoin job carries a `psbt`, an EVM Safe
+ * job a `safeTx` (issue 9), never both. The `safeTx` is the coordinator's
+ * proposal only: the signer builds the one SafeTx the intent allows itself,
+ * compares the proposal with it field by field (THREATS 28-29), and signs the
+ * EIP-712 hash it computed, never one it was handed.
  */
 
 import { ERROR_CODES } from './errors.js';
+import { evmAddress } from './evm.js';
 import { digestOf } from './jcs.js';
 import { signedApproval, signedGovernanceEntry, signedIntent } from './objects.js';
 import { digest, hexBytes, id, millis } from './primitives.js';
-import { array, type Infer, int, literal, nullable, object, oneOf, string } from './schema.js';
+import {
+  array,
+  type Infer,
+  int,
+  literal,
+  nullable,
+  object,
+  oneOf,
+  type Problem,
+  refine,
+  type Schema,
+  string,
+} from './schema.js';
 import type { Digest } from './types.js';
 
 /** Standard base64 (RFC 4648 section 4), as Bitcoin Core spells PSBTs. At most 3 MB of PSBT. */
@@ -25,7 +44,59 @@ export const base64Psbt = string({
 export const governanceHead = object({ seq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }), digest });
 export type GovernanceHead = Infer<typeof governanceHead>;
 
-export const signerJob = object(
+const UINT256_MAX = (1n << 256n) - 1n;
+
+/**
+ * An EVM uint256 as a canonical decimal string (no sign, no leading zero):
+ * JSON numbers lose precision above 2^53, and wei amounts and nonces do not fit.
+ */
+const uint256 = refine(
+  string({
+    min: 1,
+    max: 78,
+    pattern: /^(?:0|[1-9][0-9]*)$/,
+    description: 'uint256 as a canonical decimal string',
+  }),
+  (v) => (BigInt(v) > UINT256_MAX ? 'exceeds 2^256 - 1' : undefined),
+);
+
+/** Calldata: 0x and lower-case hex, whole bytes, at most 10 KB (a token transfer is 68 bytes). */
+const calldata = string({
+  min: 2,
+  max: 2 + 2 * 10_240,
+  pattern: /^0x(?:[0-9a-f]{2})*$/,
+  description: 'calldata, 0x and lower-case hex, at most 10 KB',
+});
+
+/**
+ * A Safe 1.4.1 transaction as the coordinator PROPOSES it, with its EIP-712
+ * domain (`safe`, `chainId`). The schema only checks the shape: every field,
+ * including DELEGATECALL (`operation` 1) and the gas-refund fields, is
+ * representable so that an attack arrives at the signer's decision and is
+ * refused there with its own code (OPERATION_FORBIDDEN, CALLDATA_MISMATCH,
+ * WRONG_CHAIN) and alert, not lost as a malformed job.
+ */
+export const jobSafeTx = object(
+  {
+    safe: evmAddress,
+    chainId: uint256,
+    to: evmAddress,
+    value: uint256,
+    data: calldata,
+    operation: int({ min: 0, max: 1, description: '0 CALL, 1 DELEGATECALL (Safe Enum.Operation)' }),
+    safeTxGas: uint256,
+    baseGas: uint256,
+    gasPrice: uint256,
+    gasToken: evmAddress,
+    refundReceiver: evmAddress,
+    nonce: uint256,
+  },
+  {},
+  'A Safe transaction proposed for signing, with its EIP-712 domain; the signer never trusts it, it compares it with the one it builds from the intent.',
+);
+export type JobSafeTx = Infer<typeof jobSafeTx>;
+
+const signerJobFields = object(
   {
     v: literal(1),
     id,
@@ -33,12 +104,47 @@ export const signerJob = object(
     intent: signedIntent,
     approvals: array(signedApproval, { max: 100 }),
     governance: governanceHead,
-    psbt: base64Psbt,
   },
-  {},
-  'A request to one signer to check and sign one transaction for one intent.',
+  { psbt: base64Psbt, safeTx: jobSafeTx },
+  'A request to one signer to check and sign one transaction for one intent: a Bitcoin PSBT (`psbt`) or an EVM Safe transaction (`safeTx`), exactly one of the two.',
 );
-export type SignerJob = Infer<typeof signerJob>;
+/**
+ * A signer job. `psbt` and `safeTx` are both optional in the type, but a
+ * parsed job has exactly one of them (see {@link signerJob}).
+ */
+export type SignerJob = Infer<typeof signerJobFields>;
+
+/** Exactly one of `psbt` and `safeTx`: a job that carries both is ambiguous about what would be signed. */
+function oneTransaction(job: SignerJob): Problem | undefined {
+  const hasPsbt = job.psbt !== undefined;
+  const hasSafeTx = job.safeTx !== undefined;
+  if (hasPsbt && hasSafeTx) {
+    return {
+      code: 'INVALID_VALUE',
+      field: 'safeTx',
+      message: 'a job carries exactly one of psbt (Bitcoin) and safeTx (EVM Safe), not both',
+    };
+  }
+  if (!hasPsbt && !hasSafeTx) {
+    return {
+      code: 'MISSING_FIELD',
+      field: 'psbt',
+      message: 'a job carries a psbt (Bitcoin) or a safeTx (EVM Safe)',
+    };
+  }
+  return undefined;
+}
+
+const refinedJob = refine(signerJobFields, oneTransaction);
+
+/** A signer job; parsing refuses one with neither or both of `psbt` and `safeTx`. */
+export const signerJob: Schema<SignerJob> = {
+  jsonSchema: {
+    ...signerJobFields.jsonSchema,
+    oneOf: [{ required: ['psbt'] }, { required: ['safeTx'] }],
+  },
+  parse: (value, path) => refinedJob.parse(value, path),
+};
 
 /** The coordinator asks a signer to countersign its audit head (docs/api.md "Signer feed"). */
 export const checkpointRequest = object({ seq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }), head: digest });
@@ -55,7 +161,17 @@ export const receipt = object(
     signer: id,
     job: id,
     intent: nullable(digest),
-    txid: nullable(hexBytes(32)),
+    /**
+     * What was decided on: for a Bitcoin job the txid; for an EVM Safe job the
+     * safeTxHash the signer computed itself (EIP-712, no 0x), whether it
+     * signed or refused, null when it got no further than the intent.
+     */
+    txid: nullable(
+      hexBytes(
+        32,
+        'Bitcoin: the txid; EVM Safe: the safeTxHash the signer computed (EIP-712, 32 bytes, lower-case hex, no 0x)',
+      ),
+    ),
     outcome: oneOf(['signed', 'refused'] as const),
     code: nullable(errorCode),
     governanceSeq: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
@@ -93,9 +209,20 @@ export const signerResult = object(
   },
   {
     psbt: base64Psbt,
+    /**
+     * The signer's Safe owner signature over the receipt's `txid` (the
+     * safeTxHash): r || s || v, v 27 or 28, as Safe.checkSignatures takes it.
+     */
+    safeSignature: string({
+      min: 132,
+      max: 132,
+      pattern: /^0x[0-9a-f]{130}$/,
+      description:
+        'Safe owner signature over the safeTxHash: 0x and 65 bytes r || s || v (v 27 or 28), lower-case hex',
+    }),
     message: string({ max: 512 }),
     alert: signerAlert,
   },
-  'A receipt signed by the signer identity key, with the partially signed PSBT when it signed.',
+  "A receipt signed by the signer identity key, with the partially signed PSBT (Bitcoin) or the owner's safeSignature (EVM Safe) when it signed. For an EVM job the receipt's txid is the safeTxHash.",
 );
 export type SignerResult = Infer<typeof signerResult>;

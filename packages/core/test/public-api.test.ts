@@ -110,6 +110,7 @@ const EXPORTS = [
   'isEvmChain',
   'isLedgerView',
   'isSafeWallet',
+  'jobSafeTx',
   'ledgerEntry',
   'ledgerHorizon',
   'ledgerSelects',

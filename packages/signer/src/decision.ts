@@ -180,6 +180,7 @@ function checkPsbt(
   if (!wallet.ok) return wallet;
   const caps = feeCapsFor(policies, intent);
   if (caps === null) return refuse('FEE_TOO_HIGH', `no fee cap is set for ${intent.wallet}/${intent.asset}`);
+  if (input.job.psbt === undefined) return refuse('UNSUPPORTED_TRANSACTION', 'the job carries no PSBT');
   const psbt = psbtFromBase64(input.job.psbt);
   if (!psbt.ok) return refuse(psbt.code, `the PSBT does not decode: ${psbt.message}`);
   // Issue 8, item 4: change no further than the gap limit past the change this signer knows used

@@ -141,3 +141,172 @@ export function ledgerViewOf(entries: readonly LedgerEntry[]): LedgerView {
 export function isLedgerView(ledger: readonly LedgerEntry[] | LedgerView): ledger is LedgerView {
   return !Array.isArray(ledger);
 }
+
+/**
+ * A ledger kept in memory and indexed, for a verifier that follows what is
+ * signed as it happens (the coordinator's preview, packages/server/src/preview-ledger.ts):
+ * each sum is two binary searches over running totals kept per key (the keys
+ * {@link ledgerSums} can ask for: by wallet; by destination or requester,
+ * alone or within a wallet), FIRST_PAYMENT a map lookup, LARGE_AMOUNT the
+ * tail of the wallet's list. So a decision costs the same with a day of
+ * signing behind it as with none; {@link ledgerViewOf} is the reference it is
+ * tested against (packages/core/test/ledger-index.test.ts).
+ *
+ * Entries arrive mostly in time order (appended at the end); one out of
+ * order, or a removal, rebuilds the totals of the keys it touches.
+ */
+export class LedgerIndex implements LedgerView {
+  readonly #entries = new Map<Digest, LedgerEntry>();
+  /** Per key: entries in (at, intent) order and the running totals after each. */
+  readonly #lists = new Map<string, { entries: LedgerEntry[]; cum: bigint[] }>();
+  readonly #paid = new Map<string, Set<Digest>>();
+
+  constructor(entries: Iterable<LedgerEntry> = []) {
+    for (const e of entries) this.add(e);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  has(intent: Digest): boolean {
+    return this.#entries.has(intent);
+  }
+
+  /** Adds an entry; an entry for an intent already held is left as it is (returns false). */
+  add(e: LedgerEntry): boolean {
+    if (this.#entries.has(e.intent)) return false;
+    this.#entries.set(e.intent, e);
+    const payers = this.#paid.get(e.to) ?? new Set<Digest>();
+    this.#paid.set(e.to, payers);
+    payers.add(e.intent);
+    for (const k of ledgerKeysOf(e)) {
+      const list = this.#lists.get(k) ?? { entries: [], cum: [] };
+      this.#lists.set(k, list);
+      const last = list.entries[list.entries.length - 1];
+      if (last === undefined || entryOrder(last, e) < 0) {
+        list.entries.push(e);
+        list.cum.push((list.cum[list.cum.length - 1] ?? 0n) + BigInt(e.amount));
+      } else {
+        list.entries.push(e);
+        list.entries.sort(entryOrder);
+        rebuildTotals(list);
+      }
+    }
+    return true;
+  }
+
+  /** Removes the entry of `intent`, if held. */
+  remove(intent: Digest): boolean {
+    const e = this.#entries.get(intent);
+    if (e === undefined) return false;
+    this.#entries.delete(intent);
+    const payers = this.#paid.get(e.to);
+    payers?.delete(intent);
+    if (payers?.size === 0) this.#paid.delete(e.to);
+    for (const k of ledgerKeysOf(e)) {
+      const list = this.#lists.get(k);
+      if (list === undefined) continue;
+      list.entries = list.entries.filter((x) => x.intent !== intent);
+      if (list.entries.length === 0) this.#lists.delete(k);
+      else rebuildTotals(list);
+    }
+    return true;
+  }
+
+  /** Drops every entry dated at or before `before` (no sum after it needs them). */
+  prune(before: Millis): number {
+    let dropped = 0;
+    for (const e of this.#entries.values()) {
+      if (e.at > before) continue;
+      this.#entries.delete(e.intent);
+      const payers = this.#paid.get(e.to);
+      payers?.delete(e.intent);
+      if (payers?.size === 0) this.#paid.delete(e.to);
+      dropped++;
+    }
+    if (dropped === 0) return 0;
+    for (const [k, list] of this.#lists) {
+      list.entries = list.entries.filter((x) => x.at > before);
+      if (list.entries.length === 0) this.#lists.delete(k);
+      else rebuildTotals(list);
+    }
+    return dropped;
+  }
+
+  sum(q: LedgerSum): bigint {
+    const k = ledgerKeyOf(q);
+    if (k === undefined) return ledgerViewOf([...this.#entries.values()]).sum(q);
+    const list = this.#lists.get(k);
+    if (list === undefined) return 0n;
+    const n = list.entries.length;
+    // The first entry dated after `since`: every entry from it on is in the window.
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (list.entries[mid]!.at > q.since) hi = mid;
+      else lo = mid + 1;
+    }
+    let used = (list.cum[n - 1] ?? 0n) - (lo === 0 ? 0n : list.cum[lo - 1]!);
+    const ex = this.#entries.get(q.exclude);
+    if (ex !== undefined && ex.at > q.since && ledgerKeysOf(ex).includes(k)) used -= BigInt(ex.amount);
+    return used;
+  }
+
+  paid(to: string, exclude: Digest): boolean {
+    const payers = this.#paid.get(to);
+    if (payers === undefined) return false;
+    return payers.size > 1 || !payers.has(exclude);
+  }
+
+  recent(wallet: string, asset: string, count: number, exclude: Digest): readonly bigint[] {
+    const list = this.#lists.get(JSON.stringify(['w', asset, wallet]));
+    if (list === undefined) return [];
+    const out: bigint[] = [];
+    for (let i = list.entries.length - 1; i >= 0 && out.length < count; i--) {
+      const e = list.entries[i]!;
+      if (e.intent !== exclude) out.push(BigInt(e.amount));
+    }
+    return out;
+  }
+}
+
+/** (at, intent) ascending: the order recent() reads backwards. */
+function entryOrder(a: LedgerEntry, b: LedgerEntry): number {
+  return a.at - b.at || (a.intent < b.intent ? -1 : a.intent > b.intent ? 1 : 0);
+}
+
+function rebuildTotals(list: { entries: LedgerEntry[]; cum: bigint[] }): void {
+  let total = 0n;
+  list.cum = list.entries.map((e) => {
+    total += BigInt(e.amount);
+    return total;
+  });
+}
+
+/**
+ * The index keys of an entry: one for each way {@link ledgerSums} can select
+ * it, as JSON arrays so no address or id can collide with another.
+ */
+export function ledgerKeysOf(e: { asset: string; wallet: string; to: string; requester: string }): string[] {
+  return [
+    JSON.stringify(['w', e.asset, e.wallet]),
+    JSON.stringify(['d', e.asset, e.to]),
+    JSON.stringify(['dw', e.asset, e.wallet, e.to]),
+    JSON.stringify(['r', e.asset, e.requester]),
+    JSON.stringify(['rw', e.asset, e.wallet, e.requester]),
+  ];
+}
+
+/** The key that answers a sum, or undefined for a shape ledgerSums never asks (answered by a scan). */
+export function ledgerKeyOf(q: LedgerSum): string | undefined {
+  const { asset, wallet, to, requester } = q;
+  if (to !== undefined && requester !== undefined) return undefined;
+  if (to !== undefined)
+    return JSON.stringify(wallet === undefined ? ['d', asset, to] : ['dw', asset, wallet, to]);
+  if (requester !== undefined)
+    return JSON.stringify(wallet === undefined ? ['r', asset, requester] : ['rw', asset, wallet, requester]);
+  if (wallet !== undefined) return JSON.stringify(['w', asset, wallet]);
+  return undefined;
+}

@@ -21,6 +21,8 @@ import {
   type LedgerSum,
   type LedgerView,
   ledgerEntry,
+  ledgerKeyOf,
+  ledgerKeysOf,
   type SignedGovernanceEntry,
   type SignerResult,
   signedGovernanceEntry,
@@ -244,7 +246,7 @@ export class SignerStore {
   }
 
   private ledgerSum(q: LedgerSum): bigint {
-    const k = totalsKeyOf(q);
+    const k = ledgerKeyOf(q);
     if (k === undefined) {
       // A query no running total answers (none that core asks today): sum the rows it selects.
       let used = 0n;
@@ -275,7 +277,7 @@ export class SignerStore {
       | undefined;
     if (own !== undefined) {
       const e = toEntry(own);
-      if (e.at > q.since && totalsKeysOf(e).includes(k)) used -= BigInt(e.amount);
+      if (e.at > q.since && ledgerKeysOf(e).includes(k)) used -= BigInt(e.amount);
     }
     return used;
   }
@@ -486,33 +488,6 @@ function amountOf(text: string): bigint {
 }
 
 /**
- * The running-total keys of a ledger entry: one for each way core's
- * ledgerSums can select it (by wallet; by destination or requester, alone or
- * within a wallet), as JSON arrays so no address or id can collide with another.
- */
-function totalsKeysOf(e: { asset: string; wallet: string; to: string; requester: string }): string[] {
-  return [
-    JSON.stringify(['w', e.asset, e.wallet]),
-    JSON.stringify(['d', e.asset, e.to]),
-    JSON.stringify(['dw', e.asset, e.wallet, e.to]),
-    JSON.stringify(['r', e.asset, e.requester]),
-    JSON.stringify(['rw', e.asset, e.wallet, e.requester]),
-  ];
-}
-
-/** The running-total key that answers a sum, or undefined when none does. */
-function totalsKeyOf(q: LedgerSum): string | undefined {
-  const { asset, wallet, to, requester } = q;
-  if (to !== undefined && requester !== undefined) return undefined;
-  if (to !== undefined)
-    return JSON.stringify(wallet === undefined ? ['d', asset, to] : ['dw', asset, wallet, to]);
-  if (requester !== undefined)
-    return JSON.stringify(wallet === undefined ? ['r', asset, requester] : ['rw', asset, wallet, requester]);
-  if (wallet !== undefined) return JSON.stringify(['w', asset, wallet]);
-  return undefined;
-}
-
-/**
  * Adds a ledger entry to its running totals: its own row (the total before it
  * plus its amount) and, for entries dated later (a clock stepped back), their
  * totals raised by its amount. Normally there are none.
@@ -537,7 +512,7 @@ function addTotals(
   const later = prepare('SELECT at, seq, cum FROM ledger_totals WHERE k = ? AND (at, seq) > (?, ?)');
   const insert = prepare('INSERT INTO ledger_totals (k, at, seq, cum) VALUES (?, ?, ?, ?)');
   const update = prepare('UPDATE ledger_totals SET cum = ? WHERE k = ? AND at = ? AND seq = ?');
-  for (const k of totalsKeysOf(e)) {
+  for (const k of ledgerKeysOf(e)) {
     const prev = before.get(k, e.at, seq) as { cum: string } | undefined;
     insert.run(k, e.at, seq, ((prev === undefined ? 0n : amountOf(prev.cum)) + amount).toString());
     for (const r of later.all(k, e.at, seq) as { at: number; seq: number; cum: string }[]) {
@@ -572,7 +547,7 @@ function migrateLedgerTotals(db: Database.Database): void {
     const insert = db.prepare('INSERT INTO ledger_totals (k, at, seq, cum) VALUES (?, ?, ?, ?)');
     for (const r of rows) {
       const e = toEntry(r);
-      for (const k of totalsKeysOf(e)) {
+      for (const k of ledgerKeysOf(e)) {
         const cum = (totals.get(k) ?? 0n) + BigInt(e.amount);
         totals.set(k, cum);
         insert.run(k, e.at, r.seq, cum.toString());

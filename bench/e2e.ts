@@ -392,7 +392,7 @@ interface ProfileNode {
 }
 
 /** Self time by function and by package, from a V8 .cpuprofile. */
-function printProfile(name: string, file: string): void {
+export function printProfile(name: string, file: string): void {
   const p = JSON.parse(readFileSync(file, 'utf8')) as {
     nodes: ProfileNode[];
     samples: number[];

@@ -14,8 +14,12 @@
  *
  * Not in CI and not run by a bare `npm run bench`: it takes the full time.
  */
+import { randomUUID } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { cpuMs, currentRss, type Deployment, percentile, sleep, startDeployment } from './deployment.js';
+import { printProfile } from './e2e.js';
 import type { Row } from './harness.js';
 
 /** Small, so a 0.01 BTC coin and its change serve many withdrawals. */
@@ -30,6 +34,7 @@ export interface SoakOptions {
   readonly minutes?: number;
   readonly clients?: number;
   readonly coins?: number;
+  readonly profile?: boolean;
 }
 
 function minutesFromArgs(): number | undefined {
@@ -61,9 +66,20 @@ export async function soakBench(opts: SoakOptions = {}): Promise<Row[]> {
   const clients = opts.clients ?? 4;
   const coins = opts.coins ?? 600;
   const log = (s: string) => process.stdout.write(`  soak: ${s}\n`);
+  // `--profile`: the coordinator runs under --cpu-prof; its profile over the whole soak is printed at the end.
+  const profile = opts.profile ?? process.argv.includes('--profile');
+  const profDir = join('/tmp', `custos-soak-prof-${randomUUID()}`);
   let d: Deployment | undefined;
   try {
-    d = await startDeployment({ backend: 'postgres', coins, log });
+    d = await startDeployment({
+      backend: 'postgres',
+      coins,
+      log,
+      nodeArgs: (name) =>
+        profile && name === 'coordinator-1'
+          ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=1000']
+          : [],
+    });
     const dep = d;
     let stop = false;
     let done = 0;
@@ -197,6 +213,14 @@ export async function soakBench(opts: SoakOptions = {}): Promise<Row[]> {
         value: slope(half.map((r) => [r.minute, r.rss[name] ?? Number.NaN])),
         unit: 'MiB/min',
       });
+    }
+    if (profile) {
+      await dep.stop();
+      // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread.
+      for (const f of readdirSync(profDir).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f))) {
+        printProfile('coordinator-1', join(profDir, f));
+      }
+      rmSync(profDir, { recursive: true, force: true });
     }
     log(
       `throughput ${flatThroughput ? 'flat' : 'NOT flat'} (minute ${last.minute} / minute 1 = ${throughput.toFixed(2)}), RSS ${flatRss ? 'flat' : 'NOT flat'} (minute ${last.minute} / minute ${base.minute} <= ${RSS_CEILING} for every process: ${flatRss})`,

@@ -50,8 +50,9 @@ import {
   hasRole,
   intentDigest,
   isBitcoinWallet,
-  type LedgerEntry,
+  type LedgerView,
   ledgerHorizon,
+  ledgerViewOf,
   lookalikeMessage,
   lookalikesInForce,
   type Millis,
@@ -75,9 +76,11 @@ import {
   type ProposalStatus,
   type Store,
 } from './db/repository.js';
+import { PreviewLedger } from './preview-ledger.js';
 
 /** Statuses whose intents a signer has signed (or will have, once they are on chain). */
-const SIGNED_STATUSES: readonly IntentStatus[] = ['signed', 'broadcast', 'confirmed'];
+/** The ledger when no rolling limit is set: nothing to sum. */
+const NO_LEDGER: LedgerView = ledgerViewOf([]);
 /** Pending intents one sweep looks at, at most. */
 const SWEEP_MAX = 1000;
 
@@ -221,6 +224,7 @@ export interface RequestInfo {
 
 export class Engine {
   readonly #store: Store;
+  readonly #preview: PreviewLedger;
   readonly #audit: AuditLog;
   readonly #notifier: Notifier;
   readonly #pipeline: SigningPipeline;
@@ -230,6 +234,7 @@ export class Engine {
 
   constructor(o: EngineOptions) {
     this.#store = o.store;
+    this.#preview = new PreviewLedger(o.store);
     this.#audit = o.audit;
     this.#notifier = o.notifier;
     this.#pipeline = o.pipeline;
@@ -453,7 +458,7 @@ export class Engine {
     id: string,
     state: GovernanceState,
     actor: string,
-    sweep?: { ledger: () => Promise<LedgerEntry[]> },
+    sweep?: { ledger: () => Promise<LedgerView> },
   ): Promise<'approved' | 'rejected' | 'expired' | null> {
     const record = await this.#store.getIntent(id);
     if (record === null || record.status !== 'pending') return null;
@@ -478,7 +483,7 @@ export class Engine {
    */
   async sweep(state: GovernanceState): Promise<SweepResult> {
     const counts = { approved: 0, rejected: 0, expired: 0 };
-    let ledger: Promise<LedgerEntry[]> | undefined;
+    let ledger: Promise<LedgerView> | undefined;
     const once = { ledger: () => (ledger ??= this.#ledger(state, this.#clock())) };
     let cursor: string | undefined;
     let seen = 0;
@@ -500,9 +505,12 @@ export class Engine {
   }
 
   async #approve(id: string, actor: string): Promise<boolean> {
-    const won = await this.#store.updateIntentStatus(id, { from: 'pending', to: 'approved' });
+    const won = await this.#store.updateIntentStatus(id, {
+      from: 'pending',
+      to: 'approved',
+      audit: this.#audit.event({ actor, event: 'intent.approved', subject: id, digest: id as Digest }),
+    });
     if (!won) return false;
-    await this.#audit.append({ actor, event: 'intent.approved', subject: id, digest: id as Digest });
     try {
       await this.#pipeline.onApproved(id as Digest);
     } catch (err) {
@@ -518,9 +526,9 @@ export class Engine {
       to: 'rejected',
       code: 'INTENT_REJECTED',
       message,
+      audit: this.#audit.event({ actor, event: 'intent.rejected', subject: id, digest: id as Digest }),
     });
     if (!won) return false;
-    await this.#audit.append({ actor, event: 'intent.rejected', subject: id, digest: id as Digest });
     await this.#notify('intent.refused', { id, code: 'INTENT_REJECTED', message });
     return true;
   }
@@ -531,14 +539,14 @@ export class Engine {
       to: 'expired',
       code: 'EXPIRED',
       message: 'the intent expired before it was approved',
+      audit: this.#audit.event({
+        actor: 'coordinator',
+        event: 'intent.expired',
+        subject: id,
+        digest: id as Digest,
+      }),
     });
     if (!won) return false;
-    await this.#audit.append({
-      actor: 'coordinator',
-      event: 'intent.expired',
-      subject: id,
-      digest: id as Digest,
-    });
     await this.#notify('intent.refused', { id, code: 'EXPIRED', message: 'the intent expired' });
     return true;
   }
@@ -561,13 +569,13 @@ export class Engine {
 
   /**
    * What this coordinator saw signed within the longest limit window (see
-   * the module header): read from the intents' columns through the (status,
-   * updated_at) index, so its cost is the window's, not the history's.
+   * the module header), kept by the PreviewLedger as the audit log records
+   * it, so its cost is what was signed since the last decision, not the window's.
    */
-  async #ledger(state: GovernanceState, now: Millis): Promise<LedgerEntry[]> {
+  async #ledger(state: GovernanceState, now: Millis): Promise<LedgerView> {
     const since = ledgerHorizon(policiesInForce(state, now), now);
-    if (since === null) return [];
-    return this.#store.signedSince(SIGNED_STATUSES, since);
+    if (since === null) return NO_LEDGER;
+    return this.#preview.view(since);
   }
 
   // ---------------------------------------------------------------- governance

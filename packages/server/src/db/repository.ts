@@ -161,6 +161,13 @@ export interface IntentStatusChange {
   readonly message?: string | null;
   readonly txid?: string | null;
   readonly psbt?: string | null;
+  /**
+   * The audit entry of the change, appended in the same transaction: the
+   * status and its record commit together or not at all (one transaction
+   * per step), and an entry in the log means the row has moved (the preview
+   * ledger follows the log on this, packages/server/src/preview-ledger.ts).
+   */
+  readonly audit?: AuditEvent;
 }
 
 export interface ApprovalRecord {
@@ -421,8 +428,8 @@ export class Store {
     const from: readonly IntentStatus[] = typeof change.from === 'string' ? [change.from] : change.from;
     if (from.length === 0)
       throw new CustosError('INVALID_VALUE', 'updateIntentStatus needs at least one from status');
-    return this.#op('updateIntentStatus', async () => {
-      const res = await this.#db
+    const update = async (db: Kysely<Tables>): Promise<boolean> => {
+      const res = await db
         .updateTable('intents')
         .set({
           status: change.to,
@@ -436,8 +443,69 @@ export class Store {
         .where('status', 'in', from)
         .executeTakeFirst();
       if (res.numUpdatedRows > 0n) return true;
-      await this.#requireIntent(this.#db, id);
+      await this.#requireIntent(db, id);
       return false;
+    };
+    const audit = change.audit;
+    return this.#op('updateIntentStatus', () =>
+      audit === undefined
+        ? update(this.#db)
+        : this.#db.transaction().execute(async (trx) => {
+            if (!(await update(trx))) return false;
+            await this.#appendAuditIn(trx, audit);
+            return true;
+          }),
+    );
+  }
+
+  /**
+   * The audit entries after `afterSeq` whose event is one of `events`, in
+   * order, at most `limit`: how a coordinator follows what every coordinator
+   * on the database did (the log is appended one entry at a time, in commit
+   * order, so nothing before the last seq read can still appear).
+   */
+  async auditEventsSince(
+    afterSeq: number,
+    events: readonly string[],
+    limit = MAX_AUDIT_PAGE,
+  ): Promise<readonly { seq: number; at: Millis; event: string; subject: string }[]> {
+    if (events.length === 0) return [];
+    return this.#op('auditEventsSince', async () => {
+      const rows = await this.#db
+        .selectFrom('audit_log')
+        .select(['seq', 'at', 'event', 'subject'])
+        .where('seq', '>', afterSeq)
+        .where('event', 'in', [...events])
+        .orderBy('seq')
+        .limit(clamp(limit, MAX_AUDIT_PAGE, MAX_AUDIT_PAGE))
+        .execute();
+      return rows.map((r) => ({
+        seq: int(r.seq),
+        at: Number(r.at) as Millis,
+        event: r.event,
+        subject: r.subject,
+      }));
+    });
+  }
+
+  /** The ledger columns of the intents `ids` that exist, as ledger entries dated `at` (no body decoded). */
+  async ledgerEntriesOf(ids: readonly string[], at: (id: string) => Millis): Promise<LedgerEntry[]> {
+    if (ids.length === 0) return [];
+    return this.#op('ledgerEntriesOf', async () => {
+      const rows = await this.#db
+        .selectFrom('intents')
+        .select(['id', 'wallet', 'asset', 'amount', 'destination', 'requester'])
+        .where('id', 'in', [...ids])
+        .execute();
+      return rows.map((r) => ({
+        intent: r.id as Digest,
+        wallet: r.wallet,
+        asset: r.asset,
+        amount: r.amount as Amount,
+        to: r.destination as Address,
+        requester: r.requester,
+        at: at(r.id),
+      }));
     });
   }
 

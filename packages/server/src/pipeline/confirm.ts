@@ -13,7 +13,7 @@
  */
 import { CustosError } from '@custos/core';
 import type { TransactionRecord } from '../db/repository.js';
-import { auditEvent, type Context, txDigest } from './context.js';
+import { auditRecord, type Context, txDigest } from './context.js';
 import { errorFields } from './support.js';
 
 export class Confirmations {
@@ -70,14 +70,17 @@ export class Confirmations {
       const blockHeight = t.blockHeight as number;
       let confirmations = Math.max(0, height - blockHeight + 1);
       if (confirmations >= target) {
-        const moved = await ctx.store.updateIntentStatus(t.intent, { from: 'broadcast', to: 'confirmed' });
-        if (moved) {
-          ctx.log.info({ intent: t.intent, txid: t.txid, confirmations }, 'transaction confirmed');
-          await auditEvent(ctx, {
+        const moved = await ctx.store.updateIntentStatus(t.intent, {
+          from: 'broadcast',
+          to: 'confirmed',
+          audit: auditRecord(ctx, {
             event: 'transaction.confirmed',
             subject: t.intent,
             digest: txDigest(t.txid),
-          });
+          }),
+        });
+        if (moved) {
+          ctx.log.info({ intent: t.intent, txid: t.txid, confirmations }, 'transaction confirmed');
           await ctx.chain.release(new Set([t.intent]));
         } else if ((await ctx.store.getIntent(t.intent))?.status !== 'confirmed') {
           // Still `signed` (the broadcast step has not finished): keep the row below the target so

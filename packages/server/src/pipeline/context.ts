@@ -13,7 +13,7 @@ import type { BitcoinRpc } from '@custos/bitcoin';
 import { type Digest, type ErrorCode, type Millis, sha256, toHex, utf8 } from '@custos/core';
 import type { ChainWatcher } from '../chain.js';
 import type { AuditLog, GovernanceView, NotificationEvent, Notifier } from '../contracts.js';
-import type { IntentStatus, Store } from '../db/repository.js';
+import type { AuditEvent, IntentStatus, Store } from '../db/repository.js';
 import { errorFields, type Logger } from './support.js';
 
 /** The coordinator's own audit actor. */
@@ -58,6 +58,20 @@ export async function auditEvent(
   });
 }
 
+/** The stored form of an event, for a status change that commits with its entry (updateIntentStatus). */
+export function auditRecord(
+  ctx: Context,
+  e: { actor?: string; event: string; subject: string; digest: Digest },
+): AuditEvent {
+  return ctx.audit.event({
+    actor: e.actor ?? ACTOR,
+    event: e.event,
+    subject: e.subject,
+    digest: e.digest,
+    at: ctx.clock(),
+  });
+}
+
 export async function notify(
   ctx: Context,
   event: NotificationEvent,
@@ -88,10 +102,15 @@ export async function refuseIntent(
   message: string,
   to: 'refused' | 'expired' = 'refused',
 ): Promise<boolean> {
-  const moved = await ctx.store.updateIntentStatus(id, { from, to, code, message });
+  const moved = await ctx.store.updateIntentStatus(id, {
+    from,
+    to,
+    code,
+    message,
+    audit: auditRecord(ctx, { event: 'intent.refused', subject: id, digest: id }),
+  });
   if (!moved) return false;
   ctx.log.info({ intent: id, code, status: to }, message);
-  await auditEvent(ctx, { event: 'intent.refused', subject: id, digest: id });
   await ctx.store.cancelJobs(id, code);
   try {
     await ctx.chain.release(new Set([id]));

@@ -55,7 +55,7 @@ import {
 } from '@custos/core';
 import type { IntentRecord, JobRecord } from '../db/repository.js';
 import { queueJobs } from './build.js';
-import { auditEvent, type Context, jobId, notify, refuseIntent, txDigest } from './context.js';
+import { auditEvent, auditRecord, type Context, jobId, notify, refuseIntent, txDigest } from './context.js';
 import { errorFields, type KeyedLock } from './support.js';
 
 /** Bitcoin Core's RPC_VERIFY_ALREADY_IN_CHAIN: the transaction is mined already. */
@@ -204,7 +204,12 @@ export class Results {
     const ctx = this.#ctx;
     const id = rec.id;
     if (rec.status === 'signing') {
-      if (!(await ctx.store.updateIntentStatus(id, { from: 'signing', to: 'signed' }))) return;
+      const signed = await ctx.store.updateIntentStatus(id, {
+        from: 'signing',
+        to: 'signed',
+        audit: auditRecord(ctx, { event: 'intent.signed', subject: id, digest: txDigest(built.txid) }),
+      });
+      if (!signed) return;
       // Enough signatures: the other signers' jobs are not needed (and would use their limits).
       await ctx.store.cancelJobs(id, null);
     }
@@ -240,9 +245,14 @@ export class Results {
       }
     }
     await ctx.store.recordTransaction({ intent: id, txid, rawHex: hex, broadcastAt: ctx.clock() });
-    if (!(await ctx.store.updateIntentStatus(id, { from: 'signed', to: 'broadcast', txid }))) return;
+    const sent = await ctx.store.updateIntentStatus(id, {
+      from: 'signed',
+      to: 'broadcast',
+      txid,
+      audit: auditRecord(ctx, { event: 'transaction.broadcast', subject: id, digest: txDigest(txid) }),
+    });
+    if (!sent) return;
     ctx.log.info({ intent: id, txid }, 'transaction broadcast');
-    await auditEvent(ctx, { event: 'transaction.broadcast', subject: id, digest: txDigest(txid) });
     const intent = rec.signed.intent;
     await notify(ctx, 'intent.signed', { intent: id, txid });
     await notify(ctx, 'transaction.broadcast', {

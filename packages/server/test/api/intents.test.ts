@@ -162,11 +162,44 @@ describe.each(backends)('intents on $name', (backend) => {
     const h = await harness(backend);
     const first = await create(h, { amount: '60000000' as never });
     const id = (first.body as { id: string }).id;
-    await h.store.updateIntentStatus(id, { from: 'pending', to: 'signed' });
+    // Signed as the pipeline signs: the status and its `intent.signed` entry in one transaction.
+    const entry = (event: string) => ({
+      at: h.clock.now,
+      actor: 'coordinator',
+      event,
+      subject: id,
+      digest: id as never,
+    });
+    await h.store.updateIntentStatus(id, { from: 'pending', to: 'signed', audit: entry('intent.signed') });
     const second = await create(h, { amount: '50000000' as never });
     expect(outcome(second)).toEqual({ status: 422, code: 'LIMIT_EXCEEDED' });
     // A day later the first has left the window.
     h.clock.now += 86_400_000 + 1;
+    expect((await create(h, { amount: '50000000' as never })).status).toBe(201);
+  });
+
+  it('a signed intent whose transaction is then refused leaves the preview (intent.refused in the log)', async () => {
+    const h = await harness(backend);
+    const first = await create(h, { amount: '60000000' as never });
+    const id = (first.body as { id: string }).id;
+    const entry = (event: string) => ({
+      at: h.clock.now,
+      actor: 'coordinator',
+      event,
+      subject: id,
+      digest: id as never,
+    });
+    await h.store.updateIntentStatus(id, { from: 'pending', to: 'signed', audit: entry('intent.signed') });
+    expect(outcome(await create(h, { amount: '50000000' as never }))).toEqual({
+      status: 422,
+      code: 'LIMIT_EXCEEDED',
+    });
+    await h.store.updateIntentStatus(id, {
+      from: 'signed',
+      to: 'refused',
+      code: 'CHAIN_REJECTED',
+      audit: entry('intent.refused'),
+    });
     expect((await create(h, { amount: '50000000' as never })).status).toBe(201);
   });
 

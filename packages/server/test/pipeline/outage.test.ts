@@ -85,6 +85,7 @@ describe.each(backends)('the chain node going away, on $name', (backend) => {
       'signing.queued',
       'signing.signed',
       'signing.signed',
+      'intent.signed',
       'transaction.broadcast',
       'transaction.confirmed',
     ]);

@@ -122,6 +122,7 @@ describe.each(backends)('the signing pipeline on $name', (backend) => {
       'signing.queued',
       'signing.signed',
       'signing.signed',
+      'intent.signed',
       'transaction.broadcast',
       'transaction.confirmed',
     ]);

@@ -90,9 +90,8 @@ export type Decision =
 /** Decides one job. Pure: the same input gives the same Result; never throws for a refusal. */
 export function decideJob(input: DecisionInput): Result<Decision> {
   const { job, digest, state, now } = input;
-  if (input.freeze !== null) return refuse('FROZEN', `this signer is frozen: ${input.freeze.reason}`);
-  if (state.frozen !== null) return refuse('FROZEN', `the organization is frozen: ${state.frozen.reason}`);
-  if (digest === null) return refuse('INTENT_SIGNATURE_INVALID', 'the intent cannot be digested');
+  const standing = checkStanding(input);
+  if (!standing.ok) return standing;
   const intent = job.intent.intent;
   const alias = checkAlias(state, intent);
   if (!alias.ok) return alias;
@@ -110,16 +109,7 @@ export function decideJob(input: DecisionInput): Result<Decision> {
   }
 
   const policies = policiesInForce(state, now);
-  const allowed = requireAllow(
-    evaluate({
-      state,
-      intent: job.intent,
-      approvals: job.approvals,
-      ledger: input.ledger,
-      now,
-      chains: input.chains,
-    }),
-  );
+  const allowed = checkPolicy(input);
   if (!allowed.ok) return allowed;
 
   const verified = checkPsbt(input, intent, policies);
@@ -135,6 +125,46 @@ export function decideJob(input: DecisionInput): Result<Decision> {
     psbt: psbtToBase64(signed.value.psbt),
     changeIndex: verified.value.change?.index ?? null,
   });
+}
+
+/** What every decision checks first, whatever the chain. */
+export interface Standing {
+  readonly digest: Digest | null;
+  readonly freeze: { readonly reason: string } | null;
+  readonly state: GovernanceState;
+}
+
+/**
+ * Steps 1-2, shared by the Bitcoin and the EVM decision: this signer's own
+ * freeze (equivocation, a Safe found changed on chain), then the
+ * organization's; an intent that cannot be digested cannot have been signed.
+ */
+export function checkStanding(input: Standing): Result<Digest> {
+  if (input.freeze !== null) return refuse('FROZEN', `this signer is frozen: ${input.freeze.reason}`);
+  if (input.state.frozen !== null)
+    return refuse('FROZEN', `the organization is frozen: ${input.state.frozen.reason}`);
+  if (input.digest === null) return refuse('INTENT_SIGNATURE_INVALID', 'the intent cannot be digested');
+  return accept(input.digest);
+}
+
+/**
+ * Step 5, shared by the Bitcoin and the EVM decision: core's policy with this
+ * signer's clock, governance and ledger (the rolling limits are sums over its
+ * own ledger, per asset id, whatever chain the asset is on).
+ */
+export function checkPolicy(
+  input: Pick<DecisionInput, 'job' | 'state' | 'now' | 'chains' | 'ledger'>,
+): Result<unknown> {
+  return requireAllow(
+    evaluate({
+      state: input.state,
+      intent: input.job.intent,
+      approvals: input.job.approvals,
+      ledger: input.ledger,
+      now: input.now,
+      chains: input.chains,
+    }),
+  );
 }
 
 /**

@@ -10,6 +10,6 @@ export {
   writeKeystore,
 } from './keystore.js';
 export { signerCommand, signerConfig } from './main.js';
-export { type GovernanceSource, Signer, type SignerOptions } from './signer.js';
+export { type GovernanceSource, Signer, type SignerEvmOptions, type SignerOptions } from './signer.js';
 export { HttpJobSource, type JobSource } from './source.js';
 export { SignerStore } from './store.js';

@@ -1,10 +1,18 @@
 /**
- * The signer keystore: one BIP 32 seed (its share of the wallet) and one
- * Ed25519 identity key (its receipts and checkpoints), sealed under a password
+ * The signer keystore: one BIP 32 seed (its share of the Bitcoin wallets),
+ * one secp256k1 EVM key (its Safe owner key, issue 9) and one Ed25519
+ * identity key (its receipts and checkpoints), sealed under a password
  * (scrypt + XChaCha20-Poly1305, core/sealed.ts). The public half (ids, the
- * account xpub, the identity public key) sits beside the box in clear and is
- * bound to it as associated data, so `custos signer init` can print what the
- * admins put into the wallet descriptor without the password.
+ * account xpub, the EVM address, the identity public key) sits beside the box
+ * in clear and is bound to it as associated data, so `custos signer init` can
+ * print what the admins put into the wallet descriptor and into governance
+ * (the signer record's `evmAddress`, a Safe's owners) without the password.
+ *
+ * The EVM key is its own random key, not derived from the BIP 32 seed: one
+ * leaked key then costs one chain family, and a Safe owner key can be rotated
+ * (a governed owner swap) without touching the Bitcoin descriptors. A
+ * keystore made before EVM support has no EVM key; it opens as before and its
+ * signer refuses EVM jobs (UNAVAILABLE).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { BITCOIN_NETWORKS, descriptorKeyOf, type SignerKey, signerKeyFromSeed } from '@custos/bitcoin/sign';
@@ -13,6 +21,7 @@ import {
   canonicalize,
   decode,
   ed25519PublicKey,
+  evmAddress,
   fromHex,
   generateEd25519,
   type Infer,
@@ -23,19 +32,26 @@ import {
   sealWithPassword,
   toHex,
 } from '@custos/core';
+import { evmAddressOf } from '@custos/evm';
 import { randomBytes } from '@noble/hashes/utils.js';
 
 const { id, hexBytes } = primitives;
 const { literal, object, oneOf, string } = schema;
 
-export const keystorePublic = object({
-  id,
-  network: oneOf(BITCOIN_NETWORKS),
-  identityKey: hexBytes(32),
-  fingerprint: string({ min: 8, max: 8, pattern: /^[0-9a-f]{8}$/ }),
-  path: string({ min: 1, max: 64, pattern: /^[0-9]+['h]?(\/[0-9]+['h]?)*$/ }),
-  xpub: string({ min: 100, max: 120, pattern: /^[1-9A-HJ-NP-Za-km-z]+$/ }),
-});
+export const keystorePublic = object(
+  {
+    id,
+    network: oneOf(BITCOIN_NETWORKS),
+    identityKey: hexBytes(32),
+    fingerprint: string({ min: 8, max: 8, pattern: /^[0-9a-f]{8}$/ }),
+    path: string({ min: 1, max: 64, pattern: /^[0-9]+['h]?(\/[0-9]+['h]?)*$/ }),
+    xpub: string({ min: 100, max: 120, pattern: /^[1-9A-HJ-NP-Za-km-z]+$/ }),
+  },
+  {
+    /** The EIP-55 address of the EVM key: the signer record's `evmAddress`, a Safe owner. */
+    evmAddress,
+  },
+);
 export type KeystorePublic = Infer<typeof keystorePublic>;
 
 export const keystoreFile = object({
@@ -44,12 +60,14 @@ export const keystoreFile = object({
   public: keystorePublic,
   box: sealedBox,
 });
-const keystoreSecret = object({ seed: hexBytes(64), identity: hexBytes(32) });
+const keystoreSecret = object({ seed: hexBytes(64), identity: hexBytes(32) }, { evm: hexBytes(32) });
 
 export interface UnlockedKeystore {
   readonly public: KeystorePublic;
   readonly identitySecret: Uint8Array;
   readonly key: SignerKey;
+  /** The secp256k1 Safe owner key; null in a keystore made before EVM support. */
+  readonly evmSecret: Uint8Array | null;
 }
 
 /** BIP 48 account path for P2WSH multisig: m/48'/coin'/0'/2'. */
@@ -66,6 +84,7 @@ export async function createKeystore(opts: {
 }): Promise<{ file: Infer<typeof keystoreFile>; unlocked: UnlockedKeystore }> {
   const seed = randomBytes(64);
   const identity = generateEd25519();
+  const evmSecret = randomEvmSecret();
   const key = signerKeyFromSeed(seed, opts.path ?? defaultPath(opts.network));
   const descriptorKey = descriptorKeyOf(key, opts.network);
   const pub: KeystorePublic = keystorePublic.parse({
@@ -75,16 +94,17 @@ export async function createKeystore(opts: {
     fingerprint: descriptorKey.fingerprint,
     path: descriptorKey.path,
     xpub: descriptorKey.xpub,
+    evmAddress: evmAddressOf(evmSecret),
   });
   const box = await sealWithPassword(
-    { seed: toHex(seed), identity: toHex(identity.secretKey) },
+    { seed: toHex(seed), identity: toHex(identity.secretKey), evm: toHex(evmSecret) },
     opts.password,
     pub,
     opts.logN === undefined ? {} : { logN: opts.logN },
   );
   seed.fill(0);
   const file = { v: 1 as const, kind: 'custos-signer-keystore' as const, public: pub, box };
-  return { file, unlocked: { public: pub, identitySecret: identity.secretKey, key } };
+  return { file, unlocked: { public: pub, identitySecret: identity.secretKey, key, evmSecret } };
 }
 
 export function writeKeystore(path: string, file: Infer<typeof keystoreFile>): void {
@@ -105,5 +125,22 @@ export async function unlockKeystore(path: string, password: string): Promise<Un
   if (descriptorKey.xpub !== file.public.xpub || descriptorKey.fingerprint !== file.public.fingerprint) {
     throw new CustosError('BAD_PASSWORD', 'the keystore seed does not match its public half');
   }
-  return { public: file.public, identitySecret, key };
+  const evmSecret = secret.evm === undefined ? null : fromHex(secret.evm);
+  // The EVM key and the public address must come together: a box with one and not the other was altered.
+  const evmAddress = evmSecret === null ? undefined : evmAddressOf(evmSecret);
+  if (evmAddress !== file.public.evmAddress) {
+    throw new CustosError('BAD_PASSWORD', 'the keystore EVM key does not match its public half');
+  }
+  return { public: file.public, identitySecret, key, evmSecret };
 }
+
+/** A uniformly random secp256k1 secret key (rejection sampling: 0 and values >= n are not keys). */
+function randomEvmSecret(): Uint8Array {
+  for (;;) {
+    const k = randomBytes(32);
+    const n = BigInt(`0x${toHex(k)}`);
+    if (n > 0n && n < SECP256K1_N) return k;
+  }
+}
+
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;

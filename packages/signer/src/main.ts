@@ -8,11 +8,26 @@
  * The password comes from a file (passwordFile) or an environment variable
  * (passwordEnv, default CUSTOS_SIGNER_PASSWORD), never from the command line,
  * where other users of the host could read it.
+ *
+ * EVM Safes (issue 9): `evm` maps an EVM chain id to this signer's own
+ * JSON-RPC node, e.g. `"evm": { "1": { "rpcUrl": "http://127.0.0.1:8545" } }`.
+ * The signer reads each Safe's state there before it signs (state
+ * attestation); a chain listed there is served (`eip155:<id>` joins
+ * `chains`). A Safe on a chain without a node is refused, UNAVAILABLE: the
+ * coordinator never names the node a signer trusts.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CustosError, type Digest, decode, primitives, schema, signedGovernanceEntry } from '@custos/core';
+import {
+  CustosError,
+  type Digest,
+  decode,
+  primitives,
+  type Schema,
+  schema,
+  signedGovernanceEntry,
+} from '@custos/core';
 import { runDaemon } from './daemon.js';
 import { createKeystore, unlockKeystore, writeKeystore } from './keystore.js';
 import { Signer } from './signer.js';
@@ -23,6 +38,34 @@ const { id, digest, chain } = primitives;
 const { array, int, object, string } = schema;
 
 const path = string({ min: 1, max: 4096 });
+
+const rpcNode = object({ rpcUrl: string({ min: 1, max: 2048, pattern: /^https?:\/\/[^\s]+$/ }) });
+type RpcNode = schema.Infer<typeof rpcNode>;
+
+/** `evm`: EVM chain id (decimal, 1 to 2^53 - 1) to this signer's own node; at most 16 chains. */
+const evmNodes: Schema<Record<string, RpcNode>> = {
+  jsonSchema: {
+    type: 'object',
+    propertyNames: { pattern: '^[1-9][0-9]{0,15}$' },
+    additionalProperties: rpcNode.jsonSchema,
+    maxProperties: 16,
+  },
+  parse(value, at = 'evm') {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new CustosError('WRONG_TYPE', `${at}: expected an object of chain id to { rpcUrl }`);
+    }
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.length > 16) throw new CustosError('INVALID_VALUE', `${at}: at most 16 chains`);
+    const out: Record<string, RpcNode> = {};
+    for (const [k, v] of entries) {
+      if (!/^[1-9][0-9]{0,15}$/.test(k) || !Number.isSafeInteger(Number(k))) {
+        throw new CustosError('INVALID_VALUE', `${at}.${k}: a chain id is a decimal from 1 to 2^53 - 1`);
+      }
+      out[k] = rpcNode.parse(v, `${at}.${k}`);
+    }
+    return out;
+  },
+};
 export const signerConfig = object(
   {
     id,
@@ -37,6 +80,7 @@ export const signerConfig = object(
     passwordEnv: string({ min: 1, max: 128, pattern: /^[A-Z_][A-Z0-9_]*$/ }),
     waitMs: int({ min: 0, max: 60_000 }),
     keystoreLogN: int({ min: 10, max: 22 }),
+    evm: evmNodes,
   },
 );
 
@@ -64,7 +108,8 @@ function flag(argv: readonly string[], name: string): string | undefined {
 const HELP = `custos signer: the signer daemon
 
   custos signer init --id <id> --keystore <file> [--network regtest|testnet|signet|mainnet] [--password-file <file>]
-      Creates an encrypted keystore and prints its public half (xpub, fingerprint, path, identity key).
+      Creates an encrypted keystore and prints its public half (xpub, fingerprint, path, identity key,
+      and evmAddress: the Safe owner address admins put into governance as the signer's evmAddress).
       Example: CUSTOS_SIGNER_PASSWORD=... custos signer init --id signer-1 --keystore signer-1.key --network regtest
 
   custos signer run --config <file>
@@ -131,13 +176,16 @@ async function run(argv: readonly string[]): Promise<number> {
     signerId: config.id,
     identitySecret: unlocked.identitySecret,
   });
+  const rpc = new Map(Object.entries(config.evm ?? {}).map(([k, v]) => [Number(k), v.rpcUrl] as const));
   const options = {
     id: config.id,
     identitySecret: unlocked.identitySecret,
     key: unlocked.key,
     pinnedGenesis: config.genesis as Digest,
-    chains: config.chains,
+    // A chain with a trusted node is served; the policy refuses any other (WRONG_CHAIN).
+    chains: [...new Set([...config.chains, ...[...rpc.keys()].map((id) => `eip155:${id}`)])],
     store,
+    evm: { secret: unlocked.evmSecret, rpc },
   };
   let signer: Signer;
   if (store.governance().length === 0) {
@@ -146,7 +194,13 @@ async function run(argv: readonly string[]): Promise<number> {
   } else {
     signer = Signer.open(options);
   }
-  log('signer.started', { signer: config.id, governanceSeq: signer.governance.seq, pid: process.pid });
+  log('signer.started', {
+    signer: config.id,
+    governanceSeq: signer.governance.seq,
+    pid: process.pid,
+    ...(unlocked.public.evmAddress === undefined ? {} : { evmAddress: unlocked.public.evmAddress }),
+    evmChains: [...rpc.keys()],
+  });
   const controller = new AbortController();
   const stop = () => controller.abort();
   process.once('SIGINT', stop);

@@ -25,6 +25,13 @@
  *    already signed this intent? policy with the ledger's sums, PSBT check,
  *    sign), write the ledger row and the decision, commit; only then does the
  *    signature leave (THREATS 32).
+ *
+ * An EVM Safe job (issue 9) takes the same steps 1-2; before step 3 the
+ * signer reads the Safe's state from its own node (never one the coordinator
+ * names), then decides with the pure decideEvmJob of evm-decision.ts and
+ * records the ledger row and the Safe nonce in the same transaction. A Safe
+ * found changed on chain (SAFE_STATE_MISMATCH) freezes this signer as an
+ * equivocation does, until a quorum-signed unfreeze.
  */
 
 import type { SignerKey } from '@custos/bitcoin/sign';
@@ -37,6 +44,7 @@ import {
   type ErrorCode,
   type EvidenceEntry,
   effectiveQuorum,
+  evmChainId,
   fromHex,
   type GovernanceHead,
   type GovernanceState,
@@ -45,6 +53,7 @@ import {
   hasRole,
   type Intent,
   intentDigest,
+  isSafeWallet,
   type Millis,
   type Receipt,
   receiptDigest,
@@ -58,7 +67,11 @@ import {
   signerJob,
   verifyGovernanceChain,
 } from '@custos/core';
+import { type Address, evmAddressOf } from '@custos/evm';
+import { evmClient, readSafeState } from '@custos/evm/state';
 import { decideJob } from './decision.js';
+import { type Attestation, decideEvmJob, EVM_CRITICAL_CODES } from './evm-decision.js';
+import { SafeNonceLedger } from './safe-ledger.js';
 import type { SignerStore } from './store.js';
 
 /** Where the signer gets governance entries it has not seen yet. */
@@ -76,6 +89,25 @@ export interface SignerOptions {
   readonly chains: readonly string[];
   readonly store: SignerStore;
   readonly clock?: () => Millis;
+  /** The Safe owner key and the trusted nodes; without it every EVM job is refused (UNAVAILABLE). */
+  readonly evm?: SignerEvmOptions;
+}
+
+export interface SignerEvmOptions {
+  /** The secp256k1 Safe owner key from the keystore; null for a keystore made before EVM support. */
+  readonly secret: Uint8Array | null;
+  /**
+   * This signer's own JSON-RPC node per EVM chain id (the configuration's
+   * `evm`), read for the state attestation. A chain without one: EVM jobs
+   * for it are refused (UNAVAILABLE).
+   */
+  readonly rpc: ReadonlyMap<number, string>;
+  /**
+   * 'off' skips the state attestation (the nonce then comes from the ledger
+   * alone). For benchmarks of the decision itself; the configuration file
+   * cannot set it.
+   */
+  readonly attestation?: 'on' | 'off';
 }
 
 /** Codes that mean someone tampered with something: the coordinator relays them as critical alerts. */
@@ -106,9 +138,14 @@ class Refused {
   ) {}
 }
 
+const EVM_CRITICAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(EVM_CRITICAL_CODES);
+
 export class Signer {
   private state: GovernanceState;
   private readonly clock: () => Millis;
+  private readonly safeNonces: SafeNonceLedger;
+  private readonly evmAddress: Address | null;
+  private readonly evmClients = new Map<number, ReturnType<typeof evmClient>>();
 
   private constructor(
     private readonly opts: SignerOptions,
@@ -116,6 +153,9 @@ export class Signer {
   ) {
     this.state = state;
     this.clock = opts.clock ?? Date.now;
+    this.safeNonces = new SafeNonceLedger(opts.store.db);
+    const secret = opts.evm?.secret ?? null;
+    this.evmAddress = secret === null ? null : evmAddressOf(secret);
   }
 
   /**
@@ -219,7 +259,127 @@ export class Signer {
     const digest = intentDigestSafe(job.intent.intent);
     const refused = await this.syncGovernance(job, source);
     if (refused !== null) return this.finish(job.id, digest, null, refused);
+    if (job.safeTx !== undefined) return this.decideEvm(job, digest, await this.attest(job));
     return this.decide(job, digest);
+  }
+
+  /**
+   * Reads the intent's Safe from this signer's own node (state attestation,
+   * issue 9): the node must answer for the governed chain id, and every
+   * field is read at one block. The only I/O of an EVM decision, done before
+   * its transaction; the comparison is the decision's.
+   */
+  private async attest(job: SignerJob): Promise<Attestation> {
+    const evm = this.opts.evm;
+    if (evm?.attestation === 'off') return { kind: 'off' };
+    const wallet = this.state.wallets.get(job.intent.intent.wallet);
+    // No governed Safe: the decision refuses before it looks at the attestation.
+    if (wallet === undefined || !isSafeWallet(wallet)) return { kind: 'failed', message: 'no governed Safe' };
+    const chainId = evmChainId(wallet.chain);
+    const url = chainId === undefined ? undefined : evm?.rpc.get(chainId);
+    if (chainId === undefined || url === undefined) return { kind: 'unconfigured', chain: wallet.chain };
+    let client = this.evmClients.get(chainId);
+    if (client === undefined) {
+      client = evmClient(url);
+      this.evmClients.set(chainId, client);
+    }
+    try {
+      // A node for another chain would attest another Safe that happens to share the address.
+      const served = await client.getChainId();
+      if (served !== chainId) {
+        return {
+          kind: 'failed',
+          message: `the node at the configured URL serves chain ${served}, not ${chainId}`,
+        };
+      }
+      return { kind: 'read', state: await readSafeState(client, wallet.address as Address) };
+    } catch (err) {
+      return { kind: 'failed', message: messageOf(err).split('\n')[0]!.slice(0, 200) };
+    }
+  }
+
+  /**
+   * The EVM decision in one exclusive transaction, as {@link decide}: the
+   * ledger row (its txid the safeTxHash) and the Safe nonce row commit before
+   * the signature is returned. A SAFE_STATE_MISMATCH freezes this signer in
+   * the same transaction.
+   */
+  private decideEvm(job: SignerJob, digest: Digest | null, attestation: Attestation): SignerResult {
+    const store = this.opts.store;
+    return store.exclusive(() => {
+      const now = this.clock();
+      const intent = job.intent.intent;
+      const wallet = this.state.wallets.get(intent.wallet);
+      const safe = wallet !== undefined && isSafeWallet(wallet) ? wallet : null;
+      const proposedNonce = job.safeTx === undefined ? -1n : BigInt(job.safeTx.nonce);
+      const decision = decideEvmJob({
+        job,
+        digest,
+        state: this.state,
+        now,
+        chains: this.opts.chains,
+        signerId: this.opts.id,
+        evmSecret: this.opts.evm?.secret ?? null,
+        evmAddress: this.evmAddress,
+        freeze: store.freeze(),
+        prior: digest === null ? null : store.ledgerFor(digest),
+        ledger: store.ledgerView(),
+        nextNonce: safe === null ? 0n : this.safeNonces.nextNonce(safe.chain, safe.address),
+        signedAtNonce:
+          safe === null ? null : this.safeNonces.signedAt(safe.chain, safe.address, proposedNonce),
+        attestation,
+      });
+      if (!decision.ok) {
+        if (decision.code === 'SAFE_STATE_MISMATCH') {
+          store.setFreeze({
+            code: 'SAFE_STATE_MISMATCH',
+            reason: decision.message.slice(0, 400),
+            at: now,
+            governanceSeq: this.state.seq,
+            evidence: null,
+          });
+        }
+        const critical = EVM_CRITICAL.has(decision.code);
+        const message =
+          decision.code === 'SAFE_STATE_MISMATCH' ? `${decision.message}; signer frozen` : decision.message;
+        const result = this.refusalResult(job.id, digest, new Refused(decision.code, message, { critical }));
+        store.insertDecision(job.id, digest, result);
+        return result;
+      }
+      const d = decision.value;
+      if (d.kind === 'repeat') return d.result;
+      const result = this.result(job.id, digest, d.safeTxHash, 'signed', null, {
+        safeSignature: d.safeSignature,
+      });
+      store.insertLedger({
+        intent: digest as Digest,
+        wallet: intent.wallet,
+        asset: intent.asset,
+        amount: intent.amount,
+        to: intent.to,
+        requester: intent.requester,
+        at: now,
+        txid: d.safeTxHash,
+        job: job.id,
+        result,
+        changeIndex: null,
+      });
+      this.safeNonces.insert({
+        chain: d.chain,
+        safe: d.safe,
+        nonce: d.nonce,
+        safeTxHash: d.safeTxHash,
+        intent: digest as Digest,
+        at: now,
+      });
+      store.insertDecision(job.id, digest, result);
+      return result;
+    });
+  }
+
+  /** The Safe nonces this signer signed, for status and tests. */
+  signedSafeNonces() {
+    return this.safeNonces.all();
   }
 
   /**

@@ -145,7 +145,6 @@ export class Signer {
   private readonly clock: () => Millis;
   private readonly safeNonces: SafeNonceLedger;
   private readonly evmAddress: Address | null;
-  private readonly evmClients = new Map<number, ReturnType<typeof evmClient>>();
 
   private constructor(
     private readonly opts: SignerOptions,
@@ -278,11 +277,9 @@ export class Signer {
     const chainId = evmChainId(wallet.chain);
     const url = chainId === undefined ? undefined : evm?.rpc.get(chainId);
     if (chainId === undefined || url === undefined) return { kind: 'unconfigured', chain: wallet.chain };
-    let client = this.evmClients.get(chainId);
-    if (client === undefined) {
-      client = evmClient(url);
-      this.evmClients.set(chainId, client);
-    }
+    // A fresh client per read: viem caches eth_blockNumber per client (4 s by default), and a
+    // read pinned to a cached block would attest the Safe as it was, not as it is.
+    const client = evmClient(url);
     try {
       // A node for another chain would attest another Safe that happens to share the address.
       const served = await client.getChainId();

@@ -73,6 +73,7 @@ import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import { ChainStore } from './chain-store.js';
 import type { CoordinatorDb } from './connect.js';
 import { classifyDbError, dbError } from './errors.js';
+import { EvmStore } from './evm-store.js';
 import { JobNotices } from './notices.js';
 import type {
   GovernanceProposalsTable,
@@ -273,11 +274,14 @@ export class Store {
   #lastSweep = Number.NEGATIVE_INFINITY;
   /** The chain watcher's rows (coin reservations): db/chain-store.ts. */
   readonly chain: ChainStore;
+  /** EVM Safe proposals and their nonces: db/evm-store.ts. */
+  readonly evm: EvmStore;
   /** Jobs queued, told across coordinators: db/notices.ts. */
   readonly notices: JobNotices;
 
   constructor(database: CoordinatorDb, opts: StoreOptions = {}) {
     this.chain = new ChainStore(database, opts.now);
+    this.evm = new EvmStore(database, opts.now);
     this.notices = new JobNotices(database);
     this.#db = database.db;
     this.#pg = database.dialect === 'postgres';

@@ -15,6 +15,7 @@ import { DEFAULT_REFUSAL_LIMITS, type RefusalLimits } from './audit-log.js';
 import { SIGNATURE_WINDOW_S } from './auth.js';
 import { MAX_BODY_BYTES, MAX_LARGE_BODY_BYTES } from './body.js';
 import type { NotificationEvent } from './contracts.js';
+import type { EvmConfig } from './pipeline/evm.js';
 import type { BucketRate } from './rate-limit.js';
 import type { WebhookTarget } from './webhooks.js';
 
@@ -85,6 +86,8 @@ export interface ServerConfig {
   /** The pinned organization (genesis digest); the coordinator refuses to serve another. */
   readonly org?: Digest;
   readonly chain: ChainConfig;
+  /** EVM chains for Safe wallets, by chain id: {rpcUrl, executorKey, confirmations?} (pipeline/evm.ts). */
+  readonly evm?: EvmConfig;
   readonly webhooks: readonly WebhookTarget[];
   readonly logLevel: string;
   readonly limits?: Partial<CoordinatorLimits>;
@@ -97,7 +100,9 @@ type Env = Readonly<Record<string, string | undefined>>;
  * CUSTOS_HOST (127.0.0.1), CUSTOS_PORT (8080), DATABASE_URL, CUSTOS_SQLITE
  * (./custos.db), CUSTOS_ORG, BITCOIN_RPC_URL, BITCOIN_RPC_USER,
  * BITCOIN_RPC_PASSWORD, CUSTOS_WEBHOOKS (a JSON array of
- * {url, secret, events?}), CUSTOS_LOG_LEVEL (info). Throws INVALID_VALUE
+ * {url, secret, events?}), CUSTOS_EVM (a JSON object
+ * {"<chainId>": {rpcUrl, executorKey, confirmations?}}; or CUSTOS_EVM_FILE,
+ * since it holds the executor's key), CUSTOS_LOG_LEVEL (info). Throws INVALID_VALUE
  * naming the variable that is wrong (never its value).
  */
 export function readServerConfig(env: Env = process.env): ServerConfig {
@@ -124,6 +129,7 @@ export function readServerConfig(env: Env = process.env): ServerConfig {
       ...(rpcUser === undefined ? {} : { rpcUser }),
       ...(rpcPassword === undefined ? {} : { rpcPassword }),
     },
+    ...evmSection(secret(env, 'CUSTOS_EVM')),
     webhooks: webhooks(secret(env, 'CUSTOS_WEBHOOKS')),
     logLevel: env.CUSTOS_LOG_LEVEL ?? 'info',
   };
@@ -140,6 +146,46 @@ function secret(env: Env, name: string): string | undefined {
     }
   }
   return env[name];
+}
+
+/**
+ * CUSTOS_EVM: the shape only (chain ids, URLs, a 32-byte key); pipeline/evm.ts
+ * checks it again when it builds the clients. Messages never quote the key.
+ */
+function evmSection(text: string | undefined): { evm?: EvmConfig } {
+  if (text === undefined || text.trim() === '') return {};
+  const bad = (what: string): CustosError =>
+    new CustosError('INVALID_VALUE', `CUSTOS_EVM ${what}: expected {"<chainId>": {rpcUrl, executorKey}}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw bad('is not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('is not an object');
+  const out: Record<string, { rpcUrl: string; executorKey: `0x${string}`; confirmations?: number }> = {};
+  for (const [id, v] of Object.entries(value)) {
+    const c = v as { rpcUrl?: unknown; executorKey?: unknown; confirmations?: unknown };
+    if (!/^[1-9][0-9]{0,15}$/.test(id)) throw bad(`key "${id}" is not a chain id`);
+    if (typeof c !== 'object' || c === null) throw bad(`.${id} is not an object`);
+    if (typeof c.rpcUrl !== 'string' || !/^https?:\/\//.test(c.rpcUrl))
+      throw bad(`.${id}.rpcUrl is not an http(s) URL`);
+    if (typeof c.executorKey !== 'string' || !/^0x[0-9a-fA-F]{64}$/.test(c.executorKey)) {
+      throw bad(`.${id}.executorKey is not 0x and 32 bytes of hex`);
+    }
+    if (
+      c.confirmations !== undefined &&
+      (!Number.isSafeInteger(c.confirmations) || (c.confirmations as number) < 1)
+    ) {
+      throw bad(`.${id}.confirmations is not a positive integer`);
+    }
+    out[id] = {
+      rpcUrl: c.rpcUrl,
+      executorKey: c.executorKey as `0x${string}`,
+      ...(c.confirmations === undefined ? {} : { confirmations: c.confirmations as number }),
+    };
+  }
+  return { evm: out };
 }
 
 function webhooks(text: string | undefined): WebhookTarget[] {

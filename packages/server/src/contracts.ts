@@ -50,6 +50,8 @@ export interface WalletSummary {
   readonly balance: string;
   readonly utxos: number;
   readonly receiveAddress: string;
+  /** EVM Safe: each registered asset's balance in base units (`balance` above is the native coin's). */
+  readonly balances?: readonly { readonly asset: string; readonly balance: string }[];
 }
 
 export interface SignerFeed {

@@ -32,6 +32,7 @@ import type { CoordinatorParts, SignerFeed, SigningPipeline, WalletSummary } fro
 import { buildIntent } from './pipeline/build.js';
 import { Confirmations } from './pipeline/confirm.js';
 import { type Context, type ResolvedOptions, refuseIntent } from './pipeline/context.js';
+import { type EvmConfig, EvmSafes } from './pipeline/evm.js';
 import { Feed } from './pipeline/feed.js';
 import { Results } from './pipeline/results.js';
 import { errorFields, KeyedLock, type Logger, silentLogger, sleep } from './pipeline/support.js';
@@ -61,6 +62,8 @@ export interface PipelineOptions {
   readonly rebroadcastAfterMs?: number;
   /** Deliveries of a job a signer refuses with UNAVAILABLE before that refusal counts. Default 3. */
   readonly maxJobAttempts?: number;
+  /** EVM chains for Safe wallets, by chain id: the coordinator's node and its executor key (pipeline/evm.ts). */
+  readonly evm?: EvmConfig;
   readonly log?: Logger;
 }
 
@@ -97,11 +100,13 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
     log,
   });
 
+  const evm = new EvmSafes(opts.evm ?? {});
   let feed: Feed | undefined;
   const ctx: Context = {
     ...parts,
     rpc,
     chain,
+    evm,
     log,
     opts: resolved,
     wake: (signer) => feed?.queued(signer),
@@ -148,6 +153,7 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
       for (const rec of page.intents) await step('broadcast', () => results.advance(rec.id));
     });
     await step('confirmations', () => confirmations.pass());
+    await step('evm', () => evm.pass(ctx));
     const now = performance.now();
     if (now - lastRepair >= resolved.repairMs) {
       lastRepair = now;
@@ -197,7 +203,10 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
     acceptResult: (signer: string, result: SignerResult) => track(results.accept(signer, result)),
     acceptCheckpoint: (signer: string, sc: SignedCheckpoint) =>
       track((feed as Feed).acceptCheckpoint(signer, sc)),
-    wallets: async (): Promise<readonly WalletSummary[]> => chain.summaries(await parts.governance.current()),
+    wallets: async (): Promise<readonly WalletSummary[]> => {
+      const state = await parts.governance.current();
+      return [...(await chain.summaries(state)), ...(await evm.summaries(state))];
+    },
     chainStatus: async () => {
       try {
         return { ok: true, height: await rpc.getBlockCount() };

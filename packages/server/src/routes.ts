@@ -396,6 +396,7 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
             balance: s?.balance ?? null,
             utxos: s?.utxos ?? null,
             receiveAddress: s?.receiveAddress ?? null,
+            ...(w.kind === 'evm-safe' ? { balances: s?.balances ?? null } : {}),
           };
         });
         return { body: { wallets } };

@@ -24,6 +24,7 @@ import type { AuditLog, GovernanceView, Notifier, SigningPipeline } from './cont
 import { openDatabase } from './db/connect.js';
 import { Store } from './db/repository.js';
 import { StoreGovernanceView } from './governance-view.js';
+import type { EvmConfig } from './pipeline/evm.js';
 
 export interface PipelineFactoryInput {
   readonly store: Store;
@@ -33,6 +34,8 @@ export interface PipelineFactoryInput {
   readonly clock: () => Millis;
   readonly logger: Logger;
   readonly chain: ChainConfig;
+  /** EVM chains for Safe wallets (config `evm`); absent: no Safe is worked on. */
+  readonly evm?: EvmConfig;
 }
 export type PipelineFactory = (input: PipelineFactoryInput) => SigningPipeline | Promise<SigningPipeline>;
 
@@ -92,7 +95,16 @@ export async function startServer(
     const makeNotifier = opts.createNotifier ?? (await loadNotifierFactory());
     notifier = await makeNotifier({ store, clock, logger, webhooks: config.webhooks });
     const makePipeline = opts.createPipeline ?? (await loadPipelineFactory());
-    pipeline = await makePipeline({ store, governance, audit, notifier, clock, logger, chain: config.chain });
+    pipeline = await makePipeline({
+      store,
+      governance,
+      audit,
+      notifier,
+      clock,
+      logger,
+      chain: config.chain,
+      ...(config.evm === undefined ? {} : { evm: config.evm }),
+    });
     const coordinator = await createCoordinator({
       store,
       pipeline,
@@ -166,7 +178,7 @@ export async function startServer(
  */
 async function loadPipelineFactory(): Promise<PipelineFactory> {
   const { createPipeline } = await import('./pipeline.js');
-  return ({ store, governance, audit, notifier, clock, logger, chain }) => {
+  return ({ store, governance, audit, notifier, clock, logger, chain, evm }) => {
     if (chain.rpcUrl === undefined) {
       throw new CustosError(
         'INVALID_VALUE',
@@ -181,6 +193,7 @@ async function loadPipelineFactory(): Promise<PipelineFactory> {
           ...(chain.rpcUser === undefined ? {} : { username: chain.rpcUser }),
           ...(chain.rpcPassword === undefined ? {} : { password: chain.rpcPassword }),
         },
+        ...(evm === undefined ? {} : { evm }),
         log: logger,
       },
     );

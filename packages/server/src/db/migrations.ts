@@ -358,6 +358,43 @@ const chainTracker: Migration = {
   },
 };
 
+/**
+ * The Safe transactions the coordinator built (issue 9, pipeline/evm.ts), one
+ * row per EVM intent: the SafeTx proposal and its hash, the Safe nonce it
+ * holds, and its execution. `live_nonce` is the nonce while the row holds it
+ * and NULL once its intent is refused: the unique index over (chain, safe,
+ * live_nonce) is what keeps two coordinators from proposing two transactions
+ * for one Safe nonce (NULLs are distinct in a unique index on both SQLite and
+ * PostgreSQL, so released nonces can be taken again).
+ */
+const evmSafeTxs: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('evm_safe_txs')
+      .addColumn('intent', 'text', (c) => c.primaryKey().references('intents.id'))
+      .addColumn('chain', 'text', notNull)
+      .addColumn('safe', 'text', notNull)
+      .addColumn('nonce', 'bigint', notNull)
+      .addColumn('live_nonce', 'bigint')
+      .addColumn('safe_tx', 'text', notNull)
+      .addColumn('safe_tx_hash', 'text', notNull)
+      .addColumn('exec_hash', 'text')
+      .addColumn('executed_at', 'bigint')
+      .addColumn('block_number', 'bigint')
+      .addColumn('block_hash', 'text')
+      .addColumn('confirmations', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_at', 'bigint', notNull)
+      .execute();
+    await db.schema
+      .createIndex('evm_safe_txs_live_nonce')
+      .unique()
+      .on('evm_safe_txs')
+      .columns(['chain', 'safe', 'live_nonce'])
+      .execute();
+    await db.schema.createIndex('evm_safe_txs_hash').on('evm_safe_txs').column('safe_tx_hash').execute();
+  },
+};
+
 /** Every migration, in order. Names sort in the order they run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
@@ -365,6 +402,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0003_coin_reservations': coinReservations,
   '0004_chain_tracker': chainTracker,
   '0005_intent_ledger_index': intentLedgerIndex,
+  '0006_evm_safe_txs': evmSafeTxs,
 });
 
 const provider: MigrationProvider = {

@@ -60,6 +60,10 @@ export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
     await refuseIntent(ctx, id, 'approved', 'FROZEN', 'the organization is frozen');
     return;
   }
+  if (wallet.kind === 'evm-safe') {
+    await ctx.evm.build(ctx, rec, state, wallet);
+    return;
+  }
   const network = networkOfChain(wallet.chain);
   const descriptor =
     network === undefined || wallet.kind !== 'bitcoin-wsh-sortedmulti'

@@ -14,6 +14,7 @@ import { type Digest, type ErrorCode, type Millis, sha256, toHex, utf8 } from '@
 import type { ChainWatcher } from '../chain.js';
 import type { AuditLog, GovernanceView, NotificationEvent, Notifier } from '../contracts.js';
 import type { AuditEvent, IntentStatus, Store } from '../db/repository.js';
+import type { EvmSafes } from './evm.js';
 import { errorFields, type Logger } from './support.js';
 
 /** The coordinator's own audit actor. */
@@ -39,6 +40,8 @@ export interface Context {
   readonly clock: () => Millis;
   readonly rpc: BitcoinRpc;
   readonly chain: ChainWatcher;
+  /** Safe wallets (pipeline/evm.ts): their nodes, executors, proposals. */
+  readonly evm: EvmSafes;
   readonly log: Logger;
   readonly opts: ResolvedOptions;
   /** Wakes the long polls of one signer (jobs were queued for it in this process). */

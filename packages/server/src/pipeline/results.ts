@@ -56,6 +56,7 @@ import {
 import type { IntentRecord, JobRecord } from '../db/repository.js';
 import { queueJobs } from './build.js';
 import { auditEvent, auditRecord, type Context, jobId, notify, refuseIntent, txDigest } from './context.js';
+import { safeWalletOf } from './evm.js';
 import { errorFields, type KeyedLock } from './support.js';
 
 /** Bitcoin Core's RPC_VERIFY_ALREADY_IN_CHAIN: the transaction is mined already. */
@@ -137,6 +138,8 @@ export class Results {
     const ctx = this.#ctx;
     const rec = await ctx.store.getIntent(id);
     if (rec === null || (rec.status !== 'signing' && rec.status !== 'signed')) return;
+    const safe = await safeWalletOf(ctx, rec);
+    if (safe !== null) return ctx.evm.advance(ctx, rec, safe);
     const built = await this.#built(rec);
     if (built === null) {
       await refuseIntent(ctx, id, ['signing', 'signed'], 'UNKNOWN_WALLET', 'the wallet left governance');
@@ -313,8 +316,17 @@ export class Results {
     }
     if (r.outcome === 'signed') {
       const rec = await ctx.store.getIntent(job.intent);
-      const built = rec === null ? null : await this.#built(rec);
-      const sig = built === null ? 'the intent has no built transaction' : usableSignature(result, built);
+      const safe = rec === null ? null : await safeWalletOf(ctx, rec);
+      const row = safe === null ? null : await ctx.store.evm.get(job.intent);
+      const built = rec === null || safe !== null ? null : await this.#built(rec);
+      const sig =
+        safe !== null
+          ? row === null
+            ? 'the intent has no Safe proposal'
+            : ctx.evm.usableSignature(await ctx.governance.current(), safe, row, signer, result)
+          : built === null
+            ? 'the intent has no built transaction'
+            : usableSignature(result, built);
       if (typeof sig === 'string') {
         await this.#alert({
           actor: 'coordinator',

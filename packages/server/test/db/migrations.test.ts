@@ -20,6 +20,7 @@ const TABLES = [
   'chain_txs',
   'chain_undo',
   'coin_reservations',
+  'evm_safe_txs',
   'governance',
   'governance_proposals',
   'intents',

@@ -1,0 +1,385 @@
+/**
+ * Issue 9, flow steps 1-5 for a Safe, end to end: intents and approvals
+ * through the real HTTP API (RFC 9421-signed requests over a socket), the
+ * real coordinator pipeline building the SafeTx and allocating its nonce in
+ * the database, two REAL `custos signer run` processes (each reading the
+ * Safe's state from its own node) signing it, the coordinator checking and
+ * packing their owner signatures and executing execTransaction from an
+ * executor account that owns nothing, on a Hardhat chain with Safe 1.4.1.
+ * Balances move by exactly the amounts, for ETH and for the 6-decimal token;
+ * the audit log carries the same events as for Bitcoin; GET /v1/wallets
+ * shows the Safe's balances. On SQLite and on PostgreSQL.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type AddressEntry,
+  type Amount,
+  type Approval,
+  type Asset,
+  approvalDigest,
+  buildGenesis,
+  type Digest,
+  type EvmSafeWallet,
+  type GenesisBody,
+  governanceDigest,
+  type Hex,
+  type Intent,
+  intentDigest,
+  type Millis,
+  type Policy,
+  type SignedIntent,
+  type SignerRecord,
+  signDigest,
+  signGovernanceEntry,
+  toHex,
+} from '@custos/core';
+import { type EvmChain, startEvmChain, TOKEN_ABI } from '@custos/test-support/evm-chain';
+import { createOrg, DAY, HOUR, type Org, type Person } from '@custos/test-support/org';
+import {
+  initKeystore,
+  type KeystoreInfo,
+  type RunningSigner,
+  runSigner,
+  waitForOutput,
+} from '@custos/test-support/signer-process';
+import { type Address, getAddress } from 'viem';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCoordinator } from '../../src/app.js';
+import type { Store } from '../../src/db/repository.js';
+import { initOrganization } from '../../src/governance-view.js';
+import { createPipeline } from '../../src/pipeline.js';
+import { Client, type Target } from '../api/support/client.js';
+import { RecordingNotifier, TEST_LIMITS } from '../api/support/harness.js';
+import { useBackends } from '../db/backends.js';
+import { storeAudit, storeGovernance, useCleanups, waitFor } from './support/harness.js';
+
+const ETH = 10n ** 18n;
+const { backends } = useBackends();
+const cleanups = useCleanups();
+
+let chain: EvmChain;
+let dir: string;
+let keystores: KeystoreInfo[];
+let evmAddresses: Address[];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'custos-evm-e2e-'));
+  [chain, ...keystores] = await Promise.all([
+    startEvmChain(),
+    initKeystore(dir, 'signer-1'),
+    initKeystore(dir, 'signer-2'),
+  ]);
+  evmAddresses = keystores.map((k) => {
+    const file = JSON.parse(readFileSync(k.path, 'utf8')) as { public: { evmAddress?: string } };
+    if (file.public.evmAddress === undefined) throw new Error(`${k.path} has no EVM key`);
+    return getAddress(file.public.evmAddress);
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await chain?.stop();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Stand {
+  readonly org: Org;
+  readonly orgId: Digest;
+  readonly safe: EvmSafeWallet;
+  readonly payee: Address;
+  readonly url: string;
+  as(p: Person): Client;
+}
+
+/** A 2-of-3 Safe owned by the two signer processes' keys and a backup key, its genesis, the coordinator, the signers. */
+async function stand(store: Store, name: string): Promise<Stand> {
+  const chainName = `eip155:${chain.chainId}`;
+  const backup = getAddress(chain.accounts[3]!.address);
+  const payee = getAddress(chain.accounts[6]!.address);
+  const deployed = await chain.deploySafe([...evmAddresses, backup], 2, {
+    eth: 10n * ETH,
+    tokens: 1_000_000_000n,
+  });
+  const org = createOrg();
+  const records: SignerRecord[] = [
+    ...keystores.map((k, i) => ({
+      id: k.id,
+      publicKey: k.identityKey as Hex,
+      label: k.id,
+      evmAddress: evmAddresses[i] as NonNullable<SignerRecord['evmAddress']>,
+    })),
+    {
+      id: 'signer-backup',
+      publicKey: org.signer.record.publicKey,
+      label: 'Offline backup',
+      evmAddress: backup as NonNullable<SignerRecord['evmAddress']>,
+    },
+  ];
+  const safe: EvmSafeWallet = {
+    id: 'eth-safe',
+    label: 'Treasury Safe',
+    chain: chainName,
+    assets: ['eth', 'usdt'],
+    kind: 'evm-safe',
+    address: getAddress(deployed.address) as EvmSafeWallet['address'],
+    singleton: getAddress(chain.safeContracts.singleton) as EvmSafeWallet['singleton'],
+    singletonCodeHash: chain.safeContracts.singletonCodeHash.toLowerCase(),
+    owners: records.map((r) => ({ signer: r.id, address: r.evmAddress as EvmSafeWallet['address'] })),
+    threshold: 2,
+    fallbackHandler: getAddress(chain.safeContracts.fallbackHandler) as EvmSafeWallet['fallbackHandler'],
+  };
+  const assets: Asset[] = [
+    { id: 'eth', chain: chainName, kind: 'native', symbol: 'ETH', decimals: 18 },
+    {
+      id: 'usdt',
+      chain: chainName,
+      kind: 'erc20',
+      contract: getAddress(chain.token) as Extract<Asset, { kind: 'erc20' }>['contract'],
+      symbol: 'USDT',
+      decimals: 6,
+    },
+  ];
+  const book: AddressEntry = {
+    id: 'payee',
+    chain: chainName,
+    address: payee as AddressEntry['address'],
+    label: 'Payee',
+  };
+  const policy: Policy = {
+    ...org.policy,
+    rules: [
+      {
+        id: 'book-2',
+        match: { destination: { kind: 'address-book' }, requesterRoles: ['requester'] },
+        action: 'allow',
+        approvals: [{ m: 2, role: 'approver' }],
+      },
+    ],
+    limits: [
+      {
+        id: 'eth-daily',
+        scope: 'wallet-asset',
+        asset: 'eth',
+        windowMs: DAY,
+        max: (5n * ETH).toString() as Amount,
+      },
+      { id: 'usdt-daily', scope: 'wallet-asset', asset: 'usdt', windowMs: DAY, max: '1000000000' as Amount },
+    ],
+    feeCaps: [],
+  };
+  const body: GenesisBody = {
+    ...org.body,
+    policy,
+    addresses: [book],
+    signers: records,
+    assets,
+    wallets: [safe],
+  };
+  const entry = buildGenesis(body, Date.now() - HOUR);
+  const genesis = signGovernanceEntry(
+    entry,
+    org.admins.slice(0, org.quorum).map((a) => a.device.signer),
+  );
+  const orgId = governanceDigest(entry);
+  await initOrganization(store, genesis, { now: Date.now });
+
+  const governance = storeGovernance(store, orgId);
+  const notifier = new RecordingNotifier();
+  const pipeline = createPipeline(
+    { store, governance, audit: storeAudit(store), notifier, clock: Date.now },
+    {
+      // No Bitcoin wallet here: the Bitcoin node is never reached for a Safe.
+      rpc: { url: 'http://127.0.0.1:9' },
+      pollMs: 100,
+      repairMs: 200,
+      checkpointIntervalMs: 0,
+      evm: { [String(chain.chainId)]: { rpcUrl: chain.rpcUrl, executorKey: chain.accounts[4]!.privateKey } },
+    },
+  );
+  const coordinator = await createCoordinator({
+    store,
+    pipeline,
+    notifier,
+    clock: Date.now,
+    limits: TEST_LIMITS,
+  });
+  const url = await coordinator.app.listen({ host: '127.0.0.1', port: 0 });
+  pipeline.start();
+  cleanups.push(async () => {
+    await coordinator.close();
+    await pipeline.stop();
+  });
+
+  const signers: RunningSigner[] = [];
+  for (const k of keystores) {
+    const config = join(dir, `${k.id}-${name}.json`);
+    writeFileSync(
+      config,
+      JSON.stringify({
+        id: k.id,
+        coordinatorUrl: url,
+        genesis: orgId,
+        keystore: `${k.id}.key`,
+        database: `${k.id}-${name}.db`,
+        chains: ['bitcoin:regtest'],
+        waitMs: 200,
+        // Each signer's own trusted node: here the same local chain, named by the signer's config, not the coordinator.
+        evm: { [String(chain.chainId)]: { rpcUrl: chain.rpcUrl } },
+      }),
+    );
+    signers.push(runSigner(config));
+  }
+  cleanups.push(async () => {
+    for (const s of signers) s.child.kill('SIGTERM');
+    await Promise.all(signers.map((s) => s.exited));
+  });
+  await Promise.all(signers.map((s) => waitForOutput(s, 'signer.started')));
+  const target: Target = { baseUrl: url };
+  return {
+    org,
+    orgId,
+    safe,
+    payee,
+    url,
+    as: (p) =>
+      new Client(
+        target,
+        { keyId: `member:${p.id}/${p.device.id}`, secretKey: p.device.secretKey },
+        () => Date.now() as Millis,
+      ),
+  };
+}
+
+let counter = 0;
+
+/** Requests through POST /v1/intents and approves through POST /v1/intents/:id/approvals. */
+async function withdraw(s: Stand, asset: 'eth' | 'usdt', amount: bigint): Promise<Digest> {
+  const by = s.org.requester;
+  const now = Date.now();
+  const intent: Intent = {
+    v: 1,
+    org: s.orgId,
+    wallet: s.safe.id,
+    chain: s.safe.chain,
+    asset,
+    amount: amount.toString() as Amount,
+    to: s.payee as Intent['to'],
+    requester: by.id,
+    device: by.device.id,
+    nonce: toHex(new TextEncoder().encode(`evm-e2e-${counter++}-${now}`))
+      .slice(0, 32)
+      .padEnd(32, '0') as Hex,
+    createdAt: now - 1000,
+    expiresAt: now + HOUR,
+  };
+  const signed: SignedIntent = { intent, signature: signDigest(by.device.secretKey, intentDigest(intent)) };
+  const created = await s.as(by).post('/v1/intents', signed);
+  expect(created.status, JSON.stringify(created.body)).toBe(201);
+  const id = intentDigest(intent);
+  for (const p of s.org.approvers.slice(0, 2)) {
+    const a: Approval = {
+      v: 1,
+      intent: id,
+      approver: p.id,
+      device: p.device.id,
+      decision: 'approve',
+      at: Date.now() - 500,
+      expiresAt: Date.now() + HOUR,
+    };
+    const res = await s.as(p).post(`/v1/intents/${id}/approvals`, {
+      approval: a,
+      signature: signDigest(p.device.secretKey, approvalDigest(a)),
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+  }
+  return id;
+}
+
+async function confirmed(s: Stand, id: Digest): Promise<{ status: string; txid: string | null }> {
+  return waitFor(
+    `intent ${id} confirmed`,
+    async () => {
+      const res = await s.as(s.org.requester).get(`/v1/intents/${id}`);
+      const view = res.body as {
+        status: string;
+        txid: string | null;
+        statusCode: string | null;
+        statusMessage: string | null;
+      };
+      if (['refused', 'expired', 'rejected'].includes(view.status)) {
+        throw new Error(`intent ${view.status}: ${view.statusCode} ${view.statusMessage}`);
+      }
+      return view.status === 'confirmed' ? view : undefined;
+    },
+    60_000,
+  );
+}
+
+const ethOf = (a: Address) => chain.publicClient.getBalance({ address: a });
+const tokenOf = (a: Address) =>
+  chain.publicClient.readContract({
+    address: chain.token,
+    abi: TOKEN_ABI,
+    functionName: 'balanceOf',
+    args: [a],
+  });
+
+describe.each(backends)('an EVM Safe withdrawal end to end on $name', (backend) => {
+  it('executes ETH and the token through the HTTP API, the pipeline and two real signer processes; balances move by exactly the amounts', async () => {
+    const { store } = await backend.fresh();
+    const s = await stand(store, backend.name);
+    const safe = s.safe.address as Address;
+
+    const ethAmount = ETH / 10n; // 0.1 ETH
+    const [safeEth, payeeEth] = [await ethOf(safe), await ethOf(s.payee)];
+    const ethIntent = await withdraw(s, 'eth', ethAmount);
+    const first = await confirmed(s, ethIntent);
+    expect(await ethOf(safe)).toBe(safeEth - ethAmount);
+    expect(await ethOf(s.payee)).toBe(payeeEth + ethAmount);
+
+    const tokenAmount = 25_500_000n; // 25.5 USDT
+    const [safeTok, payeeTok, safeEthNow] = [await tokenOf(safe), await tokenOf(s.payee), await ethOf(safe)];
+    const tokenIntent = await withdraw(s, 'usdt', tokenAmount);
+    const second = await confirmed(s, tokenIntent);
+    expect(await tokenOf(safe)).toBe(safeTok - tokenAmount);
+    expect(await tokenOf(s.payee)).toBe(payeeTok + tokenAmount);
+    expect(await ethOf(safe)).toBe(safeEthNow); // the executor paid the gas
+
+    // Two nonces, in order, each the safeTxHash the receipts name.
+    const rows = await Promise.all([store.evm.get(ethIntent), store.evm.get(tokenIntent)]);
+    expect(rows.map((r) => r?.nonce)).toEqual([0n, 1n]);
+    expect(first.txid).toBe(rows[0]?.safeTxHash.slice(2));
+    expect(second.txid).toBe(rows[1]?.safeTxHash.slice(2));
+
+    const audit = await store.auditRange(0, 10_000);
+    for (const id of [ethIntent, tokenIntent]) {
+      const events = audit.filter((e) => e.subject === id).map((e) => e.event);
+      for (const event of [
+        'transaction.built',
+        'signing.queued',
+        'signing.signed',
+        'intent.signed',
+        'transaction.broadcast',
+        'transaction.confirmed',
+      ]) {
+        expect(events, `${event} of ${id}`).toContain(event);
+      }
+      expect(events.filter((e) => e === 'signing.signed')).toHaveLength(2);
+      expect(events).not.toContain('alert');
+    }
+
+    const wallets = await s.as(s.org.requester).get('/v1/wallets');
+    const listed = (
+      wallets.body as {
+        wallets: { id: string; balance: string; balances: { asset: string; balance: string }[] }[];
+      }
+    ).wallets;
+    const w = listed.find((x) => x.id === 'eth-safe');
+    expect(w?.balance).toBe((await ethOf(safe)).toString());
+    expect(w?.balances).toEqual([
+      { asset: 'eth', balance: (await ethOf(safe)).toString() },
+      { asset: 'usdt', balance: (await tokenOf(safe)).toString() },
+    ]);
+  }, 120_000);
+});

@@ -148,6 +148,12 @@ export interface IntentView {
   /** The policy preview now; null once the intent is past approval (signing, done, refused...). */
   readonly decision: DecisionView | null;
   readonly psbt: string | null;
+  /** EVM Safe intents only, once built: the SafeTx proposal (as signer jobs carry it) and its execution. */
+  readonly safeTx?: {
+    readonly proposal: unknown;
+    readonly safeTxHash: string;
+    readonly executionTxHash: string | null;
+  };
   readonly txid: string | null;
   readonly confirmations: number | null;
   readonly signers: readonly SignerOutcome[];
@@ -309,10 +315,11 @@ export class Engine {
   async intentView(id: string, state: GovernanceState): Promise<IntentView> {
     const record = await this.#store.getIntent(id);
     if (record === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
-    const [approvals, tx, jobs] = await Promise.all([
+    const [approvals, tx, jobs, evm] = await Promise.all([
       this.#store.approvalsFor(id),
       this.#store.getTransaction(id),
       this.#store.jobsFor(id),
+      this.#store.evm.get(id),
     ]);
     const signedApprovals = approvals.map((a) => a.signed);
     let decision: DecisionView | null = null;
@@ -332,6 +339,15 @@ export class Engine {
       approvals: signedApprovals,
       decision,
       psbt: record.psbt,
+      ...(evm === null
+        ? {}
+        : {
+            safeTx: {
+              proposal: JSON.parse(evm.safeTx) as unknown,
+              safeTxHash: evm.safeTxHash,
+              executionTxHash: evm.execHash,
+            },
+          }),
       txid: record.txid ?? tx?.txid ?? null,
       confirmations: tx?.confirmations ?? null,
       signers: jobs.map(signerOutcome),

@@ -18,7 +18,8 @@
  *
  * Several coordinators can share one PostgreSQL database (docs/architecture.md "Scale"),
  * so any of them may append. The view asks the store for the head on each
- * call (one indexed read), keeps the verified state of the head it last saw,
+ * call (one indexed read, shared by the calls that arrive while one is under
+ * way: shared-read.ts), keeps the verified state of the head it last saw,
  * and when the head moves applies just the new entries with applyGovernance;
  * only a head that does not extend the cached one (a rewrite) costs a full
  * verification again.
@@ -47,6 +48,7 @@ import {
 } from '@custos/core';
 import type { GovernanceView } from './contracts.js';
 import { MAX_GOVERNANCE_PAGE, type Store } from './db/repository.js';
+import { SharedRead } from './shared-read.js';
 
 export interface GovernanceViewOptions {
   /** The pinned organization (genesis digest). When set, a stored genesis with another digest is refused. */
@@ -61,8 +63,15 @@ export class StoreGovernanceView implements GovernanceView {
   #cache: { state: GovernanceState; clock: Millis } | null = null;
   #refreshing: Promise<GovernanceState> | null = null;
 
+  /** Concurrent requests share head reads, each reading after it arrived (shared-read.ts). */
+  readonly #heads: SharedRead<undefined, GovernanceHead | null>;
+
   constructor(store: Store, opts: GovernanceViewOptions = {}) {
     this.#store = store;
+    this.#heads = new SharedRead(
+      () => store.governanceHead(),
+      () => undefined,
+    );
     this.#org = opts.org;
   }
 
@@ -71,7 +80,7 @@ export class StoreGovernanceView implements GovernanceView {
    * organization is not initialized or the stored chain does not verify.
    */
   async current(): Promise<GovernanceState> {
-    const head = await this.#store.governanceHead();
+    const head = await this.#heads.read(undefined);
     if (head === null) {
       throw new CustosError(
         'UNAVAILABLE',
@@ -99,7 +108,7 @@ export class StoreGovernanceView implements GovernanceView {
 
   /** The stored head, or null before the genesis. */
   head(): Promise<GovernanceHead | null> {
-    return this.#store.governanceHead();
+    return this.#heads.read(undefined);
   }
 
   async #refresh(head: GovernanceHead): Promise<GovernanceState> {

@@ -23,6 +23,7 @@
  */
 import { type Digest, LedgerIndex, type LedgerView, type Millis } from '@custos/core';
 import type { IntentStatus, Store } from './db/repository.js';
+import { SharedRead } from './shared-read.js';
 
 /** The statuses of an intent whose transaction was signed. */
 export const SIGNED_STATUSES: readonly IntentStatus[] = ['signed', 'broadcast', 'confirmed'];
@@ -41,45 +42,21 @@ export class PreviewLedger {
   /** The last audit seq read. */
   #seq = -1;
   #lastPrune = 0;
-  /** The read under way, and the one queued behind it (shared by every caller that arrived meanwhile). */
-  #running: Promise<void> | null = null;
-  #queued: Promise<void> | null = null;
-  #queuedSince = Number.POSITIVE_INFINITY;
+  /** Concurrent decisions share reads, each reading after it arrived (shared-read.ts). */
+  readonly #reads: SharedRead<Millis, void>;
 
   constructor(store: Store) {
     this.#store = store;
+    this.#reads = new SharedRead(
+      (since) => this.#read(since),
+      (a, b) => Math.min(a, b) as Millis,
+    );
   }
 
   /** The ledger of everything signed after `since`, up to date with the audit log as of this call. */
   async view(since: Millis): Promise<LedgerView> {
-    if (this.#running === null) {
-      await this.#start(since);
-    } else {
-      // The read under way may have begun before what the caller saw was logged: the next read
-      // starts after it, and every caller that arrives meanwhile shares that one.
-      this.#queuedSince = Math.min(this.#queuedSince, since);
-      this.#queued ??= this.#running.then(
-        () => this.#startQueued(),
-        () => this.#startQueued(),
-      );
-      await this.#queued;
-    }
+    await this.#reads.read(since);
     return this.#index!;
-  }
-
-  #startQueued(): Promise<void> {
-    const since = this.#queuedSince as Millis;
-    this.#queued = null;
-    this.#queuedSince = Number.POSITIVE_INFINITY;
-    return this.#start(since);
-  }
-
-  #start(since: Millis): Promise<void> {
-    const run = this.#read(since).finally(() => {
-      if (this.#running === run) this.#running = null;
-    });
-    this.#running = run;
-    return run;
   }
 
   async #read(since: Millis): Promise<void> {

@@ -1459,9 +1459,37 @@ function intOrNull(v: number | string | bigint | null): number | null {
 }
 
 /** Decodes a stored object with its strict schema; a row that does not decode is corrupt. */
+/** Decoded stored objects per schema, by their exact text (see {@link stored}). */
+const decodedCache = new WeakMap<object, Map<string, unknown>>();
+/** Texts remembered per schema: the objects a few thousand withdrawals in flight read again and again. */
+const DECODED_CACHE_SIZE = 4096;
+
+/**
+ * A stored object decoded strictly, as it was when written. The same text
+ * is read many times while its withdrawal moves (an intent's body about 15
+ * times, its approvals about 7), so decoded objects are remembered by their
+ * exact text, per schema, least recently used first out: the same text
+ * always decodes to the same object, and a row altered in the database is a
+ * different text, decoded (and refused) afresh. Decoded objects are
+ * read-only by type; nothing mutates them.
+ */
 function stored<T>(s: Schema<T>, text: string, what: string): T {
+  let memo = decodedCache.get(s);
+  if (memo === undefined) {
+    memo = new Map();
+    decodedCache.set(s, memo);
+  }
+  const hit = memo.get(text);
+  if (hit !== undefined) {
+    memo.delete(text);
+    memo.set(text, hit);
+    return hit as T;
+  }
   try {
-    return decode(s, text, STORED_LIMITS);
+    const value = decode(s, text, STORED_LIMITS);
+    memo.set(text, value);
+    if (memo.size > DECODED_CACHE_SIZE) memo.delete(memo.keys().next().value as string);
+    return value;
   } catch (err) {
     throw new CustosError(
       'INTERNAL',

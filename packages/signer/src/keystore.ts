@@ -30,9 +30,11 @@ import {
   schema,
   sealedBox,
   sealWithPassword,
+  toChecksumAddress,
   toHex,
 } from '@custos/core';
-import { evmAddressOf } from '@custos/evm';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { keccak_256 } from '@noble/hashes/sha3.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 
 const { id, hexBytes } = primitives;
@@ -141,6 +143,17 @@ function randomEvmSecret(): Uint8Array {
     const n = BigInt(`0x${toHex(k)}`);
     if (n > 0n && n < SECP256K1_N) return k;
   }
+}
+
+/**
+ * The EIP-55 address of a secp256k1 key: the last 20 bytes of Keccak-256 of
+ * the uncompressed public key without its 0x04 prefix. Computed here with
+ * noble rather than through @custos/evm, so that reading or writing a
+ * keystore (the CLI does both) does not load viem.
+ */
+function evmAddressOf(secret: Uint8Array): ReturnType<typeof toChecksumAddress> {
+  const pub = secp256k1.getPublicKey(secret, false);
+  return toChecksumAddress(`0x${toHex(keccak_256(pub.subarray(1)).subarray(12))}`);
 }
 
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;

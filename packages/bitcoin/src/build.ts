@@ -21,11 +21,22 @@
  * less than the cost of a change output plus the dust threshold.
  */
 import { accept, CustosError, type Result, refuse } from '@custos/core';
-import { Transaction } from '@scure/btc-signer';
+import { hex } from '@scure/base';
 import { analyzePsbt } from './analyze.js';
 import { deriveAddress, HARDENED, type WalletDescriptor } from './descriptor.js';
 import { addressToScript, dustThreshold, equalBytes } from './network.js';
-import { estimateVsize, MAX_MONEY, parseRawTx, txidOf, type UnsignedTx } from './psbt.js';
+import {
+  encodeKnownPsbt,
+  estimateVsize,
+  MAX_MONEY,
+  type PsbtInputMap,
+  type PsbtOutputMap,
+  parseRawTx,
+  txidOf,
+  type UnsignedTx,
+} from './psbt.js';
+
+const EMPTY = new Uint8Array(0);
 
 export interface WalletUtxo {
   /** Big-endian (display) hex of the transaction holding the output. */
@@ -117,14 +128,12 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
   }
 
   const inputs = [...selected].sort(compareOutpoints);
-  const tx = new Transaction({ version: 2, lockTime: 0 });
+  const psbtInputs: PsbtInputMap[] = [];
   for (const u of inputs) {
     const derived = deriveAddress(wallet, u.branch, u.index);
-    tx.addInput({
-      txid: u.txid,
-      index: u.vout,
-      sequence: SEQUENCE,
-      nonWitnessUtxo: u.prevTx,
+    psbtInputs.push({
+      // Parsed once per funding transaction (checkUtxos proved it): written back byte for byte.
+      nonWitnessUtxo: (provenTx(u.prevTx) as { tx: UnsignedTx }).tx,
       witnessUtxo: { script: derived.script, amount: u.value },
       witnessScript: derived.witnessScript,
       bip32Derivation: derived.derivations.map((d) => [
@@ -143,22 +152,36 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
   outputs.sort((a, b) =>
     a.amount === b.amount ? compareBytes(a.script, b.script) : a.amount < b.amount ? -1 : 1,
   );
-  for (const o of outputs) {
-    if (o.change) {
-      tx.addOutput({
-        script: o.script,
-        amount: o.amount,
-        witnessScript: change.witnessScript,
-        bip32Derivation: change.derivations.map((d) => [
-          d.pubkey,
-          { fingerprint: d.fingerprint, path: d.path },
-        ]),
-      });
-    } else {
-      tx.addOutput({ script: o.script, amount: o.amount });
-    }
-  }
-  const psbt = tx.toPSBT(0);
+  const unsignedTx: UnsignedTx = {
+    version: 2,
+    inputs: inputs.map((u) => ({
+      txid: hex.decode(u.txid),
+      index: u.vout,
+      finalScriptSig: EMPTY,
+      sequence: SEQUENCE,
+    })),
+    outputs: outputs.map((o) => ({ amount: o.amount, script: o.script })),
+    lockTime: 0,
+  };
+  // Written directly: every public key here was derived from the wallet's own xpubs, so it is
+  // not checked again as a curve point (scure's Transaction checked each one, twice, on every
+  // build: a tenth of the coordinator's time). The bytes are scure's (build-psbt.test.ts).
+  const psbt = encodeKnownPsbt({
+    global: { unsignedTx },
+    inputs: psbtInputs,
+    outputs: outputs.map(
+      (o): PsbtOutputMap =>
+        o.change
+          ? {
+              witnessScript: change.witnessScript,
+              bip32Derivation: change.derivations.map((d) => [
+                d.pubkey,
+                { fingerprint: d.fingerprint, path: d.path },
+              ]),
+            }
+          : {},
+    ),
+  });
 
   // What was built must pass the signers' own reading; anything else is a bug here.
   const self = analyzePsbt(psbt, wallet);

@@ -103,6 +103,9 @@ function crossCheck(b: BuiltPsbt, to: string, amount: bigint): void {
   expect(ids).toEqual([...ids].sort());
   const values = outs.map((o) => o.value);
   expect(values).toEqual([...values].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)));
+  // Byte for byte what scure's Transaction writes for the same inputs and outputs (the builder
+  // writes the PSBT itself, without checking its own derived keys as points again).
+  expect(hex.encode(b.psbt)).toBe(hex.encode(scureReference(b, to, amount)));
   // And the signers' own reading agrees.
   expect(
     verifyPsbt(
@@ -114,6 +117,52 @@ function crossCheck(b: BuiltPsbt, to: string, amount: bigint): void {
       b.change?.index ?? -1,
     ).ok,
   ).toBe(true);
+}
+
+/** The same transaction built with scure's Transaction, as buildPsbt did before it wrote PSBTs itself. */
+function scureReference(b: BuiltPsbt, to: string, amount: bigint): Uint8Array {
+  const tx = new Transaction({ version: 2, lockTime: 0 });
+  for (const u of b.inputs) {
+    const derived = deriveAddress(wallet, u.branch, u.index);
+    tx.addInput({
+      txid: u.txid,
+      index: u.vout,
+      sequence: SEQUENCE,
+      nonWitnessUtxo: u.prevTx,
+      witnessUtxo: { script: derived.script, amount: u.value },
+      witnessScript: derived.witnessScript,
+      bip32Derivation: derived.derivations.map((d) => [
+        d.pubkey,
+        { fingerprint: d.fingerprint, path: d.path },
+      ]),
+    });
+  }
+  const outs: { script: Uint8Array; amount: bigint; change: boolean }[] = [
+    { script: addressToScript(to, 'regtest')!, amount, change: false },
+  ];
+  const change = b.change === null ? null : deriveAddress(wallet, 1, b.change.index);
+  if (b.change !== null) outs.push({ script: change!.script, amount: b.change.value, change: true });
+  outs.sort((x, y) =>
+    x.amount === y.amount
+      ? hex.encode(x.script).localeCompare(hex.encode(y.script))
+      : x.amount < y.amount
+        ? -1
+        : 1,
+  );
+  for (const o of outs) {
+    if (o.change) {
+      tx.addOutput({
+        script: o.script,
+        amount: o.amount,
+        witnessScript: change!.witnessScript,
+        bip32Derivation: change!.derivations.map((d) => [
+          d.pubkey,
+          { fingerprint: d.fingerprint, path: d.path },
+        ]),
+      });
+    } else tx.addOutput({ script: o.script, amount: o.amount });
+  }
+  return tx.toPSBT(0);
 }
 
 function sortedDerivations(

@@ -192,3 +192,44 @@ export function parseSats(text: string): string {
   }
   return sats.toString();
 }
+
+/**
+ * An amount of a registered asset, with the asset's decimals: a whole number
+ * of base units (`25000000`), or a decimal with the asset's unit, its id or
+ * symbol in any case (`25usdt`, `25.5 USDT`, `0.1eth`). Another unit, more
+ * decimals than the asset has, zero or a negative amount are usage errors.
+ * Returns base units as a canonical decimal string.
+ */
+export function parseAssetAmount(
+  text: string,
+  asset: { readonly id: string; readonly symbol: string; readonly decimals: number },
+): string {
+  const t = text.trim().toLowerCase().replace(/\s+/g, '');
+  const m = /^([0-9]*)(?:\.([0-9]*))?([a-z][a-z0-9._-]*)?$/.exec(t);
+  const example = `${asset.id} base units (25000000) or ${asset.symbol} with its unit (25${asset.id})`;
+  if (m === null || (m[1] === '' && (m[2] ?? '') === '')) {
+    throw new UsageError(`--amount ${JSON.stringify(text)} is not an amount: give ${example}`);
+  }
+  const [, whole = '', frac = '', unit] = m;
+  if (unit !== undefined && unit !== asset.id.toLowerCase() && unit !== asset.symbol.toLowerCase()) {
+    throw new UsageError(`--amount ${text} is in ${unit}, but the asset is ${asset.id} (${asset.symbol})`);
+  }
+  const decimals = frac.replace(/0+$/, '');
+  if (unit === undefined && decimals !== '') {
+    throw new UsageError(
+      `--amount ${text} has decimals, but without a unit it is in base units: give ${text}${asset.id}`,
+    );
+  }
+  if (decimals.length > asset.decimals) {
+    throw new UsageError(
+      `--amount ${text} has ${decimals.length} decimals, more than ${asset.symbol} has (${asset.decimals})`,
+    );
+  }
+  const base =
+    unit === undefined
+      ? BigInt(whole || '0')
+      : BigInt(whole || '0') * 10n ** BigInt(asset.decimals) +
+        BigInt(decimals.padEnd(asset.decimals, '0') || '0');
+  if (base === 0n) throw new UsageError(`--amount ${text} is zero: an amount to send is more than zero`);
+  return base.toString();
+}

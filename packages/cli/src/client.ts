@@ -303,6 +303,14 @@ export class CustosClient {
         balance: typeof r.balance === 'string' ? r.balance : String(r.balance ?? '0'),
         utxos: typeof r.utxos === 'number' ? r.utxos : Array.isArray(r.utxos) ? r.utxos.length : 0,
         ...(typeof r.receiveAddress === 'string' ? { receiveAddress: r.receiveAddress } : {}),
+        ...(Array.isArray(r.balances)
+          ? {
+              balances: r.balances.map((b, j) => {
+                const x = asRecord(b, `wallets[${i}].balances[${j}]`);
+                return { asset: str(x.asset, 'asset'), balance: str(x.balance, 'balance') };
+              }),
+            }
+          : {}),
       };
     });
   }
@@ -337,6 +345,11 @@ export interface IntentView {
   readonly intent: SignedIntent;
   readonly approvals: readonly SignedApproval[];
   readonly psbt: string | null;
+  /**
+   * EVM Safe: the SafeTx the coordinator proposed, as it says (the client
+   * decodes and checks it itself, review-evm.ts); null until built.
+   */
+  readonly safeTx: { readonly proposal: JsonValue; readonly executionTxHash: string | null } | null;
   readonly txid: string | null;
   readonly confirmations: number | null;
   readonly signers: readonly SignerView[];
@@ -368,6 +381,8 @@ export interface WalletView {
   readonly balance: string;
   readonly utxos: number;
   readonly receiveAddress?: string;
+  /** EVM Safe: each registered asset's balance in base units. */
+  readonly balances?: readonly { readonly asset: string; readonly balance: string }[];
 }
 
 export function readIntentView(value: unknown, withApprovals: boolean): IntentView {
@@ -385,6 +400,7 @@ export function readIntentView(value: unknown, withApprovals: boolean): IntentVi
     intent: signedIntent.parse(r.intent, 'intent'),
     approvals,
     psbt: typeof r.psbt === 'string' ? r.psbt : null,
+    safeTx: safeTxOf(r.safeTx),
     txid: typeof r.txid === 'string' ? r.txid : null,
     confirmations: typeof r.confirmations === 'number' ? r.confirmations : null,
     signers: signers.map((s, i) => {
@@ -398,6 +414,16 @@ export function readIntentView(value: unknown, withApprovals: boolean): IntentVi
       };
     }),
     decision: (r.decision as JsonValue | undefined) ?? null,
+  };
+}
+
+/** The coordinator's SafeTx block, kept as it came: review-evm.ts checks its shape and every field. */
+function safeTxOf(value: JsonValue | undefined): IntentView['safeTx'] {
+  if (value === undefined || value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+  const r = value as Record<string, JsonValue>;
+  return {
+    proposal: r.proposal ?? null,
+    executionTxHash: typeof r.executionTxHash === 'string' ? r.executionTxHash : null,
   };
 }
 

@@ -50,6 +50,7 @@ import {
 } from '@custos/core';
 import type { IntentView } from './client.js';
 import { formatSats, relativeTime } from './output.js';
+import { formatAssetAmount, reviewSafeTx, type SafeTxReview } from './review-evm.js';
 
 export interface Problem {
   readonly code: ErrorCode;
@@ -71,6 +72,10 @@ export interface Review {
   /** The transaction as decoded against the wallet descriptor, when the coordinator built one. */
   readonly transaction: PsbtSummary | null;
   readonly verified: VerifiedPsbt | null;
+  /** EVM Safe: the SafeTx decoded here (the coordinator's proposal, or built here before it exists). */
+  readonly safeTx: SafeTxReview | null;
+  /** The amount with its unit from the asset registry (BTC as before). */
+  readonly amountText: string;
   /** Integrity failures: approving is refused while there is one. */
   readonly problems: readonly Problem[];
   readonly warnings: readonly ReviewWarning[];
@@ -151,6 +156,14 @@ export function reviewIntent(input: ReviewInput): Review {
   } else if (network !== undefined && addressToScript(intent.to, network) === undefined) {
     problems.push({ code: 'INVALID_VALUE', message: `${intent.to} is not a ${network} address` });
   }
+  // A Safe: the SafeTx decoded here, every field that is not the plain transfer a warning (THREATS 28-29).
+  let safeTx: SafeTxReview | null = null;
+  if (wallet !== null && wallet.kind === 'evm-safe') {
+    const checked = reviewSafeTx(intent, wallet, state, view.safeTx?.proposal ?? null);
+    safeTx = checked.review;
+    problems.push(...checked.problems);
+    warnings.push(...checked.warnings);
+  }
 
   // Address book, look-alikes (THREATS 21), first payment, size against history.
   const book = addressStatus(state, intent.chain, intent.to, now);
@@ -186,6 +199,11 @@ export function reviewIntent(input: ReviewInput): Review {
     destination,
     transaction,
     verified,
+    safeTx,
+    amountText:
+      network !== undefined
+        ? formatSats(intent.amount, intent.asset)
+        : formatAssetAmount(intent.amount, state.assets.get(intent.asset)?.value, intent.asset),
     problems,
     warnings,
     decision,
@@ -293,7 +311,7 @@ export function formatReview(r: Review, now: number): string {
   lines.push(
     `Wallet     ${r.wallet === null ? i.wallet : `${r.wallet.label} (${r.wallet.id}, ${r.wallet.chain})`}`,
   );
-  lines.push(`Amount     ${formatSats(i.amount, i.asset)}`);
+  lines.push(`Amount     ${r.amountText}`);
   lines.push(`To         ${i.to}`);
   lines.push(
     `           ${r.destination.status === 'active' ? `address book: ${r.destination.label}` : r.destination.status === 'pending' ? `address book: ${r.destination.label} (PENDING)` : 'NOT IN THE ADDRESS BOOK'}`,
@@ -301,7 +319,17 @@ export function formatReview(r: Review, now: number): string {
   lines.push(`Requester  ${r.requesterName} (${i.requester}/${i.device})`);
   if (i.memo !== undefined && i.memo !== '') lines.push(`Memo       ${JSON.stringify(i.memo)}`);
   lines.push(`Expires    ${new Date(i.expiresAt).toISOString()} (${relativeTime(i.expiresAt, now)})`);
-  if (r.transaction !== null) {
+  if (r.safeTx !== null) {
+    const t = r.safeTx;
+    lines.push(
+      t.proposed
+        ? `SafeTx     ${t.safeTxHash ?? ''} (the coordinator's proposal, decoded and hashed here)`
+        : 'SafeTx     not built yet; the one plain transfer this intent allows, built here:',
+    );
+    for (const f of t.fields) {
+      lines.push(`  ${f.name.padEnd(15)}${f.value}${f.note === undefined ? '' : `  ${f.note}`}`);
+    }
+  } else if (r.transaction !== null) {
     const t = r.transaction;
     lines.push(`Transaction ${t.txid} (decoded here against the wallet descriptor)`);
     for (const o of t.outputs) {

@@ -60,12 +60,14 @@ describe('package graph', () => {
     for (const p of [...NATIVE_OR_SERVER, '@custos/signer']) expect(packages).not.toContain(p);
   });
 
-  it("an approver's review needs only core and the signing side of bitcoin", () => {
+  it("an approver's review needs only core, the signing side of bitcoin and the pure evm package (no RPC)", () => {
     const { packages } = staticGraph(join(PACKAGES, 'cli/src/review.ts'));
     expect([...packages].filter((p) => p.startsWith('@custos/')).sort()).toEqual([
       '@custos/bitcoin/sign',
       '@custos/core',
+      '@custos/evm',
     ]);
+    expect(packages).not.toContain('@custos/evm/state');
   });
 
   it('the signer loads the signing side of bitcoin only: no RPC client, block parser, builder or node', () => {

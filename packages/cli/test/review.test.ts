@@ -27,6 +27,7 @@ function viewOf(intent: SignedIntent): IntentView {
     intent,
     approvals: [],
     psbt: null,
+    safeTx: null,
     txid: null,
     confirmations: null,
     signers: [],

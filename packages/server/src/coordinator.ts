@@ -349,7 +349,7 @@ export class Engine {
             },
           }),
       txid: record.txid ?? tx?.txid ?? null,
-      confirmations: tx?.confirmations ?? null,
+      confirmations: tx?.confirmations ?? (evm?.execHash == null ? null : evm.confirmations),
       signers: jobs.map(signerOutcome),
       receivedAt: record.receivedAt,
       updatedAt: record.updatedAt,

@@ -15,6 +15,7 @@ import {
   approvalDigest,
   approval as approvalSchema,
   CustosError,
+  type ErrorCode,
   evaluate,
   type Intent,
   intentDigest,
@@ -25,13 +26,15 @@ import {
   signDigest,
   toHex,
 } from '@custos/core';
-import { parseDuration, parseSats } from '../args.js';
+import { parseEvmAddress } from '@custos/evm';
+import { parseAssetAmount, parseDuration, parseSats } from '../args.js';
 import type { IntentView } from '../client.js';
 import { COMMON_HELP, type Command } from '../command.js';
 import { type Context, openSession, type Session } from '../context.js';
 import { formatSats, relativeTime, table, toJson, UsageError } from '../output.js';
 import { confirm } from '../password.js';
 import { formatReview, reviewIntent } from '../review.js';
+import { formatAssetAmount } from '../review-evm.js';
 
 export const requestCommand: Command = {
   name: 'request',
@@ -46,13 +49,17 @@ The coordinator previews the policy; approvers and signers decide.
 Options:
   --wallet <id>        the wallet to pay from (see \`custos status\`)
   --to <address>       the destination; it must be in the address book
-  --amount <amount>    satoshi (150000) or BTC with its unit (0.0015btc)
+                       (EVM: 0x...; lower case is checksummed here, a wrong
+                       EIP-55 checksum is refused: ADDRESS_CHECKSUM_INVALID)
+  --amount <amount>    satoshi (150000) or BTC with its unit (0.0015btc);
+                       EVM: base units, or the asset's unit (25usdt, 0.1eth)
   --asset <id>         default: the wallet's first asset
   --memo <text>        free text, signed with the intent
   --expires <time>     lifetime, e.g. 30m, 1h, 2d (default 1h)
 
 Example:
   custos request --as requester-1 --wallet btc-main --to bcrt1q... --amount 150000 --memo "payout 42"
+  custos request --wallet eth-safe --asset usdt --to 0x... --amount 25usdt
 ${COMMON_HELP}`,
   options: {
     wallet: { type: 'string' },
@@ -65,7 +72,7 @@ ${COMMON_HELP}`,
   async run(ctx, args) {
     const walletId = args.required('wallet', 'the wallet id');
     const toText = args.required('to', 'the destination address');
-    const amount = parseSats(args.required('amount', 'satoshi'));
+    const amountText = args.required('amount', 'the amount');
     const expiresIn = parseDuration(args.str('expires') ?? '1h', 'expires');
     if (expiresIn <= 0) throw new UsageError('--expires must be longer than zero');
     const s = await openSession(ctx, args);
@@ -79,11 +86,29 @@ ${COMMON_HELP}`,
     }
     // The network is the wallet's chain id, never guessed from the address; bech32 is stored in lower case.
     const network = networkOfChain(wallet.chain);
+    const assetId = args.str('asset') ?? wallet.assets[0];
     let to = toText.trim();
+    let amount: string;
     if (network !== undefined) {
+      amount = parseSats(amountText);
       const checked = checkAddress(toText, network);
       if (!checked.ok) throw new CustosError(checked.code, checked.message);
       to = checked.value;
+    } else if (wallet.kind === 'evm-safe') {
+      // Issue 9: amounts in the asset's decimals; the address signed is the EIP-55 form.
+      const asset = assetId === undefined ? undefined : state.assets.get(assetId)?.value;
+      if (asset === undefined || asset.chain !== wallet.chain || !wallet.assets.includes(asset.id)) {
+        throw new CustosError(
+          'UNKNOWN_ASSET',
+          `wallet ${wallet.id} holds no asset ${assetId ?? '(none given)'} (its assets: ${wallet.assets.join(', ')})`,
+        );
+      }
+      amount = parseAssetAmount(amountText, asset);
+      const checked = parseEvmAddress(to);
+      if (!checked.ok) throw new CustosError(checked.code as ErrorCode, `--to ${to}: ${checked.message}`);
+      to = checked.value;
+    } else {
+      amount = parseSats(amountText);
     }
     const now = ctx.now();
     const memo = args.str('memo');
@@ -92,7 +117,7 @@ ${COMMON_HELP}`,
       org: s.genesis,
       wallet: wallet.id,
       chain: wallet.chain,
-      asset: args.str('asset') ?? wallet.assets[0],
+      asset: assetId,
       amount,
       to,
       requester: s.identity.member,
@@ -119,7 +144,7 @@ ${COMMON_HELP}`,
     }
     ctx.io.out(`${answer.id}\n`);
     ctx.io.err(
-      `intent ${answer.status}: ${formatSats(amount, body.asset)} from ${wallet.id} to ${to}${book.status === 'active' ? ` (${book.entry.label})` : ''}\n`,
+      `intent ${answer.status}: ${network === undefined ? formatAssetAmount(amount, state.assets.get(body.asset)?.value, body.asset) : formatSats(amount, body.asset)} from ${wallet.id} to ${to}${book.status === 'active' ? ` (${book.entry.label})` : ''}\n`,
     );
     const missing = describeMissing(answer.decision);
     if (missing !== '') ctx.io.err(`needs: ${missing}\n`);

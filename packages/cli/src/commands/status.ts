@@ -11,6 +11,7 @@ import type { Command } from '../command.js';
 import { COMMON_HELP } from '../command.js';
 import { openSession } from '../context.js';
 import { formatSats, relativeTime, toJson } from '../output.js';
+import { formatAssetAmount } from '../review-evm.js';
 
 export const statusCommand: Command = {
   name: 'status',
@@ -64,10 +65,25 @@ ${COMMON_HELP}`,
         label: w.label,
         chain: w.chain,
         assets: w.assets,
-        multisig: parsed?.ok === true ? `${parsed.value.m}-of-${parsed.value.keys.length}` : w.kind,
+        multisig:
+          parsed?.ok === true
+            ? `${parsed.value.m}-of-${parsed.value.keys.length}`
+            : w.kind === 'evm-safe'
+              ? `Safe ${w.threshold}-of-${w.owners.length}`
+              : w.kind,
         balance: reported?.balance ?? null,
-        utxos: reported?.utxos ?? null,
+        utxos: w.kind === 'evm-safe' ? null : (reported?.utxos ?? null),
         receiveAddress: reported?.receiveAddress ?? null,
+        // EVM Safe: every registered asset's balance, with its unit from the verified asset registry.
+        ...(w.kind === 'evm-safe'
+          ? {
+              balances: (reported?.balances ?? []).map((b) => ({
+                asset: b.asset,
+                balance: b.balance,
+                text: formatAssetAmount(b.balance, state.assets.get(b.asset)?.value, b.asset),
+              })),
+            }
+          : {}),
       };
     });
     const signerRows = [...state.signers.values()].map((sg) => ({
@@ -109,6 +125,12 @@ ${COMMON_HELP}`,
       `Members      ${state.members.size}, address book ${state.addresses.size} entr${state.addresses.size === 1 ? 'y' : 'ies'}\n`,
     );
     for (const w of walletRows) {
+      if (w.balances !== undefined) {
+        const text = w.balances.length === 0 ? '(not reported)' : w.balances.map((b) => b.text).join(', ');
+        o(`Wallet       ${w.id} "${w.label}" ${w.chain} ${w.multisig}  balances ${text}\n`);
+        if (w.receiveAddress !== null) o(`             Safe at ${w.receiveAddress}\n`);
+        continue;
+      }
       o(
         `Wallet       ${w.id} "${w.label}" ${w.chain} ${w.multisig}  balance ${w.balance === null ? '(not reported)' : formatSats(w.balance, w.assets[0] ?? 'BTC')}${w.utxos === null ? '' : `, ${w.utxos} utxo(s)`}\n`,
       );

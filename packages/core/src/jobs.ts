@@ -162,9 +162,9 @@ export const receipt = object(
     job: id,
     intent: nullable(digest),
     /**
-     * What was decided on: for a Bitcoin job the txid; for an EVM Safe job the
-     * safeTxHash the signer computed itself (EIP-712, no 0x), whether it
-     * signed or refused, null when it got no further than the intent.
+     * What was signed: for a Bitcoin job the txid; for an EVM Safe job the
+     * safeTxHash the signer computed itself (EIP-712, no 0x). Null in a
+     * refusal (the signer names no transaction it did not sign).
      */
     txid: nullable(
       hexBytes(

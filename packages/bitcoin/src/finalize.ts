@@ -21,12 +21,12 @@
  *   keys in its witness script, as OP_CHECKMULTISIG requires.
  */
 import { accept, type Result, refuse } from '@custos/core';
-import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { RawOutput, RawTx } from '@scure/btc-signer/script.js';
 import { type PsbtAnalysis, SIGHASH_ALL } from './analyze.js';
 import type { WalletDescriptor } from './descriptor.js';
 import { compactSizeLength } from './network.js';
+import { verifyInputSignature } from './sign.js';
 
 export interface FinalTransaction {
   /** The network transaction, with witnesses. */
@@ -73,7 +73,8 @@ export function finalizeAnalyzed(
     const analyzed = first.inputs[i];
     if (analyzed === undefined) return refuse('INVALID_VALUE', `input ${i} was not analyzed`);
     const script = analyzed.derived.witnessScript;
-    const digest = sha256d(
+    // sha256 of the BIP 143 preimage: its sha256 is the digest signed.
+    const half = sha256(
       concat([
         le32(unsigned.version),
         hashPrevouts,
@@ -94,17 +95,8 @@ export function finalizeAnalyzed(
         if (sig.length < 9 || sig[sig.length - 1] !== SIGHASH_ALL) {
           return refuse('SIGHASH_NOT_ALL', `input ${i} holds a signature that is not SIGHASH_ALL`);
         }
-        let ok = false;
-        try {
-          ok = secp256k1.verify(sig.subarray(0, -1), digest, pubkey, {
-            prehash: false,
-            format: 'der',
-            lowS: true,
-          });
-        } catch {
-          ok = false;
-        }
-        if (!ok) return refuse('BAD_SIGNATURE', `input ${i} holds an invalid signature`);
+        if (!verifyInputSignature(half, pubkey, sig.subarray(0, -1)))
+          return refuse('BAD_SIGNATURE', `input ${i} holds an invalid signature`);
         const key = hex(pubkey);
         if (!valid.has(key)) valid.set(key, sig);
       }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { descriptorKeyOf, signerKeyFromSeed } from '@custos/bitcoin/sign';
 import { CustosError, canonicalize, generateEd25519, sealWithPassword, toHex } from '@custos/core';
 import { evmAddressOf } from '@custos/evm';
+import { signerCli } from '@custos/test-support/signer-process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createKeystore, defaultPath, unlockKeystore, writeKeystore } from '../src/keystore.js';
 
@@ -32,6 +33,27 @@ describe('the keystore EVM key', () => {
     writeKeystore(path, file);
     const opened = await unlockKeystore(path, 'pw');
     expect(toHex(opened.evmSecret!)).toBe(toHex(unlocked.evmSecret!));
+  });
+
+  it('is shown by `custos signer init` (the process), for admins to put into governance as evmAddress', async () => {
+    const pw = join(dir, 'pw.txt');
+    writeFileSync(pw, 'pw\n');
+    const path = join(dir, 'cli.key');
+    const out = await signerCli([
+      'init',
+      '--id',
+      'signer-cli',
+      '--keystore',
+      path,
+      '--password-file',
+      pw,
+      '--scrypt-log-n',
+      '10',
+    ]);
+    expect(out.code).toBe(0);
+    const shown = JSON.parse(out.stdout) as { evmAddress: string };
+    const opened = await unlockKeystore(path, 'pw');
+    expect(shown.evmAddress).toBe(evmAddressOf(opened.evmSecret!));
   });
 
   it('opens a keystore made before EVM support, with no EVM key', async () => {

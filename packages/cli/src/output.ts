@@ -67,6 +67,8 @@ const SENTENCES: Partial<Record<ErrorCode, string>> = {
   LOOKALIKE_ADDRESS: 'the destination looks like a known address but is not it (address poisoning)',
   FROZEN: 'the organization is frozen: nothing is signed until a quorum unfreezes it',
   UNKNOWN_ASSET: 'the wallet does not hold this asset',
+  UNBOUNDED_AUTOMATION:
+    'a rule that needs no approval must have a per-transaction maximum and a rolling limit for each wallet and asset it covers',
   UNEXPECTED_OUTPUT: 'the transaction does not pay exactly the destination and amount of the intent',
   FEE_TOO_HIGH: 'the transaction fee is above the policy cap',
   FOREIGN_INPUT: 'the transaction spends coins that are not the wallet',

@@ -87,6 +87,13 @@ export const ERROR_CODES = [
   'WALLET_ALIAS',
   /** A wallet or signer added by governance that is still waiting out the delay. */
   'WALLET_NOT_ACTIVE',
+  /**
+   * A policy with a rule that allows with no approval (an automated tier,
+   * issue 13) but is not bounded: it needs a per-transaction maximum and a
+   * rolling limit per wallet and asset it covers. Refused wherever the
+   * policy is decoded (genesis, policy.set, every signer).
+   */
+  'UNBOUNDED_AUTOMATION',
   // The transaction itself (23-29)
   'UNEXPECTED_OUTPUT',
   'FEE_TOO_HIGH',

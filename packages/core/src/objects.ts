@@ -175,13 +175,22 @@ export const ruleMatch = object(
   },
 );
 
+/**
+ * A rule: what it matches, and deny, or allow with approval groups and an
+ * optional cancel window. `approvals: []` is an automated tier (issue 13):
+ * it allows with no human approval, so a policy holding one must bound it
+ * ({@link automationProblem}). The list is never implied: an allow rule
+ * without `approvals` is refused, so "no approvals" is always written down.
+ */
 export const policyRule = refine(
   object(
     { id, match: ruleMatch, action: oneOf(['allow', 'deny'] as const) },
-    { approvals: array(approvalGroup, { min: 1, max: 10 }), cancelWindowMs: duration },
+    { approvals: array(approvalGroup, { max: 10 }), cancelWindowMs: duration },
   ),
   (r) => {
-    if (r.action === 'allow' && r.approvals === undefined) return 'an allow rule needs approval groups';
+    if (r.action === 'allow' && r.approvals === undefined) {
+      return 'an allow rule needs approval groups (an automated rule says approvals: [])';
+    }
     if (r.action === 'deny' && (r.approvals !== undefined || r.cancelWindowMs !== undefined)) {
       return 'a deny rule takes no approvals or cancel window';
     }
@@ -221,29 +230,102 @@ function positiveDuration(d: number): string | undefined {
  */
 export const DEFAULT_LIFETIMES = { intentMs: 86_400_000, approvalMs: 86_400_000 } as const;
 
-export const policy = object(
-  {
-    v: literal(1),
-    rules: array(policyRule, { max: 200 }),
-    limits: array(rollingLimit, { max: 200 }),
-    feeCaps: array(feeCap, { max: 200 }),
-    lookalike: object({
-      prefix: int({ min: 1, max: 64 }),
-      suffix: int({ min: 1, max: 64 }),
-      action: oneOf(['deny', 'warn'] as const),
-    }),
-  },
-  {
-    lifetimes: object(
-      {
-        intentMs: refine(duration, positiveDuration),
-        approvalMs: refine(duration, positiveDuration),
-      },
-      {},
-      'The longest an intent (expiresAt - createdAt) and an approval (expiresAt - at) may live; DEFAULT_LIFETIMES when absent.',
-    ),
-  },
-  'Ordered rules, first match wins, default deny; limits and fee caps apply on top.',
+/**
+ * Whether a rule allows with no approval at all: an automated tier, such as
+ * an exchange's customer payouts requested by its backend (issue 13).
+ */
+export function isAutomatedRule(rule: PolicyRule): boolean {
+  return rule.action === 'allow' && rule.approvals !== undefined && rule.approvals.length === 0;
+}
+
+/**
+ * UNBOUNDED_AUTOMATION: an automated rule (no approvals) must be bounded by
+ * the policy itself, or one stolen requester key (a service's, on a server)
+ * drains the wallet with nobody in the loop (Coincheck 2018, CoinEx 2023:
+ * hot keys emptied, found hours later). Bounded means:
+ * - a per-transaction maximum, `match.maxAmount`;
+ * - the assets named, `match.assets` (a rule for every asset would cover an
+ *   asset registered later, with no limit for it);
+ * - for each of those assets and each wallet the rule can pay from, a
+ *   rolling limit of scope `wallet-asset` in the same policy: one without a
+ *   `wallet` (it binds every wallet, each on its own) or one naming that
+ *   wallet; a rule naming no wallets needs the former.
+ * Per-destination and per-requester limits are welcome on top but do not
+ * count: a thief pays as many destinations as he likes. Each signer sums the
+ * limits from its own ledger, so what the key can get signed is at most the
+ * smallest limit per window, whatever the coordinator does. The check
+ * depends on the policy alone, so it is made wherever a policy is decoded:
+ * a genesis, a `policy.set` proposal at the HTTP edge, every signer reading
+ * governance.
+ */
+export function automationProblem(p: {
+  readonly rules: readonly PolicyRule[];
+  readonly limits: readonly RollingLimit[];
+}): Problem | undefined {
+  for (const [i, rule] of p.rules.entries()) {
+    if (!isAutomatedRule(rule)) continue;
+    const unbounded = (field: string, why: string): Problem => ({
+      code: 'UNBOUNDED_AUTOMATION',
+      message: `rule ${rule.id} allows with no approval, so ${why}`,
+      field: `rules[${i}].${field}`,
+    });
+    const { match } = rule;
+    if (match.maxAmount === undefined) {
+      return unbounded('match.maxAmount', 'it needs a per-transaction maximum (match.maxAmount)');
+    }
+    if (match.assets === undefined) {
+      return unbounded('match.assets', 'it must name its assets (match.assets), each with a rolling limit');
+    }
+    for (const asset of match.assets) {
+      const covering = p.limits.filter((l) => l.scope === 'wallet-asset' && l.asset === asset);
+      if (match.wallets === undefined) {
+        if (!covering.some((l) => l.wallet === undefined)) {
+          return unbounded(
+            'match.wallets',
+            `it pays from any wallet and needs a wallet-asset rolling limit for ${asset} that names no wallet`,
+          );
+        }
+        continue;
+      }
+      for (const w of match.wallets) {
+        if (!covering.some((l) => l.wallet === undefined || l.wallet === w)) {
+          return unbounded(
+            'match',
+            `it needs a wallet-asset rolling limit for wallet ${w} and asset ${asset}`,
+          );
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+export const policy = refine(
+  object(
+    {
+      v: literal(1),
+      rules: array(policyRule, { max: 200 }),
+      limits: array(rollingLimit, { max: 200 }),
+      feeCaps: array(feeCap, { max: 200 }),
+      lookalike: object({
+        prefix: int({ min: 1, max: 64 }),
+        suffix: int({ min: 1, max: 64 }),
+        action: oneOf(['deny', 'warn'] as const),
+      }),
+    },
+    {
+      lifetimes: object(
+        {
+          intentMs: refine(duration, positiveDuration),
+          approvalMs: refine(duration, positiveDuration),
+        },
+        {},
+        'The longest an intent (expiresAt - createdAt) and an approval (expiresAt - at) may live; DEFAULT_LIFETIMES when absent.',
+      ),
+    },
+    'Ordered rules, first match wins, default deny; limits and fee caps apply on top.',
+  ),
+  automationProblem,
 );
 export type Policy = Infer<typeof policy>;
 

@@ -34,7 +34,8 @@
  *  4. intent lifetime                           LIFETIME_TOO_LONG, EXPIRED (15), NOT_YET_VALID
  *  5. look-alike destination                    LOOKALIKE_ADDRESS (21) or a warning
  *  6. rules of every policy in force, in the   DESTINATION_NOT_ACTIVE (18), DESTINATION_NOT_ALLOWED (17),
- *     views before and after pending changes    POLICY_DENIED
+ *     views before and after pending changes    POLICY_DENIED; LOOKALIKE_ADDRESS when only automated
+ *                                               rules (no approvals) matched and step 5 only warned
  *  7. rolling limits of every policy in force   LIMIT_EXCEEDED (20)
  *  8. approvals                                 INTENT_REJECTED; a short group gives 'pending' (11, 12, 13)
  *  9. cancel window                             'pending' until it has passed
@@ -272,6 +273,21 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
         matched.push({ policy: p, rule: outcome.value });
       }
     }
+  }
+  // 6b. An automated tier (issue 13) has nobody to read a warning: when no
+  // matched rule asks for an approval, a look-alike of an address-book entry
+  // is refused whatever the policy's lookalike action (address poisoning: a
+  // customer's "own" address copied from a poisoned history).
+  if (
+    lookalikes.entries.length > 0 &&
+    !lookalikes.deny &&
+    matched.every((m) => (m.rule.approvals ?? []).length === 0)
+  ) {
+    return deny(
+      digest,
+      'LOOKALIKE_ADDRESS',
+      `${lookalikeMessage(intent.to, lookalikes.entries)}; no approver would see the warning (automated rule)`,
+    );
   }
   const amount = BigInt(intent.amount);
 

@@ -70,6 +70,7 @@ const PINNED = [
   'UNKNOWN_ASSET',
   'WALLET_ALIAS',
   'WALLET_NOT_ACTIVE',
+  'UNBOUNDED_AUTOMATION',
   // The transaction itself (23-29)
   'UNEXPECTED_OUTPUT',
   'FEE_TOO_HIGH',

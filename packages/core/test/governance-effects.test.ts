@@ -440,6 +440,56 @@ describe('mixed kinds: what they remove binds at once, what they add waits', () 
       code: 'POLICY_DENIED',
     });
   });
+
+  it('policy.set: a zero-approval rule (issue 13) allows nothing without approvals before the delay, then pays out alone', () => {
+    const payouts = (maxAmount: string): Policy => ({
+      ...basePolicy(),
+      rules: [
+        {
+          id: 'payouts',
+          match: {
+            destination: { kind: 'any' },
+            wallets: [WALLET_ID],
+            assets: [ASSET],
+            maxAmount: maxAmount as Policy['limits'][number]['max'],
+          },
+          action: 'allow',
+          approvals: [],
+        },
+        ...basePolicy().rules,
+      ],
+      limits: [
+        {
+          id: 'hot-daily',
+          scope: 'wallet-asset',
+          wallet: WALLET_ID,
+          asset: ASSET,
+          windowMs: DAY,
+          max: '1000000' as Policy['limits'][number]['max'],
+        },
+      ],
+    });
+    const requester = devicesOf(org.requester)[0] as Signer;
+    const s = apply(base, propose(base, 'policy.set', { policy: payouts('100000') }, [a1, a2]), seenAt);
+    // Within the delay the old policy still binds: three approvers, as before the change.
+    const early = signedIntent(requester, { to: EXCHANGE_DEPOSIT, at: during });
+    expect(decide(s, early, [], during)).toMatchObject({ kind: 'pending' });
+    expect(decide(s, early, approvalsBy(everyApprover, early.intent, during), during).kind).toBe('allow');
+    const late = signedIntent(requester, { to: EXCHANGE_DEPOSIT, at: after });
+    expect(decide(s, late, [], after)).toMatchObject({ kind: 'allow', rules: ['payouts'], approvers: [] });
+
+    // Widening it (a higher per-transaction maximum) waits out the delay in its turn.
+    const settled = after + 1;
+    const wider = apply(
+      s,
+      propose(s, 'policy.set', { policy: payouts('500000') }, [a1, a2], settled),
+      settled,
+    );
+    const big = signedIntent(requester, { to: EXCHANGE_DEPOSIT, amount: '400000', at: settled + DELAY - 1 });
+    expect(decide(wider, big, [], settled + DELAY - 1)).toMatchObject({ kind: 'pending' });
+    const bigLater = signedIntent(requester, { to: EXCHANGE_DEPOSIT, amount: '400000', at: settled + DELAY });
+    expect(decide(wider, bigLater, [], settled + DELAY)).toMatchObject({ kind: 'allow', approvers: [] });
+  });
 });
 
 describe('tightening kinds bind at once', () => {
@@ -521,6 +571,33 @@ const POLICIES: Policy[] = [
         approvals: [{ m: 2, role: 'approver' }],
       },
     ],
+  },
+  // An automated tier (issue 13): no approvals, bounded by a limit; adding it is a loosening like any other.
+  {
+    ...basePolicy(),
+    rules: [
+      {
+        id: 'auto-any',
+        match: {
+          destination: { kind: 'any' },
+          wallets: [WALLET_ID],
+          assets: [ASSET],
+          maxAmount: '50000000' as Policy['limits'][number]['max'],
+        },
+        action: 'allow',
+        approvals: [],
+      },
+    ],
+    limits: [
+      {
+        id: 'auto-daily',
+        scope: 'wallet-asset',
+        asset: ASSET,
+        windowMs: DAY,
+        max: '100000000' as Policy['limits'][number]['max'],
+      },
+    ],
+    lookalike: { prefix: 4, suffix: 4, action: 'warn' },
   },
   {
     ...basePolicy(),

@@ -49,6 +49,7 @@ import {
   governanceDigest,
   hasRole,
   intentDigest,
+  isAutomatedRule,
   isBitcoinWallet,
   type LedgerView,
   ledgerHorizon,
@@ -305,7 +306,8 @@ export class Engine {
     if (decision.kind === 'pending') {
       await this.#notify('approval.needed', { id, missing: decision.missing, warnings: decision.warnings });
     } else if (await this.#approve(id, actor)) {
-      // A policy needing no approvals cannot be written (m >= 1), but an allow is honoured all the same.
+      // An automated rule (approvals: [], issue 13) allows at once: no approval POST, straight to the
+      // signing pipeline. Every signer decides again with its own ledger and limits.
       status = 'approved';
     }
     return { id, status, decision: decisionView(decision) };
@@ -481,8 +483,11 @@ export class Engine {
     const now = this.#clock();
     if (now >= record.signed.intent.expiresAt) return (await this.#expire(id)) ? 'expired' : null;
     const approvals = (await this.#store.approvalsFor(id)).map((s) => s.signed);
-    // Every approval group needs m >= 1: with no approval nothing can be decided yet.
-    if (approvals.length === 0) return null;
+    // With no approval only an automated rule (issue 13) can allow: one whose policy change or
+    // cancel window was still pending when the intent came. Otherwise nothing can be decided yet.
+    if (approvals.length === 0 && !policiesInForce(state, now).some((p) => p.rules.some(isAutomatedRule))) {
+      return null;
+    }
     const ledger = sweep === undefined ? await this.#ledger(state, now) : await sweep.ledger();
     const decision = evaluate({ state, intent: record.signed, approvals, ledger, now });
     if (decision.kind === 'allow') return (await this.#approve(id, actor)) ? 'approved' : null;

@@ -85,6 +85,8 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   LIFETIME_TOO_LONG: 422,
   WALLET_ALIAS: 422,
   WALLET_NOT_ACTIVE: 422,
+  // A policy.set or genesis whose zero-approval rule has no per-transaction maximum or rolling limit.
+  UNBOUNDED_AUTOMATION: 422,
   CHANGE_BEYOND_GAP: 422,
   SAFE_NONCE_REUSED: 422,
   SAFE_STATE_MISMATCH: 422,

@@ -30,6 +30,7 @@ import {
 } from '@custos/core';
 import { runDaemon } from './daemon.js';
 import { createKeystore, unlockKeystore, writeKeystore } from './keystore.js';
+import { SafeNonceLedger } from './safe-ledger.js';
 import { Signer } from './signer.js';
 import { HttpJobSource } from './source.js';
 import { SignerStore } from './store.js';
@@ -246,6 +247,13 @@ export interface SignerStatus {
   } | null;
   readonly governance: { readonly seq: number; readonly head: string } | null;
   readonly ledger: { readonly entries: number };
+  /** Per Safe this signer signed for: how many nonces and the highest (its next is that plus one). */
+  readonly safes: readonly {
+    readonly chain: string;
+    readonly safe: string;
+    readonly nonces: number;
+    readonly highest: string;
+  }[];
   /** Every equivocation ever proven to this signer (kept after an unfreeze). */
   readonly equivocations: number;
 }
@@ -278,8 +286,21 @@ export function signerStatus(signerId: string, store: SignerStore): SignerStatus
           },
     governance: head === null ? null : { seq: head.seq, head: head.digest },
     ledger: { entries: store.ledgerCount() },
+    safes: safesOf(new SafeNonceLedger(store.db)),
     equivocations: proofs.length,
   };
+}
+
+function safesOf(ledger: SafeNonceLedger): SignerStatus['safes'] {
+  const bySafe = new Map<string, { chain: string; safe: string; nonces: number; highest: bigint }>();
+  for (const r of ledger.all()) {
+    const k = `${r.chain} ${r.safe}`;
+    const s = bySafe.get(k) ?? { chain: r.chain, safe: r.safe, nonces: 0, highest: r.nonce };
+    s.nonces++;
+    if (r.nonce > s.highest) s.highest = r.nonce;
+    bySafe.set(k, s);
+  }
+  return [...bySafe.values()].map((s) => ({ ...s, highest: s.highest.toString() }));
 }
 
 async function status(argv: readonly string[]): Promise<number> {
@@ -328,6 +349,9 @@ async function status(argv: readonly string[]): Promise<number> {
       : `governance: seq ${report.governance.seq}, head ${report.governance.head}`,
   );
   lines.push(`ledger: ${report.ledger.entries} signed`);
+  for (const s of report.safes) {
+    lines.push(`Safe ${s.safe} on ${s.chain}: ${s.nonces} nonces signed, highest ${s.highest}`);
+  }
   if (report.equivocations > 0) lines.push(`equivocations proven: ${report.equivocations}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;

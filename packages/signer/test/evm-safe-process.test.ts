@@ -439,6 +439,8 @@ describe('state attestation from the signer’s own node (issue 9)', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({
       frozen: true,
       freeze: { code: 'SAFE_STATE_MISMATCH' },
+      // Nonces 0 and 1 (executed) and 2 (signed, then used on chain by the owners behind Custos's back).
+      safes: [{ chain: world.chainName, safe: safe1(), nonces: 3, highest: '2' }],
     });
 
     // A quorum-signed unfreeze clears it (the job that brings it fails before the chain is read).

@@ -61,6 +61,16 @@ describe('custos dev', () => {
       /npx custos request --as requester-1 --wallet btc-main --to bcrt1q[0-9a-z]+ --amount 150000/,
     );
     expect(out).toContain('npx custos approve <intent id> --as approver-1');
+    // Issue 9: the local EVM chain with the funded 2-of-3 Safe, and how to use it.
+    expect(out).toMatch(/evm chain {5}eip155:31337 at http:\/\/127\.0\.0\.1:[0-9]+/);
+    expect(out).toMatch(
+      /safe {10}eth-safe 0x[0-9a-fA-F]{40} \(Safe 1\.4\.1, 2-of-3[^)]*\), balances 100 ETH, 1000000 USDT/,
+    );
+    const example =
+      /npx custos request --as requester-1 --wallet eth-safe --asset usdt --to (0x[0-9a-f]{40}) --amount 25usdt/.exec(
+        out,
+      );
+    expect(example).not.toBeNull();
 
     const status = await custos(['status', '--json'], { env: { CUSTOS_HOME: join(state, 'home') } });
     expect(status.code, status.stderr).toBe(0);
@@ -69,7 +79,81 @@ describe('custos dev', () => {
     expect(s.organization.name).toContain('development only');
     expect(s.wallets[0]).toMatchObject({ id: 'btc-main', multisig: '2-of-3' });
     expect(BigInt(s.wallets[0]!.balance ?? '0')).toBeGreaterThan(0n);
-    expect(s.signers.map((x) => x.id)).toEqual(['signer-1', 'signer-2']);
+    // The Safe's third owner is the offline backup key, governed as a signer record that never runs.
+    expect(s.signers.map((x) => x.id)).toEqual(['signer-1', 'signer-2', 'signer-backup']);
+
+    // Issue 9 through the command line: the example request (a lower-case 0x destination, checksummed by
+    // the client; the amount in USDT's 6 decimals), a wrong EIP-55 checksum refused with its code,
+    // `custos approve` showing the SafeTx it decoded itself, two signer processes, executed on the chain.
+    const evmEnv = { CUSTOS_HOME: join(state, 'home') };
+    const payee = example![1]!;
+    // The checksummed form from the banner with one letter's case flipped: mixed case, wrong EIP-55 checksum.
+    const checksummed = /evm payee {5}eth-payee (0x[0-9a-fA-F]{40})/.exec(out)![1]!;
+    const letter = checksummed.slice(2).search(/[a-fA-F]/) + 2;
+    const flipped = checksummed[letter]!;
+    const badCase = `${checksummed.slice(0, letter)}${flipped === flipped.toUpperCase() ? flipped.toLowerCase() : flipped.toUpperCase()}${checksummed.slice(letter + 1)}`;
+    const refusedCase = await custos(
+      [
+        'request',
+        '--as',
+        'requester-1',
+        '--wallet',
+        'eth-safe',
+        '--asset',
+        'usdt',
+        '--to',
+        badCase,
+        '--amount',
+        '25usdt',
+      ],
+      { env: evmEnv },
+    );
+    expect(refusedCase.code).toBe(1);
+    expect(refusedCase.stderr).toContain('custos: ADDRESS_CHECKSUM_INVALID');
+    const evmRequest = await custos(
+      [
+        'request',
+        '--as',
+        'requester-1',
+        '--wallet',
+        'eth-safe',
+        '--asset',
+        'usdt',
+        '--to',
+        payee,
+        '--amount',
+        '25usdt',
+      ],
+      { env: evmEnv },
+    );
+    expect(evmRequest.code, evmRequest.stderr).toBe(0);
+    expect(evmRequest.stderr).toContain('25 USDT (25000000 base units) from eth-safe');
+    const evmId = evmRequest.stdout.trim();
+    const evmApprove = await custos(['approve', evmId, '--as', 'approver-1', '--yes'], { env: evmEnv });
+    expect(evmApprove.code, evmApprove.stderr).toBe(0);
+    expect(evmApprove.stdout).toMatch(/^SafeTx {5}not built yet; the one plain transfer this intent allows/m);
+    expect(evmApprove.stdout).toMatch(/^ {2}operation {6}0 {2}CALL$/m);
+    expect(evmApprove.stdout).toMatch(
+      /^ {2}data {11}0xa9059cbb[0-9a-f]+ {2}transfer\(0x[0-9a-fA-F]{40}, 25 USDT/m,
+    );
+    const evmDone = await eventually(
+      async () => {
+        const r = await custos(['intents', evmId, '--as', 'approver-1', '--json'], { env: evmEnv });
+        const v = JSON.parse(r.stdout) as IntentJson;
+        if (['refused', 'expired', 'rejected'].includes(v.status)) throw new Error(r.stdout);
+        return v.status === 'confirmed' ? v : undefined;
+      },
+      'the Safe withdrawal to be executed',
+      60_000,
+    );
+    expect(
+      evmDone.signers
+        .filter((x) => x.outcome === 'signed')
+        .map((x) => x.signer)
+        .sort(),
+    ).toEqual(['signer-1', 'signer-2']);
+    const afterEvm = await custos(['status'], { env: evmEnv });
+    expect(afterEvm.stdout).toMatch(/eth-safe .* balances 100 ETH \([0-9]+ base units\), 999975 USDT/);
 
     // The THREATS scenarios against the running deployment, the DMM relay rewrite first.
     const demo = await custos(['demo', 'attacks', '--dir', state], { cwd: dir, timeoutMs: 120_000 });

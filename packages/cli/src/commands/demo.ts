@@ -9,6 +9,8 @@
  *   3   a captured signed request sent again
  *   11  the requester approves its own intent
  *   17  a destination that is not in the address book
+ *   28-29 Bybit, WazirX, Radiant: a hostile coordinator hands signer-2 the
+ *       attacker's SafeTx for a real approved intent (demo-evm.ts)
  *
  * How the DMM scenario is honest: signer-2 of the deployment really talks to
  * the coordinator through the relay `custos dev` runs (as DMM's requests went
@@ -67,6 +69,9 @@ audit entry it left. Exit 0 when every attack failed as it must.
   THREATS 3    a captured signed request replayed
   THREATS 11   the requester approves its own intent
   THREATS 17   a destination not in the address book
+  THREATS 28   Bybit: a DELEGATECALL to a trojan, handed to signer-2 by a hostile coordinator
+  THREATS 28   WazirX: a call to the Safe itself that takes it over
+  THREATS 29   Radiant: transferOwnership of a contract the Safe owns
 
 Options:
   --dir <path>     the state folder of \`custos dev\` (default .custos-dev)
@@ -124,6 +129,20 @@ ${commonHelp(['json', 'help'])}`,
     say(await selfApproval(d, pending));
     say(await notInBook(d));
     await decide(d, pending.id, 'reject').catch(() => undefined);
+    if (state.safe !== undefined) {
+      const { evmAttacks } = await import('./demo-evm.js');
+      for (const o of await evmAttacks({
+        ctx,
+        folder,
+        genesis: state.genesis,
+        safe: state.safe,
+        requester,
+        approver,
+        asApprover,
+      })) {
+        say(o);
+      }
+    }
 
     const failed = outcomes.filter((o) => !o.ok).length;
     if (args.bool('json')) ctx.io.out(toJson(outcomes));

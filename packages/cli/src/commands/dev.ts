@@ -23,6 +23,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import {
+  type Address,
   buildGenesis,
   CustosError,
   type Digest,
@@ -30,12 +31,22 @@ import {
   isBitcoinWallet,
   signGovernanceEntry,
 } from '@custos/core';
+import { formatAmount } from '@custos/evm';
 import { createKeystore, writeKeystore } from '@custos/signer/keystore';
 import { CustosClient, memberSigner } from '../client.js';
 import { type Command, commonHelp } from '../command.js';
 import type { Context } from '../context.js';
+import type { DevEvm } from '../dev/evm.js';
 import { type DevNode, startDevNode } from '../dev/node.js';
-import { DEV_MEMBERS, DEV_WALLET, devGenesisBody, SMALL_MAX } from '../dev/org.js';
+import {
+  DEV_MEMBERS,
+  DEV_SAFE_ID,
+  DEV_WALLET,
+  type DevSafe,
+  demoEvmAddress,
+  devGenesisBody,
+  SMALL_MAX,
+} from '../dev/org.js';
 import { startRelay } from '../dev/relay.js';
 import { DEFAULT_DEV_DIR, DevFolder, type DevState } from '../dev/state.js';
 import { createDeviceKey, unlockDevice } from '../device.js';
@@ -56,8 +67,11 @@ export const devCommand: Command = {
   help: `custos dev [--dir .custos-dev] [--port 7340] [--reset]
 
 Starts, in one process tree: a Bitcoin regtest node (bcoin, chain on disk),
-the coordinator (SQLite), two signer processes of a 2-of-3 wallet (the third
-key is an offline backup), and a demo organization: admins admin-1 and
+a local EVM chain (Hardhat, in memory, 127.0.0.1) with a 2-of-3 Safe 1.4.1
+holding ETH and a 6-decimal USDT, the coordinator (SQLite), two signer
+processes of the 2-of-3 wallet and Safe (the third key is an offline
+backup; each signer reads the Safe from its own configured node), and a
+demo organization: admins admin-1 and
 admin-2 (quorum 2), requester-1, approvers approver-1..3, watcher-1; a policy
 with tiers (up to ${formatSats(SMALL_MAX)}: 1 approver; above: 2 approvers and a
 cancel window) and rolling limits; an address book of two regtest addresses;
@@ -151,8 +165,33 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
     await node.activateSegwit();
 
     const firstStart = existing === null;
-    const setup = firstStart ? await createDeployment(folder) : null;
+    // The EVM demo (issue 9): optional, so that Bitcoin runs wherever the Hardhat dev dependencies are absent.
+    let evm: DevEvm | null = null;
+    let evmNote: string | null = null;
+    const startEvm = async (owners: readonly string[]): Promise<DevEvm | null> => {
+      try {
+        const { startDevEvm } = await import('../dev/evm.js');
+        const started = await startDevEvm(owners as Parameters<typeof startDevEvm>[0]);
+        stoppers.push(() => started.close());
+        evm = started;
+        return started;
+      } catch (err) {
+        evmNote = `the EVM chain did not start (${err instanceof Error ? err.message.split('\n')[0] : String(err)}): Bitcoin only`;
+        return null;
+      }
+    };
+    const setup = firstStart ? await createDeployment(folder, startEvm) : null;
     const genesis = (existing?.genesis ?? setup?.genesis) as Digest;
+    if (!firstStart && existing?.safe !== undefined) {
+      const resumed = await startEvm(ownersOnDisk(folder));
+      if (resumed !== null && resumed.safe.toLowerCase() !== existing.safe.address.toLowerCase()) {
+        evmNote = `the Safe was deployed at ${resumed.safe}, not at ${existing.safe.address} that governance pins: EVM demo off`;
+        evm = null;
+      }
+    } else if (!firstStart) {
+      evmNote = 'this deployment predates the EVM demo: `custos dev --reset` to get a Safe';
+    }
+    const evmRunning = evm as DevEvm | null;
 
     // Loaded on use: the server is the heaviest part of the CLI, and most commands never need it.
     const { startDevCoordinator } = await import('../dev/coordinator.js');
@@ -161,6 +200,15 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
       port,
       org: genesis,
       rpc: { url: node.rpcUrl, username: node.rpcUser, password: node.rpcPassword },
+      ...(evmRunning === null
+        ? {}
+        : {
+            evm: {
+              chainId: evmRunning.chainId,
+              rpcUrl: evmRunning.rpcUrl,
+              executorKey: evmRunning.executorKey,
+            },
+          }),
       logFile: folder.path('logs', 'coordinator.log'),
     });
     stoppers.push(() => coordinator.close());
@@ -180,6 +228,19 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
         wallet: DEV_WALLET,
         addresses: setup.addresses,
         createdAt: Date.now(),
+        ...(setup.safe === null
+          ? {}
+          : {
+              safe: {
+                wallet: DEV_SAFE_ID,
+                address: setup.safe.address,
+                chainId: setup.safe.chainId,
+                payee: demoEvmAddress('payee'),
+                ...(setup.evm === null
+                  ? {}
+                  : { trojan: setup.evm.trojan, ownable: setup.evm.ownable, attacker: setup.evm.attacker }),
+              },
+            }),
       };
       folder.saveState(existing);
     }
@@ -189,6 +250,8 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
       target: coordinator.url,
       armFile: folder.armFile,
       logFile: folder.path('logs', 'relay.log'),
+      injectFile: folder.path('relay-inject.json'),
+      resultFile: folder.path('relay-result.json'),
     });
     stoppers.push(() => relay.close());
     for (const id of SIGNERS) {
@@ -201,6 +264,10 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
         chains: ['bitcoin:regtest'],
         passwordFile: folder.passwordFile(id),
         waitMs: 10_000,
+        // The signer's own trusted node for the Safe's state (here the same local chain; named by the signer's config, never by the coordinator).
+        ...(evmRunning === null
+          ? {}
+          : { evm: { [String(evmRunning.chainId)]: { rpcUrl: evmRunning.rpcUrl } } }),
       });
       children.push(startSigner(ctx, folder, id));
     }
@@ -221,7 +288,11 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
     }, 2_000);
 
     const balance = await waitForBalance(coordinator.url, home, 60_000);
+    const safeBalances = evmRunning === null ? null : await safeBalancesText(coordinator.url, home);
     printNextSteps(ctx, folder, {
+      evm: evmRunning,
+      evmNote,
+      safeBalances,
       coordinator: coordinator.url,
       relay: relay.url,
       genesis,
@@ -255,10 +326,31 @@ interface Setup {
   readonly signed: ReturnType<typeof signGovernanceEntry>;
   readonly descriptorText: string;
   readonly addresses: DevState['addresses'];
+  readonly safe: DevSafe | null;
+  readonly evm: DevEvm | null;
 }
 
-/** First start: keystores, member keys, the demo genesis signed by both admins. */
-async function createDeployment(folder: DevFolder): Promise<Setup> {
+/** The EVM owner addresses of signer-1, signer-2 and the backup, from their keystores' public halves. */
+function ownersOnDisk(folder: DevFolder): string[] {
+  return [...SIGNERS, 'backup'].map((id) => {
+    const file = JSON.parse(readFileSync(join(folder.signerDir(), `${id}.key`), 'utf8')) as {
+      public: { evmAddress?: string };
+    };
+    if (file.public.evmAddress === undefined)
+      throw new CustosError('INVALID_VALUE', `keystore ${id} has no EVM key`);
+    return file.public.evmAddress;
+  });
+}
+
+/**
+ * First start: keystores, member keys, the local EVM chain with the demo
+ * Safe owned by the keystores' EVM keys (when it starts), the demo genesis
+ * signed by both admins.
+ */
+async function createDeployment(
+  folder: DevFolder,
+  startEvm: (owners: readonly string[]) => Promise<DevEvm | null>,
+): Promise<Setup> {
   const signerKeys = await Promise.all(
     [...SIGNERS, 'backup'].map(async (id) => {
       const { file } = await createKeystore({
@@ -287,12 +379,53 @@ async function createDeployment(folder: DevFolder): Promise<Setup> {
     path: p.path,
     xpub: p.xpub,
   });
+  const backup = signerKeys.find((p) => p.id === 'backup')!;
+  const running = signerKeys.filter((p) => p.id !== 'backup');
+  const evmOf = (p: (typeof signerKeys)[number]) => (p as { evmAddress?: string }).evmAddress;
+  const owners = [...running, backup].map(evmOf);
+  const evm = owners.every((o) => o !== undefined) ? await startEvm(owners as string[]) : null;
+  const safe: DevSafe | null =
+    evm === null
+      ? null
+      : {
+          chainId: evm.chainId,
+          address: evm.safe,
+          singleton: evm.singleton,
+          singletonCodeHash: evm.singletonCodeHash,
+          fallbackHandler: evm.fallbackHandler,
+          token: evm.token,
+          owners: [
+            ...running.map((p) => ({ signer: p.id, address: evmOf(p) as string })),
+            { signer: 'signer-backup', address: evmOf(backup) as string },
+          ],
+        };
+  const records = running.map((p) => ({
+    record: {
+      id: p.id,
+      publicKey: p.identityKey,
+      label: p.id,
+      ...(safe === null ? {} : { evmAddress: evmOf(p) as Address }),
+    },
+    key: keyOf(p),
+  }));
   const body = devGenesisBody({
     members,
-    signers: signerKeys
-      .filter((p) => p.id !== 'backup')
-      .map((p) => ({ record: { id: p.id, publicKey: p.identityKey, label: p.id }, key: keyOf(p) })),
-    backup: keyOf(signerKeys.find((p) => p.id === 'backup')!),
+    signers: records,
+    backup: keyOf(backup),
+    ...(safe === null
+      ? {}
+      : {
+          safe,
+          // The Safe's third owner: a governed signer record for the offline backup key (never run).
+          safeOnlySigners: [
+            {
+              id: 'signer-backup',
+              publicKey: backup.identityKey,
+              label: 'Offline backup (third Safe owner)',
+              evmAddress: evmOf(backup) as Address,
+            },
+          ],
+        }),
   });
   const entry = buildGenesis(body, Date.now());
   const admins = await Promise.all(['admin-1', 'admin-2'].map((a) => unlockDevice(home, a, { env: {} })));
@@ -301,8 +434,33 @@ async function createDeployment(folder: DevFolder): Promise<Setup> {
     genesis: governanceDigest(entry),
     signed,
     descriptorText: body.wallets.find(isBitcoinWallet)!.descriptor,
-    addresses: body.addresses.map((a) => ({ id: a.id, address: a.address, label: a.label })),
+    addresses: body.addresses
+      .filter((a) => a.chain === 'bitcoin:regtest')
+      .map((a) => ({ id: a.id, address: a.address, label: a.label })),
+    safe,
+    evm,
   };
+}
+
+/** The Safe's balances as the coordinator reports them, each with its unit. */
+async function safeBalancesText(url: string, home: Home): Promise<string> {
+  const viewer = await unlockDevice(home, 'watcher-1', { env: {} });
+  const client = new CustosClient({ baseUrl: url, signer: memberSigner(viewer) });
+  const wallets = await client.wallets().catch(() => []);
+  const safe = wallets.find((w) => w.id === DEV_SAFE_ID);
+  if (safe?.balances === undefined || safe.balances.length === 0) return '(not reported yet)';
+  const units: Record<string, { symbol: string; decimals: number }> = {
+    eth: { symbol: 'ETH', decimals: 18 },
+    usdt: { symbol: 'USDT', decimals: 6 },
+  };
+  return safe.balances
+    .map((b) => {
+      const u = units[b.asset];
+      return u === undefined
+        ? `${b.balance} ${b.asset}`
+        : `${formatAmount(BigInt(b.balance), u.decimals)} ${u.symbol}`;
+    })
+    .join(', ');
 }
 
 /** Coinbases to the wallet's first receive addresses, then enough blocks for them to mature. */
@@ -379,8 +537,28 @@ function printNextSteps(
     children: readonly Child[];
     seconds: number;
     firstStart: boolean;
+    evm: DevEvm | null;
+    evmNote: string | null;
+    safeBalances: string | null;
   },
 ): void {
+  const safe = d.state.safe;
+  const evmLines =
+    d.evm !== null && safe !== undefined
+      ? [
+          `  evm chain     eip155:${d.evm.chainId} at ${d.evm.rpcUrl} (Hardhat, in memory: a restart deploys the Safe again, freshly funded)`,
+          `  safe          ${safe.wallet} ${safe.address} (Safe 1.4.1, 2-of-3: signer-1, signer-2, offline backup), balances ${d.safeBalances ?? '(not reported)'}`,
+          `  evm payee     eth-payee ${safe.payee} (address book); up to 1 ETH or 10,000 USDT: 1 approver`,
+        ]
+      : d.evmNote === null
+        ? []
+        : [`  evm           ${d.evmNote}`];
+  const evmNext =
+    d.evm !== null && safe !== undefined
+      ? [
+          `  npx custos request --as requester-1 --wallet ${safe.wallet} --asset usdt --to ${safe.payee.toLowerCase()} --amount 25usdt`,
+        ]
+      : [];
   const book = d.state.addresses;
   const small = book[0]!;
   const lines = [
@@ -399,6 +577,7 @@ function printNextSteps(
     '  members       admin-1, admin-2 (admins, quorum 2), requester-1, approver-1..3, watcher-1',
     `  address book  ${book.map((a) => `${a.id} ${a.address}`).join('\n                ')}`,
     `  policy        up to ${formatSats(SMALL_MAX)}: 1 approver; above: 2 approvers, then a 2-minute cancel window`,
+    ...evmLines,
     '',
     `  ready in ${d.seconds.toFixed(1)} s${d.firstStart ? ' (first start: keys, organization and funding created)' : ' (resumed)'}`,
     '',
@@ -406,6 +585,7 @@ function printNextSteps(
     `  export CUSTOS_HOME=${folder.home}`,
     '  npx custos status',
     `  npx custos request --as requester-1 --wallet ${d.state.wallet} --to ${small.address} --amount 150000`,
+    ...evmNext,
     '  npx custos approve <intent id> --as approver-1',
     '  npx custos intents',
     '  npx custos audit verify',

@@ -13,6 +13,8 @@ export interface DevCoordinatorOptions {
   readonly port: number;
   readonly org: Digest;
   readonly rpc: { readonly url: string; readonly username: string; readonly password: string };
+  /** The local EVM chain and the executor's key (issue 9), when it runs. */
+  readonly evm?: { readonly chainId: number; readonly rpcUrl: string; readonly executorKey: `0x${string}` };
   readonly logFile: string;
 }
 
@@ -38,6 +40,13 @@ export async function startDevCoordinator(opts: DevCoordinatorOptions): Promise<
         rpcUser: opts.rpc.username,
         rpcPassword: opts.rpc.password,
       },
+      ...(opts.evm === undefined
+        ? {}
+        : {
+            evm: {
+              [String(opts.evm.chainId)]: { rpcUrl: opts.evm.rpcUrl, executorKey: opts.evm.executorKey },
+            },
+          }),
       webhooks: [],
       logLevel: 'info',
       // Development pace: pending intents (cancel windows) looked at every second.

@@ -18,12 +18,15 @@ import {
   type Address,
   type AddressEntry,
   type Amount,
+  type Asset,
+  type EvmSafeWallet,
   type GenesisBody,
   type Member,
   member as memberSchema,
   type Policy,
   type SignerRecord,
   sha256,
+  toChecksumAddress,
   utf8,
 } from '@custos/core';
 import { walletOf } from '../genesis.js';
@@ -50,6 +53,76 @@ export function demoAddress(label: string): Address {
   return address as Address;
 }
 
+/** An EVM address whose key nobody holds: a demo destination (EIP-55). */
+export function demoEvmAddress(label: string): Address {
+  return toChecksumAddress(`0x${toHexString(sha256(utf8(`custos dev evm ${label}`)).slice(0, 20))}`);
+}
+
+function toHexString(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** What governance says of the demo Safe and its chain (issue 9). */
+export interface DevSafe {
+  readonly chainId: number;
+  readonly address: string;
+  readonly singleton: string;
+  readonly singletonCodeHash: string;
+  readonly fallbackHandler: string;
+  readonly token: string;
+  /** Owner addresses of signer-1, signer-2 and the backup key, in that order. */
+  readonly owners: readonly { signer: string; address: string }[];
+}
+
+export const DEV_SAFE_ID = 'eth-safe';
+/** Up to 1 ETH or 10,000 USDT from the Safe to the address book: 1 approver. */
+export const SAFE_SMALL_ETH = 10n ** 18n;
+export const SAFE_SMALL_USDT = 10_000n * 10n ** 6n;
+
+export function devEvmAssets(safe: DevSafe): Asset[] {
+  const chain = `eip155:${safe.chainId}`;
+  return [
+    { id: 'eth', chain, kind: 'native', symbol: 'ETH', decimals: 18 },
+    {
+      id: 'usdt',
+      chain,
+      kind: 'erc20',
+      contract: toChecksumAddress(safe.token) as Extract<Asset, { kind: 'erc20' }>['contract'],
+      symbol: 'USDT',
+      decimals: 6,
+    },
+  ];
+}
+
+export function devSafeWallet(safe: DevSafe): EvmSafeWallet {
+  const addr = (a: string) => toChecksumAddress(a) as EvmSafeWallet['address'];
+  return {
+    id: DEV_SAFE_ID,
+    label: 'Treasury Safe (local EVM demo)',
+    chain: `eip155:${safe.chainId}`,
+    assets: ['eth', 'usdt'],
+    kind: 'evm-safe',
+    address: addr(safe.address),
+    singleton: addr(safe.singleton),
+    singletonCodeHash: safe.singletonCodeHash.toLowerCase(),
+    owners: safe.owners.map((o) => ({ signer: o.signer, address: addr(o.address) })),
+    threshold: 2,
+    fallbackHandler: addr(safe.fallbackHandler),
+  };
+}
+
+export function devEvmAddressBook(chainId: number): AddressEntry[] {
+  return [
+    {
+      id: 'eth-payee',
+      chain: `eip155:${chainId}`,
+      address: demoEvmAddress('payee'),
+      label: 'Supplier payouts (EVM demo)',
+      tags: ['supplier'],
+    },
+  ];
+}
+
 export function devAddressBook(): AddressEntry[] {
   return [
     {
@@ -69,7 +142,7 @@ export function devAddressBook(): AddressEntry[] {
   ];
 }
 
-export function devPolicy(): Policy {
+export function devPolicy(evm = false): Policy {
   const book = {
     destination: { kind: 'address-book' as const },
     wallets: [DEV_WALLET],
@@ -92,8 +165,56 @@ export function devPolicy(): Policy {
         approvals: [{ m: 2, role: 'approver' }],
         cancelWindowMs: CANCEL_WINDOW_MS,
       },
+      ...(evm
+        ? [
+            {
+              id: 'safe-eth',
+              match: {
+                destination: { kind: 'address-book' as const },
+                wallets: [DEV_SAFE_ID],
+                assets: ['eth'],
+                requesterRoles: ['requester'],
+                maxAmount: SAFE_SMALL_ETH.toString() as Amount,
+              },
+              action: 'allow' as const,
+              approvals: [{ m: 1, role: 'approver' }],
+            },
+            {
+              id: 'safe-usdt',
+              match: {
+                destination: { kind: 'address-book' as const },
+                wallets: [DEV_SAFE_ID],
+                assets: ['usdt'],
+                requesterRoles: ['requester'],
+                maxAmount: SAFE_SMALL_USDT.toString() as Amount,
+              },
+              action: 'allow' as const,
+              approvals: [{ m: 1, role: 'approver' }],
+            },
+          ]
+        : []),
     ],
     limits: [
+      ...(evm
+        ? [
+            {
+              id: 'safe-eth-daily',
+              scope: 'wallet-asset' as const,
+              wallet: DEV_SAFE_ID,
+              asset: 'eth',
+              windowMs: 86_400_000,
+              max: (10n * 10n ** 18n).toString() as Amount,
+            },
+            {
+              id: 'safe-usdt-daily',
+              scope: 'wallet-asset' as const,
+              wallet: DEV_SAFE_ID,
+              asset: 'usdt',
+              windowMs: 86_400_000,
+              max: (100_000n * 10n ** 6n).toString() as Amount,
+            },
+          ]
+        : []),
       {
         id: 'wallet-daily',
         scope: 'wallet-asset',
@@ -126,7 +247,12 @@ export function devGenesisBody(opts: {
   members: readonly { id: string; device: string; publicKey: string }[];
   signers: readonly { record: SignerRecord; key: DescriptorKey }[];
   backup: DescriptorKey;
+  /** The demo Safe, when the EVM chain runs (issue 9). */
+  safe?: DevSafe;
+  /** Signers that own the Safe but hold no key of the Bitcoin wallet (the backup's record). */
+  safeOnlySigners?: readonly SignerRecord[];
 }): GenesisBody {
+  const safe = opts.safe;
   const members: Member[] = DEV_MEMBERS.map((m) => {
     const key = opts.members.find((k) => k.id === m.id);
     if (key === undefined) throw new Error(`BUG: no device key for ${m.id}`);
@@ -150,9 +276,10 @@ export function devGenesisBody(opts: {
     // Short, so the demo can show a loosening change taking effect: 10 minutes.
     delayMs: 600_000,
     members,
-    policy: devPolicy(),
-    addresses: devAddressBook(),
-    wallets: [wallet],
-    signers: opts.signers.map((s) => s.record),
+    policy: devPolicy(safe !== undefined),
+    addresses: [...devAddressBook(), ...(safe === undefined ? [] : devEvmAddressBook(safe.chainId))],
+    wallets: safe === undefined ? [wallet] : [wallet, devSafeWallet(safe)],
+    signers: [...opts.signers.map((s) => s.record), ...(opts.safeOnlySigners ?? [])],
+    ...(safe === undefined ? {} : { assets: devEvmAssets(safe) }),
   };
 }

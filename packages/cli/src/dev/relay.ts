@@ -11,7 +11,7 @@
  * so the demo needs no control channel into this process. Listens on
  * 127.0.0.1 only. Development only.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { intentDigest, signerJob } from '@custos/core';
 
@@ -30,8 +30,28 @@ export interface Relay {
 /** Hop-by-hop headers (RFC 9110 section 7.6.1) and those the relay recomputes. */
 const DROP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'host', 'upgrade']);
 
-export async function startRelay(opts: { target: string; armFile: string; logFile: string }): Promise<Relay> {
+/**
+ * The hostile-coordinator arm (issue 9, `custos demo attacks` Bybit, WazirX,
+ * Radiant): a whole job the attacker made, handed to the signer behind the
+ * relay in place of the coordinator's feed, once; the signer's answer to it
+ * is kept by the relay (the attacker) in `resultFile` instead of reaching the
+ * coordinator, which never knew of the job.
+ */
+export interface RelayInject {
+  readonly job: unknown;
+}
+
+export async function startRelay(opts: {
+  target: string;
+  armFile: string;
+  logFile: string;
+  /** Where `custos demo attacks` leaves a job to inject (RelayInject), when it plays the hostile coordinator. */
+  injectFile?: string;
+  /** Where the signer's result to an injected job is written. */
+  resultFile?: string;
+}): Promise<Relay> {
   const target = new URL(opts.target);
+  const injected = new Set<string>();
   const server: Server = createServer((req, res) => {
     forward(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
@@ -50,6 +70,7 @@ export async function startRelay(opts: { target: string; armFile: string; logFil
       if (typeof v === 'string' && !DROP.has(k)) headers[k] = v;
     }
     const url = new URL(req.url ?? '/', target);
+    if (hostile(url, req.method ?? 'GET', body, res)) return;
     const answer = await fetch(url, {
       method: req.method ?? 'GET',
       headers,
@@ -65,6 +86,46 @@ export async function startRelay(opts: { target: string; armFile: string; logFil
     out['content-length'] = String(bytes.length);
     res.writeHead(answer.status, out);
     res.end(bytes);
+  }
+
+  /** Plays the hostile coordinator when armed: answers the signer itself. Returns whether it answered. */
+  function hostile(url: URL, method: string, body: Buffer, res: ServerResponse): boolean {
+    const { injectFile, resultFile } = opts;
+    if (injectFile === undefined || resultFile === undefined) return false;
+    if (url.pathname === '/v1/signer/jobs' && method === 'GET' && existsSync(injectFile)) {
+      let arm: RelayInject;
+      try {
+        arm = JSON.parse(readFileSync(injectFile, 'utf8')) as RelayInject;
+      } catch {
+        return false;
+      }
+      rmSync(injectFile, { force: true });
+      const id = (arm.job as { id?: unknown }).id;
+      if (typeof id === 'string') injected.add(id);
+      writeFileSync(opts.logFile, `${JSON.stringify({ at: new Date().toISOString(), injected: id })}\n`, {
+        flag: 'a',
+        mode: 0o600,
+      });
+      const bytes = Buffer.from(JSON.stringify({ jobs: [arm.job], checkpoint: null }));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(bytes.length) });
+      res.end(bytes);
+      return true;
+    }
+    if (url.pathname === '/v1/signer/results' && method === 'POST' && injected.size > 0) {
+      let job: unknown;
+      try {
+        job = (JSON.parse(body.toString('utf8')) as { receipt?: { job?: unknown } }).receipt?.job;
+      } catch {
+        return false;
+      }
+      if (typeof job !== 'string' || !injected.has(job)) return false;
+      injected.delete(job);
+      writeFileSync(resultFile, body, { mode: 0o600 });
+      res.writeHead(204);
+      res.end();
+      return true;
+    }
+    return false;
   }
 
   /** The attack: the amount and destination of the armed intent, changed in flight. */

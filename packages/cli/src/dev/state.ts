@@ -21,7 +21,7 @@ import { decode, primitives, schema } from '@custos/core';
 import { writePrivate } from '../home.js';
 
 const { digest, address } = primitives;
-const { object, literal, array, string } = schema;
+const { object, literal, array, string, int } = schema;
 
 export const DEFAULT_DEV_DIR = '.custos-dev';
 
@@ -36,16 +36,35 @@ const PARTIAL = [
   'relay.json',
 ];
 
-export const devStateFile = object({
-  v: literal(1),
-  genesis: digest,
-  wallet: string({ min: 1, max: 64 }),
-  addresses: array(
-    object({ id: string({ min: 1, max: 64 }), address, label: string({ min: 1, max: 128 }) }),
-    { max: 16 },
-  ),
-  createdAt: primitives.millis,
-});
+export const devStateFile = object(
+  {
+    v: literal(1),
+    genesis: digest,
+    wallet: string({ min: 1, max: 64 }),
+    addresses: array(
+      object({ id: string({ min: 1, max: 64 }), address, label: string({ min: 1, max: 128 }) }),
+      { max: 16 },
+    ),
+    createdAt: primitives.millis,
+  },
+  {
+    /** The demo Safe governance pins (issue 9), absent in a deployment made before the EVM demo. */
+    safe: object(
+      {
+        wallet: string({ min: 1, max: 64 }),
+        address: string({ min: 42, max: 42, pattern: /^0x[0-9a-fA-F]{40}$/ }),
+        chainId: int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+        payee: string({ min: 42, max: 42, pattern: /^0x[0-9a-fA-F]{40}$/ }),
+      },
+      {
+        /** For `custos demo attacks`: Bybit's trojan, a contract the Safe owns (Radiant), an account no one governs. */
+        trojan: string({ min: 42, max: 42, pattern: /^0x[0-9a-fA-F]{40}$/ }),
+        ownable: string({ min: 42, max: 42, pattern: /^0x[0-9a-fA-F]{40}$/ }),
+        attacker: string({ min: 42, max: 42, pattern: /^0x[0-9a-fA-F]{40}$/ }),
+      },
+    ),
+  },
+);
 export type DevState = ReturnType<typeof devStateFile.parse>;
 
 export class DevFolder {

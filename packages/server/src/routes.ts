@@ -185,7 +185,8 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
           "One intent with its approvals, the policy preview now, its transaction and the signers' answers.",
         auth: 'any',
         success: 200,
-        successDescription: 'IntentView',
+        successDescription:
+          'IntentView (an EVM Safe intent, once built, adds "safeTx":{"proposal":SafeTx as in SignerJob,"safeTxHash","executionTxHash"|null})',
         errors: ['NOT_FOUND'],
       },
       async (c) => ({ body: await engine.intentView(idParam(c), authOf(c).state) }),
@@ -203,7 +204,8 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
         auth: 'member',
         body: signedApproval,
         success: 200,
-        successDescription: 'IntentView',
+        successDescription:
+          'IntentView (an EVM Safe intent, once built, adds "safeTx":{"proposal":SafeTx as in SignerJob,"safeTxHash","executionTxHash"|null})',
         errors: [
           'NOT_FOUND',
           'APPROVAL_SIGNATURE_INVALID',
@@ -383,7 +385,8 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
         summary: 'Wallets from governance with what the chain says of them (balance and UTXOs may be null).',
         auth: 'any',
         success: 200,
-        successDescription: '{"wallets":[Wallet & {"balance","utxos","receiveAddress"}]}',
+        successDescription:
+          '{"wallets":[Wallet & {"balance","utxos","receiveAddress"} & ({"balances":[{"asset","balance"}]|null} for an evm-safe: every registered asset of the Safe, base units; "balance" is its native coin, "receiveAddress" the Safe)]}',
         errors: [],
       },
       async (c) => {

@@ -33,12 +33,12 @@ describe('verifyInputSignature', () => {
           const half = sha256(preimage);
           const pub = secp256k1.getPublicKey(sk, true);
           const sig = secp256k1.Signature.fromBytes(secp256k1.sign(sha256(half), sk, { prehash: false }));
-          let der = sig.toBytes('der');
-          let key = pub;
+          let der: Uint8Array = sig.toBytes('der');
+          let key: Uint8Array = pub;
           switch (mutation) {
             case 'flip':
               der = Uint8Array.from(der);
-              der[at % der.length] ^= 1 << (at % 8);
+              der[at % der.length]! ^= 1 << (at % 8);
               break;
             case 'high-s':
               der = new secp256k1.Signature(sig.r, N - sig.s).toBytes('der');
@@ -51,7 +51,7 @@ describe('verifyInputSignature', () => {
               break;
             case 'bad-point':
               key = Uint8Array.from(pub);
-              key[5] ^= 0xff;
+              key[5]! ^= 0xff;
               break;
             case 'truncated':
               der = der.subarray(0, der.length - 1 - (at % 4));

@@ -317,8 +317,14 @@ export class CustosClient {
 
   // ------------------------------------------------------------ audit
 
-  async audit(from: number, limit: number): Promise<{ entries: AuditEntry[]; head: { seq: number } | null }> {
-    const body = asRecord(await this.call('GET', '/v1/audit', { query: { from, limit } }), 'audit page');
+  /** Audit entries from `from`; with `wait` ms, a long poll answered once an entry exists (docs/api.md). */
+  async audit(
+    from: number,
+    limit: number,
+    wait = 0,
+  ): Promise<{ entries: AuditEntry[]; head: { seq: number } | null }> {
+    const query = wait > 0 ? { from, limit, wait } : { from, limit };
+    const body = asRecord(await this.call('GET', '/v1/audit', { query }), 'audit page');
     const entries = arr(body.entries, 'entries').map((e, i) => auditEntry.parse(e, `entries[${i}]`));
     const head =
       body.head === null || body.head === undefined

@@ -515,15 +515,41 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
         query: {
           from: intParam(0, Number.MAX_SAFE_INTEGER, 'first seq (default 0)'),
           limit: intParam(1, 1000, 'at most this many (default 1000)'),
+          wait: intParam(
+            0,
+            limits.maxWaitMs,
+            `with no entry from \`from\` yet, wait up to this many ms for one (at most ${limits.maxWaitMs})`,
+          ),
         },
         success: 200,
         successDescription: '{"entries":[AuditEntry],"head"}',
         errors: [],
       },
       async (c) => {
-        const entries = await store.auditRange(c.query.from ?? 0, c.query.limit ?? 1000);
-        const limited = entries.slice(0, c.query.limit ?? 1000);
-        return { body: { entries: limited, head: await store.auditHead() } };
+        const from = c.query.from ?? 0;
+        const limit = c.query.limit ?? 1000;
+        let entries = await store.auditRange(from, limit);
+        const wait = c.query.wait ?? 0;
+        if (entries.length === 0 && wait > 0) {
+          // A follower's long poll: answered when this process commits an entry, or at the next
+          // look at the table (entries other coordinators append), until `wait` has passed.
+          const gone = new AbortController();
+          const onClose = (): void => gone.abort();
+          c.reply.raw.once('close', onClose);
+          const signal = AbortSignal.any([gone.signal, ctx.closing]);
+          const end = Date.now() + wait;
+          try {
+            for (let round = 0; round < 10_000 && entries.length === 0 && !signal.aborted; round++) {
+              const left = end - Date.now();
+              if (left <= 0) break;
+              await store.auditAppended(Math.min(left, store.notices.pollMs), signal);
+              entries = await store.auditRange(from, limit);
+            }
+          } finally {
+            c.reply.raw.off('close', onClose);
+          }
+        }
+        return { body: { entries: entries.slice(0, limit), head: await store.auditHead() } };
       },
     ),
     route(

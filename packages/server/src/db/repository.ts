@@ -1362,11 +1362,44 @@ export class Store {
   // ---------------------------------------------------------------- internals
 
   async #op<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    let out: T;
     try {
-      return await fn();
+      out = await fn();
     } catch (err) {
       throw dbError(err, name);
     }
+    // After the commit: the audit feed's waiting readers look again (a wake for an operation
+    // that appended nothing costs one read).
+    if (AUDITING_OPS.has(name)) this.#wakeAuditReaders();
+    return out;
+  }
+
+  readonly #auditReaders = new Set<() => void>();
+
+  #wakeAuditReaders(): void {
+    const waiting = [...this.#auditReaders];
+    this.#auditReaders.clear();
+    for (const wake of waiting) wake();
+  }
+
+  /**
+   * Waits until this process commits an audit entry, `ms` pass, or `signal`
+   * aborts (GET /v1/audit?wait=: entries other coordinators append are seen
+   * by the caller's next read, at most `ms` later).
+   */
+  auditAppended(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        this.#auditReaders.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      if (signal?.aborted) return done();
+      signal?.addEventListener('abort', done, { once: true });
+      this.#auditReaders.add(done);
+    });
   }
 
   // ---------------------------------------------------------------- added for the signing pipeline
@@ -1459,6 +1492,14 @@ function intOrNull(v: number | string | bigint | null): number | null {
 }
 
 /** Decodes a stored object with its strict schema; a row that does not decode is corrupt. */
+/** Store operations that may append an audit entry in their transaction. */
+const AUDITING_OPS: ReadonlySet<string> = new Set([
+  'insertIntent',
+  'updateIntentStatus',
+  'insertApproval',
+  'appendAuditEvent',
+]);
+
 /** Decoded stored objects per schema, by their exact text (see {@link stored}). */
 const decodedCache = new WeakMap<object, Map<string, unknown>>();
 /** Texts remembered per schema: the objects a few thousand withdrawals in flight read again and again. */

@@ -66,6 +66,25 @@ describe.each(backends)('audit log on $name', (backend) => {
     expect((await h.as(h.org.watcher).get('/v1/audit/checkpoints')).body).toEqual({ checkpoints: [] });
   });
 
+  it('a follower long-polls the log: GET /v1/audit?wait= answers with the next entry once it is appended, or nothing after the wait', async () => {
+    const h = await harness(backend);
+    const watcher = h.as(h.org.watcher);
+    const next = ((await watcher.get('/v1/audit')).body as { head: { seq: number } }).head.seq + 1;
+    const empty = await watcher.get(`/v1/audit?from=${next}&wait=200`);
+    expect(empty.status).toBe(200);
+    expect((empty.body as { entries: AuditEntry[] }).entries).toEqual([]);
+    const waiting = watcher.get(`/v1/audit?from=${next}&wait=20000`);
+    await new Promise((r) => setTimeout(r, 50));
+    await h.as(h.org.requester).post('/v1/intents', h.intent());
+    const res = await waiting;
+    expect(res.status).toBe(200);
+    expect((res.body as { entries: AuditEntry[] }).entries.map((e) => [e.seq, e.event])).toEqual([
+      [next, 'intent.created'],
+    ]);
+    // Out of range is refused like any other query parameter.
+    expect((await watcher.get(`/v1/audit?from=${next}&wait=9999999`)).status).toBe(400);
+  });
+
   it('THREATS 30: a row deleted in the database makes verification name the first bad entry', async () => {
     const h = await harness(backend);
     await withdrawal(h);

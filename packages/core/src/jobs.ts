@@ -226,3 +226,46 @@ export const signerResult = object(
   "A receipt signed by the signer identity key, with the partially signed PSBT (Bitcoin) or the owner's safeSignature (EVM Safe) when it signed. For an EVM job the receipt's txid is the safeTxHash.",
 );
 export type SignerResult = Infer<typeof signerResult>;
+
+// ---------------------------------------------------------------- offline signing (issue 13)
+
+/**
+ * Any JSON value, checked by whoever reads it: the job and the governance
+ * entries of an offline job file reach the signer exactly as a job and a
+ * page of entries reach it online, so a tampered byte is refused by the same
+ * decoder with the same code, not by the file's envelope.
+ */
+const anyJson: Schema<unknown> = {
+  jsonSchema: { description: 'any JSON value, decoded by the signer as it decodes the online feed' },
+  parse: (value) => value,
+};
+
+export const OFFLINE_JOB_KIND = 'custos.offline-job';
+export const OFFLINE_RESULT_KIND = 'custos.offline-result';
+
+/**
+ * What `custos intents export` writes for a signer that is offline (cold
+ * storage): the signer job as the feed would hand it, and the governance
+ * entries it may need to reach the job's head (the coordinator's entries
+ * after `after`, up to the job's head). Unsigned: everything in it that the
+ * signer acts on is a signed object it verifies from its pinned genesis.
+ */
+export const offlineJobFile = object(
+  {
+    v: literal(1),
+    kind: literal(OFFLINE_JOB_KIND),
+    job: anyJson,
+    governance: array(anyJson, { max: 1000 }),
+  },
+  {},
+  'A signer job carried to an offline signer on removable media, with the governance entries it may need.',
+);
+export type OfflineJobFile = Infer<typeof offlineJobFile>;
+
+/** What `custos signer offline` writes: its signed result, carried back and posted by `custos intents import`. */
+export const offlineResultFile = object(
+  { v: literal(1), kind: literal(OFFLINE_RESULT_KIND), result: signerResult },
+  {},
+  "An offline signer's signed result for one job, carried back on removable media.",
+);
+export type OfflineResultFile = Infer<typeof offlineResultFile>;

@@ -168,7 +168,15 @@ describe('custos dev', () => {
     ]) {
       expect(demo.stdout).toContain(`${code} (expected ${code})`);
     }
-    expect(demo.stdout).toContain('6 of 6 attacks stopped');
+    expect(demo.stdout).toContain('9 of 9 attacks stopped');
+    // THREATS 28-29 on the Safe: each replay refused by the real signer-2 with its code and a critical alert.
+    for (const incident of ['Bybit', 'WazirX', 'Radiant']) {
+      expect(demo.stdout).toMatch(
+        new RegExp(
+          `THREATS 2[89]: ${incident}[^\\n]*\\n[^\\n]*\\n {2}outcome {3}signer-2 refused: OPERATION_FORBIDDEN \\(critical alert\\)`,
+        ),
+      );
+    }
     expect(demo.stdout).not.toContain('NO AUDIT ENTRY FOUND');
 
     // Reasons are shown, not hidden: signer-2's refusal of the rewritten job, with its code and its own
@@ -270,6 +278,39 @@ describe('custos dev', () => {
     ).toEqual(['signer-1', 'signer-2']);
     expect(done.txid).toMatch(/^[0-9a-f]{64}$/);
     expect(done.confirmations).toBeGreaterThanOrEqual(1);
+
+    // The Safe after the restart: a fresh chain, the Safe at the address governance pins, its nonce
+    // brought up to what the signers' ledgers signed before, so a withdrawal executes again.
+    expect(again.output()).toMatch(/safe {10}eth-safe 0x[0-9a-fA-F]{40} .*balances 100 ETH, 1000000 USDT/);
+    const evmAgain = await custos(
+      [
+        'request',
+        '--as',
+        'requester-1',
+        '--wallet',
+        'eth-safe',
+        '--asset',
+        'eth',
+        '--to',
+        payee,
+        '--amount',
+        '0.5eth',
+      ],
+      { env },
+    );
+    expect(evmAgain.code, evmAgain.stderr).toBe(0);
+    const evmAgainId = evmAgain.stdout.trim();
+    expect((await custos(['approve', evmAgainId, '--as', 'approver-1', '--yes'], { env })).code).toBe(0);
+    await eventually(
+      async () => {
+        const r = await custos(['intents', evmAgainId, '--as', 'approver-1', '--json'], { env });
+        const v = JSON.parse(r.stdout) as IntentJson;
+        if (['refused', 'expired', 'rejected'].includes(v.status)) throw new Error(r.stdout);
+        return v.status === 'confirmed' ? v : undefined;
+      },
+      'the Safe withdrawal after the restart to be executed',
+      60_000,
+    );
 
     const resumedChildren = descendants(again.child.pid!);
     again.child.kill('SIGINT');

@@ -32,7 +32,7 @@ import {
   signGovernanceEntry,
 } from '@custos/core';
 import { formatAmount } from '@custos/evm';
-import { createKeystore, writeKeystore } from '@custos/signer/keystore';
+import { createKeystore, unlockKeystore, writeKeystore } from '@custos/signer/keystore';
 import { CustosClient, memberSigner } from '../client.js';
 import { type Command, commonHelp } from '../command.js';
 import type { Context } from '../context.js';
@@ -187,6 +187,8 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
       if (resumed !== null && resumed.safe.toLowerCase() !== existing.safe.address.toLowerCase()) {
         evmNote = `the Safe was deployed at ${resumed.safe}, not at ${existing.safe.address} that governance pins: EVM demo off`;
         evm = null;
+      } else if (resumed !== null) {
+        await catchUpNonces(folder, resumed, existing.safe.payee);
       }
     } else if (!firstStart) {
       evmNote = 'this deployment predates the EVM demo: `custos dev --reset` to get a Safe';
@@ -328,6 +330,24 @@ interface Setup {
   readonly addresses: DevState['addresses'];
   readonly safe: DevSafe | null;
   readonly evm: DevEvm | null;
+}
+
+/** After a restart: the fresh chain's Safe nonce brought up to what the signers' ledgers already signed. */
+async function catchUpNonces(folder: DevFolder, evm: DevEvm, payee: string): Promise<void> {
+  const { catchUpSafeNonce, signedNoncesEnd } = await import('../dev/evm.js');
+  const target = await signedNoncesEnd(
+    SIGNERS.map((id) => join(folder.signerDir(), `${id}.db`)),
+    evm.safe,
+  );
+  if (target === 0n || (await evm.safeNonce()) >= target) return;
+  const secrets = await Promise.all(
+    ['signer-1', 'backup'].map(async (id) => {
+      const k = await unlockKeystore(join(folder.signerDir(), `${id}.key`), folder.password(id));
+      if (k.evmSecret === null) throw new CustosError('INVALID_VALUE', `keystore ${id} has no EVM key`);
+      return k.evmSecret;
+    }),
+  );
+  await catchUpSafeNonce(evm, target, secrets, payee as Address);
 }
 
 /** The EVM owner addresses of signer-1, signer-2 and the backup, from their keystores' public halves. */

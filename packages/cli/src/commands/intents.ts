@@ -449,6 +449,7 @@ async function showIntent(ctx: Context, s: Session, id: string, json: boolean): 
     signers: v.signers,
     txid: v.txid,
     confirmations: v.confirmations,
+    ...(v.safeTx === null ? {} : { executionTxHash: v.safeTx.executionTxHash }),
   };
   if (json) {
     ctx.io.out(toJson(out));
@@ -476,5 +477,7 @@ async function showIntent(ctx: Context, s: Session, id: string, json: boolean): 
   }
   if (v.txid !== null)
     o(`Txid       ${v.txid}${v.confirmations === null ? '' : `, ${v.confirmations} confirmation(s)`}\n`);
+  // A Safe: the txid is the safeTxHash the signers signed; the chain transaction that executed it is apart.
+  if (v.safeTx?.executionTxHash != null) o(`Executed   in ${v.safeTx.executionTxHash}\n`);
   return 0;
 }

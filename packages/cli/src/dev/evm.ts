@@ -43,6 +43,10 @@ export interface DevEvm {
   readonly executorKey: `0x${string}`;
   /** An account that is no owner (the attacker of the demo). */
   readonly attacker: Address;
+  /** The Safe's nonce on this chain now. */
+  safeNonce(): Promise<bigint>;
+  /** Sends `data` to the Safe from the executor and waits for it to be mined (throws if it reverted). */
+  sendToSafe(data: `0x${string}`): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -71,10 +75,88 @@ export async function startDevEvm(owners: readonly Address[]): Promise<DevEvm> {
       trojan: chain.trojan as Address,
       executorKey: chain.accounts[4]!.privateKey,
       attacker: chain.accounts[5]!.address as Address,
+      safeNonce: async () => {
+        const { SAFE_ABI } = await import('@custos/evm');
+        return chain.publicClient.readContract({
+          address: safe.address,
+          abi: SAFE_ABI,
+          functionName: 'nonce',
+        });
+      },
+      sendToSafe: async (data) => {
+        await chain.send(chain.accounts[4]!.address, safe.address, data);
+      },
       close: () => chain.stop(),
     };
   } catch (err) {
     await chain.stop().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * A restart's fresh chain has the Safe at nonce 0, but the signers' own
+ * ledgers remember the nonces they signed before (and refuse to sign one of
+ * them again, SAFE_NONCE_REUSED, as they must). So the dev deployment, which
+ * holds every owner key of its demo Safe, uses the nonces up to `target` with
+ * zero-value transfers signed by two owner keys directly (not through the
+ * signers: development only), and the next withdrawal gets the nonce the
+ * signers expect.
+ */
+export async function catchUpSafeNonce(
+  evm: DevEvm,
+  target: bigint,
+  ownerSecrets: readonly Uint8Array[],
+  payee: Address,
+): Promise<number> {
+  const {
+    buildTransferSafeTx,
+    encodeExecTransaction,
+    evmAddressOf,
+    packSafeSignatures,
+    safeTxHash,
+    signSafeTxHash,
+  } = await import('@custos/evm');
+  let used = 0;
+  for (let nonce = await evm.safeNonce(); nonce < target; nonce++) {
+    const tx = buildTransferSafeTx({
+      asset: { kind: 'native' },
+      to: payee as `0x${string}`,
+      amount: 0n,
+      nonce,
+    });
+    const hash = safeTxHash(evm.safe as `0x${string}`, evm.chainId, tx);
+    const signatures = packSafeSignatures(
+      ownerSecrets.map((k) => ({ owner: evmAddressOf(k), signature: signSafeTxHash(hash, k) })),
+    );
+    await evm.sendToSafe(encodeExecTransaction(tx, signatures));
+    used++;
+  }
+  return used;
+}
+
+/** The highest Safe nonce any of the signers' ledgers (their SQLite files) holds for `safe`, plus one; 0 if none. */
+export async function signedNoncesEnd(databases: readonly string[], safe: string): Promise<bigint> {
+  const { default: Database } = await import('better-sqlite3');
+  const { existsSync } = await import('node:fs');
+  let end = 0n;
+  for (const file of databases) {
+    if (!existsSync(file)) continue;
+    const db = new Database(file, { readonly: true, fileMustExist: true });
+    try {
+      const has = db
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'safe_nonces'")
+        .get();
+      if (has === undefined) continue;
+      const row = db
+        .prepare('SELECT max(nonce) AS n FROM safe_nonces WHERE lower(safe) = lower(?)')
+        .get(safe) as {
+        n: number | null;
+      };
+      if (row.n !== null && BigInt(row.n) + 1n > end) end = BigInt(row.n) + 1n;
+    } finally {
+      db.close();
+    }
+  }
+  return end;
 }

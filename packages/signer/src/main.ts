@@ -4,6 +4,7 @@
  *   custos signer init --id signer-1 --keystore ./signer-1.key --network regtest
  *   custos signer run --config ./signer-1.json
  *   custos signer status --config ./signer-1.json [--json]
+ *   custos signer offline --config ./signer-3.json --job job.json --out result.json
  *
  * The password comes from a file (passwordFile) or an environment variable
  * (passwordEnv, default CUSTOS_SIGNER_PASSWORD), never from the command line,
@@ -30,8 +31,9 @@ import {
 } from '@custos/core';
 import { runDaemon } from './daemon.js';
 import { createKeystore, unlockKeystore, writeKeystore } from './keystore.js';
+import { readJobFile, signOffline, writeResultFile } from './offline.js';
 import { SafeNonceLedger } from './safe-ledger.js';
-import { Signer } from './signer.js';
+import { Signer, type SignerOptions } from './signer.js';
 import { HttpJobSource } from './source.js';
 import { SignerStore } from './store.js';
 
@@ -85,6 +87,28 @@ export const signerConfig = object(
   },
 );
 
+/**
+ * `custos signer offline` reads the same file; an air-gapped signer has no
+ * coordinator to name, so `coordinatorUrl` may be left out.
+ */
+export const offlineSignerConfig = object(
+  {
+    id,
+    genesis: digest,
+    keystore: path,
+    database: path,
+    chains: array(chain, { min: 1, max: 16, unique: true }),
+  },
+  {
+    coordinatorUrl: string({ min: 1, max: 2048, pattern: /^https?:\/\/[^\s@]+$/ }),
+    passwordFile: path,
+    passwordEnv: string({ min: 1, max: 128, pattern: /^[A-Z_][A-Z0-9_]*$/ }),
+    waitMs: int({ min: 0, max: 60_000 }),
+    keystoreLogN: int({ min: 10, max: 22 }),
+    evm: evmNodes,
+  },
+);
+
 function log(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ at: new Date().toISOString(), event, ...fields })}\n`);
 }
@@ -122,6 +146,14 @@ const HELP = `custos signer: the signer daemon
       whether it is frozen, why (code, reason, evidence) and since when, its
       governance seq and head, and its ledger size.
       Example: custos signer status --config signer-1.json --json
+
+  custos signer offline --config <file> --job <job file> --out <result file>
+      Cold storage (issue 13): decides one job file, carried on removable media from
+      \`custos intents export\`, with the same checks, ledger and codes as \`signer run\`,
+      and writes the signed result for \`custos intents import\`. The config is run's
+      (coordinatorUrl may be left out). Exit 0 signed, 1 refused (the code on stderr;
+      the refusal's result file is written too), 2 the command line was wrong.
+      Example: custos signer offline --config signer-3.json --job /media/usb/job.json --out /media/usb/result.json
 `;
 
 export async function signerCommand(argv: readonly string[]): Promise<number> {
@@ -129,6 +161,7 @@ export async function signerCommand(argv: readonly string[]): Promise<number> {
   if (sub === 'init') return init(rest);
   if (sub === 'run') return run(rest);
   if (sub === 'status') return status(rest);
+  if (sub === 'offline') return offline(rest);
   process.stdout.write(HELP);
   return sub === undefined || sub === '--help' || sub === 'help' ? 0 : 2;
 }
@@ -227,6 +260,57 @@ async function run(argv: readonly string[]): Promise<number> {
   store.close();
   log('signer.stopped', { signer: config.id });
   return 0;
+}
+
+/**
+ * `custos signer offline`: one job file in, one result file out, through
+ * offline.ts (the online signer's shell over this signer's own store).
+ */
+async function offline(argv: readonly string[]): Promise<number> {
+  const configPath = flag(argv, 'config');
+  const jobPath = flag(argv, 'job');
+  const outPath = flag(argv, 'out');
+  if (configPath === undefined || jobPath === undefined || outPath === undefined) {
+    process.stderr.write(HELP);
+    return 2;
+  }
+  const base = dirname(resolve(configPath));
+  const config = decode(offlineSignerConfig, readFileSync(configPath));
+  const file = readJobFile(readFileSync(jobPath));
+  const unlocked = await unlockKeystore(resolve(base, config.keystore), readPassword(config, base));
+  if (unlocked.public.id !== config.id) {
+    throw new CustosError('INVALID_VALUE', `keystore is for ${unlocked.public.id}, config says ${config.id}`);
+  }
+  const store = new SignerStore(resolve(base, config.database));
+  try {
+    const rpc = new Map(Object.entries(config.evm ?? {}).map(([k, v]) => [Number(k), v.rpcUrl] as const));
+    const options: SignerOptions = {
+      id: config.id,
+      identitySecret: unlocked.identitySecret,
+      key: unlocked.key,
+      pinnedGenesis: config.genesis as Digest,
+      chains: [...new Set([...config.chains, ...[...rpc.keys()].map((id) => `eip155:${id}`)])],
+      store,
+      evm: { secret: unlocked.evmSecret, rpc },
+    };
+    const result = await signOffline(options, file);
+    writeResultFile(resolve(outPath), result);
+    const r = result.receipt;
+    log('signer.decision', {
+      job: r.job,
+      intent: r.intent,
+      outcome: r.outcome,
+      code: r.code,
+      txid: r.txid,
+      out: resolve(outPath),
+      ...(result.alert === undefined ? {} : { alert: result.alert }),
+    });
+    if (r.outcome === 'signed') return 0;
+    process.stderr.write(`custos signer: ${r.code}: ${result.message ?? 'refused'}\n`);
+    return 1;
+  } finally {
+    store.close();
+  }
 }
 
 /** What `custos signer status` reports (its --json form). */

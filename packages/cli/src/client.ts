@@ -16,15 +16,20 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
+  type Address,
+  type Amount,
   type AuditEntry,
   auditEntry,
   CustosError,
   canonicalize,
+  type DeviceSigner,
   type Digest,
+  deviceKeyId,
   type GovernanceEntry,
   type GovernanceSignature,
   governanceEntry,
   governanceSignature,
+  intent as intentSchema,
   type JsonValue,
   parseJsonBytes,
   primitives,
@@ -36,16 +41,26 @@ import {
   signedCheckpoint,
   signedGovernanceEntry,
   signedIntent,
+  signIntentWithDevice,
   signRequest,
+  signRequestWith,
+  signWithDevice,
   toHex,
   utf8,
 } from '@custos/core';
 import { errorFromWire } from './output.js';
 
+export type { DeviceSigner } from '@custos/core';
+export { openSealedDeviceKey, writeSealedDeviceKey } from './device.js';
+
 /** Who signs the requests: a member device (or, for tests and demos, any key id). */
 export interface RequestSigner {
   readonly keyId: string;
   readonly secretKey: Uint8Array;
+}
+
+function isDeviceSigner(s: RequestSigner | DeviceSigner): s is DeviceSigner {
+  return 'sign' in s && typeof s.sign === 'function';
 }
 
 export function memberSigner(d: { member: string; device: string; secretKey: Uint8Array }): RequestSigner {
@@ -55,7 +70,12 @@ export function memberSigner(d: { member: string; device: string; secretKey: Uin
 export interface ClientOptions {
   /** http://127.0.0.1:7340 */
   readonly baseUrl: string;
-  readonly signer?: RequestSigner | undefined;
+  /**
+   * Signs every request: a key in memory (the CLI's unlocked device), or a
+   * DeviceSigner (a service's sealed key file, an HSM, a KMS), which also
+   * signs the intents of {@link CustosClient.submitTransfer}.
+   */
+  readonly signer?: RequestSigner | DeviceSigner | undefined;
   /** Per request (default 30 s). */
   readonly timeoutMs?: number;
   /** Largest answer accepted (default 16 MiB). */
@@ -94,8 +114,45 @@ export class CustosClient {
     }
   }
 
-  /** Builds (and signs) a request without sending it: what `custos demo attacks` replays. */
+  /**
+   * Builds (and signs) a request without sending it: what `custos demo
+   * attacks` replays. With a DeviceSigner, which signs asynchronously, use
+   * {@link prepareAsync}.
+   */
   prepare(method: string, path: string, opts: SendOptions = {}): PreparedRequest {
+    const signer = this.opts.signer;
+    if (signer !== undefined && isDeviceSigner(signer) && opts.sign !== false) {
+      throw new TypeError('a DeviceSigner signs asynchronously: use prepareAsync');
+    }
+    return this.#build(method, path, opts, signer);
+  }
+
+  /** {@link prepare} for any signer: a DeviceSigner signs the RFC 9421 signature base, checked against its public key. */
+  async prepareAsync(method: string, path: string, opts: SendOptions = {}): Promise<PreparedRequest> {
+    const signer = this.opts.signer;
+    if (signer === undefined || !isDeviceSigner(signer) || opts.sign === false) {
+      return this.prepare(method, path, opts);
+    }
+    const unsigned = this.#build(method, path, opts, undefined);
+    const headers = await signRequestWith(
+      { method, path, query: unsigned.query, body: unsigned.body ?? new Uint8Array(0) },
+      { keyId: deviceKeyId(signer), created: Math.floor(Date.now() / 1000), nonce: toHex(randomBytes(16)) },
+      (base) => signWithDevice(signer, base),
+    );
+    return {
+      method: unsigned.method,
+      url: unsigned.url,
+      headers: { ...unsigned.headers, ...headers },
+      body: unsigned.body,
+    };
+  }
+
+  #build(
+    method: string,
+    path: string,
+    opts: SendOptions,
+    signer: RequestSigner | DeviceSigner | undefined,
+  ): PreparedRequest & { query: string } {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) params.set(k, String(v));
     const qs = params.toString();
@@ -108,8 +165,7 @@ export class CustosClient {
           : utf8(canonicalize(opts.body));
     const headers: Record<string, string> = { accept: 'application/json', ...(opts.headers ?? {}) };
     if (body !== null) headers['content-type'] = 'application/json';
-    const signer = this.opts.signer;
-    if (signer !== undefined && opts.sign !== false) {
+    if (signer !== undefined && !isDeviceSigner(signer) && opts.sign !== false) {
       Object.assign(
         headers,
         signRequest(
@@ -120,7 +176,7 @@ export class CustosClient {
       );
     }
     const url = new URL(path + (query === '?' ? '' : query), this.base).toString();
-    return { method, url, headers, body };
+    return { method, url, headers, body, query };
   }
 
   /** Sends a prepared request; any HTTP status is an answer (no throw), a network failure is UNAVAILABLE. */
@@ -158,7 +214,7 @@ export class CustosClient {
   }
 
   async send(method: string, path: string, opts: SendOptions = {}): Promise<WireAnswer> {
-    return this.sendPrepared(this.prepare(method, path, opts));
+    return this.sendPrepared(await this.prepareAsync(method, path, opts));
   }
 
   /** Sends and returns the body of a 2xx answer; anything else becomes a CustosError with the server's code. */
@@ -193,6 +249,53 @@ export class CustosClient {
       status: str(body.status, 'status'),
       decision: body.decision ?? null,
     };
+  }
+
+  /**
+   * A service requester's one call (issue 13): builds the intent for this
+   * client's DeviceSigner (requester and device are its own; a fresh 128-bit
+   * nonce; created now, valid `expiresInMs`, an hour by default), signs it
+   * with that device, and posts it. Under an automated rule the answer is
+   * `approved` at once; otherwise `pending` until approvers decide. A deny is
+   * a CustosError with the policy's code (LIMIT_EXCEEDED, LOOKALIKE_ADDRESS...).
+   */
+  async submitTransfer(t: {
+    /** The organization id: the pinned genesis digest. */
+    readonly org: string;
+    readonly wallet: string;
+    readonly chain: string;
+    readonly asset: string;
+    /** Base units, decimal. */
+    readonly amount: string;
+    readonly to: string;
+    readonly memo?: string;
+    readonly expiresInMs?: number;
+  }): Promise<{ id: Digest; status: string; decision: JsonValue | null; intent: SignedIntent }> {
+    const signer = this.opts.signer;
+    if (signer === undefined || !isDeviceSigner(signer)) {
+      throw new TypeError(
+        'submitTransfer signs the intent with the client DeviceSigner: pass one as `signer`',
+      );
+    }
+    const now = Date.now();
+    // Through the schema, so a wrong field is refused here, with its code, before anything is signed.
+    const intent = intentSchema.parse({
+      v: 1,
+      org: t.org,
+      wallet: t.wallet,
+      chain: t.chain,
+      asset: t.asset,
+      amount: t.amount as Amount,
+      to: t.to as Address,
+      requester: signer.member,
+      device: signer.device,
+      nonce: toHex(randomBytes(16)),
+      createdAt: now,
+      expiresAt: now + (t.expiresInMs ?? 3_600_000),
+      ...(t.memo === undefined ? {} : { memo: t.memo }),
+    });
+    const signed = await signIntentWithDevice(signer, intent);
+    return { ...(await this.postIntent(signed)), intent: signed };
   }
 
   async intent(id: string): Promise<IntentView> {

@@ -7,11 +7,17 @@
  * The secret lives in memory only while a command runs; it signs intents,
  * approvals, governance entries and every HTTP request (RFC 9421) and is
  * never printed.
+ *
+ * A service requester (issue 13: an exchange backend) keeps the same file on
+ * its server and opens it once at start with {@link openSealedDeviceKey},
+ * which gives core's DeviceSigner: the one interface an HSM (PKCS#11) or a
+ * cloud KMS adapter implements in its place (docs/api.md "Service client").
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CustosError,
+  type DeviceSigner,
   decode,
   type EntrySigner,
   ed25519PublicKey,
@@ -19,6 +25,7 @@ import {
   generateEd25519,
   type Hex,
   type Infer,
+  memoryDeviceSigner,
   openWithPassword,
   primitives,
   schema,
@@ -61,16 +68,13 @@ export async function createDeviceKey(
   if (existsSync(join(dir, 'device.key'))) {
     throw new CustosError('CONFLICT', `profile ${profile} already has a device key (${dir})`);
   }
-  const pair = generateEd25519();
-  const pub = devicePublic.parse({ member, device, publicKey: pair.publicKey });
-  const box = await sealWithPassword(
-    { secretKey: toHex(pair.secretKey) },
+  const pub = await writeSealedDeviceKey(
+    join(dir, 'device.key'),
+    member,
+    device,
     password,
-    pub,
     opts.logN === undefined ? {} : { logN: opts.logN },
   );
-  pair.secretKey.fill(0);
-  writeJson(join(dir, 'device.key'), { v: 1, kind: 'custos-device-key', public: pub, box });
   const file: ProfileFile = {
     v: 1,
     member,
@@ -80,6 +84,77 @@ export async function createDeviceKey(
   };
   writeJson(join(dir, 'profile.json'), file);
   return file;
+}
+
+/**
+ * Makes a new Ed25519 device key and writes it to `path`, sealed under
+ * `password` (owner-only file mode), as `custos keys new` does. Returns the
+ * public half, what governance registers (`device.add`, or `member.add` for
+ * a new service member).
+ */
+export async function writeSealedDeviceKey(
+  path: string,
+  member: string,
+  device: string,
+  password: string,
+  opts: { logN?: number } = {},
+): Promise<{ member: string; device: string; publicKey: Hex }> {
+  id.parse(member, 'member');
+  id.parse(device, 'device');
+  if (existsSync(path)) throw new CustosError('CONFLICT', `${path} already exists`);
+  const pair = generateEd25519();
+  const pub = devicePublic.parse({ member, device, publicKey: pair.publicKey });
+  const box = await sealWithPassword(
+    { secretKey: toHex(pair.secretKey) },
+    password,
+    pub,
+    opts.logN === undefined ? {} : { logN: opts.logN },
+  );
+  pair.secretKey.fill(0);
+  writeJson(path, { v: 1, kind: 'custos-device-key', public: pub, box });
+  return { member, device, publicKey: pub.publicKey as Hex };
+}
+
+/**
+ * Opens a sealed device key file: its public half (member, device, public
+ * key) is bound to the box, so a file whose names or key were swapped does
+ * not open, and a wrong password is BAD_PASSWORD, the same answer.
+ */
+async function openDeviceKeyFile(
+  path: string,
+  password: string,
+): Promise<{ member: string; device: string; publicKey: Hex; secretKey: Uint8Array }> {
+  if (!existsSync(path)) throw new CustosError('NOT_FOUND', `no device key file at ${path}`);
+  const file: Infer<typeof deviceKeyFile> = decode(deviceKeyFile, readFileSync(path));
+  const secret = await openWithPassword(file.box, password, file.public, deviceSecret);
+  const secretKey = fromHex(secret.secretKey);
+  if (ed25519PublicKey(secretKey) !== file.public.publicKey) {
+    secretKey.fill(0);
+    throw new CustosError('BAD_PASSWORD', 'the key file does not match its public key');
+  }
+  return {
+    member: file.public.member,
+    device: file.public.device,
+    publicKey: file.public.publicKey as Hex,
+    secretKey,
+  };
+}
+
+/**
+ * A service requester's device key (issue 13): the sealed key file at
+ * `path`, opened once with `password`, as a DeviceSigner for the service
+ * client (`new CustosClient({ baseUrl, signer })`). The secret stays in this
+ * process's memory from here on; an HSM or KMS adapter implementing
+ * DeviceSigner keeps it out of the process altogether.
+ *
+ * @example
+ * const signer = await openSealedDeviceKey('/etc/custos/backend.key', readFileSync('/run/secrets/custos', 'utf8').trim());
+ */
+export async function openSealedDeviceKey(path: string, password: string): Promise<DeviceSigner> {
+  const opened = await openDeviceKeyFile(path, password);
+  const signer = memoryDeviceSigner(opened);
+  opened.secretKey.fill(0);
+  return signer;
 }
 
 export async function unlockDevice(

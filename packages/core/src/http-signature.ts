@@ -24,6 +24,7 @@ import { utf8 } from './bytes.js';
 import { accept, type Refusal, type Result, refuse } from './errors.js';
 import { sha256 } from './hash.js';
 import { signBytes, verifyEd25519 } from './keys.js';
+import type { Hex } from './types.js';
 
 export const SIGNATURE_COMPONENTS = ['@method', '@path', '@query', 'content-digest'] as const;
 /** The signature parameters of this profile, each exactly once, in any order. */
@@ -110,6 +111,30 @@ export function signRequest(
     'content-digest': digestHeader,
     'signature-input': `${LABEL}=${paramsString(p)}`,
     signature: `${LABEL}=:${Buffer.from(sig, 'hex').toString('base64')}:`,
+  };
+}
+
+/**
+ * {@link signRequest} for a key this process does not hold: `sign` returns
+ * the 64-byte Ed25519 signature of the signature base it is given (a
+ * DeviceSigner's sign, an HSM, a KMS). The headers are the same.
+ */
+export async function signRequestWith(
+  req: RequestToSign,
+  p: SignatureParams,
+  sign: (signatureBase: Uint8Array) => Promise<Uint8Array | Hex>,
+): Promise<{ 'content-digest': string; 'signature-input': string; signature: string }> {
+  if (!KEY_ID.test(p.keyId) || !NONCE.test(p.nonce)) {
+    throw new TypeError('keyId or nonce has characters this profile does not allow');
+  }
+  const digestHeader = contentDigest(req.body);
+  const sig = await sign(utf8(signatureBase(req, digestHeader, p)));
+  const bytes = typeof sig === 'string' ? Buffer.from(sig, 'hex') : Buffer.from(sig);
+  if (bytes.length !== 64) throw new TypeError('an Ed25519 signature is 64 bytes');
+  return {
+    'content-digest': digestHeader,
+    'signature-input': `${LABEL}=${paramsString(p)}`,
+    signature: `${LABEL}=:${bytes.toString('base64')}:`,
   };
 }
 

@@ -6,6 +6,7 @@
 export * from './audit.js';
 export * from './bytes.js';
 export * from './decode.js';
+export * from './device-signer.js';
 export * from './errors.js';
 export * from './evm.js';
 export * from './fees.js';

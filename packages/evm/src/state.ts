@@ -35,7 +35,9 @@ export interface SafeStateRead extends ObservedSafeState {
 
 /** A viem public client for a JSON-RPC URL (no retries: a failed read is a failed attestation). */
 export function evmClient(rpcUrl: string): PublicClient {
-  return createPublicClient({ transport: http(rpcUrl, { retryCount: 0, timeout: 10_000 }) });
+  // cacheTime 0: viem remembers the block number for 4 s by default, so a reused client would
+  // attest the Safe as it was seconds ago (a singleton swapped since would pass).
+  return createPublicClient({ cacheTime: 0, transport: http(rpcUrl, { retryCount: 0, timeout: 10_000 }) });
 }
 
 /** A view function that reverted is `null` (a foreign singleton); a transport failure is thrown (no attestation). */

@@ -35,16 +35,27 @@ import {
   signGovernanceEntry,
   toHex,
 } from '@custos/core';
+import {
+  buildTransferSafeTx,
+  encodeExecTransaction,
+  evmAddressOf,
+  packSafeSignatures,
+  SAFE_ABI,
+  safeTxHash,
+  signSafeTxHash,
+} from '@custos/evm';
+import { unlockKeystore } from '@custos/signer/keystore';
 import { type EvmChain, startEvmChain, TOKEN_ABI } from '@custos/test-support/evm-chain';
 import { createOrg, DAY, HOUR, type Org, type Person } from '@custos/test-support/org';
 import {
   initKeystore,
   type KeystoreInfo,
+  PASSWORD,
   type RunningSigner,
   runSigner,
   waitForOutput,
 } from '@custos/test-support/signer-process';
-import { type Address, getAddress } from 'viem';
+import { type Address, getAddress, hexToBytes } from 'viem';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCoordinator } from '../../src/app.js';
 import type { Store } from '../../src/db/repository.js';
@@ -56,6 +67,7 @@ import { useBackends } from '../db/backends.js';
 import { storeAudit, storeGovernance, useCleanups, waitFor } from './support/harness.js';
 
 const ETH = 10n ** 18n;
+const fromHexKey = (k: `0x${string}`): Uint8Array => hexToBytes(k);
 const { backends } = useBackends();
 const cleanups = useCleanups();
 
@@ -84,6 +96,8 @@ afterAll(async () => {
 });
 
 interface Stand {
+  readonly notifier: RecordingNotifier;
+  readonly signers: readonly RunningSigner[];
   readonly org: Org;
   readonly orgId: Digest;
   readonly safe: EvmSafeWallet;
@@ -237,6 +251,8 @@ async function stand(store: Store, name: string): Promise<Stand> {
   await Promise.all(signers.map((s) => waitForOutput(s, 'signer.started')));
   const target: Target = { baseUrl: url };
   return {
+    notifier,
+    signers,
     org,
     orgId,
     safe,
@@ -252,6 +268,26 @@ async function stand(store: Store, name: string): Promise<Stand> {
 }
 
 let counter = 0;
+
+/** Signer-1's EVM key (from its keystore) and the backup key sign and execute a 1-wei transfer: Custos is not involved. */
+async function executeOutside(safe: Address, to: Address): Promise<string> {
+  const k1 = await unlockKeystore(keystores[0]!.path, PASSWORD);
+  const tx = buildTransferSafeTx({
+    asset: { kind: 'native' },
+    to,
+    amount: 1n,
+    nonce: await chain.publicClient.readContract({ address: safe, abi: SAFE_ABI, functionName: 'nonce' }),
+  });
+  const hash = safeTxHash(safe, chain.chainId, tx);
+  const sigs = packSafeSignatures(
+    [k1.evmSecret as Uint8Array, fromHexKey(chain.accounts[3]!.privateKey)].map((k) => ({
+      owner: evmAddressOf(k),
+      signature: signSafeTxHash(hash, k),
+    })),
+  );
+  await chain.send(chain.accounts[5]!.address, safe, encodeExecTransaction(tx, sigs));
+  return hash;
+}
 
 /** Requests through POST /v1/intents and approves through POST /v1/intents/:id/approvals. */
 async function withdraw(s: Stand, asset: 'eth' | 'usdt', amount: bigint): Promise<Digest> {
@@ -326,7 +362,7 @@ const tokenOf = (a: Address) =>
   });
 
 describe.each(backends)('an EVM Safe withdrawal end to end on $name', (backend) => {
-  it('executes ETH and the token through the HTTP API, the pipeline and two real signer processes; balances move by exactly the amounts', async () => {
+  it('executes ETH and the token through the HTTP API, the pipeline and two real signer processes, balances moving by exactly the amounts; alerts on an execution no intent proposed (NO_APPROVED_INTENT) and refuses an intent whose nonce an outside transaction used (SAFE_NONCE_REUSED)', async () => {
     const { store } = await backend.fresh();
     const s = await stand(store, backend.name);
     const safe = s.safe.address as Address;
@@ -367,6 +403,41 @@ describe.each(backends)('an EVM Safe withdrawal end to end on $name', (backend) 
       }
       expect(events.filter((e) => e === 'signing.signed')).toHaveLength(2);
       expect(events).not.toContain('alert');
+    }
+
+    // An owner key used outside Custos: signer-1's EVM key (from its keystore) and the backup key execute a
+    // transfer no intent proposed. The coordinator sees the Safe's ExecutionSuccess and raises the alert.
+    const outsideHash = await executeOutside(safe, s.payee);
+    const alert = await waitFor('the alert on an execution no intent proposed', async () =>
+      s.notifier.of('alert').find((a) => a.code === 'NO_APPROVED_INTENT'),
+    );
+    expect(alert).toMatchObject({ subject: 'wallet:eth-safe', severity: 'critical' });
+    expect(String(alert.message)).toContain(outsideHash);
+
+    // A Safe nonce Custos allocated, used by a transaction Custos did not execute: the signers are paused
+    // (SIGSTOP) once the proposal is built, the outside keys use its nonce, the coordinator refuses the
+    // intent SAFE_NONCE_REUSED with a critical alert, and nothing of it executes.
+    for (const p of s.signers) p.child.kill('SIGSTOP');
+    let taken: Digest;
+    try {
+      taken = await withdraw(s, 'eth', 1000n);
+      const row = await waitFor('the proposal built', async () => (await store.evm.get(taken)) ?? undefined);
+      expect(row.nonce).toBe(3n); // 0 and 1 executed by Custos, 2 by the outside keys above
+      await executeOutside(safe, s.payee);
+      const refused = await waitFor('the intent refused', async () => {
+        const v = (await s.as(s.org.requester).get(`/v1/intents/${taken}`)).body as {
+          status: string;
+          statusCode: string | null;
+        };
+        return v.status === 'refused' ? v : undefined;
+      });
+      expect(refused.statusCode).toBe('SAFE_NONCE_REUSED');
+      expect(s.notifier.of('alert').find((a) => a.code === 'SAFE_NONCE_REUSED')).toMatchObject({
+        subject: taken,
+        severity: 'critical',
+      });
+    } finally {
+      for (const p of s.signers) p.child.kill('SIGCONT');
     }
 
     const wallets = await s.as(s.org.requester).get('/v1/wallets');

@@ -6,6 +6,7 @@
  *   admin      custos init | governance propose | governance approve
  *   anyone     custos status | governance show | audit verify | keys | config
  *   operator   custos serve | signer init | signer run
+ *   cold       custos intents export | signer offline | intents import
  *   developer  custos dev | demo attacks
  *
  * Exit codes: 0 done, 1 refused or failed (the stable code and a sentence on
@@ -22,7 +23,8 @@ import { governanceApprove, governancePropose, governanceShow } from './commands
 import { initCommand, initSign, initSubmit } from './commands/init.js';
 import { approveCommand, intentsCommand, rejectCommand, requestCommand } from './commands/intents.js';
 import { configCommand, keysList, keysNew, keysShow } from './commands/keys.js';
-import { serveCommand, signerInit, signerRun, signerStatus } from './commands/operate.js';
+import { intentsExport, intentsImport } from './commands/offline.js';
+import { serveCommand, signerInit, signerOffline, signerRun, signerStatus } from './commands/operate.js';
 import { statusCommand } from './commands/status.js';
 import type { Context } from './context.js';
 import { describeFailure, EXIT_USAGE, type Io, processIo, toJson } from './output.js';
@@ -32,6 +34,8 @@ export const COMMANDS: readonly Command[] = [
   approveCommand,
   rejectCommand,
   intentsCommand,
+  intentsExport,
+  intentsImport,
   statusCommand,
   keysNew,
   keysList,
@@ -48,6 +52,7 @@ export const COMMANDS: readonly Command[] = [
   signerInit,
   signerRun,
   signerStatus,
+  signerOffline,
   devCommand,
   demoAttacks,
 ];
@@ -60,6 +65,7 @@ const GROUPS: readonly [string, readonly string[]][] = [
   ],
   ['Audit', ['audit verify']],
   ['This device', ['keys new', 'keys list', 'keys show', 'config']],
+  ['Cold storage', ['intents export', 'signer offline', 'intents import']],
   ['Operators', ['serve', 'signer init', 'signer run', 'signer status']],
   ['Developers', ['dev', 'demo attacks']],
 ];

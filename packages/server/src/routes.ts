@@ -7,22 +7,31 @@
 import {
   ADMIN_ROLE,
   CustosError,
+  canonicalize,
+  type Digest,
   type GovernanceEntry,
   governanceSignature,
   governanceSummary,
+  offlineResultFile,
   primitives,
+  receiptDigest,
   refuse,
   schema,
+  sha256,
   signedApproval,
   signedCheckpoint,
   signedGovernanceEntry,
   signedIntent,
   signerResult,
+  toHex,
+  utf8,
 } from '@custos/core';
 import type { AuthContext, KeyResolver, Principal } from './auth.js';
 import { decodeBody } from './body.js';
+import type { RequestInfo } from './coordinator.js';
 import { INTENT_STATUSES, MAX_GOVERNANCE_PAGE, PROPOSAL_STATUSES } from './db/repository.js';
 import { initOrganization } from './governance-view.js';
+import { exportJob, importResult, mayCarryJobs } from './offline.js';
 import { enumParam, intParam, stringParam } from './openapi.js';
 import { type Answer, type Call, type RouteContext, type RouteDef, route } from './route.js';
 
@@ -504,6 +513,74 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
       },
     ),
 
+    // ---------------------------------------------------------------- offline signers (issue 13)
+    route(
+      {
+        method: 'GET',
+        url: '/v1/intents/:id/offline-job',
+        operationId: 'exportOfflineJob',
+        summary:
+          "The job file of an offline signer (cold storage): its queued job for this intent, as the signer feed would hand it, with the governance entries after `after` up to the job's head. Admins and operators; reading it changes nothing.",
+        auth: 'member',
+        query: {
+          signer: stringParam(primitives.id, 'the offline signer whose job this is'),
+          after: intParam(
+            -1,
+            Number.MAX_SAFE_INTEGER,
+            "governance entries after this seq (the signer's own head, see custos signer status; default -1: from the genesis)",
+          ),
+        },
+        success: 200,
+        successDescription:
+          '{"v":1,"kind":"custos.offline-job","job":SignerJob,"governance":[SignedGovernanceEntry]}',
+        errors: ['NOT_FOUND', 'CONFLICT', 'NOT_AUTHORIZED', 'INVALID_VALUE'],
+      },
+      async (c) => {
+        const { principal, state } = authOf(c);
+        await mayCarry(ctx, principal, state, c.info);
+        const signer = c.query.signer;
+        if (signer === undefined)
+          throw new CustosError('MISSING_FIELD', 'signer: the offline signer is required');
+        const id = idParam(c);
+        if (!/^[0-9a-f]{64}$/.test(id)) throw new CustosError('NOT_FOUND', 'no such intent');
+        const file = await exportJob(store, id as Digest, signer, c.query.after ?? -1);
+        await ctx.audit.append({
+          actor: principal.keyId,
+          event: 'signing.exported',
+          subject: id,
+          digest: toHex(sha256(utf8(canonicalize(file)))) as Digest,
+        });
+        return { body: file };
+      },
+    ),
+    route(
+      {
+        method: 'POST',
+        url: '/v1/offline/results',
+        operationId: 'importOfflineResult',
+        summary:
+          "An offline signer's result file, posted by the admin or operator who carried it: the receipt is checked by the signer's identity key as for an online signer, then the pipeline combines and broadcasts as usual.",
+        auth: 'member',
+        body: offlineResultFile,
+        bodyLimit: large,
+        success: 200,
+        successDescription: '{"job","intent","signer","outcome","code","status"}',
+        errors: ['NOT_FOUND', 'CONFLICT', 'BAD_SIGNATURE', 'NOT_AUTHORIZED', 'INVALID_VALUE'],
+      },
+      async (c) => {
+        const { principal, state } = authOf(c);
+        await mayCarry(ctx, principal, state, c.info);
+        const answer = await importResult(store, pipeline, c.body);
+        await ctx.audit.append({
+          actor: principal.keyId,
+          event: 'signing.imported',
+          subject: answer.intent,
+          digest: receiptDigest(c.body.result.receipt),
+        });
+        return { body: answer };
+      },
+    ),
+
     // ---------------------------------------------------------------- audit
     route(
       {
@@ -566,6 +643,22 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
       async () => ({ body: { checkpoints: await store.checkpoints() } }),
     ),
   ];
+}
+
+/** Job files are carried by admins and operators (members with the `operator` role); anyone else is refused, audited. */
+async function mayCarry(
+  ctx: RouteContext,
+  principal: Principal,
+  state: AuthContext['state'],
+  info: RequestInfo,
+): Promise<void> {
+  if (principal.kind === 'member' && mayCarryJobs(state, principal.member, ctx.clock())) return;
+  await ctx.authenticator.refuseRequest(
+    principal.keyId,
+    'NOT_AUTHORIZED',
+    'only an admin or an operator carries job files for offline signers',
+    info,
+  );
 }
 
 function signerOf(p: Principal): string {

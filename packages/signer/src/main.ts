@@ -394,7 +394,7 @@ async function status(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const base = dirname(resolve(configPath));
-  const config = decode(signerConfig, readFileSync(configPath));
+  const config = decode(offlineSignerConfig, readFileSync(configPath));
   const database = resolve(base, config.database);
   if (!existsSync(database)) {
     throw new CustosError('NOT_FOUND', `no signer database at ${database}: has this signer run yet?`);

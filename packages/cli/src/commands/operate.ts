@@ -32,6 +32,8 @@ export const serveConfigFile = object(
       },
     ),
     webhooksFile: text(),
+    /** A file holding {"<chainId>": {rpcUrl, executorKey, confirmations?}} (issue 9): it holds a key. */
+    evmFile: text(),
     logLevel: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   },
   'custos serve configuration. Secrets are named by file (…File), never written in this file.',
@@ -46,15 +48,18 @@ Runs the coordinator: HTTP API on 127.0.0.1:8080 by default, SQLite unless a
 PostgreSQL URL is given, the signing pipeline against a Bitcoin node. Settings
 come from the environment (CUSTOS_HOST, CUSTOS_PORT, CUSTOS_SQLITE,
 DATABASE_URL[_FILE], CUSTOS_ORG, BITCOIN_RPC_URL, BITCOIN_RPC_USER,
-BITCOIN_RPC_PASSWORD[_FILE], CUSTOS_WEBHOOKS[_FILE],
-CUSTOS_LOG_LEVEL) and, over them, from --config. Paths in the file are
+BITCOIN_RPC_PASSWORD[_FILE], CUSTOS_WEBHOOKS[_FILE], CUSTOS_EVM[_FILE] for
+Safe wallets, CUSTOS_LOG_LEVEL) and, over them, from --config. Paths in the file are
 relative to it; secrets are named by file, never written in it. SIGTERM or
 Ctrl-C drains requests in flight and stops.
 
 Config file:
   { "host": "127.0.0.1", "port": 8080, "sqlite": "custos.db", "org": "<genesis digest>",
     "bitcoin": { "rpcUrl": "http://127.0.0.1:18443", "rpcUser": "custos",
-                 "rpcPasswordFile": "rpc.password" } }
+                 "rpcPasswordFile": "rpc.password" },
+    "evmFile": "evm.json" }
+  evm.json (Safe wallets; the executor only pays gas):
+  { "1": { "rpcUrl": "http://127.0.0.1:8545", "executorKey": "0x<32 bytes>" } }
 
 Example:
   custos serve --config coordinator.json
@@ -103,6 +108,10 @@ function mergeConfig(
     file.webhooksFile === undefined
       ? base.webhooks
       : readServerConfig({ CUSTOS_WEBHOOKS: read(file.webhooksFile, 'webhooksFile') }).webhooks;
+  const evm =
+    file.evmFile === undefined
+      ? base.evm
+      : readServerConfig({ CUSTOS_EVM: read(file.evmFile, 'evmFile') }).evm;
   const databaseUrl =
     file.databaseUrlFile === undefined ? base.databaseUrl : read(file.databaseUrlFile, 'databaseUrlFile');
   return {
@@ -114,12 +123,17 @@ function mergeConfig(
     ...(file.org === undefined ? {} : { org: file.org as Digest }),
     ...(file.logLevel === undefined ? {} : { logLevel: file.logLevel }),
     chain,
+    ...(evm === undefined ? {} : { evm }),
     webhooks,
   };
 }
 
 /** `custos signer init|run|status`: the words go to the signer package untouched; the help is here. */
-function signerPassthrough(sub: 'init' | 'run' | 'status', summary: string, help: string): Command {
+function signerPassthrough(
+  sub: 'init' | 'run' | 'status' | 'offline',
+  summary: string,
+  help: string,
+): Command {
   return {
     name: `signer ${sub}`,
     summary,
@@ -203,5 +217,37 @@ Options:
 
 Example:
   custos signer status --config signer-1.json --json
+`,
+);
+
+export const signerOffline = signerPassthrough(
+  'offline',
+  'cold storage: decide one job file on an air-gapped machine, write the signed result',
+  `custos signer offline --config <file.json> --job <job file> --out <result file>
+
+The signer on a machine that is never online (cold storage, issue 13). It
+reads a job file written by \`custos intents export\` (the job as the signer
+feed hands it, and the governance entries it may need), decides it with the
+same checks, ledger and codes as \`custos signer run\` (every signature
+verified from the pinned genesis, the policy with its own clock and ledger,
+the PSBT against the intent; the ledger row written durably before the
+signature leaves), and writes the signed result, to be posted with
+\`custos intents import\`. A tampered job file is refused with the code the
+online signer gives; the same job file again gives the same result; another
+transaction for an intent it signed is DUPLICATE_INTENT. The config is the
+one \`signer run\` reads; coordinatorUrl may be left out.
+
+Exit codes: 0 signed, 1 refused (the code on stderr; the refusal's result
+file is written too, for the coordinator's audit log) or failed, 2 the
+command line was wrong.
+
+Options:
+  --config <file>   the signer's configuration
+  --job <file>      the job file to decide
+  --out <file>      where to write the result file
+  -h, --help        this text
+
+Example:
+  custos signer offline --config signer-3.json --job /media/usb/job.json --out /media/usb/result.json
 `,
 );

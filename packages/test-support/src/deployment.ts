@@ -49,7 +49,16 @@ export function testAddress(label: string): string {
   return scriptToAddress(new Uint8Array([0x00, 0x14, ...program]), 'regtest')!;
 }
 
-export async function startDeployment(): Promise<Deployment> {
+export interface DeploymentOptions {
+  /**
+   * Signers whose config is written but whose process is not started: they
+   * never poll (cold storage, issue 13), and their jobs go through job files
+   * (`custos intents export`, `custos signer offline`, `custos intents import`).
+   */
+  readonly offline?: readonly ('signer-1' | 'signer-2')[];
+}
+
+export async function startDeployment(opts: DeploymentOptions = {}): Promise<Deployment> {
   const dir = mkdtempSync(join(tmpdir(), 'custos-cli-'));
   const home = join(dir, 'home');
   const env = { CUSTOS_HOME: home, CUSTOS_PASSWORD: PASSWORD, CUSTOS_SIGNER_PASSWORD: SIGNER_PASSWORD };
@@ -173,6 +182,7 @@ export async function startDeployment(): Promise<Deployment> {
           waitMs: 1000,
         }),
       );
+      if (opts.offline?.includes(id as 'signer-1' | 'signer-2') === true) continue;
       const signer = start(['signer', 'run', '--config', join(dir, `${id}.json`)], { env });
       running.push(signer);
     }

@@ -24,6 +24,7 @@ export * from './objects.js';
 export * from './policy.js';
 export * as primitives from './primitives.js';
 export { ZERO_DIGEST } from './primitives.js';
+export * from './qr-chunks.js';
 export type { Infer, JsonSchema, Schema } from './schema.js';
 export * as schema from './schema.js';
 export * from './sealed.js';

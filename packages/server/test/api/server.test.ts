@@ -196,6 +196,33 @@ describe('readServerConfig', () => {
     });
   });
 
+  it('reads the EVM chains of Safe wallets (CUSTOS_EVM_FILE, it holds the executor key) and names what is wrong without the key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-config-'));
+    dirs.push(dir);
+    const key = `0x${'ab'.repeat(32)}`;
+    await writeFile(
+      join(dir, 'evm.json'),
+      JSON.stringify({ '31337': { rpcUrl: 'http://127.0.0.1:8545', executorKey: key } }),
+    );
+    expect(readServerConfig({ CUSTOS_EVM_FILE: join(dir, 'evm.json') }).evm).toEqual({
+      '31337': { rpcUrl: 'http://127.0.0.1:8545', executorKey: key },
+    });
+    const bad = `0x${'cd'.repeat(31)}`;
+    for (const [value, message] of [
+      ['{', /CUSTOS_EVM is not JSON/],
+      [JSON.stringify({ mainnet: {} }), /key "mainnet" is not a chain id/],
+      [JSON.stringify({ '1': { rpcUrl: 'ws://x', executorKey: key } }), /\.1\.rpcUrl/],
+      [JSON.stringify({ '1': { rpcUrl: 'http://x', executorKey: bad } }), /\.1\.executorKey/],
+    ] as const) {
+      expect(() => readServerConfig({ CUSTOS_EVM: value })).toThrow(message);
+      try {
+        readServerConfig({ CUSTOS_EVM: value });
+      } catch (err) {
+        expect(String((err as Error).message)).not.toContain(bad.slice(2));
+      }
+    }
+  });
+
   it('names the variable that is wrong, never its value', () => {
     const cases: [Record<string, string>, RegExp][] = [
       [{ CUSTOS_PORT: 'eighty' }, /CUSTOS_PORT/],

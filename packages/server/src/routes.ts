@@ -138,7 +138,8 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
         operationId: 'createIntent',
         summary:
           "Submit an intent signed on the requester's device; the request is signed by that same device. " +
-          'A deny of the policy preview is refused with its code and nothing is stored.',
+          'A deny of the policy preview is refused with its code and nothing is stored; an intent an automated ' +
+          'rule (approvals: []) allows is approved at once and handed to the signers with no approval.',
         auth: 'member',
         body: signedIntent,
         success: 201,
@@ -337,6 +338,8 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
           'WALLET_ALIAS',
           'WRONG_ORG',
           'CONFLICT',
+          // A policy whose zero-approval rule has no per-transaction maximum or rolling limit (issue 13).
+          'UNBOUNDED_AUTOMATION',
         ],
       },
       async (c) => {

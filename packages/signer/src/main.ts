@@ -147,12 +147,13 @@ const HELP = `custos signer: the signer daemon
       governance seq and head, and its ledger size.
       Example: custos signer status --config signer-1.json --json
 
-  custos signer offline --config <file> --job <job file> --out <result file>
-      Cold storage (issue 13): decides one job file, carried on removable media from
+  custos signer offline --config <file> --job <job file> --out <result file> [--qr]
+      Cold storage (issue 13): decides one job file (JSON, or QR lines: Base45, any order), carried on removable media from
       \`custos intents export\`, with the same checks, ledger and codes as \`signer run\`,
       and writes the signed result for \`custos intents import\`. The config is run's
       (coordinatorUrl may be left out). Exit 0 signed, 1 refused (the code on stderr;
-      the refusal's result file is written too), 2 the command line was wrong.
+      the refusal's result file is written too), 2 the command line was wrong. --qr writes
+      the result as QR lines (CUSTOS1:<i>/<n>:<hash>:<Base45>, one QR code each).
       Example: custos signer offline --config signer-3.json --job /media/usb/job.json --out /media/usb/result.json
 `;
 
@@ -294,7 +295,7 @@ async function offline(argv: readonly string[]): Promise<number> {
       evm: { secret: unlocked.evmSecret, rpc },
     };
     const result = await signOffline(options, file);
-    writeResultFile(resolve(outPath), result);
+    writeResultFile(resolve(outPath), result, { qr: argv.includes('--qr') });
     const r = result.receipt;
     log('signer.decision', {
       job: r.job,

@@ -26,6 +26,8 @@ import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import {
   CustosError,
   canonicalize,
+  fromQrChunks,
+  isQrChunks,
   OFFLINE_RESULT_KIND,
   type OfflineJobFile,
   type OfflineResultFile,
@@ -34,6 +36,7 @@ import {
   type SignedGovernanceEntry,
   type SignerResult,
   signedGovernanceEntry,
+  toQrChunks,
   utf8,
 } from '@custos/core';
 import { type GovernanceSource, Signer, type SignerOptions } from './signer.js';
@@ -42,13 +45,18 @@ import { type GovernanceSource, Signer, type SignerOptions } from './signer.js';
 export const MAX_JOB_FILE_BYTES = 64 << 20;
 
 /**
- * Reads a job file's envelope (version, kind, a job and a list of entries).
+ * Reads a job file's envelope (version, kind, a job and a list of entries),
+ * as JSON or in its QR form (core's qr-chunks: Base45 lines, in any order).
  * A file that is not one is the operator's mistake, thrown with its decoding
  * code; what is inside the envelope is left to the signer, which decodes it
  * as it decodes its online feed.
  */
 export function readJobFile(bytes: Uint8Array): OfflineJobFile {
-  return offlineJobFile.parse(parseJsonBytes(bytes, { maxBytes: MAX_JOB_FILE_BYTES, maxDepth: 64 }));
+  const head = new TextDecoder().decode(bytes.subarray(0, 16));
+  const json = isQrChunks(head)
+    ? fromQrChunks(new TextDecoder('utf-8', { fatal: true }).decode(bytes).split('\n'))
+    : bytes;
+  return offlineJobFile.parse(parseJsonBytes(json, { maxBytes: MAX_JOB_FILE_BYTES, maxDepth: 64 }));
 }
 
 /**
@@ -93,15 +101,18 @@ export function resultFile(result: SignerResult): OfflineResultFile {
 }
 
 /**
- * Writes the result file (RFC 8785 JSON) durably: a temporary file, fsync,
- * then a rename, so the media never holds half a result. The ledger row was
- * committed before the result existed; writing the file again is harmless.
+ * Writes the result file (RFC 8785 JSON, or with `qr` its QR lines) durably:
+ * a temporary file, fsync, then a rename, so the media never holds half a
+ * result. The ledger row was committed before the result existed; writing
+ * the file again is harmless.
  */
-export function writeResultFile(path: string, result: SignerResult): void {
+export function writeResultFile(path: string, result: SignerResult, opts: { qr?: boolean } = {}): void {
+  const json = canonicalize(resultFile(result));
+  const text = opts.qr === true ? toQrChunks(utf8(json)).join('\n') : json;
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
-    writeSync(fd, utf8(`${canonicalize(resultFile(result))}\n`));
+    writeSync(fd, utf8(`${text}\n`));
     fsyncSync(fd);
   } finally {
     closeSync(fd);

@@ -18,6 +18,7 @@ import {
   applyGovernance,
   buildEntry,
   fromHex,
+  fromQrChunks,
   type GovernanceState,
   OFFLINE_JOB_KIND,
   offlineResultFile,
@@ -26,6 +27,8 @@ import {
   type SignedGovernanceEntry,
   type SignerJob,
   type SignerResult,
+  toQrChunks,
+  utf8,
   verifyEd25519,
 } from '@custos/core';
 import { signBy } from '@custos/test-support/org';
@@ -110,7 +113,7 @@ interface Offline {
 }
 
 /** `custos signer offline` on a job file; `config` names the signer's database. */
-async function offline(file: unknown, config = 'offline'): Promise<Offline> {
+async function offline(file: unknown, config = 'offline', extra: readonly string[] = []): Promise<Offline> {
   const n = jobs++;
   const jobPath = join(dir, `job-${n}.json`);
   const outPath = join(dir, `result-${n}.json`);
@@ -123,13 +126,18 @@ async function offline(file: unknown, config = 'offline'): Promise<Offline> {
     jobPath,
     '--out',
     outPath,
+    ...extra,
   ]);
   const text = existsSync(outPath) ? readFileSync(outPath, 'utf8') : null;
+  const json =
+    text === null || !text.startsWith('CUSTOS1:')
+      ? text
+      : new TextDecoder().decode(fromQrChunks(text.split('\n')));
   return {
     code: r.code,
     stderr: r.stderr,
     text,
-    result: text === null ? null : offlineResultFile.parse(parseJson(text)).result,
+    result: json === null ? null : offlineResultFile.parse(parseJson(json)).result,
   };
 }
 
@@ -243,7 +251,7 @@ describe('custos signer offline', () => {
     [
       'the destination of the intent',
       'INTENT_SIGNATURE_INVALID',
-      (j) => ({ ...j, intent: { ...j.intent, intent: { ...j.intent.intent, to: ATTACKER } } }),
+      (j) => ({ ...j, intent: { ...j.intent, intent: { ...j.intent.intent, to: ATTACKER as never } } }),
     ],
     [
       // A forged approval is not counted: one approval is left of the two the policy asks for (THREATS 7).
@@ -303,6 +311,17 @@ describe('custos signer offline', () => {
     expect(notJob.stderr).toContain('INVALID_VALUE');
     expect(notJob.text).toBeNull();
     expect(await ledgerEntries()).toBe(1);
+  }, 60_000);
+
+  it('reads a job file in QR lines (Base45, scanned in any order) and writes its result as QR lines with --qr: the same decision', async () => {
+    const { job, txid } = approvedJob(1_200_000n, 'job-cold-qr');
+    const lines = toQrChunks(utf8(JSON.stringify(jobFile(job))), 900);
+    expect(lines.length).toBeGreaterThan(2);
+    const o = await offline([...lines].reverse().join('\n'), 'offline', ['--qr']);
+    expect(o.code, o.stderr).toBe(0);
+    expect(o.text?.startsWith('CUSTOS1:1/')).toBe(true);
+    expect(o.result?.receipt).toMatchObject({ job: 'job-cold-qr', outcome: 'signed', txid });
+    expect(await ledgerEntries()).toBe(2);
   }, 60_000);
 });
 

@@ -15,10 +15,13 @@ import { resolve } from 'node:path';
 import {
   CustosError,
   canonicalize,
+  fromQrChunks,
+  isQrChunks,
   offlineJobFile,
   offlineResultFile,
   parseJsonBytes,
   primitives,
+  toQrChunks,
   utf8,
 } from '@custos/core';
 import { COMMON_HELP, type Command } from '../command.js';
@@ -28,7 +31,7 @@ import { toJson, UsageError } from '../output.js';
 export const intentsExport: Command = {
   name: 'intents export',
   summary: "write an offline signer's job file (cold storage) for removable media",
-  help: `custos intents export <intent id> --signer <id> --out <file> [--after <seq>]
+  help: `custos intents export <intent id> --signer <id> --out <file> [--after <seq>] [--qr]
 
 Fetches the job the coordinator queued for an offline signer (one that never
 polls: an air-gapped machine holding a cold-storage key) and writes it as a
@@ -44,6 +47,8 @@ Options:
   --signer <id>     the offline signer whose job this is
   --out <file>      where to write the job file
   --after <seq>     only the governance entries after this seq (default: from the genesis)
+  --qr              write QR lines instead of JSON: CUSTOS1:<i>/<n>:<hash>:<Base45>, one
+                    QR code each (alphanumeric mode), read back in any order
 
 Example:
   custos intents export 5d0c3a1e --signer signer-3 --out /media/usb/job.json
@@ -52,6 +57,7 @@ ${COMMON_HELP}`,
     signer: { type: 'string' },
     out: { type: 'string' },
     after: { type: 'string' },
+    qr: { type: 'boolean' },
   },
   positionals: 1,
   async run(ctx, args) {
@@ -67,7 +73,8 @@ ${COMMON_HELP}`,
     });
     // The coordinator is not trusted; this only checks it answered with a job file at all.
     const file = offlineJobFile.parse(body, 'job file');
-    writeDurably(out, `${canonicalize(file)}\n`);
+    const json = canonicalize(file);
+    writeDurably(out, `${args.bool('qr') ? toQrChunks(utf8(json)).join('\n') : json}\n`);
     const job = file.job as { id?: unknown };
     const summary = {
       intent: id,
@@ -92,7 +99,8 @@ export const intentsImport: Command = {
   help: `custos intents import <result file>
 
 Posts the result file an offline signer wrote (\`custos signer offline\`):
-{"v":1,"kind":"custos.offline-result","result":SignerResult}. The request is
+{"v":1,"kind":"custos.offline-result","result":SignerResult}, as JSON or as
+QR lines (--qr there; read in any order). The request is
 signed by this device; the coordinator checks the receipt with the signer's
 identity key, exactly as for an online signer, and then combines and
 broadcasts as usual. A refusal is recorded with its code, and a signer's
@@ -108,8 +116,11 @@ ${COMMON_HELP}`,
   async run(ctx, args) {
     const path = args.positionals[0];
     if (path === undefined) throw new UsageError('give the result file');
+    const bytes = readFileSync(resolve(ctx.cwd, path));
+    const text = new TextDecoder().decode(bytes.subarray(0, 16));
+    const json = isQrChunks(text) ? fromQrChunks(bytes.toString('utf8').split('\n')) : bytes;
     const file = offlineResultFile.parse(
-      parseJsonBytes(readFileSync(resolve(ctx.cwd, path)), { maxBytes: 16 << 20, maxDepth: 64 }),
+      parseJsonBytes(json, { maxBytes: 16 << 20, maxDepth: 64 }),
       'result file',
     );
     const s = await openSession(ctx, args);

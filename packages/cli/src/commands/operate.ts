@@ -223,7 +223,7 @@ Example:
 export const signerOffline = signerPassthrough(
   'offline',
   'cold storage: decide one job file on an air-gapped machine, write the signed result',
-  `custos signer offline --config <file.json> --job <job file> --out <result file>
+  `custos signer offline --config <file.json> --job <job file> --out <result file> [--qr]
 
 The signer on a machine that is never online (cold storage, issue 13). It
 reads a job file written by \`custos intents export\` (the job as the signer
@@ -245,6 +245,8 @@ Options:
   --config <file>   the signer's configuration
   --job <file>      the job file to decide
   --out <file>      where to write the result file
+  --qr              write the result as QR lines (CUSTOS1:<i>/<n>:<hash>:<Base45>);
+                    a job file in QR lines is read either way
   -h, --help        this text
 
 Example:

@@ -9,9 +9,12 @@
  * only warns.
  */
 import { describe, expect, it } from 'vitest';
+import { decode } from '../src/decode.js';
 import { CustosError } from '../src/errors.js';
 import {
   automationProblem,
+  genesisBody,
+  governanceEntry,
   intentDigest,
   isAutomatedRule,
   type LedgerEntry,
@@ -177,6 +180,39 @@ describe('a zero-approval rule decodes only when it is bounded (UNBOUNDED_AUTOMA
     const r = refusalOf(() => makePolicy([rule], { limits }));
     expect(r?.code).toBe('UNBOUNDED_AUTOMATION');
     expect(r?.message).toContain('rule payouts allows with no approval');
+  });
+
+  it('does not decode in a governance entry or a genesis either: the coordinator and every signer refuse it', () => {
+    const unbounded = {
+      v: 1,
+      rules: [payouts()],
+      limits: [],
+      feeCaps: [],
+      lookalike: { prefix: 8, suffix: 4, action: 'deny' },
+    };
+    const entry = {
+      v: 1,
+      org: 'a'.repeat(64),
+      seq: 1,
+      prev: 'b'.repeat(64),
+      kind: 'policy.set',
+      body: { policy: unbounded },
+      proposedAt: NOW,
+    };
+    expect(refusalOf(() => decode(governanceEntry, JSON.stringify(entry)))?.code).toBe(
+      'UNBOUNDED_AUTOMATION',
+    );
+    const genesis = {
+      name: 'Exchange',
+      quorum: 1,
+      delayMs: 0,
+      members: [{ id: 'admin-1', name: 'Admin', roles: ['admin'], devices: [] }],
+      policy: unbounded,
+      addresses: [],
+      wallets: [],
+      signers: [],
+    };
+    expect(refusalOf(() => genesisBody.parse(genesis))?.code).toBe('UNBOUNDED_AUTOMATION');
   });
 
   it('is a property of the policy alone (automationProblem), so a genesis, a policy.set and every signer refuse it alike', () => {

@@ -39,6 +39,7 @@ import { signDigest, verifyDeviceSignature } from './keys.js';
 import {
   type AddressEntry,
   type Asset,
+  automationWalletProblem,
   type Device,
   type EvmSafeWallet,
   type GenesisBody,
@@ -65,6 +66,7 @@ import {
   hasRole,
   lookupDevice,
   type MemberState,
+  policiesInForce,
   pruneSettings,
   type RetiredAddress,
   type Timed,
@@ -469,6 +471,8 @@ function genesisState(
   const body = entry.body;
   const problem = genesisProblem(body);
   if (problem !== undefined) return refuse('GOVERNANCE_INVALID', `genesis: ${problem}`);
+  const unbounded = automationWalletProblem(body.policy, body.wallets);
+  if (unbounded !== undefined) return refuse(unbounded.code, `genesis: ${unbounded.message}`);
 
   const members = new Map<string, MemberState>();
   for (const m of body.members) members.set(m.id, memberState(m, seenAt));
@@ -774,6 +778,8 @@ function applyBody(
     case 'policy.set': {
       const problem = policyProblem(entry.body.policy, new Set(before.members.keys()), before.wallets);
       if (problem !== undefined) return invalid(problem);
+      const unbounded = automationWalletProblem(entry.body.policy, before.wallets.values());
+      if (unbounded !== undefined) return refuse(unbounded.code, unbounded.message);
       // Until it is active the old and the new policy both bind (state.ts policiesInForce).
       work.state.policies = [...before.policies, { value: entry.body.policy, activeFrom: pendingFrom }];
       return undefined;
@@ -803,6 +809,11 @@ function applyBody(
     case 'wallet.add': {
       const problem = newWalletProblem(entry.body, before.wallets, before.signers, before.assets);
       if (problem !== undefined) return invalid(problem);
+      // An automated rule naming no assets pays any asset of a new wallet too (issue 13): each needs a limit.
+      for (const p of policiesInForce(before, seenAt)) {
+        const unbounded = automationWalletProblem(p, [entry.body]);
+        if (unbounded !== undefined) return refuse(unbounded.code, unbounded.message);
+      }
       // A new wallet is a new way to spend (issue 8, item 2): it waits out the delay.
       work.wallets().set(entry.body.id, entry.body);
       work.walletsActiveFrom().set(entry.body.id, pendingFrom);

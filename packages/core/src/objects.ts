@@ -244,12 +244,15 @@ export function isAutomatedRule(rule: PolicyRule): boolean {
  * drains the wallet with nobody in the loop (Coincheck 2018, CoinEx 2023:
  * hot keys emptied, found hours later). Bounded means:
  * - a per-transaction maximum, `match.maxAmount`;
- * - the assets named, `match.assets` (a rule for every asset would cover an
- *   asset registered later, with no limit for it);
- * - for each of those assets and each wallet the rule can pay from, a
- *   rolling limit of scope `wallet-asset` in the same policy: one without a
- *   `wallet` (it binds every wallet, each on its own) or one naming that
- *   wallet; a rule naming no wallets needs the former.
+ * - for each asset the rule names (`match.assets`) and each wallet it can
+ *   pay from, a rolling limit of scope `wallet-asset` in the same policy:
+ *   one without a `wallet` (it binds every wallet, each on its own) or one
+ *   naming that wallet; a rule naming no wallets needs the former, so a
+ *   wallet added later is covered too.
+ * A rule naming no assets covers every asset of its wallets, which only
+ * governance knows: here it needs at least one wallet-asset limit that can
+ * apply, and {@link automationWalletProblem} checks every wallet and asset
+ * when the policy is set and when a wallet is added.
  * Per-destination and per-requester limits are welcome on top but do not
  * count: a thief pays as many destinations as he likes. Each signer sums the
  * limits from its own ledger, so what the key can get signed is at most the
@@ -274,7 +277,14 @@ export function automationProblem(p: {
       return unbounded('match.maxAmount', 'it needs a per-transaction maximum (match.maxAmount)');
     }
     if (match.assets === undefined) {
-      return unbounded('match.assets', 'it must name its assets (match.assets), each with a rolling limit');
+      const some = p.limits.some(
+        (l) =>
+          l.scope === 'wallet-asset' &&
+          (l.wallet === undefined || match.wallets?.includes(l.wallet) === true),
+      );
+      if (!some)
+        return unbounded('match', 'it needs a wallet-asset rolling limit for its wallets and assets');
+      continue;
     }
     for (const asset of match.assets) {
       const covering = p.limits.filter((l) => l.scope === 'wallet-asset' && l.asset === asset);
@@ -293,6 +303,42 @@ export function automationProblem(p: {
             'match',
             `it needs a wallet-asset rolling limit for wallet ${w} and asset ${asset}`,
           );
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The rest of {@link automationProblem}, with the wallets governance holds:
+ * an automated rule that names no assets pays any asset of the wallets it
+ * can pay from (those it names, or every wallet), so each of those wallets'
+ * assets needs a wallet-asset rolling limit (one naming no wallet, or that
+ * wallet). Checked when a policy is set (genesis, policy.set) against the
+ * wallets then, and when a wallet is added against the policies in force.
+ */
+export function automationWalletProblem(
+  p: { readonly rules: readonly PolicyRule[]; readonly limits: readonly RollingLimit[] },
+  wallets: Iterable<{ readonly id: string; readonly assets: readonly string[] }>,
+): Problem | undefined {
+  const all = [...wallets];
+  for (const [i, rule] of p.rules.entries()) {
+    if (!isAutomatedRule(rule) || rule.match.assets !== undefined) continue;
+    const named = rule.match.wallets;
+    for (const w of all) {
+      if (named !== undefined && !named.includes(w.id)) continue;
+      for (const asset of w.assets) {
+        const covered = p.limits.some(
+          (l) =>
+            l.scope === 'wallet-asset' && l.asset === asset && (l.wallet === undefined || l.wallet === w.id),
+        );
+        if (!covered) {
+          return {
+            code: 'UNBOUNDED_AUTOMATION',
+            message: `rule ${rule.id} allows with no approval and pays any asset of wallet ${w.id}, so it needs a wallet-asset rolling limit for ${asset} there`,
+            field: `rules[${i}].match`,
+          };
         }
       }
     }

@@ -8,9 +8,20 @@
  * nobody to read a warning a look-alike is refused even where the policy
  * only warns.
  */
+import {
+  ASSET,
+  createOrg,
+  DAY,
+  defaultPolicy,
+  type Person,
+  propose,
+  T0,
+  WALLET_ID,
+} from '@custos/test-support/org';
 import { describe, expect, it } from 'vitest';
 import { decode } from '../src/decode.js';
 import { CustosError } from '../src/errors.js';
+import { applyGovernance } from '../src/governance.js';
 import {
   automationProblem,
   genesisBody,
@@ -163,7 +174,11 @@ describe('a zero-approval rule decodes only when it is bounded (UNBOUNDED_AUTOMA
 
   const unbounded: [string, PolicyRule, Policy['limits']][] = [
     ['no per-transaction maximum', payoutsWithout('maxAmount'), [HOT_DAILY]],
-    ['no assets named', payoutsWithout('assets'), [HOT_DAILY]],
+    [
+      'no assets named and no wallet-asset limit that can apply',
+      payoutsWithout('assets'),
+      [{ ...HOT_DAILY, wallet: 'cold' }],
+    ],
     ['no rolling limit at all', payouts(), []],
     ['only a per-destination limit (a thief pays many destinations)', payouts(), [PER_CUSTOMER]],
     [
@@ -315,5 +330,73 @@ describe('evaluate with an automated tier', () => {
     expect(d.approvalChecks).toEqual([
       { index: 0, approver: 'alice', counted: false, code: 'NOT_AUTHORIZED' },
     ]);
+  });
+});
+
+describe('a zero-approval rule naming no assets pays any asset of its wallets: governance checks each (UNBOUNDED_AUTOMATION)', () => {
+  const anyAsset = (wallets?: string[]): PolicyRule => {
+    const m = without(payouts().match, 'assets');
+    return { ...payouts(), match: wallets === undefined ? without(m, 'wallets') : { ...m, wallets } };
+  };
+  const limit = (asset: string, wallet?: string) => ({
+    id: `${wallet ?? 'any'}-${asset}`,
+    scope: 'wallet-asset' as const,
+    asset,
+    windowMs: DAY,
+    max: '1000000' as Amount,
+    ...(wallet === undefined ? {} : { wallet }),
+  });
+  const withPolicy = (rules: PolicyRule[], limits: ReturnType<typeof limit>[]): Policy => ({
+    ...defaultPolicy(WALLET_ID),
+    rules,
+    limits,
+  });
+
+  it('at the genesis: every asset of the wallets it names needs a limit', () => {
+    expect(() =>
+      createOrg({ policy: withPolicy([anyAsset([WALLET_ID])], [limit(ASSET, WALLET_ID)]) }),
+    ).not.toThrow();
+    expect(() =>
+      createOrg({ policy: withPolicy([anyAsset([WALLET_ID])], [limit('ETH', WALLET_ID)]) }),
+    ).toThrow(
+      /UNBOUNDED_AUTOMATION: genesis: rule payouts allows with no approval and pays any asset of wallet btc-main/,
+    );
+  });
+
+  it('at policy.set: refused with its code, the state unchanged', () => {
+    const org = createOrg();
+    const [a1, a2] = org.admins as [Person, Person];
+    const bad = propose(org.state, 'policy.set', { policy: withPolicy([anyAsset()], [limit('ETH')]) }, [
+      a1,
+      a2,
+    ]);
+    expect(applyGovernance(org.state, bad, T0 + HOUR)).toMatchObject({
+      ok: false,
+      code: 'UNBOUNDED_AUTOMATION',
+    });
+    const good = propose(org.state, 'policy.set', { policy: withPolicy([anyAsset()], [limit(ASSET)]) }, [
+      a1,
+      a2,
+    ]);
+    expect(applyGovernance(org.state, good, T0 + HOUR).ok).toBe(true);
+  });
+
+  it('at wallet.add: a rule over every wallet and asset needs a limit for each asset the new wallet holds', () => {
+    const org = createOrg({ policy: withPolicy([anyAsset()], [limit(ASSET)]) });
+    const [a1, a2] = org.admins as [Person, Person];
+    const second = (assets: string[]) => ({
+      ...org.wallet,
+      id: 'btc-second',
+      assets,
+      descriptor: 'wsh(sortedmulti(2,other...))',
+    });
+    const uncovered = propose(org.state, 'wallet.add', second([ASSET, 'LBTC']), [a1, a2]);
+    expect(applyGovernance(org.state, uncovered, T0 + HOUR)).toMatchObject({
+      ok: false,
+      code: 'UNBOUNDED_AUTOMATION',
+      message: expect.stringContaining('LBTC'),
+    });
+    const covered = propose(org.state, 'wallet.add', second([ASSET]), [a1, a2]);
+    expect(applyGovernance(org.state, covered, T0 + HOUR).ok).toBe(true);
   });
 });

@@ -48,6 +48,7 @@ const EXPORTS = [
   'auditEntry',
   'auditEntryDigest',
   'automationProblem',
+  'automationWalletProblem',
   'base64Psbt',
   'bitcoinWallet',
   'buildEntry',

@@ -73,6 +73,9 @@ ${COMMON_HELP}`,
     const walletId = args.required('wallet', 'the wallet id');
     const toText = args.required('to', 'the destination address');
     const amountText = args.required('amount', 'the amount');
+    // A Bitcoin amount is checked before anything is unlocked or fetched, as a usage error; an EVM
+    // destination (0x) means the asset's decimals decide, known once governance is read.
+    const early = /^\s*0x/i.test(toText) ? null : parseSats(amountText);
     const expiresIn = parseDuration(args.str('expires') ?? '1h', 'expires');
     if (expiresIn <= 0) throw new UsageError('--expires must be longer than zero');
     const s = await openSession(ctx, args);
@@ -90,7 +93,7 @@ ${COMMON_HELP}`,
     let to = toText.trim();
     let amount: string;
     if (network !== undefined) {
-      amount = parseSats(amountText);
+      amount = early ?? parseSats(amountText);
       const checked = checkAddress(toText, network);
       if (!checked.ok) throw new CustosError(checked.code, checked.message);
       to = checked.value;
@@ -108,7 +111,7 @@ ${COMMON_HELP}`,
       if (!checked.ok) throw new CustosError(checked.code as ErrorCode, `--to ${to}: ${checked.message}`);
       to = checked.value;
     } else {
-      amount = parseSats(amountText);
+      amount = early ?? parseSats(amountText);
     }
     const now = ctx.now();
     const memo = args.str('memo');

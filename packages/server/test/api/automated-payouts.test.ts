@@ -126,6 +126,25 @@ describe.each(backends)('automated payouts through the HTTP API on $name', (back
     expect(((await payout(h, '50000', COLD_STORAGE)).body as Created).status).toBe('pending');
   });
 
+  it('refuses a policy.set whose zero-approval rule names no assets and leaves one of its wallet assets without a limit, when the quorum applies it', async () => {
+    const h = await harness(backend);
+    const { assets: _assets, ...match } = PAYOUTS.match;
+    const rule: PolicyRule = { ...PAYOUTS, match };
+    const base = defaultPolicy();
+    // The wallet holds BTC; the only wallet-asset limit is for another asset.
+    const policy: Policy = {
+      ...base,
+      rules: [rule, ...base.rules],
+      limits: [{ ...(base.limits[0] as Policy['limits'][number]), id: 'eth-daily', asset: 'ETH' }],
+    };
+    const [first, second] = h.org.admins as [Person, Person];
+    const signed = await h.entry('policy.set', { policy }, [first, second]);
+    const res = await h.as(first).post('/v1/governance/proposals', signed);
+    expect(outcome(res)).toEqual({ status: 422, code: 'UNBOUNDED_AUTOMATION' });
+    expect((await h.store.governanceHead())?.seq).toBe(0);
+    expect(await h.events('governance.refused')).toHaveLength(1);
+  });
+
   it('THREATS 19: a zero-approval rule added by policy.set allows nothing without approvers before the delay; the sweep approves once it has passed', async () => {
     const delayMs = 30 * MINUTE;
     const h = await harness(backend, { org: { delayMs } });

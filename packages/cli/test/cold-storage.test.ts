@@ -9,11 +9,13 @@
  * job file is refused with its code and nothing signed, and its imported
  * refusal leaves the refusal and a critical alert in the audit log. The same
  * job file again gives the same result; another PSBT for the intent is
- * DUPLICATE_INTENT (THREATS 14).
+ * DUPLICATE_INTENT (THREATS 14). The files also travel as QR lines
+ * (Base45, --qr).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addressToScript, buildPsbt, parseBlock, parseDescriptor, psbtToBase64 } from '@custos/bitcoin';
+import { fromQrChunks, toQrChunks, utf8 } from '@custos/core';
 import { eventually } from '@custos/test-support/cli';
 import { type Deployment, startDeployment } from '@custos/test-support/deployment';
 import Database from 'better-sqlite3';
@@ -96,16 +98,27 @@ async function approvedAndHalfSigned(amount: string, memo: string): Promise<stri
   return id;
 }
 
-async function exportJob(id: string, name: string): Promise<string> {
+async function exportJob(id: string, name: string, extra: readonly string[] = []): Promise<string> {
   const out = join(w.dir, name);
-  const r = await w.cli(['intents', 'export', id, '--signer', 'signer-2', '--out', out, '--as', 'admin-1']);
+  const r = await w.cli([
+    'intents',
+    'export',
+    id,
+    '--signer',
+    'signer-2',
+    '--out',
+    out,
+    '--as',
+    'admin-1',
+    ...extra,
+  ]);
   expect(r.code, r.stderr).toBe(0);
   expect(r.stdout).toContain('written to');
   return out;
 }
 
 /** The real `custos signer offline` for signer-2 (its config from the deployment; the coordinator is never asked). */
-async function signOffline(job: string, name: string) {
+async function signOffline(job: string, name: string, extra: readonly string[] = []) {
   const out = join(w.dir, name);
   const r = await w.cli([
     'signer',
@@ -116,8 +129,15 @@ async function signOffline(job: string, name: string) {
     job,
     '--out',
     out,
+    ...extra,
   ]);
-  return { ...r, out, file: () => JSON.parse(readFileSync(out, 'utf8')) as ResultFile };
+  return { ...r, out, file: () => JSON.parse(readText(out)) as ResultFile };
+}
+
+/** A file as JSON text, whether written as JSON or as QR lines (--qr). */
+function readText(path: string): string {
+  const text = readFileSync(path, 'utf8');
+  return text.startsWith('CUSTOS1:') ? new TextDecoder().decode(fromQrChunks(text.split('\n'))) : text;
 }
 
 async function ledgerOfSigner2(): Promise<number> {
@@ -262,13 +282,16 @@ describe('cold storage signed offline, on regtest through the command line', () 
 
   it('refuses a tampered job file (the amount) INTENT_SIGNATURE_INVALID with nothing signed; the imported refusal is audited with a critical alert and refuses the intent', async () => {
     const id = await approvedAndHalfSigned('300000', 'cold refill, tampered on the way');
-    const path = await exportJob(id, 'job-2.json');
+    // This time in QR lines (Base45), both ways.
+    const path = await exportJob(id, 'job-2.txt', ['--qr']);
+    expect(readFileSync(path, 'utf8')).toMatch(/^CUSTOS1:1\//);
     // Whoever holds the media between the coordinator and the vault rewrites the amount (DMM).
-    const file = JSON.parse(readFileSync(path, 'utf8')) as JobFile;
+    const file = JSON.parse(readText(path)) as JobFile;
     file.job.intent.intent.amount = '30000000';
-    writeFileSync(path, JSON.stringify(file));
+    writeFileSync(path, toQrChunks(utf8(JSON.stringify(file))).join('\n'));
 
-    const r = await signOffline(path, 'result-2.json');
+    const r = await signOffline(path, 'result-2.txt', ['--qr']);
+    expect(readFileSync(r.out, 'utf8')).toMatch(/^CUSTOS1:1\//);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('INTENT_SIGNATURE_INVALID');
     const refused = r.file();

@@ -154,6 +154,9 @@ describe('custos dev', () => {
     ).toEqual(['signer-1', 'signer-2']);
     const afterEvm = await custos(['status'], { env: evmEnv });
     expect(afterEvm.stdout).toMatch(/eth-safe .* balances 100 ETH \([0-9]+ base units\), 999975 USDT/);
+    // The list shows an EVM amount in its unit, from the verified asset registry.
+    const evmListed = await custos(['intents', '--as', 'approver-1'], { env: evmEnv });
+    expect(evmListed.stdout).toMatch(new RegExp(`^${evmId.slice(0, 12)} +confirmed +25 USDT `, 'm'));
 
     // The THREATS scenarios against the running deployment, the DMM relay rewrite first.
     const demo = await custos(['demo', 'attacks', '--dir', state], { cwd: dir, timeoutMs: 120_000 });

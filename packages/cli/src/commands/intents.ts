@@ -26,7 +26,7 @@ import {
   signDigest,
   toHex,
 } from '@custos/core';
-import { parseEvmAddress } from '@custos/evm';
+import { formatAmount, parseEvmAddress } from '@custos/evm';
 import { parseAssetAmount, parseDuration, parseSats } from '../args.js';
 import type { IntentView } from '../client.js';
 import { COMMON_HELP, type Command } from '../command.js';
@@ -400,13 +400,19 @@ ${COMMON_HELP}`,
       return 0;
     }
     const now = ctx.now();
+    // An EVM asset's amount in its unit, from the verified registry (Bitcoin amounts stay in sat).
+    const evm = list.some((v) => v.intent.intent.chain.startsWith('eip155:'));
+    const assets = evm ? (await s.governance()).state.assets : null;
     const rows = [['ID', 'STATUS', 'AMOUNT', 'TO', 'REQUESTER', 'CREATED']];
     for (const v of list) {
       const i = v.intent.intent;
+      const asset = i.chain.startsWith('eip155:') ? assets?.get(i.asset)?.value : undefined;
       rows.push([
         v.id.slice(0, 12),
         v.statusCode === null ? v.status : `${v.status} (${v.statusCode})`,
-        formatSats(i.amount, i.asset),
+        asset === undefined
+          ? formatSats(i.amount, i.asset)
+          : `${formatAmount(BigInt(i.amount), asset.decimals)} ${asset.symbol}`,
         i.to,
         i.requester,
         relativeTime(i.createdAt, now),

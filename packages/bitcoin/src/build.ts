@@ -8,7 +8,8 @@
  *   non-witness UTXO) as well as the witness UTXO, its witnessScript and a
  *   BIP 32 derivation for every key, so each signer can prove ownership and
  *   amount itself; no sighash type is written, which means SIGHASH_ALL;
- * - one output pays the destination; change, if any, goes to the wallet's
+ * - one output pays the destination (a batch, issue 13: one output per
+ *   payment of the list, each to its script with its amount); change, if any, goes to the wallet's
  *   change branch at `changeIndex` with its witnessScript and derivations;
  * - transaction version 2, locktime 0, every sequence 0xfffffffd (BIP 125
  *   replaceable, no relative locktime), inputs and outputs in BIP 69 order.
@@ -54,6 +55,11 @@ export interface BuildRequest {
   readonly utxos: readonly WalletUtxo[];
   readonly to: string;
   readonly amount: bigint;
+  /**
+   * A batch (issue 13): every payment, in the intent's order; `to` and
+   * `amount` are then the first's destination and the sum, as in the intent.
+   */
+  readonly outputs?: readonly { readonly to: string; readonly amount: bigint }[];
   /** sat/vB */
   readonly feeRate: bigint;
   /** Index on the change branch (1) for the change output, if one is needed. */
@@ -74,17 +80,27 @@ export interface BuiltPsbt {
 export const SEQUENCE = 0xfffffffd;
 
 export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
-  const { wallet, to, amount, feeRate, changeIndex } = req;
-  const toScript = addressToScript(to, wallet.network);
-  if (toScript === undefined) {
-    return refuse('INVALID_VALUE', `destination is not a standard address on ${wallet.network}`);
+  const { wallet, feeRate, changeIndex } = req;
+  const payments: { script: Uint8Array; amount: bigint }[] = [];
+  for (const p of req.outputs ?? [{ to: req.to, amount: req.amount }]) {
+    const script = addressToScript(p.to, wallet.network);
+    if (script === undefined) {
+      return refuse('INVALID_VALUE', `destination ${p.to} is not a standard address on ${wallet.network}`);
+    }
+    if (typeof p.amount !== 'bigint' || p.amount <= 0n || p.amount > MAX_MONEY) {
+      return refuse('INVALID_VALUE', 'amount must be between 1 sat and 21 million BTC');
+    }
+    if (p.amount < dustThreshold(script)) {
+      return refuse('INVALID_VALUE', `amount is below the dust threshold of ${dustThreshold(script)} sat`);
+    }
+    payments.push({ script, amount: p.amount });
   }
-  if (typeof amount !== 'bigint' || amount <= 0n || amount > MAX_MONEY) {
-    return refuse('INVALID_VALUE', 'amount must be between 1 sat and 21 million BTC');
+  const amount = payments.reduce((sum, p) => sum + p.amount, 0n);
+  if (amount > MAX_MONEY) return refuse('INVALID_VALUE', 'the batch pays more than 21 million BTC');
+  if (req.outputs !== undefined && amount !== req.amount) {
+    return refuse('INVALID_VALUE', 'amount must be the sum of the outputs');
   }
-  if (amount < dustThreshold(toScript)) {
-    return refuse('INVALID_VALUE', `amount is below the dust threshold of ${dustThreshold(toScript)} sat`);
-  }
+  const paymentScripts = payments.map((p) => p.script);
   if (typeof feeRate !== 'bigint' || feeRate < 1n || feeRate > 100_000n) {
     return refuse('INVALID_VALUE', 'fee rate must be between 1 and 100000 sat/vB');
   }
@@ -107,9 +123,10 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
   for (const utxo of candidates) {
     selected.push(utxo);
     total += utxo.value;
-    const feeWithout = feeRate * BigInt(estimateVsize(selected.length, wallet.m, n, [toScript]));
+    const feeWithout = feeRate * BigInt(estimateVsize(selected.length, wallet.m, n, paymentScripts));
     if (total < amount + feeWithout) continue;
-    const feeWith = feeRate * BigInt(estimateVsize(selected.length, wallet.m, n, [toScript, change.script]));
+    const feeWith =
+      feeRate * BigInt(estimateVsize(selected.length, wallet.m, n, [...paymentScripts, change.script]));
     const changeValue = total - amount - feeWith;
     plan =
       changeValue >= changeDust ? { fee: feeWith, changeValue } : { fee: total - amount, changeValue: null };
@@ -142,9 +159,10 @@ export function buildPsbt(req: BuildRequest): Result<BuiltPsbt> {
       ]),
     });
   }
-  const outputs: { script: Uint8Array; amount: bigint; change: boolean }[] = [
-    { script: toScript, amount, change: false },
-  ];
+  const outputs: { script: Uint8Array; amount: bigint; change: boolean }[] = payments.map((p) => ({
+    ...p,
+    change: false,
+  }));
   if (plan.changeValue !== null) {
     outputs.push({ script: change.script, amount: plan.changeValue, change: true });
   }

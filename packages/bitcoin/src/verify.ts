@@ -16,6 +16,12 @@
  * coins nobody will ever see again. The caller says how far change may go
  * from its own record (CHANGE_BEYOND_GAP past it).
  *
+ * A batch intent (issue 13) names a list of outputs instead: the PSBT must
+ * pay exactly that list, compared as a multiset of (script, amount) because
+ * BIP 69 sorts outputs, plus at most the wallet's change. An output dropped,
+ * added, or paying another script or amount is UNEXPECTED_OUTPUT; the fee
+ * caps apply to the batch's one fee.
+ *
  * The function is pure: the caller passes the intent fields, the wallet
  * parsed from governance, the fee caps from policy and its change bound.
  */
@@ -46,6 +52,8 @@ export interface IntentTransfer {
   readonly to: string;
   /** Satoshi as a canonical decimal string. */
   readonly amount: string;
+  /** A batch's outputs (issue 13): `to` is then the first's and `amount` their sum, as in the intent. */
+  readonly outputs?: readonly { readonly to: string; readonly amount: string }[];
 }
 
 export interface VerifiedPsbt {
@@ -60,7 +68,10 @@ export interface VerifiedPsbt {
     readonly branch: 0 | 1;
     readonly index: number;
   }[];
+  /** The intent's destination; for a batch its first output. */
   readonly destination: { readonly address: string; readonly amount: bigint };
+  /** Every payment verified, in the intent's order (one for a single-output intent). */
+  readonly outputs: readonly { readonly address: string; readonly amount: bigint }[];
   readonly change: { readonly index: number; readonly value: bigint } | null;
 }
 
@@ -106,6 +117,8 @@ export function verifyPsbt(
   if (toScript === undefined) {
     return refuse('UNEXPECTED_OUTPUT', `intent destination is not a standard address on ${network}`);
   }
+  if (intent.outputs !== undefined)
+    return verifyBatch(psbt, intent, intent.outputs, wallet, caps, maxChangeIndex);
 
   const analyzed = analyzePsbt(psbt, wallet);
   if (!analyzed.ok) return analyzed;
@@ -138,7 +151,99 @@ export function verifyPsbt(
     destination = { address: intent.to, amount };
   }
   if (destination === undefined) return refuse('UNEXPECTED_OUTPUT', 'no output pays the intent destination');
+  return checkChangeAndFee(a, destination, [destination], change, caps, maxChangeIndex);
+}
 
+type Analyzed = Extract<ReturnType<typeof analyzePsbt>, { ok: true }>['value'];
+
+/**
+ * A batch (issue 13): the non-change outputs are exactly `outputs` as a
+ * multiset of (script, amount). Each expected payment is consumed once, so
+ * a duplicated, dropped, added or altered output leaves either an output
+ * with no payment to match or a payment with no output.
+ */
+function verifyBatch(
+  psbt: Uint8Array,
+  intent: IntentTransfer,
+  outputs: readonly { readonly to: string; readonly amount: string }[],
+  wallet: WalletDescriptor,
+  caps: FeeCaps,
+  maxChangeIndex: number,
+): Result<VerifiedPsbt> {
+  const network = wallet.network;
+  const expected = new Map<string, number[]>();
+  let total = 0n;
+  for (const [n, o] of outputs.entries()) {
+    if (!/^[1-9][0-9]{0,15}$/.test(o.amount) || BigInt(o.amount) > MAX_MONEY) {
+      return refuse(
+        'INVALID_VALUE',
+        `outputs[${n}] amount is not a satoshi amount between 1 and 21 million BTC`,
+      );
+    }
+    const script = addressToScript(o.to, network);
+    if (script === undefined) {
+      return refuse('UNEXPECTED_OUTPUT', `outputs[${n}] destination is not a standard address on ${network}`);
+    }
+    total += BigInt(o.amount);
+    const key = `${hex(script)}:${o.amount}`;
+    const list = expected.get(key) ?? [];
+    list.push(n);
+    expected.set(key, list);
+  }
+  if (total !== BigInt(intent.amount) || outputs[0]?.to !== intent.to) {
+    return refuse('UNEXPECTED_OUTPUT', 'the intent amount and destination do not match its outputs');
+  }
+
+  const analyzed = analyzePsbt(psbt, wallet);
+  if (!analyzed.ok) return analyzed;
+  const a = analyzed.value;
+
+  let change: { index: number; value: bigint } | null = null;
+  for (const [j, out] of a.outputs.entries()) {
+    if (out.changeIndex !== undefined) {
+      if (change !== null) return refuse('UNEXPECTED_OUTPUT', `output ${j} is a second change output`);
+      change = { index: out.changeIndex, value: out.amount };
+      continue;
+    }
+    const list = expected.get(`${hex(out.script)}:${out.amount}`);
+    if (list === undefined || list.length === 0) {
+      return refuse(
+        'UNEXPECTED_OUTPUT',
+        `output ${j} pays ${out.amount} sat to ${out.address ?? 'a non-standard script'}, which no remaining output of the batch names`,
+      );
+    }
+    list.shift();
+  }
+  const missing: number[] = [];
+  for (const list of expected.values()) missing.push(...list);
+  if (missing.length > 0) {
+    missing.sort((x, y) => x - y);
+    const n = missing[0]!;
+    return refuse(
+      'UNEXPECTED_OUTPUT',
+      `no output pays outputs[${n}] (${outputs[n]!.amount} sat to ${outputs[n]!.to})` +
+        (missing.length > 1 ? ` nor ${missing.length - 1} more of the batch` : ''),
+    );
+  }
+  const paid = outputs.map((o) => ({ address: o.to, amount: BigInt(o.amount) }));
+  return checkChangeAndFee(a, paid[0]!, paid, change, caps, maxChangeIndex);
+}
+
+function hex(bytes: Uint8Array): string {
+  let out = '';
+  for (const b of bytes) out += b.toString(16).padStart(2, '0');
+  return out;
+}
+
+/** The checks after the outputs: change within the gap limit, fee and fee rate under the caps. */
+function checkChangeAndFee(
+  a: Analyzed,
+  destination: { address: string; amount: bigint },
+  outputs: readonly { address: string; amount: bigint }[],
+  change: { index: number; value: bigint } | null,
+  caps: FeeCaps,
+  maxChangeIndex: number,
+): Result<VerifiedPsbt> {
   // Issue 8, item 4: change where a restored wallet would never look is lost coins.
   if (change !== null) {
     const spentChange = a.inputs.filter((i) => i.branch === 1).map((i) => i.index);
@@ -185,6 +290,7 @@ export function verifyPsbt(
       index: i.index,
     })),
     destination,
+    outputs,
     change,
   });
 }

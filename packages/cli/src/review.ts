@@ -69,6 +69,16 @@ export interface Review {
   readonly requesterName: string;
   /** Address-book label of the destination, with its status. */
   readonly destination: { label: string; status: 'active' | 'pending' | 'unknown'; activeFrom?: number };
+  /**
+   * A batch's outputs (issue 13), in the order signed, each with its
+   * address-book label and status; empty for a single-output intent.
+   */
+  readonly outputs: readonly {
+    readonly to: string;
+    readonly amount: string;
+    readonly label: string;
+    readonly status: 'active' | 'pending' | 'unknown';
+  }[];
   /** The transaction as decoded against the wallet descriptor, when the coordinator built one. */
   readonly transaction: PsbtSummary | null;
   readonly verified: VerifiedPsbt | null;
@@ -185,6 +195,29 @@ export function reviewIntent(input: ReviewInput): Review {
   if (lookalikes.entries.length > 0) {
     warnings.push({ code: 'LOOKALIKE_ADDRESS', message: lookalikeMessage(intent.to, lookalikes.entries) });
   }
+  // A batch: every output with its book status, and each later destination's warnings (the first is `to`).
+  const outputs: Review['outputs'][number][] = [];
+  const seen = new Set<string>([intent.to]);
+  for (const o of intent.outputs ?? []) {
+    const b = addressStatus(state, intent.chain, o.to, now);
+    outputs.push({
+      to: o.to,
+      amount: o.amount,
+      label: b.status === 'unknown' ? 'not in the address book' : b.entry.label,
+      status: b.status,
+    });
+    if (seen.has(o.to)) continue;
+    seen.add(o.to);
+    if (network !== undefined && addressToScript(o.to, network) === undefined) {
+      problems.push({ code: 'INVALID_VALUE', message: `${o.to} is not a ${network} address` });
+    }
+    if (b.status === 'unknown') {
+      warnings.push({ code: 'DESTINATION_NOT_ALLOWED', message: `${o.to} is not in the address book` });
+    }
+    const l = lookalikesInForce(state, intent.chain, o.to, policiesInForce(state, now), now);
+    if (l.entries.length > 0)
+      warnings.push({ code: 'LOOKALIKE_ADDRESS', message: lookalikeMessage(o.to, l.entries) });
+  }
   // FIRST_PAYMENT and LARGE_AMOUNT as the policy gives them, over the history this client trusts.
   const earlier = ledgerViewOf(trustedHistory(state, input.history, id, now));
   warnings.push(...historyWarnings(earlier, intent, id ?? ZERO_DIGEST));
@@ -197,6 +230,7 @@ export function reviewIntent(input: ReviewInput): Review {
     wallet,
     requesterName,
     destination,
+    outputs,
     transaction,
     verified,
     safeTx,
@@ -296,6 +330,7 @@ function trustedHistory(
       asset: i.asset,
       amount: i.amount,
       to: i.to,
+      ...(i.outputs === undefined ? {} : { outputs: i.outputs }),
       requester: i.requester,
       at: i.createdAt,
     });
@@ -316,6 +351,16 @@ export function formatReview(r: Review, now: number): string {
   lines.push(
     `           ${r.destination.status === 'active' ? `address book: ${r.destination.label}` : r.destination.status === 'pending' ? `address book: ${r.destination.label} (PENDING)` : 'NOT IN THE ADDRESS BOOK'}`,
   );
+  if (r.outputs.length > 0) {
+    // Issue 13: a batch shows every output it pays, as signed; the Amount above is their sum.
+    lines.push(`Outputs    ${r.outputs.length} (a batch; To is the first)`);
+    const width = String(r.outputs.length).length;
+    for (const [n, o] of r.outputs.entries()) {
+      const book =
+        o.status === 'active' ? o.label : o.status === 'pending' ? `${o.label} (PENDING)` : 'NOT IN BOOK';
+      lines.push(`  ${String(n + 1).padStart(width)}. ${o.to}  ${formatSats(o.amount, i.asset)}  ${book}`);
+    }
+  }
   lines.push(`Requester  ${r.requesterName} (${i.requester}/${i.device})`);
   if (i.memo !== undefined && i.memo !== '') lines.push(`Memo       ${JSON.stringify(i.memo)}`);
   lines.push(`Expires    ${new Date(i.expiresAt).toISOString()} (${relativeTime(i.expiresAt, now)})`);

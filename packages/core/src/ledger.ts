@@ -10,7 +10,14 @@
  *
  * Pure: nothing here reads a store; the caller passes the view.
  */
-import type { Intent, LedgerEntry, Policy, RollingLimit } from './objects.js';
+import {
+  type Intent,
+  intentOutputs,
+  type LedgerEntry,
+  type Payout,
+  type Policy,
+  type RollingLimit,
+} from './objects.js';
 import type { Digest, Millis } from './types.js';
 
 /** LARGE_AMOUNT judges by the median of at most this many most recent transfers of the wallet and asset. */
@@ -45,11 +52,13 @@ export interface LedgerView {
   recent(wallet: string, asset: string, count: number, exclude: Digest): readonly bigint[];
 }
 
-/** A rolling limit that binds the intent, and the sum of its window. */
+/** A rolling limit that binds the intent, the sum of its window, and what the intent adds to it. */
 export interface LimitQuery {
   readonly limit: RollingLimit;
   readonly max: bigint;
   readonly query: LedgerSum;
+  /** The intent's amount under this query: its total, or for a destination limit what it pays that destination. */
+  readonly amount: bigint;
 }
 
 /**
@@ -68,25 +77,29 @@ export function ledgerSums(
   now: Millis,
 ): LimitQuery[] {
   const out: LimitQuery[] = [];
+  const total = BigInt(intent.amount);
+  // A batch (issue 13): a destination limit is asked once per destination, with what the batch pays it.
+  const perDestination = destinationTotals(intentOutputs(intent));
   for (const p of policies) {
     for (const limit of p.limits) {
       if (limit.asset !== intent.asset) continue;
       if (limit.wallet !== undefined && limit.wallet !== intent.wallet) continue;
       const base = { asset: limit.asset, since: now - limit.windowMs, exclude: digest };
       const wallet = limit.wallet === undefined ? {} : { wallet: limit.wallet };
-      let query: LedgerSum;
+      const max = BigInt(limit.max);
       switch (limit.scope) {
         case 'wallet-asset':
-          query = { ...base, wallet: intent.wallet };
+          out.push({ limit, max, query: { ...base, wallet: intent.wallet }, amount: total });
           break;
         case 'destination':
-          query = { ...base, ...wallet, to: intent.to };
+          for (const [to, amount] of perDestination) {
+            out.push({ limit, max, query: { ...base, ...wallet, to }, amount });
+          }
           break;
         case 'requester':
-          query = { ...base, ...wallet, requester: intent.requester };
+          out.push({ limit, max, query: { ...base, ...wallet, requester: intent.requester }, amount: total });
           break;
       }
-      out.push({ limit, max: BigInt(limit.max), query });
     }
   }
   return out;
@@ -104,16 +117,35 @@ export function ledgerHorizon(policies: readonly Policy[], now: Millis): Millis 
   return longest === 0 ? null : now - longest;
 }
 
-/** Whether an entry is one `q` selects. */
+/** What a list of payments pays each destination, in first-seen order. */
+export function destinationTotals(outputs: readonly Payout[]): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const o of outputs) out.set(o.to, (out.get(o.to) ?? 0n) + BigInt(o.amount));
+  return out;
+}
+
+/** Whether an entry is one `q` selects (for a batch entry and a destination, whether any output pays it). */
 export function ledgerSelects(q: LedgerSum, e: LedgerEntry): boolean {
-  return (
-    e.intent !== q.exclude &&
-    e.at > q.since &&
-    e.asset === q.asset &&
-    (q.wallet === undefined || e.wallet === q.wallet) &&
-    (q.to === undefined || e.to === q.to) &&
-    (q.requester === undefined || e.requester === q.requester)
-  );
+  return ledgerAmountFor(q, e) !== null;
+}
+
+/**
+ * What entry `e` counts toward the sum `q`: its total, or under a
+ * destination what it paid that destination (a batch's outputs to it);
+ * null when `q` does not select it.
+ */
+export function ledgerAmountFor(q: LedgerSum, e: LedgerEntry): bigint | null {
+  if (
+    e.intent === q.exclude ||
+    e.at <= q.since ||
+    e.asset !== q.asset ||
+    (q.wallet !== undefined && e.wallet !== q.wallet) ||
+    (q.requester !== undefined && e.requester !== q.requester)
+  ) {
+    return null;
+  }
+  if (q.to === undefined) return BigInt(e.amount);
+  return destinationTotals(intentOutputs(e)).get(q.to) ?? null;
 }
 
 /** The ledger view of an array of entries, by scanning it: the in-memory reference. */
@@ -121,11 +153,11 @@ export function ledgerViewOf(entries: readonly LedgerEntry[]): LedgerView {
   return {
     sum(q) {
       let used = 0n;
-      for (const e of entries) if (ledgerSelects(q, e)) used += BigInt(e.amount);
+      for (const e of entries) used += ledgerAmountFor(q, e) ?? 0n;
       return used;
     },
     paid(to, exclude) {
-      return entries.some((e) => e.to === to && e.intent !== exclude);
+      return entries.some((e) => e.intent !== exclude && intentOutputs(e).some((o) => o.to === to));
     },
     recent(wallet, asset, count, exclude) {
       return entries
@@ -158,7 +190,7 @@ export function isLedgerView(ledger: readonly LedgerEntry[] | LedgerView): ledge
 export class LedgerIndex implements LedgerView {
   readonly #entries = new Map<Digest, LedgerEntry>();
   /** Per key: entries in (at, intent) order and the running totals after each. */
-  readonly #lists = new Map<string, { entries: LedgerEntry[]; cum: bigint[] }>();
+  readonly #lists = new Map<string, KeyList>();
   readonly #paid = new Map<string, Set<Digest>>();
 
   constructor(entries: Iterable<LedgerEntry> = []) {
@@ -177,19 +209,23 @@ export class LedgerIndex implements LedgerView {
   add(e: LedgerEntry): boolean {
     if (this.#entries.has(e.intent)) return false;
     this.#entries.set(e.intent, e);
-    const payers = this.#paid.get(e.to) ?? new Set<Digest>();
-    this.#paid.set(e.to, payers);
-    payers.add(e.intent);
-    for (const k of ledgerKeysOf(e)) {
-      const list = this.#lists.get(k) ?? { entries: [], cum: [] };
+    for (const to of destinationTotals(intentOutputs(e)).keys()) {
+      const payers = this.#paid.get(to) ?? new Set<Digest>();
+      this.#paid.set(to, payers);
+      payers.add(e.intent);
+    }
+    for (const [k, amount] of ledgerContributions(e)) {
+      const list = this.#lists.get(k) ?? { entries: [], amounts: [], cum: [] };
       this.#lists.set(k, list);
       const last = list.entries[list.entries.length - 1];
       if (last === undefined || entryOrder(last, e) < 0) {
         list.entries.push(e);
-        list.cum.push((list.cum[list.cum.length - 1] ?? 0n) + BigInt(e.amount));
+        list.amounts.push(amount);
+        list.cum.push((list.cum[list.cum.length - 1] ?? 0n) + amount);
       } else {
         list.entries.push(e);
-        list.entries.sort(entryOrder);
+        list.amounts.push(amount);
+        sortList(list);
         rebuildTotals(list);
       }
     }
@@ -201,13 +237,11 @@ export class LedgerIndex implements LedgerView {
     const e = this.#entries.get(intent);
     if (e === undefined) return false;
     this.#entries.delete(intent);
-    const payers = this.#paid.get(e.to);
-    payers?.delete(intent);
-    if (payers?.size === 0) this.#paid.delete(e.to);
-    for (const k of ledgerKeysOf(e)) {
+    this.#unpay(e);
+    for (const k of ledgerContributions(e).keys()) {
       const list = this.#lists.get(k);
       if (list === undefined) continue;
-      list.entries = list.entries.filter((x) => x.intent !== intent);
+      filterList(list, (x) => x.intent !== intent);
       if (list.entries.length === 0) this.#lists.delete(k);
       else rebuildTotals(list);
     }
@@ -220,18 +254,24 @@ export class LedgerIndex implements LedgerView {
     for (const e of this.#entries.values()) {
       if (e.at > before) continue;
       this.#entries.delete(e.intent);
-      const payers = this.#paid.get(e.to);
-      payers?.delete(e.intent);
-      if (payers?.size === 0) this.#paid.delete(e.to);
+      this.#unpay(e);
       dropped++;
     }
     if (dropped === 0) return 0;
     for (const [k, list] of this.#lists) {
-      list.entries = list.entries.filter((x) => x.at > before);
+      filterList(list, (x) => x.at > before);
       if (list.entries.length === 0) this.#lists.delete(k);
       else rebuildTotals(list);
     }
     return dropped;
+  }
+
+  #unpay(e: LedgerEntry): void {
+    for (const to of destinationTotals(intentOutputs(e)).keys()) {
+      const payers = this.#paid.get(to);
+      payers?.delete(e.intent);
+      if (payers?.size === 0) this.#paid.delete(to);
+    }
   }
 
   sum(q: LedgerSum): bigint {
@@ -250,7 +290,8 @@ export class LedgerIndex implements LedgerView {
     }
     let used = (list.cum[n - 1] ?? 0n) - (lo === 0 ? 0n : list.cum[lo - 1]!);
     const ex = this.#entries.get(q.exclude);
-    if (ex !== undefined && ex.at > q.since && ledgerKeysOf(ex).includes(k)) used -= BigInt(ex.amount);
+    const own = ex === undefined || ex.at <= q.since ? undefined : ledgerContributions(ex).get(k);
+    if (own !== undefined) used -= own;
     return used;
   }
 
@@ -277,10 +318,35 @@ function entryOrder(a: LedgerEntry, b: LedgerEntry): number {
   return a.at - b.at || (a.intent < b.intent ? -1 : a.intent > b.intent ? 1 : 0);
 }
 
-function rebuildTotals(list: { entries: LedgerEntry[]; cum: bigint[] }): void {
+/** A key's entries in (at, intent) order, what each counts under the key, and the running totals. */
+interface KeyList {
+  entries: LedgerEntry[];
+  amounts: bigint[];
+  cum: bigint[];
+}
+
+function sortList(list: KeyList): void {
+  const order = list.entries.map((_e, i) => i).sort((a, b) => entryOrder(list.entries[a]!, list.entries[b]!));
+  list.entries = order.map((i) => list.entries[i]!);
+  list.amounts = order.map((i) => list.amounts[i]!);
+}
+
+function filterList(list: KeyList, keep: (e: LedgerEntry) => boolean): void {
+  const entries: LedgerEntry[] = [];
+  const amounts: bigint[] = [];
+  list.entries.forEach((e, i) => {
+    if (!keep(e)) return;
+    entries.push(e);
+    amounts.push(list.amounts[i]!);
+  });
+  list.entries = entries;
+  list.amounts = amounts;
+}
+
+function rebuildTotals(list: KeyList): void {
   let total = 0n;
-  list.cum = list.entries.map((e) => {
-    total += BigInt(e.amount);
+  list.cum = list.amounts.map((a) => {
+    total += a;
     return total;
   });
 }
@@ -297,6 +363,27 @@ export function ledgerKeysOf(e: { asset: string; wallet: string; to: string; req
     JSON.stringify(['r', e.asset, e.requester]),
     JSON.stringify(['rw', e.asset, e.wallet, e.requester]),
   ];
+}
+
+/**
+ * What an entry adds under each index key: its total under the wallet and
+ * requester keys, and under each destination key what it paid that
+ * destination (one output, or a batch's outputs to it, issue 13). A
+ * single-output entry adds its amount under the five keys of
+ * {@link ledgerKeysOf}.
+ */
+export function ledgerContributions(e: LedgerEntry): Map<string, bigint> {
+  const total = BigInt(e.amount);
+  const out = new Map<string, bigint>([
+    [JSON.stringify(['w', e.asset, e.wallet]), total],
+    [JSON.stringify(['r', e.asset, e.requester]), total],
+    [JSON.stringify(['rw', e.asset, e.wallet, e.requester]), total],
+  ]);
+  for (const [to, amount] of destinationTotals(intentOutputs(e))) {
+    out.set(JSON.stringify(['d', e.asset, to]), amount);
+    out.set(JSON.stringify(['dw', e.asset, e.wallet, to]), amount);
+  }
+  return out;
 }
 
 /** The key that answers a sum, or undefined for a shape ledgerSums never asks (answered by a scan). */

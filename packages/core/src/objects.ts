@@ -81,6 +81,33 @@ export type DeviceSignature = Infer<typeof deviceSignature>;
 
 // ---------------------------------------------------------------- intent
 
+/**
+ * The most outputs a batch intent's schema accepts: a bound on the bytes a
+ * decoder reads, not the governed maximum. A policy's `maxBatchOutputs`
+ * (default {@link DEFAULT_MAX_BATCH_OUTPUTS}) is what a verifier enforces.
+ * 1000 P2WPKH outputs are about 31,000 virtual bytes, well under Bitcoin
+ * Core's 100,000-vbyte standardness bound.
+ */
+export const MAX_BATCH_OUTPUTS = 1000;
+
+/** The batch size a verifier allows when no policy in force names `maxBatchOutputs` (issue 13). */
+export const DEFAULT_MAX_BATCH_OUTPUTS = 250;
+
+/** One payment of a batch intent. */
+export const payout = object({ to: address, amount }, {}, 'One output of a batch intent.');
+export type Payout = Infer<typeof payout>;
+
+/**
+ * An intent pays one destination (`to`, `amount`) or, with `outputs`, a
+ * batch (issue 13). A batch keeps `to` and `amount`, bound to the list:
+ * `amount` is the exact sum of the outputs and `to` the first output's
+ * destination. So an intent without `outputs` is byte-for-byte what it was
+ * (same fields, same digest), and a verifier that ignored `outputs` would
+ * still fail closed: it would expect one output of the total to the first
+ * destination, which no batch transaction has (UNEXPECTED_OUTPUT).
+ * `outputs` holds 2 to MAX_BATCH_OUTPUTS entries, in the order signed (the
+ * digest covers it); the same destination may appear twice.
+ */
 export const intent = refine(
   object(
     {
@@ -97,20 +124,46 @@ export const intent = refine(
       createdAt: millis,
       expiresAt: millis,
     },
-    { memo: text },
+    { memo: text, outputs: array(payout, { min: 2, max: MAX_BATCH_OUTPUTS }) },
     'A requested transfer, signed on the requester device.',
   ),
   (i) => {
     if (i.amount === '0') return 'amount must be greater than zero';
     if (i.expiresAt <= i.createdAt) return 'expiresAt must be after createdAt';
+    if (i.outputs !== undefined) return batchProblem(i.chain, i.to, i.amount, i.outputs);
     // On an EVM chain the destination is signed in its one EIP-55 spelling (evm.ts).
     return chainAddressProblem(i.chain, i.to, 'to');
   },
 );
+
+function batchProblem(
+  chain: string,
+  to: string,
+  total: string,
+  outputs: readonly Payout[],
+): string | Problem | undefined {
+  // A Safe transaction pays one recipient; batches are Bitcoin only.
+  if (isEvmChain(chain)) return 'outputs: a batch is for Bitcoin wallets only';
+  let sum = 0n;
+  for (const [n, o] of outputs.entries()) {
+    if (o.amount === '0') return `outputs[${n}].amount must be greater than zero`;
+    const problem = chainAddressProblem(chain, o.to, `outputs[${n}].to`);
+    if (problem !== undefined) return problem;
+    sum += BigInt(o.amount);
+  }
+  if (BigInt(total) !== sum) return `amount must be the sum of the outputs (${sum})`;
+  if (outputs[0]?.to !== to) return "to must be the first output's destination";
+  return undefined;
+}
 export type Intent = Infer<typeof intent>;
 
 export const signedIntent = object({ intent, signature: deviceSignature });
 export type SignedIntent = Infer<typeof signedIntent>;
+
+/** The payments an intent makes, in the order signed: its `outputs`, or its one `to` and `amount`. */
+export function intentOutputs(i: Pick<Intent, 'to' | 'amount' | 'outputs'>): readonly Payout[] {
+  return i.outputs ?? [{ to: i.to, amount: i.amount }];
+}
 
 export function intentDigest(i: Intent): Digest {
   return digestOf('intent', 1, i);
@@ -360,6 +413,7 @@ export const policy = refine(
       }),
     },
     {
+      maxBatchOutputs: int({ min: 2, max: MAX_BATCH_OUTPUTS }),
       lifetimes: object(
         {
           intentMs: refine(duration, positiveDuration),
@@ -658,15 +712,25 @@ export function governanceDigest(e: GovernanceEntry): Digest {
 // ---------------------------------------------------------------- ledger, receipts, audit
 
 /** What a signer records of each transfer it signed; rolling limits are summed over these. */
-export const ledgerEntry = object({
-  intent: digest,
-  wallet: id,
-  asset: id,
-  amount,
-  to: address,
-  requester: id,
-  at: millis,
-});
+/**
+ * What a verifier signed, one entry per intent: `amount` the intent's total
+ * and `to` its first destination, as in the intent; a batch also carries its
+ * `outputs`, so the destination limits and FIRST_PAYMENT see every output
+ * (ledger.ts, {@link ledgerContributions}). An entry without `outputs` is
+ * what it always was.
+ */
+export const ledgerEntry = object(
+  {
+    intent: digest,
+    wallet: id,
+    asset: id,
+    amount,
+    to: address,
+    requester: id,
+    at: millis,
+  },
+  { outputs: array(payout, { min: 2, max: MAX_BATCH_OUTPUTS }) },
+);
 export type LedgerEntry = Infer<typeof ledgerEntry>;
 
 export const auditEntry = object({

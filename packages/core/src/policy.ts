@@ -49,9 +49,11 @@ import {
   type ApprovalGroup,
   approvalDigest,
   DEFAULT_LIFETIMES,
+  DEFAULT_MAX_BATCH_OUTPUTS,
   type DestinationMatch,
   type Intent,
   intentDigest,
+  intentOutputs,
   type LedgerEntry,
   type Policy,
   type PolicyRule,
@@ -246,14 +248,31 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
     return deny(digest, 'NOT_YET_VALID', 'the intent is dated in the future beyond the allowed clock skew');
   }
 
+  // 4b. A batch (issue 13) is no larger than every policy in force allows.
+  const outputs = intentOutputs(intent);
+  if (intent.outputs !== undefined) {
+    const most = maxBatchOutputsOf(policies);
+    if (outputs.length > most) {
+      return deny(
+        digest,
+        'POLICY_DENIED',
+        `the batch has ${outputs.length} outputs, the policy allows at most ${most}`,
+      );
+    }
+  }
+
   const warnings: Warning[] = [];
 
-  // 5. Look-alikes of address-book entries, active or pending (THREATS 21, address poisoning).
-  const lookalikes = lookalikesInForce(state, intent.chain, intent.to, policies, now);
-  if (lookalikes.entries.length > 0) {
-    const message = lookalikeMessage(intent.to, lookalikes.entries);
+  // 5. Look-alikes of address-book entries, active or pending (THREATS 21, address poisoning),
+  // for every destination of a batch: one poisoned output flags the whole intent.
+  const lookalikeWarnings: string[] = [];
+  for (const to of new Set(outputs.map((o) => o.to))) {
+    const lookalikes = lookalikesInForce(state, intent.chain, to, policies, now);
+    if (lookalikes.entries.length === 0) continue;
+    const message = lookalikeMessage(to, lookalikes.entries);
     if (lookalikes.deny) return deny(digest, 'LOOKALIKE_ADDRESS', message);
     warnings.push({ code: 'LOOKALIKE_ADDRESS', message });
+    lookalikeWarnings.push(message);
   }
 
   // 6. First matching rule of each policy in force; all must allow (THREATS 17-19).
@@ -263,7 +282,16 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   // ones there, retired and dropped ones gone); both must allow and every
   // matched rule's approvals are needed. So any change, whatever its kind,
   // can tighten at once and loosen only after the delay (issue 8, item 1).
-  const views = ruleContexts(state, intent, now);
+  // A batch is matched output by output, each as a transfer of its own amount
+  // to its own destination: every output must be allowed, and the approvals
+  // of every rule any output matched are needed.
+  const views = outputs.flatMap((o) =>
+    ruleContexts(
+      state,
+      intent.outputs === undefined ? intent : { ...intent, to: o.to, amount: o.amount },
+      now,
+    ),
+  );
   const matched: MatchedRule[] = [];
   for (const ctx of views) {
     for (let p = 0; p < policies.length; p++) {
@@ -278,30 +306,26 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   // matched rule asks for an approval, a look-alike of an address-book entry
   // is refused whatever the policy's lookalike action (address poisoning: a
   // customer's "own" address copied from a poisoned history).
-  if (
-    lookalikes.entries.length > 0 &&
-    !lookalikes.deny &&
-    matched.every((m) => (m.rule.approvals ?? []).length === 0)
-  ) {
+  if (lookalikeWarnings.length > 0 && matched.every((m) => (m.rule.approvals ?? []).length === 0)) {
     return deny(
       digest,
       'LOOKALIKE_ADDRESS',
-      `${lookalikeMessage(intent.to, lookalikes.entries)}; no approver would see the warning (automated rule)`,
+      `${lookalikeWarnings[0]}; no approver would see the warning (automated rule)`,
     );
   }
-  const amount = BigInt(intent.amount);
 
   // 7. Rolling limits from this verifier's own ledger (THREATS 20): one sum per limit that binds the
   // intent, then the history warnings (an earlier payment to the destination, a bounded recent history).
   const view = isLedgerView(ledger) ? ledger : ledgerViewOf(ledger);
   for (const use of ledgerSums(policies, intent, digest, now)) {
     const used = view.sum(use.query);
-    if (used + amount > use.max) {
+    if (used + use.amount > use.max) {
+      const to = use.query.to === undefined ? '' : ` to ${use.query.to}`;
       return deny(
         digest,
         'LIMIT_EXCEEDED',
         `limit ${use.limit.id} (${use.limit.scope}, ${use.limit.asset}): ${used} already signed in the window, ` +
-          `${intent.amount} more would exceed ${use.limit.max}`,
+          `${use.amount} more${to} would exceed ${use.limit.max}`,
       );
     }
   }
@@ -331,6 +355,17 @@ export function lifetimesOf(policies: readonly Policy[]): { intentMs: number; ap
     first = false;
   }
   return { intentMs, approvalMs };
+}
+
+/**
+ * The largest batch every policy in force allows: the smallest
+ * `maxBatchOutputs`, DEFAULT_MAX_BATCH_OUTPUTS for a policy naming none
+ * (issue 13). Raising it is a policy change, so it waits out the delay.
+ */
+export function maxBatchOutputsOf(policies: readonly Policy[]): number {
+  let most = Number.POSITIVE_INFINITY;
+  for (const p of policies) most = Math.min(most, p.maxBatchOutputs ?? DEFAULT_MAX_BATCH_OUTPUTS);
+  return most === Number.POSITIVE_INFINITY ? DEFAULT_MAX_BATCH_OUTPUTS : most;
 }
 
 function formatDuration(ms: number): string {
@@ -642,12 +677,14 @@ export function intentWallet(
  */
 export function historyWarnings(
   view: LedgerView,
-  intent: Pick<Intent, 'wallet' | 'asset' | 'amount' | 'to'>,
+  intent: Pick<Intent, 'wallet' | 'asset' | 'amount' | 'to' | 'outputs'>,
   digest: Digest,
 ): Warning[] {
   const warnings: Warning[] = [];
-  if (!view.paid(intent.to, digest)) {
-    warnings.push({ code: 'FIRST_PAYMENT', message: `no earlier payment to ${intent.to}` });
+  for (const to of new Set(intentOutputs(intent).map((o) => o.to))) {
+    if (!view.paid(to, digest)) {
+      warnings.push({ code: 'FIRST_PAYMENT', message: `no earlier payment to ${to}` });
+    }
   }
   const history = view.recent(intent.wallet, intent.asset, LARGE_AMOUNT_HISTORY, digest);
   if (history.length >= LARGE_AMOUNT_MIN_HISTORY) {

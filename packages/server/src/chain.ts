@@ -144,6 +144,8 @@ export interface BuildOrder {
   readonly wallet: string;
   readonly to: string;
   readonly amount: bigint;
+  /** A batch intent's payments (issue 13), in its order: one transaction pays them all plus change. */
+  readonly outputs?: readonly { readonly to: string; readonly amount: bigint }[];
   readonly feeRate: bigint;
   /** The policy's total fee cap, when one applies: the rate is lowered to stay under it. */
   readonly maxFee: bigint | null;
@@ -818,7 +820,14 @@ function buildUnderCap(
   order: BuildOrder,
   changeIndex: number,
 ): Result<BuiltPsbt> {
-  const request = { wallet, utxos, to: order.to, amount: order.amount, changeIndex };
+  const request = {
+    wallet,
+    utxos,
+    to: order.to,
+    amount: order.amount,
+    ...(order.outputs === undefined ? {} : { outputs: order.outputs }),
+    changeIndex,
+  };
   const first = buildPsbt({ ...request, feeRate: order.feeRate });
   if (!first.ok || order.maxFee === null || first.value.fee <= order.maxFee) return first;
   const lower = order.maxFee / BigInt(Math.max(1, first.value.vsize));

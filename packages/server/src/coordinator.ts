@@ -299,6 +299,7 @@ export class Engine {
       asset: i.asset,
       amount: i.amount,
       to: i.to,
+      ...(i.outputs === undefined ? {} : { outputs: i.outputs }),
       requester: i.requester,
       expiresAt: i.expiresAt,
     });

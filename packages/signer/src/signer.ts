@@ -593,6 +593,7 @@ export class Signer {
         asset: intent.asset,
         amount: intent.amount,
         to: intent.to,
+        ...(intent.outputs === undefined ? {} : { outputs: intent.outputs }),
         requester: intent.requester,
         at: now,
         txid: d.txid,

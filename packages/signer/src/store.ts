@@ -20,9 +20,10 @@ import {
   type LedgerEntry,
   type LedgerSum,
   type LedgerView,
+  ledgerAmountFor,
+  ledgerContributions,
   ledgerEntry,
   ledgerKeyOf,
-  ledgerKeysOf,
   type SignedGovernanceEntry,
   type SignerResult,
   signedGovernanceEntry,
@@ -50,6 +51,11 @@ CREATE TABLE IF NOT EXISTS ledger (
   result TEXT NOT NULL,
   change_index INTEGER
 ) STRICT;
+CREATE TABLE IF NOT EXISTS ledger_outputs (
+  destination TEXT NOT NULL,
+  intent TEXT NOT NULL,
+  PRIMARY KEY (destination, intent)
+) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
 CREATE INDEX IF NOT EXISTS ledger_destination ON ledger (destination);
 CREATE INDEX IF NOT EXISTS ledger_history ON ledger (wallet, asset, at, intent, amount);
@@ -163,6 +169,7 @@ export class SignerStore {
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     migrateLedgerChange(this.db);
+    migrateLedgerOutputs(this.db);
     migrateLedgerTotals(this.db);
     const have = new Set(
       (this.db.prepare('PRAGMA table_info(freeze)').all() as { name: string }[]).map((c) => c.name),
@@ -234,6 +241,10 @@ export class SignerStore {
         this.statement('SELECT 1 FROM ledger WHERE destination = ? AND intent != ? LIMIT 1').get(
           to,
           exclude,
+        ) !== undefined ||
+        this.statement('SELECT 1 FROM ledger_outputs WHERE destination = ? AND intent != ? LIMIT 1').get(
+          to,
+          exclude,
         ) !== undefined,
       recent: (wallet, asset, count, exclude) =>
         (
@@ -253,13 +264,7 @@ export class SignerStore {
       for (const r of this.db
         .prepare('SELECT * FROM ledger WHERE asset = ? AND at > ? AND intent != ?')
         .all(q.asset, q.since, q.exclude) as RawLedger[]) {
-        const e = toEntry(r);
-        if (
-          (q.wallet === undefined || e.wallet === q.wallet) &&
-          (q.to === undefined || e.to === q.to) &&
-          (q.requester === undefined || e.requester === q.requester)
-        )
-          used += BigInt(e.amount);
+        used += ledgerAmountFor(q, toEntry(r)) ?? 0n;
       }
       return used;
     }
@@ -277,7 +282,8 @@ export class SignerStore {
       | undefined;
     if (own !== undefined) {
       const e = toEntry(own);
-      if (e.at > q.since && ledgerKeysOf(e).includes(k)) used -= BigInt(e.amount);
+      const counted = e.at > q.since ? ledgerContributions(e).get(k) : undefined;
+      if (counted !== undefined) used -= counted;
     }
     return used;
   }
@@ -305,8 +311,8 @@ export class SignerStore {
   /** Writes a ledger row and its running totals; call inside {@link exclusive}, so both commit or neither. */
   insertLedger(row: LedgerRow): void {
     const inserted = this.statement(
-      `INSERT INTO ledger (intent, txid, wallet, asset, amount, destination, requester, at, job, result, change_index)
-       VALUES (@intent, @txid, @wallet, @asset, @amount, @to, @requester, @at, @job, @result, @changeIndex)`,
+      `INSERT INTO ledger (intent, txid, wallet, asset, amount, destination, requester, at, job, result, change_index, outputs)
+       VALUES (@intent, @txid, @wallet, @asset, @amount, @to, @requester, @at, @job, @result, @changeIndex, @outputs)`,
     ).run({
       intent: row.intent,
       txid: row.txid,
@@ -319,7 +325,15 @@ export class SignerStore {
       job: row.job,
       result: canonicalize(row.result),
       changeIndex: row.changeIndex ?? null,
+      outputs: row.outputs === undefined ? null : canonicalize(row.outputs),
     });
+    // A batch (issue 13): every destination it pays, for FIRST_PAYMENT.
+    if (row.outputs !== undefined) {
+      const insert = this.statement(
+        'INSERT OR IGNORE INTO ledger_outputs (destination, intent) VALUES (?, ?)',
+      );
+      for (const o of row.outputs) insert.run(o.to, row.intent);
+    }
     addTotals((sql) => this.statement(sql), row, Number(inserted.lastInsertRowid));
   }
 
@@ -464,6 +478,8 @@ interface RawLedger {
   job: string;
   result: string;
   change_index: number | null;
+  /** A batch's outputs, canonical JSON; null for a single-output intent. */
+  outputs: string | null;
 }
 
 /** A ledger row as core's LedgerEntry, schema-checked: an altered row throws rather than counting wrong. */
@@ -476,6 +492,7 @@ function toEntry(r: RawLedger): LedgerEntry {
     to: r.destination,
     requester: r.requester,
     at: r.at,
+    ...(r.outputs === null || r.outputs === undefined ? {} : { outputs: JSON.parse(r.outputs) as unknown }),
   });
 }
 
@@ -492,27 +509,15 @@ function amountOf(text: string): bigint {
  * plus its amount) and, for entries dated later (a clock stepped back), their
  * totals raised by its amount. Normally there are none.
  */
-function addTotals(
-  prepare: (sql: string) => Database.Statement,
-  e: {
-    intent: string;
-    at: number;
-    amount: string;
-    asset: string;
-    wallet: string;
-    to: string;
-    requester: string;
-  },
-  seq: number,
-): void {
-  const amount = amountOf(e.amount);
+function addTotals(prepare: (sql: string) => Database.Statement, e: LedgerEntry, seq: number): void {
+  amountOf(e.amount);
   const before = prepare(
     'SELECT cum FROM ledger_totals WHERE k = ? AND (at, seq) < (?, ?) ORDER BY at DESC, seq DESC LIMIT 1',
   );
   const later = prepare('SELECT at, seq, cum FROM ledger_totals WHERE k = ? AND (at, seq) > (?, ?)');
   const insert = prepare('INSERT INTO ledger_totals (k, at, seq, cum) VALUES (?, ?, ?, ?)');
   const update = prepare('UPDATE ledger_totals SET cum = ? WHERE k = ? AND at = ? AND seq = ?');
-  for (const k of ledgerKeysOf(e)) {
+  for (const [k, amount] of ledgerContributions(e)) {
     const prev = before.get(k, e.at, seq) as { cum: string } | undefined;
     insert.run(k, e.at, seq, ((prev === undefined ? 0n : amountOf(prev.cum)) + amount).toString());
     for (const r of later.all(k, e.at, seq) as { at: number; seq: number; cum: string }[]) {
@@ -533,9 +538,15 @@ function migrateLedgerTotals(db: Database.Database): void {
   );
   if (columns.length > 0 && !columns.includes('seq')) db.exec('DROP TABLE IF EXISTS ledger_totals');
   db.exec(TOTALS_SCHEMA);
-  const current = () =>
-    (db.prepare('SELECT count(*) AS n FROM ledger_totals').get() as { n: number }).n ===
-    5 * (db.prepare('SELECT count(*) AS n FROM ledger').get() as { n: number }).n;
+  // Five keys per single-output entry; a batch has two per distinct destination and three more.
+  const current = () => {
+    let expected =
+      5 * (db.prepare('SELECT count(*) AS n FROM ledger WHERE outputs IS NULL').get() as { n: number }).n;
+    for (const r of db.prepare('SELECT * FROM ledger WHERE outputs IS NOT NULL').all() as RawLedger[]) {
+      expected += ledgerContributions(toEntry(r)).size;
+    }
+    return (db.prepare('SELECT count(*) AS n FROM ledger_totals').get() as { n: number }).n === expected;
+  };
   if (current()) return;
   db.transaction(() => {
     if (current()) return;
@@ -547,12 +558,25 @@ function migrateLedgerTotals(db: Database.Database): void {
     const insert = db.prepare('INSERT INTO ledger_totals (k, at, seq, cum) VALUES (?, ?, ?, ?)');
     for (const r of rows) {
       const e = toEntry(r);
-      for (const k of ledgerKeysOf(e)) {
-        const cum = (totals.get(k) ?? 0n) + BigInt(e.amount);
+      for (const [k, amount] of ledgerContributions(e)) {
+        const cum = (totals.get(k) ?? 0n) + amount;
         totals.set(k, cum);
         insert.run(k, e.at, r.seq, cum.toString());
       }
     }
+  }).immediate();
+}
+
+/**
+ * Ledger files from before batches (issue 13) get the outputs column; their
+ * rows are all single-output entries, so it stays null for each.
+ */
+function migrateLedgerOutputs(db: Database.Database): void {
+  const has = () =>
+    (db.prepare('PRAGMA table_info(ledger)').all() as { name: string }[]).some((c) => c.name === 'outputs');
+  if (has()) return;
+  db.transaction(() => {
+    if (!has()) db.exec('ALTER TABLE ledger ADD COLUMN outputs TEXT');
   }).immediate();
 }
 

@@ -165,6 +165,9 @@ export function makeWorld(
         utxos: o.utxos ?? world.utxos([amount + 50_000n]),
         to: intent.intent.to,
         amount,
+        ...(intent.intent.outputs === undefined
+          ? {}
+          : { outputs: intent.intent.outputs.map((p) => ({ to: p.to, amount: BigInt(p.amount) })) }),
         feeRate: o.feeRate ?? 5n,
         changeIndex: o.changeIndex ?? 0,
       });

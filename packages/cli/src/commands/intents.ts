@@ -8,6 +8,7 @@
  * approval of anything else would be a signature over the coordinator's word.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { checkAddress, networkOfChain } from '@custos/bitcoin';
 import {
   type Approval,
@@ -40,6 +41,7 @@ export const requestCommand: Command = {
   name: 'request',
   summary: 'ask for a transfer: build and sign an intent on this device',
   help: `custos request --wallet <id> --to <address> --amount <sats> [--asset BTC] [--memo <text>] [--expires 1h]
+custos request --wallet <id> --batch <file.csv|file.json> [--asset BTC] [--memo <text>] [--expires 1h]
 
 Builds the intent (wallet, chain, asset, amount, destination, a fresh 128-bit
 nonce, created now, expiring after --expires), signs its digest with this
@@ -53,6 +55,13 @@ Options:
                        EIP-55 checksum is refused: ADDRESS_CHECKSUM_INVALID)
   --amount <amount>    satoshi (150000) or BTC with its unit (0.0015btc);
                        EVM: base units, or the asset's unit (25usdt, 0.1eth)
+  --batch <file>       a batch payout (Bitcoin wallets, issue 13) instead of
+                       --to/--amount: one transaction paying every line.
+                       CSV: one "address,amount" per line (an optional
+                       "to,amount" header, blank lines and # comments
+                       skipped); JSON: [{"to": "...", "amount": "..."}].
+                       Amounts as for --amount. 2 outputs at least; the
+                       policy's maxBatchOutputs (default 250) at most.
   --asset <id>         default: the wallet's first asset
   --memo <text>        free text, signed with the intent
   --expires <time>     lifetime, e.g. 30m, 1h, 2d (default 1h)
@@ -60,9 +69,11 @@ Options:
 Example:
   custos request --as requester-1 --wallet btc-main --to bcrt1q... --amount 150000 --memo "payout 42"
   custos request --wallet eth-safe --asset usdt --to 0x... --amount 25usdt
+  custos request --wallet btc-hot --batch payouts.csv --memo "payouts 14:00"
 ${COMMON_HELP}`,
   options: {
     wallet: { type: 'string' },
+    batch: { type: 'string' },
     to: { type: 'string' },
     amount: { type: 'string' },
     asset: { type: 'string' },
@@ -71,8 +82,13 @@ ${COMMON_HELP}`,
   },
   async run(ctx, args) {
     const walletId = args.required('wallet', 'the wallet id');
-    const toText = args.required('to', 'the destination address');
-    const amountText = args.required('amount', 'the amount');
+    const batchFile = args.str('batch');
+    if (batchFile !== undefined && (args.str('to') !== undefined || args.str('amount') !== undefined)) {
+      throw new UsageError('--batch takes the place of --to and --amount: give one or the other');
+    }
+    const batchLines = batchFile === undefined ? undefined : readBatch(batchFile);
+    const toText = batchLines?.[0]?.to ?? args.required('to', 'the destination address');
+    const amountText = batchLines === undefined ? args.required('amount', 'the amount') : '1';
     // A Bitcoin amount is checked before anything is unlocked or fetched, as a usage error; an EVM
     // destination (0x) means the asset's decimals decide, known once governance is read.
     const early = /^\s*0x/i.test(toText) ? null : parseSats(amountText);
@@ -92,7 +108,23 @@ ${COMMON_HELP}`,
     const assetId = args.str('asset') ?? wallet.assets[0];
     let to = toText.trim();
     let amount: string;
-    if (network !== undefined) {
+    let outputs: { to: string; amount: string }[] | undefined;
+    if (batchLines !== undefined) {
+      if (network === undefined) throw new UsageError('--batch is for Bitcoin wallets only');
+      outputs = batchLines.map((line) => {
+        const checked = checkAddress(line.to, network);
+        if (!checked.ok) throw new CustosError(checked.code, `line ${line.line}: ${checked.message}`);
+        let sats: string;
+        try {
+          sats = parseSats(line.amount);
+        } catch (err) {
+          throw new UsageError(`line ${line.line}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        return { to: checked.value, amount: sats };
+      });
+      to = outputs[0]!.to;
+      amount = outputs.reduce((sum, o) => sum + BigInt(o.amount), 0n).toString();
+    } else if (network !== undefined) {
       amount = early ?? parseSats(amountText);
       const checked = checkAddress(toText, network);
       if (!checked.ok) throw new CustosError(checked.code, checked.message);
@@ -129,6 +161,7 @@ ${COMMON_HELP}`,
       createdAt: now,
       expiresAt: now + expiresIn,
       ...(memo === undefined ? {} : { memo }),
+      ...(outputs === undefined ? {} : { outputs }),
     });
     // What this client can tell before sending (the signers decide): book status and look-alikes.
     const book = addressStatus(state, wallet.chain, to, now);
@@ -146,6 +179,8 @@ ${COMMON_HELP}`,
       return 0;
     }
     ctx.io.out(`${answer.id}\n`);
+    if (outputs !== undefined)
+      ctx.io.err(`batch: ${outputs.length} outputs, ${formatSats(amount, body.asset)} in all\n`);
     ctx.io.err(
       `intent ${answer.status}: ${network === undefined ? formatAssetAmount(amount, state.assets.get(body.asset)?.value, body.asset) : formatSats(amount, body.asset)} from ${wallet.id} to ${to}${book.status === 'active' ? ` (${book.entry.label})` : ''}\n`,
     );
@@ -155,6 +190,55 @@ ${COMMON_HELP}`,
     return 0;
   },
 };
+
+/**
+ * The lines of a --batch file: CSV "address,amount" per line (an optional
+ * "to,amount" header, blank lines and # comments skipped) or a JSON array of
+ * {to, amount}. A usage error names the line that does not read.
+ */
+export function readBatch(file: string): { to: string; amount: string; line: number }[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--batch ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const out: { to: string; amount: string; line: number }[] = [];
+  if (text.trimStart().startsWith('[')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new UsageError(`--batch ${file}: not a JSON array`);
+    }
+    if (!Array.isArray(parsed)) throw new UsageError(`--batch ${file}: not a JSON array`);
+    parsed.forEach((item: unknown, n) => {
+      const o = item as { to?: unknown; amount?: unknown } | null;
+      if (
+        o === null ||
+        typeof o !== 'object' ||
+        typeof o.to !== 'string' ||
+        !['string', 'number'].includes(typeof o.amount)
+      ) {
+        throw new UsageError(`--batch ${file}: item ${n + 1} is not {"to": "...", "amount": "..."}`);
+      }
+      out.push({ to: o.to.trim(), amount: String(o.amount).trim(), line: n + 1 });
+    });
+  } else {
+    text.split(/\r?\n/).forEach((raw, n) => {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) return;
+      const fields = line.split(',').map((f) => f.trim());
+      if (out.length === 0 && fields[0]?.toLowerCase() === 'to') return;
+      if (fields.length !== 2 || fields[0] === '' || fields[1] === '') {
+        throw new UsageError(`--batch ${file}: line ${n + 1} is not "address,amount"`);
+      }
+      out.push({ to: fields[0]!, amount: fields[1]!, line: n + 1 });
+    });
+  }
+  if (out.length < 2) throw new UsageError(`--batch ${file}: a batch pays 2 outputs or more`);
+  return out;
+}
 
 function describeMissing(decision: unknown): string {
   if (decision === null || typeof decision !== 'object' || !('missing' in decision)) return '';

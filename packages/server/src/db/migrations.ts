@@ -395,6 +395,17 @@ const evmSafeTxs: Migration = {
   },
 };
 
+/**
+ * A batch intent's outputs (issue 13), canonical JSON, null for a
+ * single-output intent: the preview ledger reads them with the other ledger
+ * columns, so a destination limit counts every output without decoding bodies.
+ */
+const intentOutputs: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema.alterTable('intents').addColumn('outputs', 'text').execute();
+  },
+};
+
 /** Every migration, in order. Names sort in the order they run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
@@ -403,6 +414,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0004_chain_tracker': chainTracker,
   '0005_intent_ledger_index': intentLedgerIndex,
   '0006_evm_safe_txs': evmSafeTxs,
+  '0007_intent_outputs': intentOutputs,
 });
 
 const provider: MigrationProvider = {

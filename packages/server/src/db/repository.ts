@@ -53,7 +53,10 @@ import {
   intentDigest,
   isErrorCode,
   type LedgerEntry,
+  MAX_BATCH_OUTPUTS,
   type Millis,
+  type Payout,
+  payout,
   type Schema,
   type SignedApproval,
   type SignedCheckpoint,
@@ -328,6 +331,7 @@ export class Store {
               asset: i.asset,
               amount: i.amount,
               destination: i.to,
+              outputs: i.outputs === undefined ? null : canonicalize(i.outputs),
               requester: i.requester,
               device: i.device,
               created_at: i.createdAt,
@@ -406,7 +410,7 @@ export class Store {
     return this.#op('signedSince', async () => {
       const rows = await this.#db
         .selectFrom('intents')
-        .select(['id', 'wallet', 'asset', 'amount', 'destination', 'requester', 'updated_at'])
+        .select(['id', 'wallet', 'asset', 'amount', 'destination', 'outputs', 'requester', 'updated_at'])
         .where('status', 'in', [...statuses])
         .where('updated_at', '>', since)
         .execute();
@@ -416,6 +420,7 @@ export class Store {
         asset: r.asset,
         amount: r.amount as Amount,
         to: r.destination as Address,
+        ...outputsColumn(r.outputs),
         requester: r.requester,
         at: Number(r.updated_at),
       }));
@@ -498,7 +503,7 @@ export class Store {
     return this.#op('ledgerEntriesOf', async () => {
       const rows = await this.#db
         .selectFrom('intents')
-        .select(['id', 'wallet', 'asset', 'amount', 'destination', 'requester'])
+        .select(['id', 'wallet', 'asset', 'amount', 'destination', 'outputs', 'requester'])
         .where('id', 'in', [...ids])
         .execute();
       return rows.map((r) => ({
@@ -507,6 +512,7 @@ export class Store {
         asset: r.asset,
         amount: r.amount as Amount,
         to: r.destination as Address,
+        ...outputsColumn(r.outputs),
         requester: r.requester,
         at: at(r.id),
       }));
@@ -1650,4 +1656,10 @@ function decodeCursor(cursor: string): { order: 'asc' | 'desc'; seq: number } {
   const seq = Number(m[2]);
   if (!Number.isSafeInteger(seq) || encodeCursor(order, seq) !== cursor) throw bad();
   return { order, seq };
+}
+
+/** A batch's outputs column as a ledger entry's `outputs` (issue 13), schema-checked; none for one output. */
+function outputsColumn(text: string | null): { outputs?: Payout[] } {
+  if (text === null) return {};
+  return { outputs: schema.array(payout, { min: 2, max: MAX_BATCH_OUTPUTS }).parse(JSON.parse(text)) };
 }

@@ -71,6 +71,8 @@ export interface IntentsTable {
   status_message: string | null;
   txid: string | null;
   psbt: string | null;
+  /** A batch intent's outputs, canonical JSON; null for one output (migration 0007). */
+  outputs: string | null;
   received_at: Int8;
   updated_at: Int8;
 }

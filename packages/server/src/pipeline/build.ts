@@ -100,6 +100,9 @@ export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
     wallet: wallet.id,
     to: intent.to,
     amount: BigInt(intent.amount),
+    ...(intent.outputs === undefined
+      ? {}
+      : { outputs: intent.outputs.map((o) => ({ to: o.to, amount: BigInt(o.amount) })) }),
     feeRate,
     maxFee: caps.maxFee,
   });

@@ -14,6 +14,11 @@
  * limits' window against the same over an empty ledger: the cost of a
  * decision must not grow with what the signer signed before.
  *
+ * Batch payouts (issue 13): a 100-output batch from one input, against the
+ * ceiling of a 1-input withdrawal (the same signatures), and the virtual
+ * bytes and fee of that batch against the same 100 payouts as single
+ * withdrawals (1 input and change each, 5 sat/vB).
+ *
  * EVM Safe decisions (issue 9): a native ETH withdrawal from a 2-of-3 Safe,
  * through the same Signer and store, against the ceiling of
  *   3 Ed25519 verifications + 1 ECDSA secp256k1 signature (the safeTxHash)
@@ -31,22 +36,28 @@ import { generateKeyPairSync, getCurves, sign as nodeSign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { scriptToAddress } from '@custos/bitcoin';
 import {
+  type Address,
+  type Amount,
   type Digest,
   digestOf,
   ED25519_BACKEND,
   fromHex,
   generateEd25519,
+  type SignerJob,
+  sha256,
   signBytes,
   signBytesNoble,
   signDigest,
+  utf8,
   verifyEd25519,
 } from '@custos/core';
 import { evmAddressOf } from '@custos/evm';
 import { Signer, SignerStore } from '@custos/signer';
 import type { EvmChain } from '@custos/test-support/evm-chain';
 import { MemorySource } from '@custos/test-support/memory-source';
-import { makeWorld } from '@custos/test-support/world';
+import { makeWorld, type World } from '@custos/test-support/world';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import Database from 'better-sqlite3';
 import { ETH, makeEvmWorld } from '../packages/signer/test/support/evm-stand.js';
@@ -145,9 +156,19 @@ export async function signerBench(): Promise<Row[]> {
 
     let stores = 0;
     /** A signer with its own world, store and jobs, warmed up on 5 of them; `history` earlier entries. */
-    const setUp = async (inputs: number, count: number, history: number) => {
+    const setUp = async (
+      inputs: number,
+      count: number,
+      history: number,
+      makeJob?: (world: World) => SignerJob,
+    ) => {
       const world = makeWorld({
-        policy: (p) => ({ ...p, limits: p.limits.map((l) => ({ ...l, max: '2100000000000000' as never })) }),
+        policy: (p) => ({
+          ...p,
+          // Customers' addresses (batches, issue 13) under the same two approvals as the book.
+          rules: [...p.rules, { ...p.rules[0]!, id: 'customers', match: { destination: { kind: 'any' } } }],
+          limits: p.limits.map((l) => ({ ...l, max: '2100000000000000' as never })),
+        }),
       });
       const store = new SignerStore(join(dir, `signer-${++stores}.db`));
       const signer = Signer.init(
@@ -163,7 +184,10 @@ export async function signerBench(): Promise<Row[]> {
         world.org.genesis,
       );
       const source = new MemorySource(world.governance);
-      const jobs = Array.from({ length: count + 5 }, () => world.withdrawal(1_000_000n, { inputs }).job);
+      const jobs = Array.from(
+        { length: count + 5 },
+        () => makeJob?.(world) ?? world.withdrawal(1_000_000n, { inputs }).job,
+      );
       for (const job of jobs.slice(0, 5)) await signer.handle(job, source);
       if (history > 0) {
         // Earlier entries of the same wallet, asset, destination and requester, all inside the
@@ -245,12 +269,52 @@ export async function signerBench(): Promise<Row[]> {
     row('history: decisions with 10,000 entries / with none', f.perSecond / e.perSecond, 'ratio');
     row('history: p50 with 10,000 entries / with none', f.p50Ms / e.p50Ms, 'ratio');
 
+    // Batch payouts (issue 13): a 100-output batch from one input, decided against the ceiling of a
+    // 1-input withdrawal (the same signatures: three verifications, one input, one receipt), then
+    // the bytes and fee of that batch against the same 100 payouts as single withdrawals.
+    const payouts = batchPayouts(100);
+    const batchJob = (world: World) => {
+      const intent = world.intent(payouts.total, { to: payouts.outputs[0]!.to, outputs: payouts.outputs });
+      const built = world.build(intent, { utxos: world.utxos([payouts.total + 200_000n]) });
+      return world.job(intent, world.approve(intent), built.psbt);
+    };
+    const batchRun = await setUp(1, 60, 0, batchJob);
+    for (let i = 0; i < 60; i++) await batchRun.next(i);
+    report('100-output batch (1 input)', 1, batchRun);
+    const sizes = makeWorld();
+    const one = sizes.intent(payouts.total, { to: payouts.outputs[0]!.to, outputs: payouts.outputs });
+    const batch = sizes.build(one, { utxos: sizes.utxos([payouts.total + 200_000n]) });
+    let singleVbytes = 0;
+    let singleFee = 0n;
+    for (const o of payouts.outputs) {
+      const single = sizes.intent(BigInt(o.amount), { to: o.to });
+      const b = sizes.build(single, { utxos: sizes.utxos([BigInt(o.amount) + 50_000n]) });
+      singleVbytes += b.vsize;
+      singleFee += b.fee;
+    }
+    row('batch: one 100-output batch, virtual bytes', batch.vsize, 'vB', '1 input, 2-of-3 P2WSH, change');
+    row('batch: 100 single withdrawals, virtual bytes', singleVbytes, 'vB', '1 input and change each');
+    row('batch: vbytes batch / singles', batch.vsize / singleVbytes, 'ratio');
+    row('batch: one 100-output batch, fee at 5 sat/vB', Number(batch.fee), 'sat');
+    row('batch: 100 single withdrawals, fee at 5 sat/vB', Number(singleFee), 'sat');
+    row('batch: fee batch / singles', Number(batch.fee) / Number(singleFee), 'ratio');
+
     await evmSeries(dir, row, edSign === edSignOpenssl, ed, hash, sig.sig, durable);
     db.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   return rows;
+}
+
+/** `n` payouts of 10,000 sat and up to distinct regtest P2WPKH addresses nobody holds. */
+function batchPayouts(n: number): { outputs: { to: Address; amount: Amount }[]; total: bigint } {
+  const outputs = Array.from({ length: n }, (_, k) => {
+    const program = sha256(utf8(`bench batch customer ${k}`)).slice(0, 20);
+    const to = scriptToAddress(new Uint8Array([0x00, 0x14, ...program]), 'regtest') as Address;
+    return { to, amount: String(10_000 + 100 * k) as Amount };
+  });
+  return { outputs, total: outputs.reduce((s, o) => s + BigInt(o.amount), 0n) };
 }
 
 /**

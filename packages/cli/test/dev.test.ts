@@ -202,7 +202,8 @@ describe('custos dev', () => {
     // The list and the intent's own view agree.
     expect(single.signers).toEqual(attacked!.signers);
     expect(single.confirmations).toEqual(attacked!.confirmations);
-    const alerted = await custos(['status', '--as', 'approver-1'], { env: home });
+    const alerted = await custos(['status', '--as', 'approver-1'], { env: home, timeoutMs: 120_000 });
+    expect(alerted.code, alerted.stderr).toBe(0);
     expect(alerted.stdout).toMatch(
       new RegExp(
         `^ALERT {8}signer-2 raised a critical alert .* on intent ${attacked!.id.slice(0, 12)}: INTENT_SIGNATURE_INVALID: `,

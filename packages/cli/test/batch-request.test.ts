@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildPsbt, psbtToBase64 } from '@custos/bitcoin';
 import { type Address, type Amount, intentDigest, type SignedIntent } from '@custos/core';
+import { custos } from '@custos/test-support/cli';
 import { COLD_STORAGE } from '@custos/test-support/org';
 import { ATTACKER, DESTINATION } from '@custos/test-support/psbt-fixtures';
 import { makeWorld } from '@custos/test-support/world';
@@ -58,6 +59,16 @@ describe('custos request --batch <file>', () => {
     expect(() => readBatch(file('bad.csv', `${DESTINATION},1000\n${ATTACKER}\n`))).toThrow(/line 2/);
     expect(() => readBatch(file('one.csv', `${DESTINATION},1000\n`))).toThrow(UsageError);
     expect(() => readBatch(join(dir, 'missing.csv'))).toThrow(UsageError);
+  });
+
+  it('exits 2 before the session for a batch file that does not read, or --batch with --to', async () => {
+    const missing = await custos(['request', '--wallet', 'w', '--batch', join(dir, 'missing.csv')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`custos: --batch ${join(dir, 'missing.csv')}`);
+    const good = file('two.csv', `${DESTINATION},1000\n${ATTACKER},2000\n`);
+    const both = await custos(['request', '--wallet', 'w', '--batch', good, '--to', DESTINATION]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--batch takes the place of --to and --amount');
   });
 });
 

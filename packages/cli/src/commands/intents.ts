@@ -172,6 +172,15 @@ ${COMMON_HELP}`,
     }
     const lookalikes = lookalikesInForce(state, wallet.chain, to, policiesInForce(state, now), now);
     if (lookalikes.entries.length > 0) ctx.io.err(`warning: ${lookalikeMessage(to, lookalikes.entries)}\n`);
+    // A batch: the same warnings for each further destination (issue 13); the signers judge every output.
+    for (const other of new Set((outputs ?? []).slice(1).map((o) => o.to))) {
+      if (other === to) continue;
+      if (addressStatus(state, wallet.chain, other, now).status === 'unknown') {
+        ctx.io.err(`warning: ${other} is not in the address book\n`);
+      }
+      const l = lookalikesInForce(state, wallet.chain, other, policiesInForce(state, now), now);
+      if (l.entries.length > 0) ctx.io.err(`warning: ${lookalikeMessage(other, l.entries)}\n`);
+    }
     const signed = { intent: body, signature: signDigest(s.identity.secretKey, intentDigest(body)) };
     const answer = await s.client.postIntent(signed);
     if (args.bool('json')) {

@@ -10,7 +10,7 @@
  * two of five multisig keys), and an admin quorum is such a set of keys.
  * The loosening delay is the window in which a watcher or a person notices a
  * hostile change and freezes. A change that adds a way to authorize (a device,
- * a member, a role, a wallet, a destination, a looser rule) must wait it out
+ * a member, a role, a wallet, an asset, a destination, a looser rule) must wait it out
  * on each signer's own clock, or the stolen quorum adds its own devices and
  * withdraws at once. A change that only removes authority binds at once.
  *

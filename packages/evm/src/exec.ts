@@ -12,42 +12,33 @@ import { type Address, decodeFunctionData, encodeFunctionData, getAddress, type 
 import { type EvmResult, refuseEvm } from './codes.js';
 import type { SafeTx } from './safe-tx.js';
 
+/** The SafeTx fields as `execTransaction` and `getTransactionHash` take them, in order. */
+const SAFE_TX_INPUTS = [
+  { name: 'to', type: 'address' },
+  { name: 'value', type: 'uint256' },
+  { name: 'data', type: 'bytes' },
+  { name: 'operation', type: 'uint8' },
+  { name: 'safeTxGas', type: 'uint256' },
+  { name: 'baseGas', type: 'uint256' },
+  { name: 'gasPrice', type: 'uint256' },
+  { name: 'gasToken', type: 'address' },
+  { name: 'refundReceiver', type: 'address' },
+] as const;
+
 /** The fragments of Safe 1.4.1's ABI that Custos calls or reads. */
 export const SAFE_ABI = [
   {
     type: 'function',
     name: 'execTransaction',
     stateMutability: 'payable',
-    inputs: [
-      { name: 'to', type: 'address' },
-      { name: 'value', type: 'uint256' },
-      { name: 'data', type: 'bytes' },
-      { name: 'operation', type: 'uint8' },
-      { name: 'safeTxGas', type: 'uint256' },
-      { name: 'baseGas', type: 'uint256' },
-      { name: 'gasPrice', type: 'uint256' },
-      { name: 'gasToken', type: 'address' },
-      { name: 'refundReceiver', type: 'address' },
-      { name: 'signatures', type: 'bytes' },
-    ],
+    inputs: [...SAFE_TX_INPUTS, { name: 'signatures', type: 'bytes' }],
     outputs: [{ name: 'success', type: 'bool' }],
   },
   {
     type: 'function',
     name: 'getTransactionHash',
     stateMutability: 'view',
-    inputs: [
-      { name: 'to', type: 'address' },
-      { name: 'value', type: 'uint256' },
-      { name: 'data', type: 'bytes' },
-      { name: 'operation', type: 'uint8' },
-      { name: 'safeTxGas', type: 'uint256' },
-      { name: 'baseGas', type: 'uint256' },
-      { name: 'gasPrice', type: 'uint256' },
-      { name: 'gasToken', type: 'address' },
-      { name: 'refundReceiver', type: 'address' },
-      { name: '_nonce', type: 'uint256' },
-    ],
+    inputs: [...SAFE_TX_INPUTS, { name: '_nonce', type: 'uint256' }],
     outputs: [{ name: '', type: 'bytes32' }],
   },
   {

@@ -7,25 +7,24 @@
  * signer's ledger. The honest PSBT for the same intent is still signed
  * afterwards, and the ledger records the batch once with all its outputs.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildPsbt, scriptToAddress } from '@custos/bitcoin';
-import { type Address, type Amount, intentDigest, type Policy } from '@custos/core';
-import { ATTACKER } from '@custos/test-support/psbt-fixtures';
+import { buildPsbt } from '@custos/bitcoin';
+import { type Amount, intentDigest } from '@custos/core';
+import { withCustomers } from '@custos/test-support/org';
+import { ATTACKER, customerAddress } from '@custos/test-support/psbt-fixtures';
 import {
   initKeystore,
   type KeystoreInfo,
   type RunningSigner,
-  runSigner,
   waitForOutput,
-  writeConfig,
 } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
+import type { FakeCoordinator } from './support/fake-coordinator.js';
+import { startStand, stopStand } from './support/stand.js';
 
 let dir: string;
 let keystore: KeystoreInfo;
@@ -33,48 +32,19 @@ let world: World;
 let coordinator: FakeCoordinator;
 let signer: RunningSigner;
 
-/** Payouts to customers' addresses (in no book) with two approvals, as the exchange's desk pays them. */
-function withCustomers(p: Policy): Policy {
-  return {
-    ...p,
-    rules: [
-      ...p.rules,
-      {
-        id: 'customers',
-        match: { destination: { kind: 'any' } },
-        action: 'allow',
-        approvals: [{ m: 2, role: 'approver' }],
-      },
-    ],
-  };
-}
-
-function customer(k: number): Address {
-  const program = sha256(new TextEncoder().encode(`process batch customer ${k}`)).slice(0, 20);
-  return scriptToAddress(new Uint8Array([0x00, 0x14, ...program]), 'regtest') as Address;
-}
-
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'custos-signer-batch-'));
   keystore = await initKeystore(dir, 'signer-1');
   world = makeWorld({ firstKey: keystore.descriptorKey, policy: withCustomers });
   world.clock.now = Date.now();
-  coordinator = await startFakeCoordinator(new Map([['signer-1', keystore.identityKey]]));
-  coordinator.setGovernance(world.governance);
-  signer = runSigner(writeConfig(dir, 'signer-1', coordinator.url, world.org.orgId));
-  await waitForOutput(signer, 'signer.started');
+  ({ coordinator, signer } = await startStand(dir, keystore, world));
 });
 
-afterAll(async () => {
-  signer?.child.kill('SIGTERM');
-  await signer?.exited;
-  await coordinator?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => stopStand(signer, coordinator, dir));
 
 describe('a batch through the signer process', () => {
   const outputs = Array.from({ length: 12 }, (_, k) => ({
-    to: customer(k),
+    to: customerAddress(`process batch customer ${k}`),
     amount: (20_000 + k * 1_000).toString() as Amount,
   }));
   const total = outputs.reduce((s, o) => s + BigInt(o.amount), 0n);
@@ -160,10 +130,15 @@ describe('a batch through the signer process', () => {
       ]);
       // A destination limit reads each output from the running totals.
       const view = store.ledgerView();
-      expect(view.sum({ asset: 'BTC', since: 0, exclude: '0'.repeat(64) as never, to: customer(5) })).toBe(
-        2n * 25_000n,
-      );
-      expect(view.paid(customer(11), '0'.repeat(64) as never)).toBe(true);
+      expect(
+        view.sum({
+          asset: 'BTC',
+          since: 0,
+          exclude: '0'.repeat(64) as never,
+          to: customerAddress('process batch customer 5'),
+        }),
+      ).toBe(2n * 25_000n);
+      expect(view.paid(customerAddress('process batch customer 11'), '0'.repeat(64) as never)).toBe(true);
     } finally {
       store.close();
     }

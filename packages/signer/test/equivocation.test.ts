@@ -12,7 +12,7 @@
  * - a quorum-signed unfreeze applied afterwards clears the freeze: it signs again.
  * Every receipt carries the governance head digest with its seq (item 7).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -32,15 +32,14 @@ import {
   initKeystore,
   type KeystoreInfo,
   type RunningSigner,
-  runSigner,
   signerCli,
   waitForOutput,
-  writeConfig,
 } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
+import type { FakeCoordinator } from './support/fake-coordinator.js';
+import { startStand, stopStand } from './support/stand.js';
 
 let dir: string;
 let config: string;
@@ -54,19 +53,12 @@ beforeAll(async () => {
   keystore = await initKeystore(dir, 'signer-1');
   world = makeWorld({ firstKey: keystore.descriptorKey });
   world.clock.now = Date.now();
-  coordinator = await startFakeCoordinator(new Map([['signer-1', keystore.identityKey]]));
-  coordinator.setGovernance(world.governance);
-  config = writeConfig(dir, 'signer-1', coordinator.url, world.org.orgId);
-  signer = runSigner(config);
-  await waitForOutput(signer, 'signer.started');
+  const stand = await startStand(dir, keystore, world);
+  ({ coordinator, signer } = stand);
+  config = stand.configs[0]!;
 });
 
-afterAll(async () => {
-  signer?.child.kill('SIGTERM');
-  await signer?.exited;
-  await coordinator?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => stopStand(signer, coordinator, dir));
 
 let jobs = 0;
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyzePsbt, psbtFromBase64 } from '@custos/bitcoin';
@@ -15,14 +15,13 @@ import {
   initKeystore,
   type KeystoreInfo,
   type RunningSigner,
-  runSigner,
   waitForOutput,
-  writeConfig,
 } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
+import type { FakeCoordinator } from './support/fake-coordinator.js';
+import { startStand, stopStand } from './support/stand.js';
 
 let dir: string;
 let keystore: KeystoreInfo;
@@ -36,18 +35,10 @@ beforeAll(async () => {
   world = makeWorld({ firstKey: keystore.descriptorKey });
   // Real time: the process reads its own clock.
   world.clock.now = Date.now();
-  coordinator = await startFakeCoordinator(new Map([['signer-1', keystore.identityKey]]));
-  coordinator.setGovernance(world.governance);
-  signer = runSigner(writeConfig(dir, 'signer-1', coordinator.url, world.org.orgId));
-  await waitForOutput(signer, 'signer.started');
+  ({ coordinator, signer } = await startStand(dir, keystore, world));
 });
 
-afterAll(async () => {
-  signer?.child.kill('SIGTERM');
-  await signer?.exited;
-  await coordinator?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => stopStand(signer, coordinator, dir));
 
 describe('the signer process', () => {
   it('prints its public half at init and never the seed or the password', () => {

@@ -4,66 +4,39 @@
  * connection), combined, finalized, accepted by the node and mined; the same
  * transaction with its amount changed after signing is rejected by the node.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  addressToScript,
-  buildPsbt,
-  combinePsbts,
-  deriveAddress,
-  finalizePsbt,
-  psbtFromBase64,
-  syncChain,
-  UtxoTracker,
-} from '@custos/bitcoin';
+import { addressToScript, buildPsbt, deriveAddress, syncChain } from '@custos/bitcoin';
 import { type RegtestNode, startRegtestNode } from '@custos/bitcoin/regtest';
 import { CustosError, toHex } from '@custos/core';
-import {
-  initKeystore,
-  type RunningSigner,
-  runSigner,
-  waitForOutput,
-  writeConfig,
-} from '@custos/test-support/signer-process';
+import { initKeystore, type RunningSigner } from '@custos/test-support/signer-process';
 import { COLD_STORAGE, makeWorld, type World } from '@custos/test-support/world';
 import { Transaction } from '@scure/btc-signer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
+import type { FakeCoordinator } from './support/fake-coordinator.js';
+import { builderInputs, signByBoth, trackWallet } from './support/regtest.js';
+import { startStand, stopStand } from './support/stand.js';
 
 let dir: string;
 let node: RegtestNode;
 let coordinator: FakeCoordinator;
 let world: World;
-const signers: RunningSigner[] = [];
+let signers: RunningSigner[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'custos-regtest-'));
-  const [k1, k2] = await Promise.all([initKeystore(dir, 'signer-1'), initKeystore(dir, 'signer-2')]);
-  world = makeWorld({ firstKey: k1.descriptorKey, secondKey: k2.descriptorKey });
+  const keys = await Promise.all([initKeystore(dir, 'signer-1'), initKeystore(dir, 'signer-2')]);
+  world = makeWorld({ firstKey: keys[0]!.descriptorKey, secondKey: keys[1]!.descriptorKey });
   world.clock.now = Date.now();
   node = await startRegtestNode();
   await node.activateSegwit();
-  coordinator = await startFakeCoordinator(
-    new Map([
-      ['signer-1', k1.identityKey],
-      ['signer-2', k2.identityKey],
-    ]),
-  );
-  coordinator.setGovernance(world.governance);
-  for (const id of ['signer-1', 'signer-2']) {
-    const s = runSigner(writeConfig(dir, id, coordinator.url, world.org.orgId));
-    signers.push(s);
-    await waitForOutput(s, 'signer.started');
-  }
+  ({ coordinator, signers } = await startStand(dir, keys, world));
 }, 120_000);
 
 afterAll(async () => {
-  for (const s of signers) s.child.kill('SIGTERM');
-  await Promise.all(signers.map((s) => s.exited));
-  await coordinator?.close();
+  await stopStand(signers, coordinator, dir);
   await node?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('a 2-of-3 withdrawal on a real regtest node', () => {
@@ -73,58 +46,23 @@ describe('a 2-of-3 withdrawal on a real regtest node', () => {
       await node.fund(deriveAddress(world.descriptor, 0, index).script, 30_000_000n);
     }
     await node.mine(1);
-    const watch = new Map<string, { wallet: string; branch: 0 | 1; index: number }>();
-    for (const branch of [0, 1] as const) {
-      for (let index = 0; index < 5; index++) {
-        watch.set(toHex(deriveAddress(world.descriptor, branch, index).script), {
-          wallet: 'btc-main',
-          branch,
-          index,
-        });
-      }
-    }
-    const tracker = new UtxoTracker((script) => watch.get(toHex(script)) ?? null);
-    await syncChain(node.rpc, tracker);
+    const tracker = await trackWallet(node, world);
     const utxos = tracker.utxos('btc-main');
     expect(utxos.map((u) => u.value)).toEqual([30_000_000n, 30_000_000n]);
 
     const intent = world.intent(45_000_000n);
     const built = buildPsbt({
       wallet: world.descriptor,
-      utxos: utxos.map((u) => ({
-        txid: u.txid,
-        vout: u.vout,
-        value: u.value,
-        branch: u.branch,
-        index: u.index,
-        prevTx: u.prevTx,
-      })),
+      utxos: builderInputs(tracker),
       to: intent.intent.to,
       amount: 45_000_000n,
       feeRate: 3n,
       changeIndex: 0,
     });
     if (!built.ok) throw new Error(built.message);
-    const approvals = world.approve(intent);
-    coordinator.push(world.job(intent, approvals, built.value.psbt, { id: 'rt-1', signer: 'signer-1' }));
-    coordinator.push(world.job(intent, approvals, built.value.psbt, { id: 'rt-2', signer: 'signer-2' }));
-    const results = await coordinator.waitForResults(2);
-    expect(results.map((r) => [r.receipt.signer, r.receipt.outcome]).sort()).toEqual([
-      ['signer-1', 'signed'],
-      ['signer-2', 'signed'],
-    ]);
-
-    const parts = results.map((r) => {
-      const p = psbtFromBase64(r.psbt!);
-      if (!p.ok) throw new Error(p.message);
-      return p.value;
-    });
-    const combined = combinePsbts(parts);
-    if (!combined.ok) throw new Error(combined.message);
-    const final = finalizePsbt(combined.value);
-    if (!final.ok) throw new Error(final.message);
-    expect(final.value.txid).toBe(built.value.txid);
-    const rawTx = final.value.tx;
+    const final = await signByBoth(coordinator, world, intent, built.value.psbt, 'rt');
+    expect(final.txid).toBe(built.value.txid);
+    const rawTx = final.tx;
 
     // First, the same signed transaction with one output amount changed after signing: the node refuses it.
     const tampered = Transaction.fromRaw(rawTx, { allowUnknownOutputs: true, disableScriptCheck: true });
@@ -140,7 +78,7 @@ describe('a 2-of-3 withdrawal on a real regtest node', () => {
     expect(String((caught as CustosError).details.reason)).toMatch(/script-verify/);
 
     // Then the real one is accepted and mined.
-    const txid = await node.rpc.sendRawTransaction(final.value.hex);
+    const txid = await node.rpc.sendRawTransaction(final.hex);
     expect(txid).toBe(built.value.txid);
     await node.mine(1);
     await syncChain(node.rpc, tracker);

@@ -170,6 +170,26 @@ export function defaultPolicy(walletId = WALLET_ID): Policy {
   };
 }
 
+/**
+ * `p` with one more rule after its own: customers' addresses (in no book,
+ * destination 'any') under two approvals, as the exchange's desk pays them
+ * when a person approves.
+ */
+export function withCustomers(p: Policy): Policy {
+  return {
+    ...p,
+    rules: [
+      ...p.rules,
+      {
+        id: 'customers',
+        match: { destination: { kind: 'any' } },
+        action: 'allow',
+        approvals: [{ m: 2, role: 'approver' }],
+      },
+    ],
+  };
+}
+
 /** Builds, signs (with the first `quorum` admins) and verifies the fixture's genesis. */
 export function createOrg(opts: OrgOptions = {}): Org {
   const seed = opts.seed ?? 'custos-test';

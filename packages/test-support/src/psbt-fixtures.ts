@@ -12,11 +12,13 @@ import {
   deriveAddress,
   descriptorKeyOf,
   type SignerKey,
+  scriptToAddress,
   signerKeyFromSeed,
   type WalletDescriptor,
   type WalletUtxo,
   walletFromKeys,
 } from '@custos/bitcoin';
+import type { Address } from '@custos/core';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { hex } from '@scure/base';
 import { p2wpkh, Transaction } from '@scure/btc-signer';
@@ -58,6 +60,16 @@ const funder = p2wpkh(pubECDSA(funderKey), REGTEST);
 /** A regtest P2WPKH address that is nobody's in these tests but the payee's. */
 export const DESTINATION = p2wpkh(pubECDSA(sha256(new TextEncoder().encode('payee'))), REGTEST).address;
 export const ATTACKER = p2wpkh(pubECDSA(sha256(new TextEncoder().encode('attacker'))), REGTEST).address;
+
+/**
+ * A customer's own regtest P2WPKH address, in no address book: the program
+ * is the first 20 bytes of sha256(`seed`), so nobody holds its key. Tests
+ * of the exchange's desk pay these (destination 'any').
+ */
+export function customerAddress(seed: string): Address {
+  const program = sha256(new TextEncoder().encode(seed)).slice(0, 20);
+  return scriptToAddress(new Uint8Array([0x00, 0x14, ...program]), 'regtest') as Address;
+}
 
 /**
  * A signed segwit transaction paying each wallet address its value: the

@@ -1,6 +1,7 @@
 /**
- * A real `custos signer run` process polling a fake coordinator that serves
- * the world's governance: the set-up the signer process tests share.
+ * Real `custos signer run` processes polling a fake coordinator that serves
+ * the world's governance: the set-up the signer process tests share. Each
+ * signer has its own keystore, configuration, database and HTTP connection.
  */
 import { rmSync } from 'node:fs';
 import {
@@ -13,27 +14,41 @@ import {
 import type { World } from '@custos/test-support/world';
 import { type FakeCoordinator, startFakeCoordinator } from './fake-coordinator.js';
 
-/** Starts the fake coordinator with `world.governance` and signer-1 against it; resolves once it has started. */
+/**
+ * Starts the fake coordinator with `world.governance` and one signer process
+ * per keystore, `signer-1`, `signer-2`, ... in order; resolves once each has
+ * started. `signer` is the first of `signers`; `configs` their configuration
+ * files, in the same order.
+ */
 export async function startStand(
   dir: string,
-  keystore: KeystoreInfo,
+  keystores: KeystoreInfo | readonly KeystoreInfo[],
   world: World,
-): Promise<{ coordinator: FakeCoordinator; signer: RunningSigner }> {
-  const coordinator = await startFakeCoordinator(new Map([['signer-1', keystore.identityKey]]));
+): Promise<{
+  coordinator: FakeCoordinator;
+  signer: RunningSigner;
+  signers: RunningSigner[];
+  configs: string[];
+}> {
+  const list = Array.isArray(keystores) ? keystores : [keystores as KeystoreInfo];
+  const ids = list.map((_, i) => `signer-${i + 1}`);
+  const coordinator = await startFakeCoordinator(new Map(list.map((k, i) => [ids[i]!, k.identityKey])));
   coordinator.setGovernance(world.governance);
-  const signer = runSigner(writeConfig(dir, 'signer-1', coordinator.url, world.org.orgId));
-  await waitForOutput(signer, 'signer.started');
-  return { coordinator, signer };
+  const configs = ids.map((id) => writeConfig(dir, id, coordinator.url, world.org.orgId));
+  const signers = configs.map((config) => runSigner(config));
+  await Promise.all(signers.map((s) => waitForOutput(s, 'signer.started')));
+  return { coordinator, signer: signers[0]!, signers, configs };
 }
 
-/** Stops what {@link startStand} started (either may be missing after a failed set-up) and removes `dir`. */
+/** Stops what {@link startStand} started (any of it may be missing after a failed set-up) and removes `dir`. */
 export async function stopStand(
-  signer: RunningSigner | undefined,
+  signers: RunningSigner | readonly (RunningSigner | undefined)[] | undefined,
   coordinator: FakeCoordinator | undefined,
   dir: string,
 ): Promise<void> {
-  signer?.child.kill('SIGTERM');
-  await signer?.exited;
+  const list = (Array.isArray(signers) ? signers : [signers]) as (RunningSigner | undefined)[];
+  for (const s of list) s?.child.kill('SIGTERM');
+  await Promise.all(list.map((s) => s?.exited));
   await coordinator?.close();
-  rmSync(dir, { recursive: true, force: true });
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }

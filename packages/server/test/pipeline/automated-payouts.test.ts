@@ -14,20 +14,9 @@
  * them at the limit, and once they are signed the coordinator's preview
  * refuses the next one at the door.
  */
-import { scriptToAddress } from '@custos/bitcoin';
-import {
-  type Address,
-  type Amount,
-  type Digest,
-  ed25519PublicKey,
-  type Millis,
-  type PolicyRule,
-  type RollingLimit,
-  sha256,
-  utf8,
-} from '@custos/core';
-import { DAY, propose, WALLET_ID } from '@custos/test-support/org';
-import { makeWorld } from '@custos/test-support/world';
+import type { Amount, Digest, Millis, PolicyRule, RollingLimit } from '@custos/core';
+import { DAY, WALLET_ID } from '@custos/test-support/org';
+import { customerAddress } from '@custos/test-support/psbt-fixtures';
 import { describe, expect, it } from 'vitest';
 import { createCoordinator } from '../../src/app.js';
 import { Client } from '../api/support/client.js';
@@ -37,8 +26,7 @@ import {
   auditEvents,
   fund,
   makeCoordinator,
-  type Org,
-  SIGNER_2_SECRET,
+  makeOrg,
   seedGovernance,
   startSigners,
   tempDir,
@@ -75,42 +63,16 @@ const PAYOUTS_DAILY: RollingLimit = {
   max: DAILY.toString() as Amount,
 };
 
-/** The pipeline harness's organization (two signers of a 2-of-3), with the payouts tier first. */
-function exchangeOrg(): Org {
-  const world = makeWorld({
-    delayMs: 0,
-    policy: (p) => ({ ...p, rules: [PAYOUTS, ...p.rules], limits: [...p.limits, PAYOUTS_DAILY] }),
-  });
-  world.clock.now = Date.now();
-  const org = world.org;
-  const signer2 = { id: 'signer-2', publicKey: ed25519PublicKey(SIGNER_2_SECRET), label: 'Signer 2' };
-  return {
-    world,
-    orgId: org.orgId,
-    entries: [org.genesis, propose(org.state, 'signer.add', signer2, org.admins.slice(0, 2))],
-    signerKeys: new Map([
-      [org.signer.record.id, org.signer.record.publicKey],
-      [signer2.id, signer2.publicKey],
-    ]),
-    identities: new Map([
-      [org.signer.record.id, org.signer.secretKey],
-      [signer2.id, SIGNER_2_SECRET],
-    ]),
-  };
-}
-
-/** A customer's own regtest address, in no book. */
-function customer(k: number): Address {
-  const program = sha256(utf8(`custos pipeline customer ${k}`)).slice(0, 20);
-  return scriptToAddress(new Uint8Array([0x00, 0x14, ...program]), 'regtest') as Address;
-}
-
 const SETTLED = ['signed', 'broadcast', 'confirmed', 'refused'];
 
 describe.each(backends)('automated payouts end to end on $name', (backend) => {
   it("THREATS 20: the backend's payouts are signed with no approval until each signer's own limit, then LIMIT_EXCEEDED: nothing signed, refused, audited", async () => {
     const { store } = await backend.fresh();
-    const org = exchangeOrg();
+    const org = makeOrg((p) => ({
+      ...p,
+      rules: [PAYOUTS, ...p.rules],
+      limits: [...p.limits, PAYOUTS_DAILY],
+    }));
     const node = regtest();
     await seedGovernance(store, org);
     const c = await makeCoordinator(store, org, {
@@ -143,7 +105,10 @@ describe.each(backends)('automated payouts end to end on $name', (backend) => {
     const ids: Digest[] = [];
     for (let k = 0; k < 5; k++) {
       org.world.clock.now = Date.now();
-      const res = await client.post('/v1/intents', org.world.intent(PER_PAYOUT, { to: customer(k) }));
+      const res = await client.post(
+        '/v1/intents',
+        org.world.intent(PER_PAYOUT, { to: customerAddress(`custos pipeline customer ${k}`) }),
+      );
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       expect(res.body).toMatchObject({ status: 'approved', decision: { kind: 'allow', approvers: [] } });
       ids.push((res.body as { id: Digest }).id);
@@ -202,7 +167,10 @@ describe.each(backends)('automated payouts end to end on $name', (backend) => {
 
     // Now that the coordinator saw 0.009 BTC signed, its preview refuses the next payout at the door.
     org.world.clock.now = Date.now();
-    const next = await client.post('/v1/intents', org.world.intent(PER_PAYOUT, { to: customer(9) }));
+    const next = await client.post(
+      '/v1/intents',
+      org.world.intent(PER_PAYOUT, { to: customerAddress('custos pipeline customer 9') }),
+    );
     expect(outcome(next)).toEqual({ status: 422, code: 'LIMIT_EXCEEDED' });
   });
 });

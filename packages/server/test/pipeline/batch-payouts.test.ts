@@ -6,25 +6,15 @@
  * broadcast and mined; the mined transaction pays each output exactly.
  */
 import { parseTransaction, scriptToAddress } from '@custos/bitcoin';
-import {
-  type Address,
-  type Amount,
-  type Digest,
-  ed25519PublicKey,
-  intentDigest,
-  type LedgerEntry,
-  sha256,
-  utf8,
-} from '@custos/core';
-import { propose } from '@custos/test-support/org';
-import { makeWorld } from '@custos/test-support/world';
+import { type Amount, type Digest, intentDigest, type LedgerEntry } from '@custos/core';
+import { withCustomers } from '@custos/test-support/org';
+import { customerAddress } from '@custos/test-support/psbt-fixtures';
 import { describe, expect, it } from 'vitest';
 import { useBackends } from '../db/backends.js';
 import {
   fund,
   makeCoordinator,
-  type Org,
-  SIGNER_2_SECRET,
+  makeOrg,
   seedGovernance,
   startSigners,
   tempDir,
@@ -37,50 +27,10 @@ const { backends } = useBackends();
 const regtest = useRegtest();
 const cleanups = useCleanups();
 
-/** The pipeline harness's organization, with customers' addresses (in no book) allowed under two approvals. */
-function deskOrg(): Org {
-  const world = makeWorld({
-    delayMs: 0,
-    policy: (p) => ({
-      ...p,
-      rules: [
-        ...p.rules,
-        {
-          id: 'customers',
-          match: { destination: { kind: 'any' } },
-          action: 'allow',
-          approvals: [{ m: 2, role: 'approver' }],
-        },
-      ],
-    }),
-  });
-  world.clock.now = Date.now();
-  const org = world.org;
-  const signer2 = { id: 'signer-2', publicKey: ed25519PublicKey(SIGNER_2_SECRET), label: 'Signer 2' };
-  return {
-    world,
-    orgId: org.orgId,
-    entries: [org.genesis, propose(org.state, 'signer.add', signer2, org.admins.slice(0, 2))],
-    signerKeys: new Map([
-      [org.signer.record.id, org.signer.record.publicKey],
-      [signer2.id, signer2.publicKey],
-    ]),
-    identities: new Map([
-      [org.signer.record.id, org.signer.secretKey],
-      [signer2.id, SIGNER_2_SECRET],
-    ]),
-  };
-}
-
-function customer(k: number): Address {
-  const program = sha256(utf8(`custos pipeline batch customer ${k}`)).slice(0, 20);
-  return scriptToAddress(new Uint8Array([0x00, 0x14, ...program]), 'regtest') as Address;
-}
-
 describe.each(backends)('a batch of 100 payouts on $name', (backend) => {
   it('is built into one transaction, signed by two real signers, broadcast and mined, each output exact', async () => {
     const { store } = await backend.fresh();
-    const org = deskOrg();
+    const org = makeOrg(withCustomers);
     const node = regtest();
     await seedGovernance(store, org);
     const c = await makeCoordinator(store, org, {
@@ -91,7 +41,7 @@ describe.each(backends)('a batch of 100 payouts on $name', (backend) => {
     await fund(node, org, [30_000_000n]);
 
     const outputs = Array.from({ length: 100 }, (_, k) => ({
-      to: customer(k),
+      to: customerAddress(`custos pipeline batch customer ${k}`),
       amount: (10_000 + 137 * k).toString() as Amount,
     }));
     const total = outputs.reduce((s, o) => s + BigInt(o.amount), 0n);

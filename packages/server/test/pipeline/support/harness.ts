@@ -28,6 +28,7 @@ import {
   type GovernanceState,
   intentDigest,
   type Millis,
+  type Policy,
   type SignedGovernanceEntry,
   type SignerJob,
   type SignerResult,
@@ -57,9 +58,10 @@ export interface Org {
   readonly identities: ReadonlyMap<string, Uint8Array>;
 }
 
-export function makeOrg(): Org {
+/** The fixture organization with signer-2 added; `policy` edits the genesis policy (the default one when absent). */
+export function makeOrg(policy?: (p: Policy) => Policy): Org {
   // No loosening delay: signer.add waits it out (GOVERNANCE_EFFECTS), and signer-2 must get jobs at once here.
-  const world = makeWorld({ delayMs: 0 });
+  const world = makeWorld(policy === undefined ? { delayMs: 0 } : { delayMs: 0, policy });
   world.clock.now = Date.now();
   const org = world.org;
   const signer2 = { id: 'signer-2', publicKey: ed25519PublicKey(SIGNER_2_SECRET), label: 'Signer 2' };

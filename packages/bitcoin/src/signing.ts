@@ -74,3 +74,4 @@ export {
   type VerifiedPsbt,
   verifyPsbt,
 } from './verify.js';
+export { walletReceiveAddress } from './wallet-address.js';

@@ -49,6 +49,7 @@ const SIGN = [
   'verifyPsbt',
   'walletFromKeys',
   'walletIdentity',
+  'walletReceiveAddress',
 ];
 
 /** The chain side the main entry adds to SIGN (a coordinator's needs). */

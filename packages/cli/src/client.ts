@@ -270,6 +270,19 @@ export class CustosClient {
     readonly to: string;
     readonly memo?: string;
     readonly expiresInMs?: number;
+    /**
+     * A batch (issue 13): every output in order; `amount` must then be their
+     * sum and `to` the first output's destination.
+     */
+    readonly outputs?: readonly { readonly to: string; readonly amount: string }[];
+    /**
+     * An internal transfer (issue 13): the governed wallet `to` belongs to,
+     * and for Bitcoin its receive index. `to` must be that wallet's address
+     * (derive it with `walletReceiveAddress` of @custos/bitcoin from the
+     * governed descriptor); the coordinator and every signer derive it again
+     * and refuse DESTINATION_NOT_WALLET otherwise.
+     */
+    readonly toWallet?: { readonly wallet: string; readonly index?: number };
   }): Promise<{ id: Digest; status: string; decision: JsonValue | null; intent: SignedIntent }> {
     const signer = this.opts.signer;
     if (signer === undefined || !isDeviceSigner(signer)) {
@@ -293,6 +306,8 @@ export class CustosClient {
       createdAt: now,
       expiresAt: now + (t.expiresInMs ?? 3_600_000),
       ...(t.memo === undefined ? {} : { memo: t.memo }),
+      ...(t.outputs === undefined ? {} : { outputs: t.outputs }),
+      ...(t.toWallet === undefined ? {} : { toWallet: t.toWallet }),
     });
     const signed = await signIntentWithDevice(signer, intent);
     return { ...(await this.postIntent(signed)), intent: signed };
@@ -406,6 +421,7 @@ export class CustosClient {
         balance: typeof r.balance === 'string' ? r.balance : String(r.balance ?? '0'),
         utxos: typeof r.utxos === 'number' ? r.utxos : Array.isArray(r.utxos) ? r.utxos.length : 0,
         ...(typeof r.receiveAddress === 'string' ? { receiveAddress: r.receiveAddress } : {}),
+        ...(typeof r.receiveIndex === 'number' ? { receiveIndex: r.receiveIndex } : {}),
         ...(Array.isArray(r.balances)
           ? {
               balances: r.balances.map((b, j) => {
@@ -490,6 +506,8 @@ export interface WalletView {
   readonly balance: string;
   readonly utxos: number;
   readonly receiveAddress?: string;
+  /** Bitcoin: the receive index of receiveAddress, the next unused (the coordinator's word: availability only). */
+  readonly receiveIndex?: number;
   /** EVM Safe: each registered asset's balance in base units. */
   readonly balances?: readonly { readonly asset: string; readonly balance: string }[];
 }

@@ -69,6 +69,8 @@ const SENTENCES: Partial<Record<ErrorCode, string>> = {
   UNKNOWN_ASSET: 'the wallet does not hold this asset',
   UNBOUNDED_AUTOMATION:
     'a rule that needs no approval must have a per-transaction maximum and a rolling limit for each wallet and asset it covers',
+  DESTINATION_NOT_WALLET:
+    "the destination is not the named wallet's own address (an internal transfer must pay the wallet it names)",
   UNEXPECTED_OUTPUT: 'the transaction does not pay exactly the destination and amount of the intent',
   FEE_TOO_HIGH: 'the transaction fee is above the policy cap',
   FOREIGN_INPUT: 'the transaction spends coins that are not the wallet',

@@ -22,9 +22,11 @@ import {
   psbtFromBase64,
   type VerifiedPsbt,
   verifyPsbt,
+  walletReceiveAddress,
 } from '@custos/bitcoin/sign';
 import {
   addressStatus,
+  checkInternalDestination,
   type Digest,
   deviceLookupMessage,
   type ErrorCode,
@@ -67,6 +69,17 @@ export interface Review {
   readonly intent: Intent;
   readonly wallet: Wallet | null;
   readonly requesterName: string;
+  /**
+   * An internal transfer (issue 13): the wallet the intent names as its
+   * destination, and whether `to` was proven here to be that wallet's address
+   * (derived from its governed descriptor); null for any other intent.
+   */
+  readonly internal: {
+    readonly wallet: string;
+    readonly label: string;
+    readonly index?: number;
+    readonly proven: boolean;
+  } | null;
   /** Address-book label of the destination, with its status. */
   readonly destination: { label: string; status: 'active' | 'pending' | 'unknown'; activeFrom?: number };
   /**
@@ -175,6 +188,20 @@ export function reviewIntent(input: ReviewInput): Review {
     warnings.push(...checked.warnings);
   }
 
+  // An internal transfer: `to` derived here from the named wallet's governed descriptor (issue 13).
+  let internal: Review['internal'] = null;
+  if (intent.toWallet !== undefined) {
+    const proof = checkInternalDestination(state, intent, now, walletReceiveAddress);
+    if (!proof.ok) problems.push({ code: proof.code, message: proof.message });
+    const label = state.wallets.get(intent.toWallet.wallet)?.label ?? intent.toWallet.wallet;
+    internal = {
+      wallet: intent.toWallet.wallet,
+      label,
+      ...(intent.toWallet.index === undefined ? {} : { index: intent.toWallet.index }),
+      proven: proof.ok,
+    };
+  }
+
   // Address book, look-alikes (THREATS 21), first payment, size against history.
   const book = addressStatus(state, intent.chain, intent.to, now);
   const destination =
@@ -183,7 +210,7 @@ export function reviewIntent(input: ReviewInput): Review {
       : book.status === 'pending'
         ? { label: book.entry.label, status: 'pending' as const, activeFrom: book.activeFrom }
         : { label: 'not in the address book', status: 'unknown' as const };
-  if (book.status === 'unknown') {
+  if (book.status === 'unknown' && internal === null) {
     warnings.push({ code: 'DESTINATION_NOT_ALLOWED', message: `${intent.to} is not in the address book` });
   } else if (book.status === 'pending') {
     warnings.push({
@@ -222,13 +249,21 @@ export function reviewIntent(input: ReviewInput): Review {
   const earlier = ledgerViewOf(trustedHistory(state, input.history, id, now));
   warnings.push(...historyWarnings(earlier, intent, id ?? ZERO_DIGEST));
 
-  const decision = evaluate({ state, intent: signed, approvals: view.approvals, ledger: [], now });
+  const decision = evaluate({
+    state,
+    intent: signed,
+    approvals: view.approvals,
+    ledger: [],
+    now,
+    receiveAddress: walletReceiveAddress,
+  });
   const requesterName = state.members.get(intent.requester)?.name ?? intent.requester;
   return {
     id,
     intent,
     wallet,
     requesterName,
+    internal,
     destination,
     outputs,
     transaction,
@@ -348,9 +383,17 @@ export function formatReview(r: Review, now: number): string {
   );
   lines.push(`Amount     ${r.amountText}`);
   lines.push(`To         ${i.to}`);
-  lines.push(
-    `           ${r.destination.status === 'active' ? `address book: ${r.destination.label}` : r.destination.status === 'pending' ? `address book: ${r.destination.label} (PENDING)` : 'NOT IN THE ADDRESS BOOK'}`,
-  );
+  if (r.internal !== null) {
+    const where = r.internal.index === undefined ? '' : ` (receive index ${r.internal.index})`;
+    lines.push(
+      r.internal.proven
+        ? `           internal transfer to wallet ${r.internal.wallet}${where}: ${r.internal.label}, address derived here`
+        : `           CLAIMS internal transfer to wallet ${r.internal.wallet}${where}, but it is NOT that wallet's address`,
+    );
+  } else
+    lines.push(
+      `           ${r.destination.status === 'active' ? `address book: ${r.destination.label}` : r.destination.status === 'pending' ? `address book: ${r.destination.label} (PENDING)` : 'NOT IN THE ADDRESS BOOK'}`,
+    );
   if (r.outputs.length > 0) {
     // Issue 13: a batch shows every output it pays, as signed; the Amount above is their sum.
     lines.push(`Outputs    ${r.outputs.length} (a batch; To is the first)`);

@@ -94,6 +94,13 @@ export const ERROR_CODES = [
    * policy is decoded (genesis, policy.set, every signer).
    */
   'UNBOUNDED_AUTOMATION',
+  /**
+   * An internal transfer (issue 13) whose claimed destination wallet does not
+   * prove out: `to` is not that wallet's address at the claimed index, the
+   * index is past the bound, or the wallet pays itself. Refused by the
+   * coordinator and by every signer, each deriving the address itself.
+   */
+  'DESTINATION_NOT_WALLET',
   // The transaction itself (23-29)
   'UNEXPECTED_OUTPUT',
   'FEE_TOO_HIGH',

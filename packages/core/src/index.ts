@@ -14,6 +14,7 @@ export * from './governance.js';
 export * from './governance-effects.js';
 export * from './hash.js';
 export * from './http-signature.js';
+export * from './internal-transfer.js';
 export * from './jcs.js';
 export * from './jobs.js';
 export * from './json.js';

@@ -98,6 +98,35 @@ export const payout = object({ to: address, amount }, {}, 'One output of a batch
 export type Payout = Infer<typeof payout>;
 
 /**
+ * The highest receive index an internal transfer may name (issue 13), so
+ * 0..999. Wallets, the coordinator's scanner and any wallet restored from the
+ * descriptor look for receive addresses a gap limit past the last one used;
+ * coins sent far beyond it are not lost (the keys derive the address) but no
+ * balance, scan or watcher sees them until someone widens the search. A
+ * signer cannot know which receive indexes deposits used, so the bound is
+ * absolute: small enough that the coordinator watches up to it cheaply (it
+ * derives the destination wallet's receive branch up to the index plus its
+ * gap when it builds), large enough for a refill a day for years when each
+ * takes the next unused index (a reused internal address is harmless: both
+ * sides are the organization's own).
+ */
+export const MAX_INTERNAL_RECEIVE_INDEX = 999;
+
+/**
+ * The destination wallet an internal transfer claims (issue 13): a governed
+ * wallet and, for Bitcoin, the receive index (branch 0 of its descriptor)
+ * whose address `to` must be. A Safe has one address, its own, so no index.
+ * The claim is signed with the intent, and proven by every verifier that lets
+ * it authorize anything (policy.ts step 2b, internal-transfer.ts).
+ */
+export const internalDestination = object(
+  { wallet: id },
+  { index: int({ min: 0, max: MAX_INTERNAL_RECEIVE_INDEX }) },
+  'The governed wallet an internal transfer pays, and for Bitcoin the receive index of `to` in it.',
+);
+export type InternalDestination = Infer<typeof internalDestination>;
+
+/**
  * An intent pays one destination (`to`, `amount`) or, with `outputs`, a
  * batch (issue 13). A batch keeps `to` and `amount`, bound to the list:
  * `amount` is the exact sum of the outputs and `to` the first output's
@@ -124,17 +153,41 @@ export const intent = refine(
       createdAt: millis,
       expiresAt: millis,
     },
-    { memo: text, outputs: array(payout, { min: 2, max: MAX_BATCH_OUTPUTS }) },
+    {
+      memo: text,
+      outputs: array(payout, { min: 2, max: MAX_BATCH_OUTPUTS }),
+      toWallet: internalDestination,
+    },
     'A requested transfer, signed on the requester device.',
   ),
   (i) => {
     if (i.amount === '0') return 'amount must be greater than zero';
     if (i.expiresAt <= i.createdAt) return 'expiresAt must be after createdAt';
+    if (i.toWallet !== undefined) {
+      const problem = internalDestinationProblem(i.chain, i.toWallet, i.outputs !== undefined);
+      if (problem !== undefined) return problem;
+    }
     if (i.outputs !== undefined) return batchProblem(i.chain, i.to, i.amount, i.outputs);
     // On an EVM chain the destination is signed in its one EIP-55 spelling (evm.ts).
     return chainAddressProblem(i.chain, i.to, 'to');
   },
 );
+
+/** What the schema can tell of an internal transfer's claim without governance (its shape per chain). */
+function internalDestinationProblem(
+  chain: string,
+  dest: InternalDestination,
+  batch: boolean,
+): Problem | undefined {
+  const bad = (field: string, message: string): Problem => ({ code: 'INVALID_VALUE', message, field });
+  if (batch) return bad('toWallet', 'an internal transfer pays one wallet: no outputs');
+  if (isEvmChain(chain)) {
+    if (dest.index !== undefined) return bad('toWallet.index', 'a Safe has one address: no index');
+  } else if (dest.index === undefined) {
+    return bad('toWallet.index', "a Bitcoin wallet's receive index is required");
+  }
+  return undefined;
+}
 
 function batchProblem(
   chain: string,
@@ -214,6 +267,12 @@ export const destinationMatch = tagged('kind', {
   'address-book': object({ kind: literal('address-book') }),
   entries: object({ kind: literal('entries'), ids: ids(1000) }),
   tags: object({ kind: literal('tags'), tags: ids(100) }),
+  /**
+   * Internal transfers (issue 13): the intent names one of these governed
+   * wallets in `toWallet`, and `to` is proven to be its address (policy.ts
+   * step 2b) before the rule is matched. Never matches an external address.
+   */
+  wallets: object({ kind: literal('wallets'), wallets: ids(1000) }),
 });
 export type DestinationMatch = Infer<typeof destinationMatch>;
 

@@ -29,6 +29,8 @@
  *  2. organization, wallet, chain, asset        WRONG_ORG, UNKNOWN_WALLET, WALLET_NOT_ACTIVE, WRONG_CHAIN (16),
  *                                               UNKNOWN_ASSET (for a Safe: registered and active), and
  *                                               OPERATION_FORBIDDEN for a Safe paying itself (28)
+ * 2b. an internal transfer's destination wallet  DESTINATION_NOT_WALLET, UNKNOWN_WALLET, WALLET_NOT_ACTIVE,
+ *     (issue 13), proven by derivation          WRONG_CHAIN, UNKNOWN_ASSET (internal-transfer.ts)
  *  3. requester device and signature, role      NOT_A_MEMBER, UNKNOWN_DEVICE, DEVICE_REVOKED (4, 5),
  *                                               DEVICE_NOT_ACTIVE, INTENT_SIGNATURE_INVALID (6), NOT_AUTHORIZED
  *  4. intent lifetime                           LIFETIME_TOO_LONG, EXPIRED (15), NOT_YET_VALID
@@ -41,6 +43,7 @@
  *  9. cancel window                             'pending' until it has passed
  */
 import { accept, type ErrorCode, type Refusal, type Result, refusalFrom, refuse } from './errors.js';
+import { checkInternalDestination, type WalletAddressFn } from './internal-transfer.js';
 import { verifyDeviceSignature } from './keys.js';
 import { isLedgerView, LARGE_AMOUNT_HISTORY, type LedgerView, ledgerSums, ledgerViewOf } from './ledger.js';
 import { lookalikeMessage, lookalikesInForce } from './lookalike.js';
@@ -102,6 +105,13 @@ export interface EvaluateInput {
   readonly chains?: readonly string[];
   /** `${member}/${device}` → last WebAuthn signature counter seen for that passkey. */
   readonly passkeyCounters?: ReadonlyMap<string, number>;
+  /**
+   * Derives a Bitcoin wallet's receive address (`@custos/bitcoin/sign`'s
+   * walletReceiveAddress), to prove an internal transfer's `toWallet` claim
+   * (step 2b). Without it every Bitcoin internal transfer is refused
+   * DESTINATION_NOT_WALLET: the claim is never believed unproven.
+   */
+  readonly receiveAddress?: WalletAddressFn;
 }
 
 /** An approval group of a matched rule that does not have enough approvers yet. */
@@ -207,6 +217,12 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   }
   const wallet = intentWallet(state, intent, now, input.chains);
   if (!wallet.ok) return deny(digest, wallet.code, wallet.message);
+  // 2b. An internal transfer (issue 13) names its destination wallet; the claim lets a
+  // `wallets` rule match, so it is proven here, `to` derived from the governed wallet.
+  if (intent.toWallet !== undefined) {
+    const dest = checkInternalDestination(state, intent, now, input.receiveAddress);
+    if (!dest.ok) return deny(digest, dest.code, dest.message);
+  }
 
   // 3. The requester signed exactly these bytes on an active device (THREATS 4-6) and may ask.
   const requester = lookupDevice(state, intent.requester, intent.device, now);
@@ -467,10 +483,14 @@ function fitRule(rule: PolicyRule, ctx: RuleContext): RuleFit {
   if (m.minAmount !== undefined && ctx.amount < BigInt(m.minAmount)) return 'other';
   if (m.maxAmount !== undefined && ctx.amount > BigInt(m.maxAmount)) return 'other';
   if (m.requesterRoles !== undefined && !m.requesterRoles.some((r) => ctx.roles.has(r))) return 'other';
-  return fitDestination(m.destination, ctx.destination);
+  return fitDestination(m.destination, ctx.destination, ctx.intent.toWallet);
 }
 
-function fitDestination(match: DestinationMatch, dest: DestinationEntries): RuleFit {
+function fitDestination(
+  match: DestinationMatch,
+  dest: DestinationEntries,
+  toWallet: Intent['toWallet'],
+): RuleFit {
   let wanted: (e: AddressEntry) => boolean;
   switch (match.kind) {
     case 'any':
@@ -484,6 +504,9 @@ function fitDestination(match: DestinationMatch, dest: DestinationEntries): Rule
     case 'tags':
       wanted = (e) => e.tags?.some((t) => match.tags.includes(t)) === true;
       break;
+    case 'wallets':
+      // The claim was proven in step 2b; an intent without one (any external address) never matches.
+      return toWallet !== undefined && match.wallets.includes(toWallet.wallet) ? 'match' : 'destination';
   }
   if (dest.active.some(wanted)) return 'match';
   if (dest.pending.some(wanted)) return 'pending';

@@ -88,6 +88,13 @@ import { errorFields, type Logger, silentLogger } from './pipeline/support.js';
 export const WALLETS_KEY = 'chain:wallets';
 export const SCAN_KEY = 'chain:scan';
 export const changeKey = (wallet: string): string => `chain:change:${wallet}`;
+/**
+ * kv key: one past the highest receive index an internal transfer (issue 13)
+ * was built to pay in this wallet. Deposits move the receive branch through
+ * the scan; an internal transfer may name an index further on (up to core's
+ * MAX_INTERNAL_RECEIVE_INDEX), so every coordinator watches up to it too.
+ */
+export const receiveKey = (wallet: string): string => `chain:receive:${wallet}`;
 
 /** syncChain calls per sync at most (each applies up to maxBlocksPerSync blocks). */
 const MAX_SYNC_ROUNDS = 20;
@@ -390,6 +397,7 @@ export class ChainWatcher {
         balance: balance.toString(),
         utxos: coins.length,
         receiveAddress: deriveAddress(parsed, 0, next).address,
+        receiveIndex: next,
       });
     }
     return out;
@@ -620,13 +628,37 @@ export class ChainWatcher {
     this.#derive(w, 1, Math.max(w.used[1] + 1, handedOut) + this.#gap);
   }
 
-  /** Change indices other coordinators handed out must be watched here too. */
+  /** Change indices other coordinators handed out, and receive indices internal transfers pay, are watched here too. */
   async #readChangeCounters(): Promise<void> {
     for (const w of this.#wallets.values()) {
       const text = await this.#store.getKv(changeKey(w.id));
       const counter = text === null ? 0 : parseCounter(text);
       this.#deriveAhead(w, counter);
+      const receive = await this.#store.getKv(receiveKey(w.id));
+      if (receive !== null) this.#derive(w, 0, parseCounter(receive) + this.#gap);
     }
+  }
+
+  /**
+   * Issue 13: an internal transfer is about to pay `wallet`'s receive address
+   * at `index`. Records the index (kv, compare-and-set, so every coordinator
+   * reads the highest) and watches up to it plus the gap from now on, before
+   * the transaction exists: the coins show up in the wallet's balance and in
+   * the scan however far the index is past the last deposit. A wallet this
+   * coordinator does not watch (another network) is left alone.
+   */
+  watchReceive(wallet: string, index: number): Promise<void> {
+    return this.#locked(async () => {
+      await this.#load();
+      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+        const text = await this.#store.getKv(receiveKey(wallet));
+        const stored = text === null ? 0 : parseCounter(text);
+        if (stored > index) break;
+        if (await this.#store.compareAndSetKv(receiveKey(wallet), text, String(index + 1))) break;
+      }
+      const w = this.#wallets.get(wallet);
+      if (w !== undefined) this.#derive(w, 0, index + 1 + this.#gap);
+    });
   }
 
   async #allocateChangeIndex(w: WatchedWallet): Promise<number> {

@@ -50,6 +50,8 @@ export interface WalletSummary {
   readonly balance: string;
   readonly utxos: number;
   readonly receiveAddress: string;
+  /** Bitcoin: the receive index of `receiveAddress` (the next unused), e.g. for an internal transfer's toWallet. */
+  readonly receiveIndex?: number;
   /** EVM Safe: each registered asset's balance in base units (`balance` above is the native coin's). */
   readonly balances?: readonly { readonly asset: string; readonly balance: string }[];
 }

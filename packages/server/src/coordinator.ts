@@ -31,7 +31,7 @@
  *   re-verifies the stored signed objects against the verified governance
  *   state (evaluate checks every signature).
  */
-import { findWalletAlias } from '@custos/bitcoin';
+import { findWalletAlias, walletReceiveAddress } from '@custos/bitcoin';
 import {
   ADMIN_ROLE,
   type ApprovalCheck,
@@ -279,7 +279,14 @@ export class Engine {
     }
     const now = this.#clock();
     const ledger = await this.#ledger(state, now);
-    const decision = evaluate({ state, intent: signed, approvals: [], ledger, now });
+    const decision = evaluate({
+      state,
+      intent: signed,
+      approvals: [],
+      ledger,
+      now,
+      receiveAddress: walletReceiveAddress,
+    });
     if (decision.kind === 'deny') return this.#refuseIntent(actor, id, decision.code, decision.message);
 
     try {
@@ -330,7 +337,14 @@ export class Engine {
       const now = this.#clock();
       const ledger = await this.#ledger(state, now);
       decision = decisionView(
-        evaluate({ state, intent: record.signed, approvals: signedApprovals, ledger, now }),
+        evaluate({
+          state,
+          intent: record.signed,
+          approvals: signedApprovals,
+          ledger,
+          now,
+          receiveAddress: walletReceiveAddress,
+        }),
       );
     }
     return {
@@ -445,7 +459,14 @@ export class Engine {
 
     const ledger = await this.#ledger(state, now);
     const approvals = [...stored.map((s) => s.signed), signed];
-    const preview = evaluate({ state, intent: record.signed, approvals, ledger, now });
+    const preview = evaluate({
+      state,
+      intent: record.signed,
+      approvals,
+      ledger,
+      now,
+      receiveAddress: walletReceiveAddress,
+    });
     const mine = preview.approvalChecks[approvals.length - 1];
     if (mine?.code === 'NOT_AUTHORIZED') {
       return refuseApproval(
@@ -490,7 +511,14 @@ export class Engine {
       return null;
     }
     const ledger = sweep === undefined ? await this.#ledger(state, now) : await sweep.ledger();
-    const decision = evaluate({ state, intent: record.signed, approvals, ledger, now });
+    const decision = evaluate({
+      state,
+      intent: record.signed,
+      approvals,
+      ledger,
+      now,
+      receiveAddress: walletReceiveAddress,
+    });
     if (decision.kind === 'allow') return (await this.#approve(id, actor)) ? 'approved' : null;
     if (decision.kind === 'deny' && decision.code === 'INTENT_REJECTED') {
       return (await this.#reject(id, actor, decision.message)) ? 'rejected' : null;

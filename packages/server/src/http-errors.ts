@@ -87,6 +87,8 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   WALLET_NOT_ACTIVE: 422,
   // A policy.set or genesis whose zero-approval rule has no per-transaction maximum or rolling limit.
   UNBOUNDED_AUTOMATION: 422,
+  // An internal transfer whose destination is not the claimed wallet's derived address.
+  DESTINATION_NOT_WALLET: 422,
   CHANGE_BEYOND_GAP: 422,
   SAFE_NONCE_REUSED: 422,
   SAFE_STATE_MISMATCH: 422,

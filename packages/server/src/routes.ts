@@ -398,7 +398,7 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
         auth: 'any',
         success: 200,
         successDescription:
-          '{"wallets":[Wallet & {"balance","utxos","receiveAddress"} & ({"balances":[{"asset","balance"}]|null} for an evm-safe: every registered asset of the Safe, base units; "balance" is its native coin, "receiveAddress" the Safe)]}',
+          '{"wallets":[Wallet & {"balance","utxos","receiveAddress","receiveIndex"?} & ({"balances":[{"asset","balance"}]|null} for an evm-safe: every registered asset of the Safe, base units; "balance" is its native coin, "receiveAddress" the Safe)]}',
         errors: [],
       },
       async (c) => {
@@ -411,6 +411,7 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
             balance: s?.balance ?? null,
             utxos: s?.utxos ?? null,
             receiveAddress: s?.receiveAddress ?? null,
+            ...(s?.receiveIndex === undefined ? {} : { receiveIndex: s.receiveIndex }),
             ...(w.kind === 'evm-safe' ? { balances: s?.balances ?? null } : {}),
           };
         });

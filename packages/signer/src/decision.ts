@@ -33,6 +33,7 @@ import {
   type VerifiedPsbt,
   verifyPsbt,
   type WalletDescriptor,
+  walletReceiveAddress,
 } from '@custos/bitcoin/sign';
 import {
   accept,
@@ -150,7 +151,10 @@ export function checkStanding(input: Standing): Result<Digest> {
 /**
  * Step 5, shared by the Bitcoin and the EVM decision: core's policy with this
  * signer's clock, governance and ledger (the rolling limits are sums over its
- * own ledger, per asset id, whatever chain the asset is on).
+ * own ledger, per asset id, whatever chain the asset is on). An internal
+ * transfer's destination wallet is proven here with this signer's own
+ * derivation from the governed descriptor (DESTINATION_NOT_WALLET), whatever
+ * the coordinator checked; the PSBT check then pays exactly that `to`.
  */
 export function checkPolicy(
   input: Pick<DecisionInput, 'job' | 'state' | 'now' | 'chains' | 'ledger'>,
@@ -163,6 +167,7 @@ export function checkPolicy(
       ledger: input.ledger,
       now: input.now,
       chains: input.chains,
+      receiveAddress: walletReceiveAddress,
     }),
   );
 }

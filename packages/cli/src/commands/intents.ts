@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { checkAddress, networkOfChain } from '@custos/bitcoin';
+import { checkAddress, networkOfChain, walletReceiveAddress } from '@custos/bitcoin';
 import {
   type Approval,
   addressStatus,
@@ -23,6 +23,7 @@ import {
   intent as intentSchema,
   lookalikeMessage,
   lookalikesInForce,
+  MAX_INTERNAL_RECEIVE_INDEX,
   policiesInForce,
   signDigest,
   toHex,
@@ -32,6 +33,7 @@ import { parseAssetAmount, parseDuration, parseSats } from '../args.js';
 import type { IntentView } from '../client.js';
 import { COMMON_HELP, type Command } from '../command.js';
 import { type Context, openSession, type Session } from '../context.js';
+import { internalDestinationOf } from '../internal-transfer.js';
 import { formatSats, relativeTime, table, toJson, UsageError } from '../output.js';
 import { confirm } from '../password.js';
 import { formatReview, reviewIntent } from '../review.js';
@@ -42,6 +44,7 @@ export const requestCommand: Command = {
   summary: 'ask for a transfer: build and sign an intent on this device',
   help: `custos request --wallet <id> --to <address> --amount <sats> [--asset BTC] [--memo <text>] [--expires 1h]
 custos request --wallet <id> --batch <file.csv|file.json> [--asset BTC] [--memo <text>] [--expires 1h]
+custos request --wallet <id> --to-wallet <id> [--index n] --amount <sats> [--memo <text>] [--expires 1h]
 
 Builds the intent (wallet, chain, asset, amount, destination, a fresh 128-bit
 nonce, created now, expiring after --expires), signs its digest with this
@@ -62,6 +65,14 @@ Options:
                        skipped); JSON: [{"to": "...", "amount": "..."}].
                        Amounts as for --amount. 2 outputs at least; the
                        policy's maxBatchOutputs (default 250) at most.
+  --to-wallet <id>     an internal transfer (issue 13) to another governed
+                       wallet of the same chain instead of --to: the address
+                       is derived here from that wallet's governed descriptor
+                       (receive branch, index --index; a Safe: its address)
+                       and the claim is signed; coordinator and signers derive
+                       it again (else DESTINATION_NOT_WALLET)
+  --index <n>          the destination's receive index, 0 to 999 (default:
+                       the next unused one the coordinator reports, else 0)
   --asset <id>         default: the wallet's first asset
   --memo <text>        free text, signed with the intent
   --expires <time>     lifetime, e.g. 30m, 1h, 2d (default 1h)
@@ -70,11 +81,14 @@ Example:
   custos request --as requester-1 --wallet btc-main --to bcrt1q... --amount 150000 --memo "payout 42"
   custos request --wallet eth-safe --asset usdt --to 0x... --amount 25usdt
   custos request --wallet btc-hot --batch payouts.csv --memo "payouts 14:00"
+  custos request --wallet btc-cold --to-wallet btc-hot --amount 0.5btc --memo "refill"
 ${COMMON_HELP}`,
   options: {
     wallet: { type: 'string' },
     batch: { type: 'string' },
     to: { type: 'string' },
+    'to-wallet': { type: 'string' },
+    index: { type: 'string' },
     amount: { type: 'string' },
     asset: { type: 'string' },
     memo: { type: 'string' },
@@ -86,12 +100,20 @@ ${COMMON_HELP}`,
     if (batchFile !== undefined && (args.str('to') !== undefined || args.str('amount') !== undefined)) {
       throw new UsageError('--batch takes the place of --to and --amount: give one or the other');
     }
+    const toWalletId = args.str('to-wallet');
+    if (toWalletId !== undefined && (args.str('to') !== undefined || batchFile !== undefined)) {
+      throw new UsageError('--to-wallet takes the place of --to (and pays one wallet, no --batch)');
+    }
+    const toIndex = args.int('index', { min: 0, max: MAX_INTERNAL_RECEIVE_INDEX });
+    if (toIndex !== undefined && toWalletId === undefined)
+      throw new UsageError('--index goes with --to-wallet');
     const batchLines = batchFile === undefined ? undefined : readBatch(batchFile);
-    const toText = batchLines?.[0]?.to ?? args.required('to', 'the destination address');
+    const toText =
+      batchLines?.[0]?.to ?? (toWalletId === undefined ? args.required('to', 'the destination address') : '');
     const amountText = batchLines === undefined ? args.required('amount', 'the amount') : '1';
     // A Bitcoin amount is checked before anything is unlocked or fetched, as a usage error; an EVM
     // destination (0x) means the asset's decimals decide, known once governance is read.
-    const early = /^\s*0x/i.test(toText) ? null : parseSats(amountText);
+    const early = /^\s*0x/i.test(toText) || toWalletId !== undefined ? null : parseSats(amountText);
     const expiresIn = parseDuration(args.str('expires') ?? '1h', 'expires');
     if (expiresIn <= 0) throw new UsageError('--expires must be longer than zero');
     const s = await openSession(ctx, args);
@@ -103,10 +125,18 @@ ${COMMON_HELP}`,
         `no wallet ${walletId} in the verified governance (wallets: ${[...state.wallets.keys()].join(', ') || 'none'})`,
       );
     }
+    // An internal transfer: the destination derived here from the verified governance, never taken
+    // from the coordinator (its word only picks the default index, bounded by the schema).
+    const internal =
+      toWalletId === undefined
+        ? undefined
+        : await internalDestinationOf(state, wallet, toWalletId, toIndex, args.str('asset'), ctx.now(), () =>
+            s.client.wallets(),
+          );
     // The network is the wallet's chain id, never guessed from the address; bech32 is stored in lower case.
     const network = networkOfChain(wallet.chain);
     const assetId = args.str('asset') ?? wallet.assets[0];
-    let to = toText.trim();
+    let to = internal?.to ?? toText.trim();
     let amount: string;
     let outputs: { to: string; amount: string }[] | undefined;
     if (batchLines !== undefined) {
@@ -126,7 +156,7 @@ ${COMMON_HELP}`,
       amount = outputs.reduce((sum, o) => sum + BigInt(o.amount), 0n).toString();
     } else if (network !== undefined) {
       amount = early ?? parseSats(amountText);
-      const checked = checkAddress(toText, network);
+      const checked = checkAddress(to, network);
       if (!checked.ok) throw new CustosError(checked.code, checked.message);
       to = checked.value;
     } else if (wallet.kind === 'evm-safe') {
@@ -162,10 +192,15 @@ ${COMMON_HELP}`,
       expiresAt: now + expiresIn,
       ...(memo === undefined ? {} : { memo }),
       ...(outputs === undefined ? {} : { outputs }),
+      ...(internal === undefined ? {} : { toWallet: internal.toWallet }),
     });
     // What this client can tell before sending (the signers decide): book status and look-alikes.
     const book = addressStatus(state, wallet.chain, to, now);
-    if (book.status !== 'active') {
+    if (internal !== undefined) {
+      const where =
+        internal.toWallet.index === undefined ? '' : ` (receive index ${internal.toWallet.index})`;
+      ctx.io.err(`internal transfer to wallet ${internal.toWallet.wallet}${where}: ${to}, derived here\n`);
+    } else if (book.status !== 'active') {
       ctx.io.err(
         `warning: ${to} is ${book.status === 'pending' ? `pending in the address book (${book.entry.label})` : 'not in the address book'}\n`,
       );
@@ -398,6 +433,7 @@ ${COMMON_HELP}`,
             approvals: after.approvals,
             ledger: [],
             now: ctx.now(),
+            receiveAddress: walletReceiveAddress,
           });
           if (next.kind === 'pending' && next.missing.length === 0 && next.cancelWindowEndsAt !== undefined) {
             ctx.io.out(
@@ -421,6 +457,7 @@ export const rejectCommand = decideCommand('reject');
 function reviewJson(r: ReturnType<typeof reviewIntent>): unknown {
   return {
     intent: r.intent,
+    internal: r.internal,
     destination: r.destination,
     transaction: r.transaction,
     problems: r.problems,
@@ -524,7 +561,14 @@ async function showIntent(ctx: Context, s: Session, id: string, json: boolean): 
   let cancelWindowEndsAt: number | null = null;
   if (v.status === 'pending') {
     const { state } = await s.governance();
-    const d = evaluate({ state, intent: v.intent, approvals: v.approvals, ledger: [], now });
+    const d = evaluate({
+      state,
+      intent: v.intent,
+      approvals: v.approvals,
+      ledger: [],
+      now,
+      receiveAddress: walletReceiveAddress,
+    });
     if (d.kind === 'pending' && d.missing.length === 0 && d.cancelWindowEndsAt !== undefined) {
       cancelWindowEndsAt = d.cancelWindowEndsAt;
     }

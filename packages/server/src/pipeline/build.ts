@@ -89,6 +89,11 @@ export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
   }
 
   await ctx.chain.sync(state);
+  // An internal transfer (issue 13; its `to` proven by the policy to be this receive address):
+  // the destination wallet is watched up to it before the transaction exists.
+  if (intent.toWallet?.index !== undefined) {
+    await ctx.chain.watchReceive(intent.toWallet.wallet, intent.toWallet.index);
+  }
   const caps = feeCaps(state, intent, now);
   const estimate = await feeEstimate(ctx);
   let feeRate = estimate ?? ctx.opts.fallbackFeeRate;

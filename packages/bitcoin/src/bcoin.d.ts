@@ -43,6 +43,9 @@ declare module 'bcoin' {
     txid(): string;
     toRaw(): Buffer;
     readonly outputs: readonly { readonly value: number }[];
+    /** Outpoints spent; `hash` is hex in internal byte order. */
+    readonly inputs: readonly { readonly prevout: { readonly hash: string; readonly index: number } }[];
+    getVirtualSize(): number;
   }
   export const TX: {
     fromRaw(raw: Buffer): TX;
@@ -64,6 +67,8 @@ declare module 'bcoin' {
     /** Deployment state for the next block. */
     readonly state: { hasWitness(): boolean };
     add(block: Block): Promise<ChainEntry | null>;
+    /** An unspent output of the chain's UTXO set (hash hex, internal byte order), or null. */
+    getCoin(hash: string, index: number): Promise<Coin | null>;
   }
 
   export interface Miner {
@@ -80,6 +85,20 @@ declare module 'bcoin' {
     addTX(tx: TX): Promise<string[] | null>;
     hasEntry(hash: string): boolean;
     removeOrphan(hash: string): boolean;
+    /** The mempool entry spending an outpoint (hash in internal byte order), if any. */
+    getSpent(hash: string, index: number): MempoolEntry | undefined;
+    /** Every in-mempool descendant of an entry. */
+    getDescendants(entry: MempoolEntry): MempoolEntry[];
+    /** Removes an entry and, recursively, its spenders. */
+    evictEntry(entry: MempoolEntry): void;
+  }
+
+  export interface MempoolEntry {
+    readonly tx: TX;
+    /** Fee in satoshi. */
+    readonly fee: number;
+    /** Virtual size (sigop-adjusted). */
+    readonly size: number;
   }
 
   export interface NodeRpc {

@@ -26,6 +26,7 @@ export {
   parseTransaction,
 } from './block.js';
 export { type BuildRequest, type BuiltPsbt, buildPsbt, SEQUENCE, type WalletUtxo } from './build.js';
+export { type BuiltReplacement, buildReplacement } from './replace.js';
 export { BitcoinRpc, type BitcoinRpcOptions, type ChainInfo } from './rpc.js';
 export {
   type ChainTip,

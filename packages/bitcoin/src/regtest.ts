@@ -18,7 +18,13 @@
  * transaction the mempool refuses. Bitcoin Core answers with an error
  * (RPC_VERIFY_REJECTED, -26, and the reject reason). The node started here
  * replaces that one handler with a Core-faithful one, so tests see what a
- * production node would say.
+ * production node would say. It also replaces by fee as Core does (BIP 125
+ * as Core 28 applies it, full RBF): a transaction spending an output a
+ * mempool transaction spends evicts that transaction and its descendants if
+ * it pays a higher fee rate than each one it conflicts with directly and an
+ * absolute fee above theirs all by at least its own size at the incremental
+ * relay fee (1 sat/vB); else it is refused `insufficient fee`. bcoin 1.0
+ * refuses every such spend, which would make fee bumping untestable.
  *
  * Funding: coinbases are mined to a harness P2WPKH key this module holds in
  * memory; `fund` spends mature ones with a transaction built and signed by
@@ -97,6 +103,57 @@ interface HarnessCoin {
 }
 
 /** An error bweb's RPC layer turns into a JSON-RPC error with this code (it reads `type` and `code`). */
+/** Core's default incremental relay fee, sat/vB (-incrementalrelayfee=0.00001 BTC/kvB). */
+const INCREMENTAL_RELAY_FEE = 1;
+
+/**
+ * Core's replacement rules (validation.cpp, PreChecks and ReplacementChecks;
+ * BIP 125 rules 3, 4 and 6, full RBF): evicts the mempool transactions `tx`
+ * conflicts with, and their descendants, when it may replace them, and
+ * returns them; refuses it (RPC_VERIFY_REJECTED, `insufficient fee`) when not.
+ * No conflict: nothing evicted.
+ */
+async function replaceByFee(node: Bcoin.FullNode, tx: Bcoin.TX): Promise<Bcoin.MempoolEntry[]> {
+  const direct = new Map<string, Bcoin.MempoolEntry>();
+  let inputValue = 0;
+  for (const input of tx.inputs) {
+    const spender = node.mempool.getSpent(input.prevout.hash, input.prevout.index);
+    if (spender !== undefined) direct.set(spender.tx.hash('hex'), spender);
+  }
+  if (direct.size === 0) return [];
+  for (const input of tx.inputs) {
+    // Spent in the mempool by a conflict, so read from the chain (a parent in the mempool: refused below).
+    const coin = await node.chain.getCoin(input.prevout.hash, input.prevout.index);
+    if (coin === null) throw rpcError(RPC_VERIFY_ERROR, 'bad-txns-inputs-missingorspent');
+    inputValue += coin.value;
+  }
+  const fee = inputValue - tx.outputs.reduce((s, o) => s + o.value, 0);
+  const vsize = tx.getVirtualSize();
+  const all = new Map(direct);
+  for (const e of direct.values())
+    for (const d of node.mempool.getDescendants(e)) all.set(d.tx.hash('hex'), d);
+  const replacedFees = [...all.values()].reduce((s, e) => s + e.fee, 0);
+  for (const e of direct.values()) {
+    // Rule 6: a higher fee rate than each transaction replaced directly (compared exactly).
+    if (fee * e.size <= e.fee * vsize) {
+      throw rpcError(
+        RPC_VERIFY_REJECTED,
+        `insufficient fee, rejecting replacement ${tx.txid()}; new feerate not above ${e.tx.txid()}'s`,
+      );
+    }
+  }
+  // Rules 3 and 4: more than everything replaced, by at least its own relay cost.
+  if (fee < replacedFees + INCREMENTAL_RELAY_FEE * vsize) {
+    throw rpcError(
+      RPC_VERIFY_REJECTED,
+      `insufficient fee, rejecting replacement ${tx.txid()}, not enough additional fees to relay; ${fee - replacedFees} < ${INCREMENTAL_RELAY_FEE * vsize}`,
+    );
+  }
+  const evicted = [...all.values()];
+  for (const e of direct.values()) node.mempool.evictEntry(e);
+  return evicted;
+}
+
 function rpcError(code: number, message: string): Error {
   return Object.assign(new Error(message), { type: 'RPCError', code });
 }
@@ -361,10 +418,13 @@ function installCoreSendRawTransaction(bcoin: typeof Bcoin, node: Bcoin.FullNode
       throw rpcError(RPC_DESERIALIZATION_ERROR, 'TX decode failed');
     }
     if (node.mempool.hasEntry(tx.hash('hex'))) return tx.txid();
+    const evicted = await replaceByFee(node, tx);
     let missing: string[] | null;
     try {
       missing = await node.mempool.addTX(tx);
     } catch (err) {
+      // Core replaces atomically: what was evicted for a transaction that is refused comes back.
+      for (const e of evicted) await node.mempool.addTX(e.tx).catch(() => null);
       if (!isVerifyError(err)) throw err;
       // Sent twice at once (two coordinators broadcasting one transaction): the other call's
       // addTX won while this one waited for the mempool's lock. Core checks and adds under one

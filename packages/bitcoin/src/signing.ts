@@ -55,6 +55,7 @@ export {
   scriptToAddress,
 } from './network.js';
 export { estimateVsize, MAX_MONEY, psbtFromBase64, psbtToBase64 } from './psbt.js';
+export { INCREMENTAL_RELAY_FEE, type VerifiedReplacement, verifyReplacement } from './replace.js';
 export {
   combinePsbts,
   descriptorKeyOf,

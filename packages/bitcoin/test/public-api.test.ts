@@ -12,6 +12,7 @@ import * as sign from '../src/signing.js';
 const SIGN = [
   'BITCOIN_NETWORKS',
   'CHANGE_GAP_LIMIT',
+  'INCREMENTAL_RELAY_FEE',
   'MAX_KEYS',
   'MAX_MONEY',
   'NETWORKS',
@@ -47,6 +48,7 @@ const SIGN = [
   'signPsbt',
   'signerKeyFromSeed',
   'verifyPsbt',
+  'verifyReplacement',
   'walletFromKeys',
   'walletIdentity',
   'walletReceiveAddress',
@@ -62,6 +64,7 @@ const CHAIN = [
   'UtxoTracker',
   'blockHash',
   'buildPsbt',
+  'buildReplacement',
   'parseBlock',
   'parseTransaction',
   'syncChain',

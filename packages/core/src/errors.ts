@@ -129,6 +129,13 @@ export const ERROR_CODES = [
    * describes, as read from the signer's own node: the signer refuses and freezes.
    */
   'SAFE_STATE_MISMATCH',
+  /**
+   * A fee bump (issue 13) whose replacement is not one: it spends none of the
+   * inputs of a transaction signed for the intent (both could confirm), pays
+   * a payee output differently, grows the change, does not raise the fee, or
+   * names an intent this signer never signed or one already confirmed.
+   */
+  'NOT_A_REPLACEMENT',
   // Audit and operations (30-32)
   'AUDIT_CHAIN_BROKEN',
   'CHECKPOINT_INVALID',

@@ -4,6 +4,7 @@
  * public API; test/public-api.test.ts pins the list.
  */
 export * from './audit.js';
+export * from './bump.js';
 export * from './bytes.js';
 export * from './decode.js';
 export * from './device-signer.js';

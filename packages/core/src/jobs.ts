@@ -13,6 +13,7 @@
  * EIP-712 hash it computed, never one it was handed.
  */
 
+import { signedBump } from './bump.js';
 import { ERROR_CODES } from './errors.js';
 import { evmAddress } from './evm.js';
 import { digestOf } from './jcs.js';
@@ -105,8 +106,8 @@ const signerJobFields = object(
     approvals: array(signedApproval, { max: 100 }),
     governance: governanceHead,
   },
-  { psbt: base64Psbt, safeTx: jobSafeTx },
-  'A request to one signer to check and sign one transaction for one intent: a Bitcoin PSBT (`psbt`) or an EVM Safe transaction (`safeTx`), exactly one of the two.',
+  { psbt: base64Psbt, safeTx: jobSafeTx, bump: signedBump },
+  'A request to one signer to check and sign one transaction for one intent: a Bitcoin PSBT (`psbt`) or an EVM Safe transaction (`safeTx`), exactly one of the two. With `bump` (issue 13), the PSBT is a replacement of the transaction the signer signed for the intent.',
 );
 /**
  * A signer job. `psbt` and `safeTx` are both optional in the type, but a
@@ -130,6 +131,14 @@ function oneTransaction(job: SignerJob): Problem | undefined {
       code: 'MISSING_FIELD',
       field: 'psbt',
       message: 'a job carries a psbt (Bitcoin) or a safeTx (EVM Safe)',
+    };
+  }
+  // A fee bump replaces a Bitcoin transaction (BIP 125); a Safe transaction has no such thing.
+  if (job.bump !== undefined && !hasPsbt) {
+    return {
+      code: 'INVALID_VALUE',
+      field: 'bump',
+      message: 'a fee bump replaces a Bitcoin transaction: it goes with a psbt',
     };
   }
   return undefined;

@@ -92,6 +92,8 @@ export const STATUS_OF: Readonly<Record<ErrorCode, number>> = {
   CHANGE_BEYOND_GAP: 422,
   SAFE_NONCE_REUSED: 422,
   SAFE_STATE_MISMATCH: 422,
+  // A fee bump whose replacement does not conflict with the original or changes a payee output.
+  NOT_A_REPLACEMENT: 422,
   // 429, 5xx
   RATE_LIMITED: 429,
   // The log no longer matches its own hashes: the coordinator refuses to append until an operator looks.

@@ -20,6 +20,9 @@
  *     proven amounts, outputs exactly the destination plus the wallet's own
  *     change within the gap limit, fee under the caps, SIGHASH_ALL
  *  7. signing the very bytes verified                          FOREIGN_INPUT if nothing is this key's
+ *
+ * A job carrying a fee bump (issue 13) is decided by decideBump
+ * (bump-decision.ts) after step 3: it replaces what this signer signed.
  */
 import {
   changeIndexLimit,
@@ -54,6 +57,7 @@ import {
   type SignerResult,
   type Wallet,
 } from '@custos/core';
+import { type BumpDecision, decideBump, type SignedReplacement } from './bump-decision.js';
 
 /** What a decision needs, loaded by the shell from the signer's own store and configuration. */
 export interface DecisionInput {
@@ -75,6 +79,8 @@ export interface DecisionInput {
   readonly ledger: LedgerView;
   /** The highest change index this signer signed change to in the intent's wallet; -1 for none. */
   readonly highestChange: number;
+  /** Replacements this signer signed for this intent (fee bumps, issue 13), oldest first. */
+  readonly replacements?: readonly SignedReplacement[];
 }
 
 export type Decision =
@@ -86,7 +92,9 @@ export type Decision =
       readonly changeIndex: number | null;
     }
   /** The same transaction for an intent already signed: the stored answer again. */
-  | { readonly kind: 'repeat'; readonly result: SignerResult };
+  | { readonly kind: 'repeat'; readonly result: SignerResult }
+  /** A fee bump's replacement (bump-decision.ts), recorded beside the original, not as a second entry. */
+  | Extract<BumpDecision, { kind: 'replacement' }>;
 
 /** Decides one job. Pure: the same input gives the same Result; never throws for a refusal. */
 export function decideJob(input: DecisionInput): Result<Decision> {
@@ -96,6 +104,8 @@ export function decideJob(input: DecisionInput): Result<Decision> {
   const intent = job.intent.intent;
   const alias = checkAlias(state, intent);
   if (!alias.ok) return alias;
+  // Issue 13: a fee bump replaces what this signer signed for the intent; it is not a second one.
+  if (job.bump !== undefined) return decideBump(input);
 
   // THREATS 14: one intent, one transaction, ever. The same transaction again gets the same answer.
   if (input.prior !== null) {

@@ -126,6 +126,7 @@ const CRITICAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'SIGHASH_NOT_ALL',
   'WALLET_ALIAS',
   'CHANGE_BEYOND_GAP',
+  'NOT_A_REPLACEMENT',
 ]);
 
 /** A refusal of a job, returned (never thrown) up to {@link Signer.handle}, which records and signs it. */
@@ -577,6 +578,7 @@ export class Signer {
         prior,
         ledger: store.ledgerView(),
         highestChange: store.highestChangeIndex(job.intent.intent.wallet),
+        replacements: digest === null || job.bump === undefined ? [] : store.replacementsFor(digest),
       });
       if (!decision.ok) {
         const result = this.refusalResult(job.id, digest, new Refused(decision.code, decision.message));
@@ -587,6 +589,20 @@ export class Signer {
       if (d.kind === 'repeat') return d.result;
       const intent = job.intent.intent;
       const result = this.result(job.id, digest, d.txid, 'signed', null, { psbt: d.psbt });
+      if (d.kind === 'replacement') {
+        // Beside the original's ledger row, never a second one: the amount counts once (issue 13).
+        store.insertReplacement({
+          txid: d.txid,
+          intent: digest as Digest,
+          bump: d.bump,
+          replaces: d.replaces,
+          job: job.id,
+          at: now,
+          result,
+        });
+        store.insertDecision(job.id, digest, result);
+        return result;
+      }
       store.insertLedger({
         intent: digest as Digest,
         wallet: intent.wallet,

@@ -59,6 +59,16 @@ CREATE TABLE IF NOT EXISTS ledger_outputs (
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
 CREATE INDEX IF NOT EXISTS ledger_destination ON ledger (destination);
 CREATE INDEX IF NOT EXISTS ledger_history ON ledger (wallet, asset, at, intent, amount);
+CREATE TABLE IF NOT EXISTS replacements (
+  txid TEXT PRIMARY KEY,
+  intent TEXT NOT NULL,
+  bump TEXT NOT NULL,
+  replaces TEXT NOT NULL,
+  job TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  result TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS replacements_intent ON replacements (intent, at);
 CREATE TABLE IF NOT EXISTS decisions (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   job TEXT NOT NULL,
@@ -335,6 +345,40 @@ export class SignerStore {
       for (const o of row.outputs) insert.run(o.to, row.intent);
     }
     addTotals((sql) => this.statement(sql), row, Number(inserted.lastInsertRowid));
+  }
+
+  /**
+   * Records a replacement this signer signed for an intent already in its
+   * ledger (a fee bump, issue 13). It is not a ledger entry and adds nothing
+   * to the running totals: the intent's amount counted once, when the
+   * original was signed, and the replacement can only confirm instead of it.
+   * Call inside {@link exclusive}.
+   */
+  insertReplacement(r: {
+    readonly txid: string;
+    readonly intent: Digest;
+    readonly bump: Digest;
+    readonly replaces: string;
+    readonly job: string;
+    readonly at: number;
+    readonly result: SignerResult;
+  }): void {
+    this.statement(
+      'INSERT INTO replacements (txid, intent, bump, replaces, job, at, result) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(r.txid, r.intent, r.bump, r.replaces, r.job, r.at, canonicalize(r.result));
+  }
+
+  /** The replacements this signer signed for `intent`, oldest first, schema-checked. */
+  replacementsFor(intent: Digest): { txid: string; bump: Digest; replaces: string; result: SignerResult }[] {
+    const rows = this.statement(
+      'SELECT txid, bump, replaces, result FROM replacements WHERE intent = ? ORDER BY at, rowid',
+    ).all(intent) as { txid: string; bump: string; replaces: string; result: string }[];
+    return rows.map((r) => ({
+      txid: r.txid,
+      bump: r.bump as Digest,
+      replaces: r.replaces,
+      result: decode(signerResult, r.result),
+    }));
   }
 
   /**

@@ -61,27 +61,11 @@ afterAll(async () => {
   await w?.stop();
 });
 
-async function show(id: string): Promise<IntentJson> {
-  return JSON.parse(await w.ok(['intents', id, '--as', 'admin-1', '--json'])) as IntentJson;
-}
+const show = (id: string) => w.show<IntentJson>(id);
 
 /** Requested by requester-1, approved by two approvers, then signed by the online signer-1. */
 async function approvedAndHalfSigned(amount: string, memo: string): Promise<string> {
-  const id = (
-    await w.ok([
-      'request',
-      '--as',
-      'requester-1',
-      '--wallet',
-      'btc-main',
-      '--to',
-      w.cold,
-      '--amount',
-      amount,
-      '--memo',
-      memo,
-    ])
-  ).trim();
+  const id = await w.request(amount, memo);
   for (const approver of ['approver-1', 'approver-2']) {
     const r = await w.cli(['approve', id, '--as', approver, '--yes']);
     expect(r.code, r.stderr).toBe(0);

@@ -40,29 +40,8 @@ afterAll(async () => {
   await w?.stop();
 });
 
-async function show(id: string): Promise<IntentJson> {
-  return JSON.parse(await w.ok(['intents', id, '--as', 'admin-1', '--json'])) as IntentJson;
-}
-
-async function request(amount: string, memo: string): Promise<string> {
-  const id = (
-    await w.ok([
-      'request',
-      '--as',
-      'requester-1',
-      '--wallet',
-      'btc-main',
-      '--to',
-      w.cold,
-      '--amount',
-      amount,
-      '--memo',
-      memo,
-    ])
-  ).trim();
-  expect(id).toMatch(/^[0-9a-f]{64}$/);
-  return id;
-}
+const show = (id: string) => w.show<IntentJson>(id);
+const request = (amount: string, memo: string) => w.request(amount, memo);
 
 function db(): Database.Database {
   const d = new Database(w.database);

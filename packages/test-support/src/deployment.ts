@@ -40,6 +40,10 @@ export interface Deployment {
   /** `custos <args>` as a member of this deployment (CUSTOS_HOME and password set). */
   cli(args: readonly string[], input?: string): ReturnType<typeof custos>;
   ok(args: readonly string[]): Promise<string>;
+  /** `custos request` by requester-1 from btc-main to the cold-storage address; the new intent's id. */
+  request(amount: string, memo: string): Promise<string>;
+  /** `custos intents <id> --json` as admin-1, parsed: the shape is the caller's to name. */
+  show<T = unknown>(id: string): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -228,6 +232,15 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
       env,
       cli: (args, input) => custos(args, input === undefined ? { env } : { env, input }),
       ok: (args) => ok(args, { env }),
+      request: async (amount, memo) => {
+        const args = ['request', '--as', 'requester-1', '--wallet', 'btc-main', '--to', cold];
+        const id = (await ok([...args, '--amount', amount, '--memo', memo], { env })).trim();
+        if (!/^[0-9a-f]{64}$/.test(id))
+          throw new Error(`custos request printed ${JSON.stringify(id)}, not an intent id`);
+        return id;
+      },
+      show: async <T>(id: string) =>
+        JSON.parse(await ok(['intents', id, '--as', 'admin-1', '--json'], { env })) as T,
       stop,
     };
   } catch (err) {

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from './args.js';
 import type { Command } from './command.js';
 import { auditVerify } from './commands/audit.js';
+import { consoleVerify } from './commands/console.js';
 import { demoAttacks } from './commands/demo.js';
 import { devCommand } from './commands/dev.js';
 import { governanceApprove, governancePropose, governanceShow } from './commands/governance.js';
@@ -48,6 +49,7 @@ export const COMMANDS: readonly Command[] = [
   governanceApprove,
   governanceShow,
   auditVerify,
+  consoleVerify,
   serveCommand,
   signerInit,
   signerRun,
@@ -63,7 +65,7 @@ const GROUPS: readonly [string, readonly string[]][] = [
     'Admins',
     ['init', 'init sign', 'init submit', 'governance propose', 'governance approve', 'governance show'],
   ],
-  ['Audit', ['audit verify']],
+  ['Audit', ['audit verify', 'console verify']],
   ['This device', ['keys new', 'keys list', 'keys show', 'config']],
   ['Cold storage', ['intents export', 'signer offline', 'intents import']],
   ['Operators', ['serve', 'signer init', 'signer run', 'signer status']],

@@ -31,6 +31,7 @@ import {
 } from './auth.js';
 import { decodeBody, installBodyParsing, rawBody, requireJsonBody } from './body.js';
 import { type CoordinatorLimits, resolveLimits } from './config.js';
+import { type ConsoleAssets, isConsoleRoute, registerConsole } from './console.js';
 import type { AuditLog, GovernanceView, Notifier, SigningPipeline } from './contracts.js';
 import { Engine, type RequestInfo, type SweepResult } from './coordinator.js';
 import type { Store } from './db/repository.js';
@@ -54,6 +55,8 @@ export interface CreateCoordinatorOptions {
   /** Shared with the pipeline when it was built first (server.ts); made here otherwise. */
   readonly governance?: GovernanceView;
   readonly audit?: AuditLog;
+  /** The approver console's built files (console.ts loadConsole), served at `/`; absent: `/` is 404. */
+  readonly console?: ConsoleAssets;
 }
 
 export interface Coordinator {
@@ -162,11 +165,14 @@ export async function createCoordinator(opts: CreateCoordinatorOptions): Promise
 
   const registered: { method: string; url: string }[] = [];
   app.addHook('onRoute', (r) => {
+    // The console's static files are not part of the API (docs/api.md "The console").
+    if (isConsoleRoute(r)) return;
     for (const method of Array.isArray(r.method) ? r.method : [r.method])
       registered.push({ method, url: r.url });
   });
   const routes = defineRoutes(ctx);
   for (const def of routes) register(app, def, ctx);
+  if (opts.console !== undefined) registerConsole(app, opts.console);
   const specs = routes.map((r) => r.spec);
   openapi = buildOpenApi(specs, limits.maxBodyBytes);
 

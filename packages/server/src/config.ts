@@ -91,6 +91,8 @@ export interface ServerConfig {
   readonly webhooks: readonly WebhookTarget[];
   readonly logLevel: string;
   readonly limits?: Partial<CoordinatorLimits>;
+  /** A built approver console (manifest.json and its files) to serve at `/`; absent: none is served. */
+  readonly consoleDir?: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -102,7 +104,8 @@ type Env = Readonly<Record<string, string | undefined>>;
  * BITCOIN_RPC_PASSWORD, CUSTOS_WEBHOOKS (a JSON array of
  * {url, secret, events?}), CUSTOS_EVM (a JSON object
  * {"<chainId>": {rpcUrl, executorKey, confirmations?}}; or CUSTOS_EVM_FILE,
- * since it holds the executor's key), CUSTOS_LOG_LEVEL (info). Throws INVALID_VALUE
+ * since it holds the executor's key), CUSTOS_LOG_LEVEL (info), CUSTOS_CONSOLE_DIR
+ * (a built console, `npm run build -w @custos/web`; unset: `/` is not served). Throws INVALID_VALUE
  * naming the variable that is wrong (never its value).
  */
 export function readServerConfig(env: Env = process.env): ServerConfig {
@@ -132,6 +135,7 @@ export function readServerConfig(env: Env = process.env): ServerConfig {
     ...evmSection(secret(env, 'CUSTOS_EVM')),
     webhooks: webhooks(secret(env, 'CUSTOS_WEBHOOKS')),
     logLevel: env.CUSTOS_LOG_LEVEL ?? 'info',
+    ...(env.CUSTOS_CONSOLE_DIR === undefined ? {} : { consoleDir: env.CUSTOS_CONSOLE_DIR }),
   };
 }
 

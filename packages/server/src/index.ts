@@ -33,6 +33,7 @@ export {
   type ServerConfig,
   type WebhookTarget,
 } from './config.js';
+export { type ConsoleAssets, consoleCsp, loadConsole } from './console.js';
 export type {
   AuditLog,
   CoordinatorParts,

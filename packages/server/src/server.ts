@@ -20,6 +20,7 @@ import { type Logger, pino } from 'pino';
 import { type Coordinator, createCoordinator } from './app.js';
 import { StoreAuditLog } from './audit-log.js';
 import type { ChainConfig, ServerConfig, WebhookTarget } from './config.js';
+import { loadConsole } from './console.js';
 import type { AuditLog, GovernanceView, Notifier, SigningPipeline } from './contracts.js';
 import { openDatabase } from './db/connect.js';
 import { Store } from './db/repository.js';
@@ -115,6 +116,7 @@ export async function startServer(
       audit,
       ...(config.org === undefined ? {} : { org: config.org }),
       ...(config.limits === undefined ? {} : { limits: config.limits }),
+      ...(config.consoleDir === undefined ? {} : { console: await loadConsole(config.consoleDir) }),
     });
     pipeline.start();
     notifier.start?.();

@@ -197,7 +197,12 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
 
     // Loaded on use: the server is the heaviest part of the CLI, and most commands never need it.
     const { startDevCoordinator } = await import('../dev/coordinator.js');
+    // The approver console, built from this checkout's sources (reproducible: the same bytes as a release).
+    const { writeConsole } = await import('@custos/web/build');
+    const consoleDir = folder.path('console');
+    await writeConsole(consoleDir);
     const coordinator = await startDevCoordinator({
+      consoleDir,
       sqlitePath: folder.database,
       port,
       org: genesis,
@@ -587,6 +592,7 @@ function printNextSteps(
     '',
     `  node          bitcoin regtest, height ${d.height} (bcoin, chain in ${folder.chain})`,
     `  coordinator   ${d.coordinator} (SQLite ${folder.database})`,
+    `  console       ${consoleUrl(d.coordinator)} (passkeys need the name localhost, not 127.0.0.1)`,
     ...d.children.map(
       (c) =>
         `  ${c.name.padEnd(13)} pid ${c.child.pid}${c.name === 'signer-2' ? `, through the relay at ${d.relay}` : ''} (log ${c.log})`,
@@ -615,6 +621,11 @@ function printNextSteps(
     '',
   ];
   ctx.io.out(`${lines.join('\n')}\n`);
+}
+
+/** The console's address: WebAuthn refuses IP addresses as RP IDs, so the browser is sent to localhost. */
+function consoleUrl(coordinator: string): string {
+  return `${coordinator.replace('://127.0.0.1:', '://localhost:')}/`;
 }
 
 function sleep(ms: number): Promise<void> {

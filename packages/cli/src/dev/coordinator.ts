@@ -16,6 +16,8 @@ export interface DevCoordinatorOptions {
   /** The local EVM chain and the executor's key (issue 9), when it runs. */
   readonly evm?: { readonly chainId: number; readonly rpcUrl: string; readonly executorKey: `0x${string}` };
   readonly logFile: string;
+  /** The built approver console to serve at `/` (issue 10). */
+  readonly consoleDir?: string;
 }
 
 export interface DevCoordinator {
@@ -51,6 +53,7 @@ export async function startDevCoordinator(opts: DevCoordinatorOptions): Promise<
       logLevel: 'info',
       // Development pace: pending intents (cancel windows) looked at every second.
       limits: { sweepIntervalMs: 1_000 },
+      ...(opts.consoleDir === undefined ? {} : { consoleDir: opts.consoleDir }),
     },
     { logger, handleSignals: false },
   ).catch((err: unknown) => {

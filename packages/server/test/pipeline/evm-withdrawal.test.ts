@@ -13,28 +13,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  type AddressEntry,
-  type Amount,
-  type Approval,
-  type Asset,
-  approvalDigest,
-  buildGenesis,
-  type Digest,
-  type EvmSafeWallet,
-  type GenesisBody,
-  governanceDigest,
-  type Hex,
-  type Intent,
-  intentDigest,
-  type Millis,
-  type Policy,
-  type SignedIntent,
-  type SignerRecord,
-  signDigest,
-  signGovernanceEntry,
-  toHex,
-} from '@custos/core';
+import { type Digest, type EvmSafeWallet, intentDigest, type Millis } from '@custos/core';
 import {
   buildTransferSafeTx,
   encodeExecTransaction,
@@ -46,7 +25,8 @@ import {
 } from '@custos/evm';
 import { unlockKeystore } from '@custos/signer/keystore';
 import { type EvmChain, startEvmChain, TOKEN_ABI } from '@custos/test-support/evm-chain';
-import { createOrg, DAY, HOUR, type Org, type Person } from '@custos/test-support/org';
+import { ETH, type EvmWorld, makeEvmWorld } from '@custos/test-support/evm-world';
+import type { Org, Person } from '@custos/test-support/org';
 import {
   initKeystore,
   type KeystoreInfo,
@@ -66,7 +46,6 @@ import { RecordingNotifier, TEST_LIMITS } from '../api/support/harness.js';
 import { useBackends } from '../db/backends.js';
 import { storeAudit, storeGovernance, useCleanups, waitFor } from './support/harness.js';
 
-const ETH = 10n ** 18n;
 const fromHexKey = (k: `0x${string}`): Uint8Array => hexToBytes(k);
 const { backends } = useBackends();
 const cleanups = useCleanups();
@@ -96,6 +75,7 @@ afterAll(async () => {
 });
 
 interface Stand {
+  readonly world: EvmWorld;
   readonly notifier: RecordingNotifier;
   readonly signers: readonly RunningSigner[];
   readonly org: Org;
@@ -108,94 +88,13 @@ interface Stand {
 
 /** A 2-of-3 Safe owned by the two signer processes' keys and a backup key, its genesis, the coordinator, the signers. */
 async function stand(store: Store, name: string): Promise<Stand> {
-  const chainName = `eip155:${chain.chainId}`;
-  const backup = getAddress(chain.accounts[3]!.address);
-  const payee = getAddress(chain.accounts[6]!.address);
-  const deployed = await chain.deploySafe([...evmAddresses, backup], 2, {
-    eth: 10n * ETH,
-    tokens: 1_000_000_000n,
-  });
-  const org = createOrg();
-  const records: SignerRecord[] = [
-    ...keystores.map((k, i) => ({
-      id: k.id,
-      publicKey: k.identityKey as Hex,
-      label: k.id,
-      evmAddress: evmAddresses[i] as NonNullable<SignerRecord['evmAddress']>,
-    })),
-    {
-      id: 'signer-backup',
-      publicKey: org.signer.record.publicKey,
-      label: 'Offline backup',
-      evmAddress: backup as NonNullable<SignerRecord['evmAddress']>,
-    },
-  ];
-  const safe: EvmSafeWallet = {
-    id: 'eth-safe',
-    label: 'Treasury Safe',
-    chain: chainName,
-    assets: ['eth', 'usdt'],
-    kind: 'evm-safe',
-    address: getAddress(deployed.address) as EvmSafeWallet['address'],
-    singleton: getAddress(chain.safeContracts.singleton) as EvmSafeWallet['singleton'],
-    singletonCodeHash: chain.safeContracts.singletonCodeHash.toLowerCase(),
-    owners: records.map((r) => ({ signer: r.id, address: r.evmAddress as EvmSafeWallet['address'] })),
-    threshold: 2,
-    fallbackHandler: getAddress(chain.safeContracts.fallbackHandler) as EvmSafeWallet['fallbackHandler'],
-  };
-  const assets: Asset[] = [
-    { id: 'eth', chain: chainName, kind: 'native', symbol: 'ETH', decimals: 18 },
-    {
-      id: 'usdt',
-      chain: chainName,
-      kind: 'erc20',
-      contract: getAddress(chain.token) as Extract<Asset, { kind: 'erc20' }>['contract'],
-      symbol: 'USDT',
-      decimals: 6,
-    },
-  ];
-  const book: AddressEntry = {
-    id: 'payee',
-    chain: chainName,
-    address: payee as AddressEntry['address'],
-    label: 'Payee',
-  };
-  const policy: Policy = {
-    ...org.policy,
-    rules: [
-      {
-        id: 'book-2',
-        match: { destination: { kind: 'address-book' }, requesterRoles: ['requester'] },
-        action: 'allow',
-        approvals: [{ m: 2, role: 'approver' }],
-      },
-    ],
-    limits: [
-      {
-        id: 'eth-daily',
-        scope: 'wallet-asset',
-        asset: 'eth',
-        windowMs: DAY,
-        max: (5n * ETH).toString() as Amount,
-      },
-      { id: 'usdt-daily', scope: 'wallet-asset', asset: 'usdt', windowMs: DAY, max: '1000000000' as Amount },
-    ],
-    feeCaps: [],
-  };
-  const body: GenesisBody = {
-    ...org.body,
-    policy,
-    addresses: [book],
-    signers: records,
-    assets,
-    wallets: [safe],
-  };
-  const entry = buildGenesis(body, Date.now() - HOUR);
-  const genesis = signGovernanceEntry(
-    entry,
-    org.admins.slice(0, org.quorum).map((a) => a.device.signer),
+  const world = await makeEvmWorld(
+    chain,
+    keystores.map((k, i) => ({ id: k.id, identityKey: k.identityKey, evmAddress: evmAddresses[i]! })),
+    { fund: { eth: 10n * ETH, tokens: 1_000_000_000n }, daily: { eth: 5n * ETH, usdt: 1_000_000_000n } },
   );
-  const orgId = governanceDigest(entry);
+  const { org, orgId, genesis, payee } = world;
+  const safe = world.safes['eth-safe'];
   await initOrganization(store, genesis, { now: Date.now });
 
   const governance = storeGovernance(store, orgId);
@@ -251,6 +150,7 @@ async function stand(store: Store, name: string): Promise<Stand> {
   await Promise.all(signers.map((s) => waitForOutput(s, 'signer.started')));
   const target: Target = { baseUrl: url };
   return {
+    world,
     notifier,
     signers,
     org,
@@ -267,7 +167,7 @@ async function stand(store: Store, name: string): Promise<Stand> {
   };
 }
 
-let counter = 0;
+const _counter = 0;
 
 /** Signer-1's EVM key (from its keystore) and the backup key sign and execute a 1-wei transfer: Custos is not involved. */
 async function executeOutside(safe: Address, to: Address): Promise<string> {
@@ -292,41 +192,13 @@ async function executeOutside(safe: Address, to: Address): Promise<string> {
 /** Requests through POST /v1/intents and approves through POST /v1/intents/:id/approvals. */
 async function withdraw(s: Stand, asset: 'eth' | 'usdt', amount: bigint): Promise<Digest> {
   const by = s.org.requester;
-  const now = Date.now();
-  const intent: Intent = {
-    v: 1,
-    org: s.orgId,
-    wallet: s.safe.id,
-    chain: s.safe.chain,
-    asset,
-    amount: amount.toString() as Amount,
-    to: s.payee as Intent['to'],
-    requester: by.id,
-    device: by.device.id,
-    nonce: toHex(new TextEncoder().encode(`evm-e2e-${counter++}-${now}`))
-      .slice(0, 32)
-      .padEnd(32, '0') as Hex,
-    createdAt: now - 1000,
-    expiresAt: now + HOUR,
-  };
-  const signed: SignedIntent = { intent, signature: signDigest(by.device.secretKey, intentDigest(intent)) };
+  const signed = s.world.intent({ asset, amount });
   const created = await s.as(by).post('/v1/intents', signed);
   expect(created.status, JSON.stringify(created.body)).toBe(201);
-  const id = intentDigest(intent);
-  for (const p of s.org.approvers.slice(0, 2)) {
-    const a: Approval = {
-      v: 1,
-      intent: id,
-      approver: p.id,
-      device: p.device.id,
-      decision: 'approve',
-      at: Date.now() - 500,
-      expiresAt: Date.now() + HOUR,
-    };
-    const res = await s.as(p).post(`/v1/intents/${id}/approvals`, {
-      approval: a,
-      signature: signDigest(p.device.secretKey, approvalDigest(a)),
-    });
+  const id = intentDigest(signed.intent);
+  for (const [k, a] of s.world.approve(signed).entries()) {
+    const p = s.org.approvers[k]!;
+    const res = await s.as(p).post(`/v1/intents/${id}/approvals`, a);
     expect(res.status, JSON.stringify(res.body)).toBe(200);
   }
   return id;

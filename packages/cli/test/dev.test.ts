@@ -61,6 +61,14 @@ describe('custos dev', () => {
       /npx custos request --as requester-1 --wallet btc-main --to bcrt1q[0-9a-z]+ --amount 150000/,
     );
     expect(out).toContain('npx custos approve <intent id> --as approver-1');
+    // Issue 10: the approver console, served at / on localhost (passkeys need a host name), verifiable.
+    const consoleUrl = /console {7}(http:\/\/localhost:[0-9]+)\/ /.exec(out)?.[1];
+    expect(consoleUrl).toBeDefined();
+    const page = await fetch(`${consoleUrl!.replace('localhost', '127.0.0.1')}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toContain("require-trusted-types-for 'script'");
+    const verified = await custos(['console', 'verify', consoleUrl!.replace('localhost', '127.0.0.1')]);
+    expect(verified.code, verified.stderr).toBe(0);
     // Issue 9: the local EVM chain with the funded 2-of-3 Safe, and how to use it.
     expect(out).toMatch(/evm chain {5}eip155:31337 at http:\/\/127\.0\.0\.1:[0-9]+/);
     expect(out).toMatch(

@@ -9,8 +9,16 @@
  * again): the body carries an `id` receivers deduplicate by.
  *
  * Each POST body is the stored canonical JSON `{"id","event","at","data"}`,
- * signed with `x-custos-signature: sha256=<hex HMAC-SHA256(secret, body)>` so a
- * receiver can tell it came from this coordinator. Failures are retried with
+ * signed to the Standard Webhooks convention (standardwebhooks.com), so a
+ * receiver verifies it, and refuses replays, with an off-the-shelf library:
+ *   webhook-id: the body's `id` (the same on every retry: deduplicate by it)
+ *   webhook-timestamp: this attempt's time, in Unix seconds
+ *   webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
+ * The key is the configured secret: a `whsec_<base64>` secret (what Standard
+ * Webhooks tooling generates) is the bytes it encodes, any other secret its
+ * UTF-8 bytes. The old header, `x-custos-signature: sha256=<hex
+ * HMAC-SHA256(secret, body)>`, is still sent for one release and is
+ * deprecated: it signs no time, so it cannot refuse a replay. Failures are retried with
  * exponential backoff (1 s doubling to 1 h) up to 20 attempts, then given up
  * (the row stays, with its last error, and is never due again).
  *
@@ -63,7 +71,7 @@ export interface WebhookNotifier extends Notifier {
 
 /** When a given-up row is due again: never (the largest time a BIGINT and a JS number both hold). */
 const NEVER = Number.MAX_SAFE_INTEGER;
-/** The header receivers check. */
+/** The deprecated header (one more release): receivers should check the Standard Webhooks headers. */
 export const SIGNATURE_HEADER = 'x-custos-signature';
 
 interface Target {
@@ -77,9 +85,50 @@ interface Target {
   readonly events: ReadonlySet<NotificationEvent> | null;
 }
 
-/** `sha256=<hex HMAC-SHA256(secret, body)>`: what a receiver recomputes over the raw body. */
+/**
+ * `sha256=<hex HMAC-SHA256(secret, body)>`: the deprecated `x-custos-signature`
+ * header, sent beside the Standard Webhooks headers for one release.
+ */
 export function webhookSignature(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body, 'utf8').digest('hex')}`;
+}
+
+/** The HMAC key of a secret, as Standard Webhooks reads it: `whsec_<base64>` decoded, else its UTF-8 bytes. */
+function hmacKey(secret: string): Buffer {
+  if (secret.startsWith('whsec_')) {
+    const b64 = secret.slice('whsec_'.length);
+    if (/^[A-Za-z0-9+/]+={0,2}$/.test(b64) && b64.length % 4 === 0) return Buffer.from(b64, 'base64');
+  }
+  return Buffer.from(secret, 'utf8');
+}
+
+/**
+ * The Standard Webhooks headers of one attempt to send `body` (whose `id` is
+ * `id`) at `now`: `webhook-id`, `webhook-timestamp` (Unix seconds) and
+ * `webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`.
+ */
+export function standardWebhookHeaders(
+  secret: string,
+  id: string,
+  body: string,
+  now: Millis,
+): Record<'webhook-id' | 'webhook-timestamp' | 'webhook-signature', string> {
+  const timestamp = String(Math.floor(now / 1000));
+  const mac = createHmac('sha256', hmacKey(secret))
+    .update(`${id}.${timestamp}.${body}`, 'utf8')
+    .digest('base64');
+  return { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': `v1,${mac}` };
+}
+
+/** The body's `id` (every body this notifier writes has one); the outbox row's id for a body without it. */
+function messageId(row: OutboxRecord): string {
+  try {
+    const id = (JSON.parse(row.payload) as { id?: unknown }).id;
+    if (typeof id === 'string' && /^[A-Za-z0-9_.:-]{1,128}$/.test(id)) return id;
+  } catch {
+    // Not JSON: fall through to the row's own id.
+  }
+  return `custos-outbox-${row.id}`;
 }
 
 /** The outbox's name for a target: a hash of its URL, so the database never holds a token in a URL. */
@@ -181,6 +230,7 @@ export function createNotifier(
         method: 'POST',
         headers: {
           'content-type': 'application/json',
+          ...standardWebhookHeaders(target.secret, messageId(row), row.payload, clock()),
           [SIGNATURE_HEADER]: webhookSignature(target.secret, row.payload),
           'x-custos-event': row.event,
           'x-custos-delivery': String(row.id),

@@ -1,9 +1,13 @@
 /**
  * Webhooks (docs/api.md "Webhooks") from the outbox, on SQLite and
  * PostgreSQL, to real HTTP receivers on 127.0.0.1:
- * - each event is POSTed as the stored JSON `{id, event, at, data}` with
- *   `x-custos-signature: sha256=<hex HMAC-SHA256(secret, body)>`, which the
- *   receiver checks over the raw body it got; targets get only their events;
+ * - each event is POSTed as the stored JSON `{id, event, at, data}`, signed
+ *   to the Standard Webhooks convention (`webhook-id`, `webhook-timestamp`,
+ *   `webhook-signature: v1,<base64 HMAC>`), verified by the `standardwebhooks`
+ *   package (the real peer: what a receiver installs), which also refuses a
+ *   delivery replayed past its tolerance and one signed with another secret;
+ *   the deprecated `x-custos-signature: sha256=<hex HMAC-SHA256(secret,
+ *   body)>` is still sent for one release; targets get only their events;
  * - a receiver that fails twice gets the event on the third attempt, same id,
  *   after backoff delays that double;
  * - a receiver that never answers times out; after the last attempt the row
@@ -14,6 +18,7 @@
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../src/pipeline/support.js';
 import { createNotifier, type WebhookNotifier } from '../../src/webhooks.js';
@@ -70,10 +75,25 @@ async function receiver(answer: (n: number) => number | null): Promise<Receiver>
   };
 }
 
-/** What a receiver does: recompute the HMAC over the raw body with its copy of the secret. */
+/**
+ * What a receiver does: the Standard Webhooks library verifies the raw body
+ * against the three headers with its copy of the secret (a `whsec_` secret
+ * as the library reads it, any other as raw UTF-8 bytes), and the old
+ * `x-custos-signature` HMAC over the raw body must agree.
+ */
 function verifies(r: Received, secret: string): boolean {
-  const expected = `sha256=${createHmac('sha256', secret).update(r.body, 'utf8').digest('hex')}`;
-  return r.headers['x-custos-signature'] === expected;
+  const legacy = `sha256=${createHmac('sha256', secret).update(r.body, 'utf8').digest('hex')}`;
+  return standard(r, secret) && r.headers['x-custos-signature'] === legacy;
+}
+
+function standard(r: Received, secret: string): boolean {
+  const hook = secret.startsWith('whsec_') ? new Webhook(secret) : new Webhook(secret, { format: 'raw' });
+  try {
+    hook.verify(r.body, r.headers as Record<string, string>);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function capture(): { logger: Logger; lines: string[] } {
@@ -134,6 +154,52 @@ describe.each(backends)('webhooks on $name', (backend) => {
     }
     // Delivered rows are not sent again.
     expect(await notifier.deliverDue()).toBe(0);
+  });
+
+  it('Standard Webhooks: the standardwebhooks package verifies each delivery (raw and whsec_ secrets), refuses a replay past its tolerance and a delivery under another secret', async () => {
+    const { store } = await backend.fresh();
+    const raw = await receiver(() => 200);
+    const base64 = await receiver(() => 200);
+    const stale = await receiver(() => 200);
+    cleanups.push(raw.close, base64.close, stale.close);
+    // What Standard Webhooks tooling generates: "whsec_" and 24 random bytes in base64.
+    const whsec = `whsec_${Buffer.from('0123456789abcdef01234567').toString('base64')}`;
+    const notifier = track(
+      createNotifier(store, [
+        { url: raw.url, secret: SECRET },
+        { url: base64.url, secret: whsec },
+      ]),
+    );
+    await notifier.emit('alert', { code: 'UNEXPECTED_OUTPUT', severity: 'critical' });
+    expect(await notifier.deliverDue()).toBe(2);
+    const [r] = raw.received;
+    const [b] = base64.received;
+    expect(standard(r!, SECRET)).toBe(true);
+    expect(standard(b!, whsec)).toBe(true);
+    // One message, one webhook-id on every copy and retry: the body's own id.
+    const id = JSON.parse(r!.body).id as string;
+    expect(r!.headers['webhook-id']).toBe(id);
+    expect(b!.headers['webhook-id']).toBe(id);
+    expect(r!.headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/]+={0,2}$/);
+    expect(Math.abs(Number(r!.headers['webhook-timestamp']) - Date.now() / 1000)).toBeLessThan(60);
+    // Another target's secret, or a body changed in transit, does not verify.
+    expect(standard(r!, whsec)).toBe(false);
+    expect(standard({ ...r!, body: r!.body.replace('UNEXPECTED_OUTPUT', 'NOTHING_TO_SEE') }, SECRET)).toBe(
+      false,
+    );
+
+    // A delivery signed ten minutes ago (a replay of a captured request looks the same): the library refuses it.
+    const late = await backend.fresh();
+    const replaying = track(
+      createNotifier(late.store, [{ url: stale.url, secret: SECRET }], { clock: () => Date.now() - 600_000 }),
+    );
+    await replaying.emit('frozen', { reason: 'replayed' });
+    expect(await replaying.deliverDue()).toBe(1);
+    expect(stale.received).toHaveLength(1);
+    const hook = new Webhook(SECRET, { format: 'raw' });
+    expect(() =>
+      hook.verify(stale.received[0]!.body, stale.received[0]!.headers as Record<string, string>),
+    ).toThrow(/too old/i);
   });
 
   it('a receiver that fails twice gets the event on the third attempt, with the same id, after doubling delays', async () => {

@@ -11,11 +11,13 @@ import type {
   Digest,
   GovernanceState,
   Millis,
+  SignedBump,
   SignedCheckpoint,
   SignerJob,
   SignerResult,
 } from '@custos/core';
 import type { AuditEvent, Store } from './db/repository.js';
+import type { BumpView } from './pipeline/bump.js';
 
 /** The verified governance state the coordinator works with (refreshed from the store when the head moves). */
 export interface GovernanceView {
@@ -75,6 +77,13 @@ export interface SigningPipeline {
   wallets(): Promise<readonly WalletSummary[]>;
   /** Whether the chain node answers (for /v1/ready). */
   chainStatus(): Promise<{ readonly ok: boolean; readonly height: number | null; readonly message?: string }>;
+  /**
+   * A fee bump (issue 13) of a broadcast, unconfirmed Bitcoin withdrawal, authenticated as its
+   * requester's device: builds the replacement and queues it for the signers that signed the
+   * original. Refusals are audited `bump.refused` and thrown with their code. Optional: a pipeline
+   * without it answers UNAVAILABLE.
+   */
+  bump?(intent: string, signed: SignedBump, actor: string): Promise<BumpView>;
   /** Background loops: chain sync, confirmations, job redelivery. Bounded; stop() waits for them. */
   start(): void;
   stop(): Promise<void>;

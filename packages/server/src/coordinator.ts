@@ -77,6 +77,7 @@ import {
   type ProposalStatus,
   type Store,
 } from './db/repository.js';
+import { type BumpView, bumpView } from './pipeline/bump.js';
 import { PreviewLedger } from './preview-ledger.js';
 
 /** Statuses whose intents a signer has signed (or will have, once they are on chain). */
@@ -158,6 +159,12 @@ export interface IntentView {
   readonly txid: string | null;
   readonly confirmations: number | null;
   readonly signers: readonly SignerOutcome[];
+  /**
+   * Fee bumps of a Bitcoin withdrawal (issue 13), oldest first, when there are any: each with its
+   * replacement's txid, status (signing, broadcast, mined, replaced, refused) and signers' answers.
+   * `txid` above is the intent's transaction to follow: the replacement once broadcast, whichever is mined.
+   */
+  readonly bumps?: readonly BumpView[];
   readonly receivedAt: Millis;
   readonly updatedAt: Millis;
 }
@@ -325,12 +332,15 @@ export class Engine {
   async intentView(id: string, state: GovernanceState): Promise<IntentView> {
     const record = await this.#store.getIntent(id);
     if (record === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
-    const [approvals, tx, jobs, evm] = await Promise.all([
+    const [approvals, tx, allJobs, evm, bumps] = await Promise.all([
       this.#store.approvalsFor(id),
       this.#store.getTransaction(id),
       this.#store.jobsFor(id),
       this.#store.evm.get(id),
+      this.#store.bumps.forIntent(id),
     ]);
+    // A fee bump's jobs (issue 13) are shown with their bump, not as answers for the intent.
+    const jobs = allJobs.filter((j) => j.job.bump === undefined);
     const signedApprovals = approvals.map((a) => a.signed);
     let decision: DecisionView | null = null;
     if (record.status === 'pending' || record.status === 'approved') {
@@ -368,6 +378,7 @@ export class Engine {
       txid: record.txid ?? tx?.txid ?? null,
       confirmations: tx?.confirmations ?? (evm?.execHash == null ? null : evm.confirmations),
       signers: jobs.map(signerOutcome),
+      ...(bumps.length === 0 ? {} : { bumps: bumps.map((b) => bumpView(b, allJobs)) }),
       receivedAt: record.receivedAt,
       updatedAt: record.updatedAt,
     };
@@ -385,7 +396,8 @@ export class Engine {
     const intents = await Promise.all(
       page.intents.map(async (r) => {
         const [tx, jobs] = await Promise.all([this.#store.getTransaction(r.id), this.#store.jobsFor(r.id)]);
-        return summary(r, tx?.confirmations ?? null, jobs.map(signerOutcome));
+        const own = jobs.filter((j) => j.job.bump === undefined);
+        return summary(r, tx?.confirmations ?? null, own.map(signerOutcome));
       }),
     );
     return { intents, next: page.next };

@@ -30,6 +30,7 @@ import { CustosError, type Digest, type SignedCheckpoint, type SignerResult } fr
 import { ChainWatcher } from './chain.js';
 import type { CoordinatorParts, SignerFeed, SigningPipeline, WalletSummary } from './contracts.js';
 import { buildIntent } from './pipeline/build.js';
+import { advanceBump, requestBump } from './pipeline/bump.js';
 import { Confirmations } from './pipeline/confirm.js';
 import { type Context, type ResolvedOptions, refuseIntent } from './pipeline/context.js';
 import { type EvmConfig, EvmSafes } from './pipeline/evm.js';
@@ -152,6 +153,11 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
       const page = await parts.store.listIntents({ status: 'signed', order: 'asc', limit: PAGE });
       for (const rec of page.intents) await step('broadcast', () => results.advance(rec.id));
     });
+    await step('bumps', async () => {
+      for (const b of await parts.store.bumps.signing(PAGE)) {
+        await step('bump', () => lock.run(b.id, () => advanceBump(ctx, b.id)));
+      }
+    });
     await step('confirmations', () => confirmations.pass());
     await step('evm', () => evm.pass(ctx));
     const now = performance.now();
@@ -215,6 +221,7 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
         return { ok: false, height: null, message };
       }
     },
+    bump: (intent, signed, actor) => track(requestBump(ctx, intent, signed, actor)),
     runOnce: () => track(runOnce()),
     start(): void {
       if (loop !== null) return;

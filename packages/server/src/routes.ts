@@ -19,6 +19,7 @@ import {
   schema,
   sha256,
   signedApproval,
+  signedBump,
   signedCheckpoint,
   signedGovernanceEntry,
   signedIntent,
@@ -229,6 +230,58 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
       async (c) => {
         const { principal, state } = authOf(c);
         return { body: await engine.addApproval(principal, state, idParam(c), c.body, c.info) };
+      },
+    ),
+    route(
+      {
+        method: 'POST',
+        url: '/v1/intents/:id/bumps',
+        operationId: 'bumpIntent',
+        summary:
+          "Bump the fee of a broadcast, unconfirmed Bitcoin withdrawal (issue 13, BIP 125): a bump signed on the requester's device, " +
+          'the request signed by that same device. The coordinator builds a replacement with the same inputs and outputs and the ' +
+          'higher fee taken from the change, and queues it for the signers that signed the original; each signs it only if it ' +
+          'spends an input of every transaction it signed for the intent and pays every payee exactly as before. Idempotent per bump.',
+        auth: 'member',
+        body: signedBump,
+        success: 202,
+        successDescription:
+          '{"id","bump","status":"signing"|"broadcast"|"mined"|"replaced"|"refused","code","message","txid","fee","replaces","signers":[…],"createdAt","updatedAt"}',
+        errors: [
+          'NOT_FOUND',
+          'NOT_AUTHORIZED',
+          'INTENT_SIGNATURE_INVALID',
+          'NOT_A_REPLACEMENT',
+          'FEE_TOO_HIGH',
+          'INSUFFICIENT_FUNDS',
+          'EXPIRED',
+          'NOT_YET_VALID',
+          'LIFETIME_TOO_LONG',
+          'WRONG_ORG',
+          'FROZEN',
+          'CONFLICT',
+          'QUORUM_NOT_MET',
+          'UNSUPPORTED_TRANSACTION',
+        ],
+      },
+      async (c) => {
+        const { principal } = authOf(c);
+        const b = c.body.bump;
+        if (
+          principal.kind !== 'member' ||
+          principal.member !== b.requester ||
+          principal.device !== b.device
+        ) {
+          return ctx.authenticator.refuseRequest(
+            principal.keyId,
+            'NOT_AUTHORIZED',
+            `a bump is submitted by its requester's device: sign the request as member:${b.requester}/${b.device}`,
+            c.info,
+          );
+        }
+        if (pipeline.bump === undefined)
+          throw new CustosError('UNAVAILABLE', 'this coordinator does not bump fees');
+        return { body: await pipeline.bump(idParam(c), c.body, principal.keyId) };
       },
     ),
 

@@ -43,6 +43,7 @@ import {
   type RawBuilder,
   sql,
 } from 'kysely';
+import { BUMP_STATUSES } from './bump-store.js';
 import { dbError } from './errors.js';
 import { INTENT_STATUSES, JOB_STATUSES, PROPOSAL_STATUSES } from './schema.js';
 
@@ -406,6 +407,39 @@ const intentOutputs: Migration = {
   },
 };
 
+/**
+ * Fee bumps (issue 13, db/bump-store.ts): one row per signed bump, with the
+ * replacement the coordinator built for it and what became of it. A
+ * replacement spends the original's inputs, so the reservations of the
+ * intent stay as they are; its final transaction and the one it replaced
+ * (txid and raw hex) are kept so that either can be followed on chain.
+ */
+const bumps: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('bumps')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('intent', 'text', (c) => c.notNull().references('intents.id'))
+      .addColumn('body', 'text', notNull)
+      .addColumn('fee_rate', 'text', notNull)
+      .addColumn('psbt', 'text', notNull)
+      .addColumn('txid', 'text', notNull)
+      .addColumn('fee', 'text', notNull)
+      .addColumn('status', 'text', notNull)
+      .addColumn('code', 'text')
+      .addColumn('message', 'text')
+      .addColumn('raw_hex', 'text')
+      .addColumn('replaced_txid', 'text')
+      .addColumn('replaced_hex', 'text')
+      .addColumn('created_at', 'bigint', notNull)
+      .addColumn('updated_at', 'bigint', notNull)
+      .addCheckConstraint('bumps_status_check', oneOf('status', BUMP_STATUSES))
+      .execute();
+    await db.schema.createIndex('bumps_intent').on('bumps').columns(['intent', 'created_at']).execute();
+    await db.schema.createIndex('bumps_status').on('bumps').column('status').execute();
+  },
+};
+
 /** Every migration, in order. Names sort in the order they run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
@@ -415,6 +449,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0005_intent_ledger_index': intentLedgerIndex,
   '0006_evm_safe_txs': evmSafeTxs,
   '0007_intent_outputs': intentOutputs,
+  '0008_bumps': bumps,
 });
 
 const provider: MigrationProvider = {

@@ -73,6 +73,7 @@ import {
   signerResult,
 } from '@custos/core';
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
+import { BumpStore } from './bump-store.js';
 import { ChainStore } from './chain-store.js';
 import type { CoordinatorDb } from './connect.js';
 import { classifyDbError, dbError } from './errors.js';
@@ -279,12 +280,15 @@ export class Store {
   readonly chain: ChainStore;
   /** EVM Safe proposals and their nonces: db/evm-store.ts. */
   readonly evm: EvmStore;
+  /** Fee bumps and their replacements (issue 13): db/bump-store.ts. */
+  readonly bumps: BumpStore;
   /** Jobs queued, told across coordinators: db/notices.ts. */
   readonly notices: JobNotices;
 
   constructor(database: CoordinatorDb, opts: StoreOptions = {}) {
     this.chain = new ChainStore(database, opts.now);
     this.evm = new EvmStore(database, opts.now);
+    this.bumps = new BumpStore(database, opts.now);
     this.notices = new JobNotices(database);
     this.#db = database.db;
     this.#pg = database.dialect === 'postgres';

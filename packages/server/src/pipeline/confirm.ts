@@ -10,9 +10,14 @@
  * and the search starts again below it. A transaction not mined after
  * `rebroadcastAfterMs` is sent again (a node may have dropped it from its
  * mempool); sending again is harmless, a node answers "already known".
+ *
+ * A bumped intent (issue 13) has several transactions that conflict: the
+ * original and its replacements. All are looked for; the one mined becomes
+ * the intent's transaction and the others are marked replaced (pipeline/bump.ts).
  */
 import { CustosError } from '@custos/core';
 import type { TransactionRecord } from '../db/repository.js';
+import { settleBumps, transactionsOfBumps } from './bump.js';
 import { auditRecord, type Context, txDigest } from './context.js';
 import { errorFields } from './support.js';
 
@@ -56,8 +61,13 @@ export class Confirmations {
       await ctx.chain.rewindScan(t.blockHeight - 1);
       open.push({ ...t, confirmations: 0, blockHeight: null, blockHash: null });
     }
-    const { height, found } = await ctx.chain.locate(new Set(open.map((t) => t.txid)));
-    for (const t of open) {
+    // Issue 13: a bumped intent has more than one transaction; whichever is mined is followed.
+    const alternatives = await transactionsOfBumps(ctx, open);
+    const { height, found } = await ctx.chain.locate(
+      new Set([...open.map((t) => t.txid), ...alternatives.keys()]),
+    );
+    for (const row of open) {
+      const t = await settleBumps(ctx, row, alternatives, found);
       const at = found.get(t.txid);
       if (at === undefined) {
         await this.#rebroadcast(t);

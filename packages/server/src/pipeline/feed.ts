@@ -150,6 +150,12 @@ export class Feed {
         status = (await ctx.store.getIntent(job.intent))?.status ?? null;
         statusOf.set(job.intent, status);
       }
+      if (job.job.bump !== undefined) {
+        // A fee bump's job (issue 13) is live while the intent's transaction is broadcast, unmined.
+        if (status === 'broadcast') live.push(job.job);
+        else await ctx.store.bumps.cancelJob(job.id);
+        continue;
+      }
       if (status === 'signing') {
         live.push(job.job);
         continue;

@@ -55,6 +55,7 @@ import {
 } from '@custos/core';
 import type { IntentRecord, JobRecord } from '../db/repository.js';
 import { queueJobs } from './build.js';
+import { advanceBump, bumpOfJob } from './bump.js';
 import { auditEvent, auditRecord, type Context, jobId, notify, refuseIntent, txDigest } from './context.js';
 import { safeWalletOf } from './evm.js';
 import { errorFields, type KeyedLock } from './support.js';
@@ -120,6 +121,19 @@ export class Results {
       return;
     }
     if (fresh) await this.#record(job, signer, result, digest);
+    const bump = bumpOfJob(job.job);
+    if (bump !== null) {
+      // A fee bump's answer (issue 13) moves the bump on, not the intent.
+      try {
+        await this.#lock.run(bump, () => advanceBump(ctx, bump));
+      } catch (err) {
+        ctx.log.warn(
+          { ...errorFields(err), intent: job.intent, bump },
+          'bump not moved on yet; the loop retries',
+        );
+      }
+      return;
+    }
     try {
       await this.advance(job.intent);
     } catch (err) {
@@ -283,9 +297,16 @@ export class Results {
   async #record(job: JobRecord, signer: string, result: SignerResult, digest: Digest): Promise<void> {
     const ctx = this.#ctx;
     const r = result.receipt;
+    const bump = job.job.bump !== undefined;
     await auditEvent(ctx, {
       actor: `signer:${signer}`,
-      event: r.outcome === 'signed' ? 'signing.signed' : 'signing.refused',
+      event: bump
+        ? r.outcome === 'signed'
+          ? 'bump.signed'
+          : 'bump.refused'
+        : r.outcome === 'signed'
+          ? 'signing.signed'
+          : 'signing.refused',
       subject: job.intent,
       digest,
     });
@@ -314,7 +335,8 @@ export class Results {
       });
       return;
     }
-    if (r.outcome === 'signed') {
+    // A bump's signature is judged against its replacement when the bump is advanced (pipeline/bump.ts).
+    if (r.outcome === 'signed' && !bump) {
       const rec = await ctx.store.getIntent(job.intent);
       const safe = rec === null ? null : await safeWalletOf(ctx, rec);
       const row = safe === null ? null : await ctx.store.evm.get(job.intent);

@@ -15,6 +15,7 @@ const TABLES = [
   'approvals',
   'audit_checkpoints',
   'audit_log',
+  'bumps',
   'chain_coins',
   'chain_tip',
   'chain_txs',

@@ -19,6 +19,7 @@ import type { Command } from './command.js';
 import { auditVerify } from './commands/audit.js';
 import { consoleVerify } from './commands/console.js';
 import { demoAttacks } from './commands/demo.js';
+import { demoPayouts } from './commands/demo-payouts.js';
 import { devCommand } from './commands/dev.js';
 import { governanceApprove, governancePropose, governanceShow } from './commands/governance.js';
 import { initCommand, initSign, initSubmit } from './commands/init.js';
@@ -57,6 +58,7 @@ export const COMMANDS: readonly Command[] = [
   signerOffline,
   devCommand,
   demoAttacks,
+  demoPayouts,
 ];
 
 const GROUPS: readonly [string, readonly string[]][] = [
@@ -69,7 +71,7 @@ const GROUPS: readonly [string, readonly string[]][] = [
   ['This device', ['keys new', 'keys list', 'keys show', 'config']],
   ['Cold storage', ['intents export', 'signer offline', 'intents import']],
   ['Operators', ['serve', 'signer init', 'signer run', 'signer status']],
-  ['Developers', ['dev', 'demo attacks']],
+  ['Developers', ['dev', 'demo attacks', 'demo payouts']],
 ];
 
 function usage(): string {

@@ -19,7 +19,7 @@
  * folder next to the keys they protect.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import {
@@ -27,6 +27,7 @@ import {
   buildGenesis,
   CustosError,
   type Digest,
+  type GenesisBody,
   governanceDigest,
   isBitcoinWallet,
   signGovernanceEntry,
@@ -39,17 +40,24 @@ import type { Context } from '../context.js';
 import type { DevEvm } from '../dev/evm.js';
 import { type DevNode, startDevNode } from '../dev/node.js';
 import {
+  DEV_COLD,
+  DEV_HOT,
   DEV_MEMBERS,
+  DEV_OFFLINE_SIGNER,
   DEV_SAFE_ID,
+  DEV_SERVICE,
+  DEV_SERVICE_DEVICE,
   DEV_WALLET,
   type DevSafe,
   demoEvmAddress,
   devGenesisBody,
+  HOT_HOURLY,
+  PAYOUT_MAX,
   SMALL_MAX,
 } from '../dev/org.js';
 import { startRelay } from '../dev/relay.js';
 import { DEFAULT_DEV_DIR, DevFolder, type DevState } from '../dev/state.js';
-import { createDeviceKey, unlockDevice } from '../device.js';
+import { createDeviceKey, unlockDevice, writeSealedDeviceKey } from '../device.js';
 import { Home, writeJson } from '../home.js';
 import { formatSats } from '../output.js';
 
@@ -228,13 +236,14 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
       await new CustosClient({ baseUrl: coordinator.url, signer: memberSigner(admin) }).postGenesis(
         setup.signed,
       );
-      await fundWallet(node, setup.descriptorText);
+      await fundWallet(node, setup.descriptorText, setup.exchangeDescriptors);
       existing = {
         v: 1,
         genesis,
         wallet: DEV_WALLET,
         addresses: setup.addresses,
         createdAt: Date.now(),
+        exchange: { hot: DEV_HOT, cold: DEV_COLD, service: DEV_SERVICE, offlineSigner: DEV_OFFLINE_SIGNER },
         ...(setup.safe === null
           ? {}
           : {
@@ -278,6 +287,19 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
       });
       children.push(startSigner(ctx, folder, id));
     }
+    if (state.exchange !== undefined) {
+      // The cold wallet's offline signer never runs here: `custos signer offline` reads this config
+      // (no coordinatorUrl: it talks to nobody) with job files carried through cold-jobs/.
+      mkdirSync(folder.coldJobs, { recursive: true, mode: 0o700 });
+      writeJson(join(folder.signerDir(), `${DEV_OFFLINE_SIGNER}.json`), {
+        id: DEV_OFFLINE_SIGNER,
+        genesis,
+        keystore: `${DEV_OFFLINE_SIGNER}.key`,
+        database: `${DEV_OFFLINE_SIGNER}.db`,
+        chains: ['bitcoin:regtest'],
+        passwordFile: folder.passwordFile(DEV_OFFLINE_SIGNER),
+      });
+    }
     await Promise.all(children.map((c) => waitForLog(c, '"event":"signer.started"', 60_000)));
 
     // Confirm what the coordinator broadcasts, as a network would: a block when the mempool has something.
@@ -296,10 +318,13 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
 
     const balance = await waitForBalance(coordinator.url, home, 60_000);
     const safeBalances = evmRunning === null ? null : await safeBalancesText(coordinator.url, home);
+    const exchangeBalances =
+      state.exchange === undefined ? null : await walletBalances(coordinator.url, home, [DEV_HOT, DEV_COLD]);
     printNextSteps(ctx, folder, {
       evm: evmRunning,
       evmNote,
       safeBalances,
+      exchangeBalances,
       coordinator: coordinator.url,
       relay: relay.url,
       genesis,
@@ -332,6 +357,8 @@ interface Setup {
   readonly genesis: Digest;
   readonly signed: ReturnType<typeof signGovernanceEntry>;
   readonly descriptorText: string;
+  /** The hot and cold wallets' descriptors (issue 13), funded on the first start. */
+  readonly exchangeDescriptors: { readonly hot: string; readonly cold: string };
   readonly addresses: DevState['addresses'];
   readonly safe: DevSafe | null;
   readonly evm: DevEvm | null;
@@ -377,7 +404,7 @@ async function createDeployment(
   startEvm: (owners: readonly string[]) => Promise<DevEvm | null>,
 ): Promise<Setup> {
   const signerKeys = await Promise.all(
-    [...SIGNERS, 'backup'].map(async (id) => {
+    [...SIGNERS, 'backup', DEV_OFFLINE_SIGNER].map(async (id) => {
       const { file } = await createKeystore({
         id,
         network: 'regtest',
@@ -399,13 +426,22 @@ async function createDeployment(
     members.push({ id: m.id, device, publicKey: file.publicKey });
   }
   home.saveConfig({ profile: 'requester-1' });
+  // The exchange backend (issue 13): a service requester whose key is a sealed file on its server.
+  const service = await writeSealedDeviceKey(
+    folder.serviceKey,
+    DEV_SERVICE,
+    DEV_SERVICE_DEVICE,
+    folder.password(DEV_SERVICE),
+    { logN: DEV_LOG_N },
+  );
   const keyOf = (p: (typeof signerKeys)[number]) => ({
     fingerprint: p.fingerprint,
     path: p.path,
     xpub: p.xpub,
   });
   const backup = signerKeys.find((p) => p.id === 'backup')!;
-  const running = signerKeys.filter((p) => p.id !== 'backup');
+  const offline = signerKeys.find((p) => p.id === DEV_OFFLINE_SIGNER)!;
+  const running = signerKeys.filter((p) => (SIGNERS as readonly string[]).includes(p.id));
   const evmOf = (p: (typeof signerKeys)[number]) => (p as { evmAddress?: string }).evmAddress;
   const owners = [...running, backup].map(evmOf);
   const evm = owners.every((o) => o !== undefined) ? await startEvm(owners as string[]) : null;
@@ -437,6 +473,13 @@ async function createDeployment(
     members,
     signers: records,
     backup: keyOf(backup),
+    exchange: {
+      service,
+      offline: {
+        record: { id: offline.id, publicKey: offline.identityKey, label: 'Cold wallet signer (offline)' },
+        key: keyOf(offline),
+      },
+    },
     ...(safe === null
       ? {}
       : {
@@ -459,6 +502,10 @@ async function createDeployment(
     genesis: governanceDigest(entry),
     signed,
     descriptorText: body.wallets.find(isBitcoinWallet)!.descriptor,
+    exchangeDescriptors: {
+      hot: descriptorOf(body, DEV_HOT),
+      cold: descriptorOf(body, DEV_COLD),
+    },
     addresses: body.addresses
       .filter((a) => a.chain === 'bitcoin:regtest')
       .map((a) => ({ id: a.id, address: a.address, label: a.label })),
@@ -488,12 +535,54 @@ async function safeBalancesText(url: string, home: Home): Promise<string> {
     .join(', ');
 }
 
-/** Coinbases to the wallet's first receive addresses, then enough blocks for them to mature. */
-async function fundWallet(node: DevNode, descriptorText: string): Promise<void> {
-  const descriptor = parseDescriptor(descriptorText, 'regtest');
-  if (!descriptor.ok) throw new CustosError(descriptor.code, descriptor.message);
-  for (let i = 0; i < FUNDING_BLOCKS; i++) await node.mineTo(deriveAddress(descriptor.value, 0, i).script, 1);
+function descriptorOf(body: GenesisBody, id: string): string {
+  const w = body.wallets.find((x) => x.id === id);
+  if (w === undefined || !isBitcoinWallet(w)) throw new Error(`BUG: no Bitcoin wallet ${id}`);
+  return w.descriptor;
+}
+
+/** Hot wallet coins: many, so payouts in a stream do not wait for each other's change to confirm. */
+const HOT_COINS = 12;
+const HOT_COIN = 25_000_000n;
+const COLD_COINS = 2;
+const COLD_COIN = 1_000_000_000n;
+
+/** The balances of `ids` as the coordinator reports them, once it has seen the first (bounded wait). */
+async function walletBalances(url: string, home: Home, ids: readonly string[]): Promise<Map<string, string>> {
+  const viewer = await unlockDevice(home, 'watcher-1', { env: {} });
+  const client = new CustosClient({ baseUrl: url, signer: memberSigner(viewer) });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const wallets = await client.wallets().catch(() => []);
+    const found = new Map(wallets.filter((w) => ids.includes(w.id)).map((w) => [w.id, w.balance]));
+    if (BigInt(found.get(ids[0] ?? '') ?? '0') > 0n || Date.now() > deadline) return found;
+    await sleep(250);
+  }
+}
+
+/**
+ * Coinbases to the wallet's first receive addresses, then enough blocks for
+ * them to mature; the hot and cold wallets (issue 13) are paid from the
+ * node's own coins, one output per receive address, in one block.
+ */
+async function fundWallet(
+  node: DevNode,
+  descriptorText: string,
+  exchange: { readonly hot: string; readonly cold: string },
+): Promise<void> {
+  const parse = (text: string) => {
+    const d = parseDescriptor(text, 'regtest');
+    if (!d.ok) throw new CustosError(d.code, d.message);
+    return d.value;
+  };
+  const descriptor = parse(descriptorText);
+  for (let i = 0; i < FUNDING_BLOCKS; i++) await node.mineTo(deriveAddress(descriptor, 0, i).script, 1);
   await node.mine(COINBASE_MATURITY);
+  const hot = parse(exchange.hot);
+  const cold = parse(exchange.cold);
+  for (let i = 0; i < HOT_COINS; i++) await node.fund(deriveAddress(hot, 0, i).script, HOT_COIN);
+  for (let i = 0; i < COLD_COINS; i++) await node.fund(deriveAddress(cold, 0, i).script, COLD_COIN);
+  await node.mine(1);
 }
 
 function startSigner(ctx: Context, folder: DevFolder, id: string): Child {
@@ -565,6 +654,7 @@ function printNextSteps(
     evm: DevEvm | null;
     evmNote: string | null;
     safeBalances: string | null;
+    exchangeBalances: ReadonlyMap<string, string> | null;
   },
 ): void {
   const safe = d.state.safe;
@@ -586,6 +676,32 @@ function printNextSteps(
       : [];
   const book = d.state.addresses;
   const small = book[0]!;
+  // The exchange shape (issue 13): the hot wallet the demo backend pays out of, the cold one signed offline.
+  const ex = d.state.exchange;
+  const jobs = folder.coldJobs;
+  const cold = join(folder.signerDir(), `${DEV_OFFLINE_SIGNER}.json`);
+  const bal = (id: string) => formatSats(d.exchangeBalances?.get(id) ?? '0');
+  const exchangeLines =
+    ex === undefined
+      ? ['  exchange      this deployment predates the exchange shape: `custos dev --reset` to get it']
+      : [
+          `  hot wallet    ${ex.hot} (2-of-3: signer-1, signer-2, ${ex.offlineSigner}), balance ${bal(ex.hot)}; paid out by`,
+          `                ${ex.service} (service, sealed key ${folder.serviceKey}): any address, up to ${formatSats(PAYOUT_MAX)}, no approval, ${formatSats(HOT_HOURLY)} an hour`,
+          `  cold wallet   ${ex.cold} (2-of-3: signer-1, ${ex.offlineSigner} OFFLINE, backup), balance ${bal(ex.cold)}`,
+          `  transfers     refill ${ex.cold} → ${ex.hot}: 2 approvers; sweep ${ex.hot} → ${ex.cold}: 1 approver`,
+          `  cold jobs     ${jobs} (the offline signer's job and result files)`,
+        ];
+  const exchangeNext =
+    ex === undefined
+      ? []
+      : [
+          '  npx custos demo payouts                       # the exchange backend: customer withdrawals',
+          `  npx custos request --as requester-1 --wallet ${ex.cold} --to-wallet ${ex.hot} --amount 0.5btc --memo refill`,
+          '  # after 2 approvals and signer-1, the cold wallet signature travels as files:',
+          `  npx custos intents export <intent id> --as admin-1 --signer ${ex.offlineSigner} --out ${join(jobs, 'job.json')}`,
+          `  npx custos signer offline --config ${cold} --job ${join(jobs, 'job.json')} --out ${join(jobs, 'result.json')}`,
+          `  npx custos intents import ${join(jobs, 'result.json')} --as admin-1`,
+        ];
   const lines = [
     '',
     `  DEVELOPMENT ONLY — demo keys whose passwords are in ${join(folder.dir, 'secrets')}`,
@@ -604,6 +720,7 @@ function printNextSteps(
     `  address book  ${book.map((a) => `${a.id} ${a.address}`).join('\n                ')}`,
     `  policy        up to ${formatSats(SMALL_MAX)}: 1 approver; above: 2 approvers, then a 2-minute cancel window`,
     ...evmLines,
+    ...exchangeLines,
     '',
     `  ready in ${d.seconds.toFixed(1)} s${d.firstStart ? ' (first start: keys, organization and funding created)' : ' (resumed)'}`,
     '',
@@ -613,6 +730,7 @@ function printNextSteps(
     `  npx custos request --as requester-1 --wallet ${d.state.wallet} --to ${small.address} --amount 150000`,
     ...evmNext,
     '  npx custos approve <intent id> --as approver-1',
+    ...exchangeNext,
     '  npx custos intents',
     '  npx custos audit verify',
     '  npx custos demo attacks',

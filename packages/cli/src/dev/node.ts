@@ -22,6 +22,8 @@ export interface DevNode {
   mineTo(script: Uint8Array, n: number): Promise<void>;
   /** Mines `n` blocks (their rewards go to the node's own in-memory key). */
   mine(n: number): Promise<void>;
+  /** Sends `value` sat to `script` from the node's own mined coins (in the mempool until a block). */
+  fund(script: Uint8Array, value: bigint): Promise<void>;
   /** Transactions waiting in the mempool. */
   mempoolSize(): Promise<number>;
   /** Mines until BIP 141 segwit is active for the next block (431 blocks from the genesis on regtest). */
@@ -41,6 +43,9 @@ export async function startDevNode(opts: { dir: string }): Promise<DevNode> {
       await node.mineToScript(script, n);
     },
     mine: (n) => node.mine(n),
+    fund: async (script, value) => {
+      await node.fund(script, value);
+    },
     mempoolSize: async () => (await node.rpc.getRawMempool()).length,
     activateSegwit: () => node.activateSegwit(),
     close: () => node.close(),

@@ -10,6 +10,17 @@
  *   limits: 10 BTC a day per wallet, 2 BTC an hour per destination, 5 BTC a day per requester
  *   fee cap: 0.001 BTC and 100 sat/vB;     look-alike destinations refused
  *
+ * And the exchange shape (issue 13): a hot wallet (btc-hot: signer-1,
+ * signer-2, and signer-cold's key as its offline third) paid out by the
+ * service requester exchange-backend (a sealed key file) under an automated
+ * rule, and a cold wallet (btc-cold: signer-1 online, signer-cold offline,
+ * the backup key) signed through job files:
+ *
+ *   payouts  btc-hot, any destination, up to 0.01 BTC, role service   no approval
+ *            bounded: 0.05 BTC an hour from btc-hot (the demo backend meets it)
+ *   refill   btc-cold → btc-hot (internal transfer), role requester     2 approvers
+ *   sweep    btc-hot → btc-cold (internal transfer), service or person  1 approver
+ *
  * Development only: the keys are real, but their passwords sit in the state
  * folder beside them.
  */
@@ -32,6 +43,14 @@ import {
 import { walletOf } from '../genesis.js';
 
 export const DEV_WALLET = 'btc-main';
+export const DEV_HOT = 'btc-hot';
+export const DEV_COLD = 'btc-cold';
+export const DEV_SERVICE = 'exchange-backend';
+export const DEV_SERVICE_DEVICE = 'backend-1';
+export const DEV_OFFLINE_SIGNER = 'signer-cold';
+/** The automated tier's per-payout maximum and the hot wallet's hourly limit (issue 13). */
+export const PAYOUT_MAX = 1_000_000n;
+export const HOT_HOURLY = 5_000_000n;
 export const SMALL_MAX = 1_000_000n;
 export const CANCEL_WINDOW_MS = 120_000;
 
@@ -142,7 +161,47 @@ export function devAddressBook(): AddressEntry[] {
   ];
 }
 
-export function devPolicy(evm = false): Policy {
+/** The exchange desk's rules (issue 13): automated payouts, refill and sweep by wallet. */
+function exchangeRules(): Policy['rules'] {
+  return [
+    {
+      id: 'payouts',
+      match: {
+        destination: { kind: 'any' },
+        wallets: [DEV_HOT],
+        assets: ['BTC'],
+        maxAmount: PAYOUT_MAX.toString() as Amount,
+        requesterRoles: ['service'],
+      },
+      action: 'allow',
+      approvals: [],
+    },
+    {
+      id: 'refill',
+      match: {
+        destination: { kind: 'wallets', wallets: [DEV_HOT] },
+        wallets: [DEV_COLD],
+        assets: ['BTC'],
+        requesterRoles: ['requester'],
+      },
+      action: 'allow',
+      approvals: [{ m: 2, role: 'approver' }],
+    },
+    {
+      id: 'sweep',
+      match: {
+        destination: { kind: 'wallets', wallets: [DEV_COLD] },
+        wallets: [DEV_HOT],
+        assets: ['BTC'],
+        requesterRoles: ['service', 'requester'],
+      },
+      action: 'allow',
+      approvals: [{ m: 1, role: 'approver' }],
+    },
+  ];
+}
+
+export function devPolicy(evm = false, exchange = false): Policy {
   const book = {
     destination: { kind: 'address-book' as const },
     wallets: [DEV_WALLET],
@@ -152,6 +211,7 @@ export function devPolicy(evm = false): Policy {
   return {
     v: 1,
     rules: [
+      ...(exchange ? exchangeRules() : []),
       {
         id: 'small',
         match: { ...book, maxAmount: SMALL_MAX.toString() as Amount },
@@ -215,6 +275,26 @@ export function devPolicy(evm = false): Policy {
             },
           ]
         : []),
+      ...(exchange
+        ? [
+            {
+              id: 'hot-hourly',
+              scope: 'wallet-asset' as const,
+              wallet: DEV_HOT,
+              asset: 'BTC',
+              windowMs: 3_600_000,
+              max: HOT_HOURLY.toString() as Amount,
+            },
+            {
+              id: 'cold-daily',
+              scope: 'wallet-asset' as const,
+              wallet: DEV_COLD,
+              asset: 'BTC',
+              windowMs: 86_400_000,
+              max: '1000000000' as Amount,
+            },
+          ]
+        : []),
       {
         id: 'wallet-daily',
         scope: 'wallet-asset',
@@ -238,7 +318,12 @@ export function devPolicy(evm = false): Policy {
         max: '500000000' as Amount,
       },
     ],
-    feeCaps: [{ wallet: DEV_WALLET, asset: 'BTC', maxFee: '100000' as Amount, maxFeeRate: '100' as Amount }],
+    feeCaps: [DEV_WALLET, ...(exchange ? [DEV_HOT, DEV_COLD] : [])].map((wallet) => ({
+      wallet,
+      asset: 'BTC',
+      maxFee: '100000' as Amount,
+      maxFeeRate: '100' as Amount,
+    })),
     lookalike: { prefix: 10, suffix: 6, action: 'deny' },
   };
 }
@@ -251,6 +336,14 @@ export function devGenesisBody(opts: {
   safe?: DevSafe;
   /** Signers that own the Safe but hold no key of the Bitcoin wallet (the backup's record). */
   safeOnlySigners?: readonly SignerRecord[];
+  /**
+   * The exchange shape (issue 13): the service requester's device, and the
+   * offline signer of the cold wallet (its record and descriptor key).
+   */
+  exchange?: {
+    readonly service: { readonly publicKey: string };
+    readonly offline: { readonly record: SignerRecord; readonly key: DescriptorKey };
+  };
 }): GenesisBody {
   const safe = opts.safe;
   const members: Member[] = DEV_MEMBERS.map((m) => {
@@ -270,16 +363,52 @@ export function devGenesisBody(opts: {
     threshold: 2,
     keys: [...opts.signers.map((s) => s.key), opts.backup],
   });
+  // Each wallet its own key set (a wallet over the same keys and threshold is an alias, WALLET_ALIAS):
+  // hot = the two online signers and the offline one; cold = signer-1 online, the offline signer, the backup.
+  const ex = opts.exchange;
+  const exchangeWallets =
+    ex === undefined
+      ? []
+      : [
+          walletOf({
+            id: DEV_HOT,
+            label: 'Hot BTC (customer payouts)',
+            network: 'regtest',
+            threshold: 2,
+            keys: [...opts.signers.map((s) => s.key), ex.offline.key],
+          }),
+          walletOf({
+            id: DEV_COLD,
+            label: 'Cold BTC (signed offline)',
+            network: 'regtest',
+            threshold: 2,
+            keys: [opts.signers[0]!.key, ex.offline.key, opts.backup],
+          }),
+        ];
+  if (ex !== undefined) {
+    members.push(
+      memberSchema.parse({
+        id: DEV_SERVICE,
+        name: 'Exchange backend (service)',
+        roles: ['requester', 'service'],
+        devices: [{ id: DEV_SERVICE_DEVICE, kind: 'ed25519', publicKey: ex.service.publicKey }],
+      }),
+    );
+  }
   return {
     name: 'Custos Dev Demo (development only)',
     quorum: 2,
     // Short, so the demo can show a loosening change taking effect: 10 minutes.
     delayMs: 600_000,
     members,
-    policy: devPolicy(safe !== undefined),
+    policy: devPolicy(safe !== undefined, ex !== undefined),
     addresses: [...devAddressBook(), ...(safe === undefined ? [] : devEvmAddressBook(safe.chainId))],
-    wallets: safe === undefined ? [wallet] : [wallet, devSafeWallet(safe)],
-    signers: [...opts.signers.map((s) => s.record), ...(opts.safeOnlySigners ?? [])],
+    wallets: [wallet, ...exchangeWallets, ...(safe === undefined ? [] : [devSafeWallet(safe)])],
+    signers: [
+      ...opts.signers.map((s) => s.record),
+      ...(ex === undefined ? [] : [ex.offline.record]),
+      ...(opts.safeOnlySigners ?? []),
+    ],
     ...(safe === undefined ? {} : { assets: devEvmAssets(safe) }),
   };
 }

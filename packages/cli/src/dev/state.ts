@@ -9,7 +9,10 @@
  *   secrets/*.password     demo passwords, generated once (0600)
  *   chain/                 the bcoin regtest chain (on disk)
  *   coordinator.db         the coordinator's SQLite database
- *   signers/               signer-1 and signer-2: keystore, config, database; backup.key (offline key)
+ *   signers/               signer-1 and signer-2: keystore, config, database; backup.key (offline key);
+ *                          signer-cold: the cold wallet's offline signer (keystore, config, database)
+ *   exchange-backend.key   the service requester's sealed device key (`custos demo payouts` opens it)
+ *   cold-jobs/             job and result files of the offline signer (custos intents export / import)
  *   home/                  CUSTOS_HOME of the demo members: their sealed device keys and the pin
  *   logs/                  the signers' and the coordinator's output; relay.log
  *   relay.json             present while `custos demo attacks` arms the relay
@@ -34,6 +37,8 @@ const PARTIAL = [
   'signers',
   'home',
   'relay.json',
+  'exchange-backend.key',
+  'cold-jobs',
 ];
 
 export const devStateFile = object(
@@ -63,6 +68,13 @@ export const devStateFile = object(
         attacker: string({ min: 42, max: 42, pattern: /^0x[0-9a-fA-F]{40}$/ }),
       },
     ),
+    /** The exchange shape (issue 13), absent in a deployment made before it. */
+    exchange: object({
+      hot: string({ min: 1, max: 64 }),
+      cold: string({ min: 1, max: 64 }),
+      service: string({ min: 1, max: 64 }),
+      offlineSigner: string({ min: 1, max: 64 }),
+    }),
   },
 );
 export type DevState = ReturnType<typeof devStateFile.parse>;
@@ -91,6 +103,14 @@ export class DevFolder {
   }
   signerDir(): string {
     return this.path('signers');
+  }
+  /** The service requester's sealed device key (issue 13). */
+  get serviceKey(): string {
+    return this.path('exchange-backend.key');
+  }
+  /** Where the offline signer's job and result files go (issue 13). */
+  get coldJobs(): string {
+    return this.path('cold-jobs');
   }
 
   ensure(): void {

@@ -38,6 +38,7 @@ import type { Store } from './db/repository.js';
 import { StoreGovernanceView } from './governance-view.js';
 import { errorBody, failureOf, statusOf } from './http-errors.js';
 import { buildOpenApi, parseQuery, type QueryShape, type RouteSpec } from './openapi.js';
+import { objectClaimOf, SIGNED_OBJECT } from './passkey-writes.js';
 import { TokenBuckets } from './rate-limit.js';
 import type { RouteContext, RouteDef } from './route.js';
 import { defineRoutes } from './routes.js';
@@ -231,7 +232,13 @@ function register(app: FastifyInstance, def: RouteDef, ctx: RouteContext): void 
       const info: RequestInfo = { method: req.method, path: requestTarget(req.raw.url).path, raw };
       let auth: AuthContext | null = null;
       if (spec.auth === 'member' || spec.auth === 'signer' || spec.auth === 'any') {
-        auth = await ctx.authenticator.authenticate(req, raw);
+        // A passkey's change carries its own signature (passkey-writes.ts); all else signs the request.
+        const claim =
+          req.headers['custos-auth'] === SIGNED_OBJECT ? objectClaimOf(spec.method, spec.url) : undefined;
+        auth =
+          claim !== undefined && spec.body !== undefined
+            ? await ctx.authenticator.authenticateObject(req, raw, claim(decodeBody(spec.body, raw, limit)))
+            : await ctx.authenticator.authenticate(req, raw);
       }
       try {
         if (auth !== null && (spec.auth === 'member' || spec.auth === 'signer' || spec.auth === 'any')) {
@@ -299,6 +306,15 @@ async function requireKind(
   p: Principal,
   info: RequestInfo,
 ): Promise<void> {
+  if (p.kind === 'member' && p.readOnly === true && info.method !== 'GET') {
+    // A console session key reads only (session.ts): a change is an object its passkey signs.
+    await ctx.authenticator.refuseRequest(
+      p.keyId,
+      'NOT_AUTHORIZED',
+      'a session key reads only: a change is sent as an object signed by the passkey',
+      info,
+    );
+  }
   if (kind === 'any' || kind === p.kind) return;
   await ctx.authenticator.refuseRequest(
     p.keyId,

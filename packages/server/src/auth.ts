@@ -36,6 +36,7 @@
  */
 import {
   CustosError,
+  type DeviceSignature,
   type Digest,
   type ErrorCode,
   type GovernanceState,
@@ -46,6 +47,7 @@ import {
   sha256,
   signerActive,
   toHex,
+  verifyDeviceSignature,
   verifyRequestSignature,
 } from '@custos/core';
 import type { FastifyRequest } from 'fastify';
@@ -53,12 +55,20 @@ import type { RefusalAuditor } from './audit-log.js';
 import type { GovernanceView } from './contracts.js';
 import type { Store } from './db/repository.js';
 import type { BucketRate, TokenBuckets } from './rate-limit.js';
+import { withSessions } from './session.js';
 
 /** How far `created` may be from the server's clock, in seconds (docs/api.md). */
 export const SIGNATURE_WINDOW_S = 300;
 
 export type Principal =
-  | { readonly kind: 'member'; readonly keyId: string; readonly member: string; readonly device: string }
+  | {
+      readonly kind: 'member';
+      readonly keyId: string;
+      readonly member: string;
+      readonly device: string;
+      /** A console session key (session.ts): it reads, and app.ts refuses it on every other method. */
+      readonly readOnly?: true;
+    }
   | { readonly kind: 'signer'; readonly keyId: string; readonly signer: string };
 
 export interface AuthContext {
@@ -184,7 +194,8 @@ export class Authenticator {
     let state: GovernanceState | undefined;
     const principal = await this.#run(req, raw, async () => {
       state = await this.#o.governance.current();
-      return stateKeys(state, this.#o.clock());
+      const now = this.#o.clock();
+      return withSessions(stateKeys(state, now), state, now, single(req.headers['custos-session']));
     });
     if (state === undefined) throw new CustosError('INTERNAL', 'authenticated without a state');
     return { principal, state };
@@ -265,6 +276,76 @@ export class Authenticator {
     return key.principal;
   }
 
+  /**
+   * A change sent by a passkey (docs/api.md "Authentication", the console):
+   * the request carries no HTTP signature (`Custos-Auth: signed-object`),
+   * and what authenticates it is the passkey's assertion over the object's
+   * own digest, checked here against the passkey governance registered
+   * before anything else is done. The caller is then that device, with its
+   * rate limit; the engine checks everything it checks for any caller. A
+   * replay is the same object again, which the engine answers as it did
+   * (DUPLICATE_INTENT, or the same approval's view). Ed25519 devices sign
+   * their requests as before.
+   */
+  async authenticateObject(req: FastifyRequest, raw: Uint8Array, claim: ObjectClaim): Promise<AuthContext> {
+    const { path } = requestTarget(req.raw.url);
+    const keyId = `member:${claim.member}/${claim.device}`;
+    const state = await this.#o.governance.current();
+    const now = this.#o.clock();
+    const member = state.members.get(claim.member);
+    if (member === undefined) {
+      return this.#refuse(
+        keyId,
+        refuse('NOT_A_MEMBER', `${claim.member} is not a member`),
+        req.method,
+        path,
+        raw,
+      );
+    }
+    const d = member.devices.get(claim.device);
+    if (d === undefined) {
+      const r = refuse('UNKNOWN_DEVICE', `${claim.member} has no device ${claim.device}`);
+      return this.#refuse(keyId, r, req.method, path, raw);
+    }
+    if (d.device.kind !== 'webauthn' || claim.signature.kind !== 'webauthn') {
+      const r = refuse('BAD_SIGNATURE', 'only a passkey-signed object is sent without an HTTP signature');
+      return this.#refuse(keyId, r, req.method, path, raw);
+    }
+    const verified = verifyDeviceSignature(d.device, claim.digest, claim.signature);
+    if (!verified.ok) {
+      const r = refuse(
+        'BAD_SIGNATURE',
+        `the passkey assertion over the object does not verify: ${verified.message}`,
+      );
+      return this.#refuse(keyId, r, req.method, path, raw);
+    }
+    if (d.revoked) {
+      const r = refuse('DEVICE_REVOKED', `device ${claim.device} of ${claim.member} is revoked`);
+      return this.#refuse(keyId, r, req.method, path, raw);
+    }
+    if (d.activeFrom > now) {
+      const r = refuse(
+        'DEVICE_NOT_ACTIVE',
+        `device ${claim.device} of ${claim.member} is waiting out the governance delay`,
+      );
+      return this.#refuse(keyId, r, req.method, path, raw);
+    }
+    const taken = this.#o.buckets.take(keyId, this.#o.rates.member);
+    if (!taken.ok) {
+      const err = new CustosError('RATE_LIMITED', `too many requests for ${keyId}`, {
+        retryAfterMs: taken.retryAfterMs,
+      });
+      await this.#o.refusals.refused({
+        actor: keyId,
+        subject: `RATE_LIMITED ${req.method} ${path}`,
+        digest: bodyDigest(raw),
+      });
+      AUDITED.add(err);
+      throw err;
+    }
+    return { principal: { kind: 'member', keyId, member: claim.member, device: claim.device }, state };
+  }
+
   /** Audits a refused request (within the refusal budget) and throws its code. */
   async refuseRequest(
     actor: string,
@@ -285,6 +366,14 @@ export class Authenticator {
     AUDITED.add(err);
     throw err;
   }
+}
+
+/** Who signed a passkey-signed object, its digest and the assertion (authenticateObject). */
+export interface ObjectClaim {
+  readonly member: string;
+  readonly device: string;
+  readonly digest: Digest;
+  readonly signature: DeviceSignature;
 }
 
 /** Refusals already written as `request.refused` (so app.ts does not write them twice). */

@@ -1,0 +1,38 @@
+/**
+ * The changes a passkey sends itself (docs/api.md "Authentication"): an
+ * intent and an approval or rejection. A request with `Custos-Auth:
+ * signed-object` to one of these routes is authenticated by the passkey's
+ * assertion over the object's digest (Authenticator.authenticateObject)
+ * instead of an HTTP signature; every other route, and these without the
+ * header, are authenticated as before.
+ */
+import { approvalDigest, intentDigest, type SignedApproval, type SignedIntent } from '@custos/core';
+import type { ObjectClaim } from './auth.js';
+
+export const SIGNED_OBJECT = 'signed-object';
+
+const CLAIMS: Readonly<Record<string, (body: unknown) => ObjectClaim>> = {
+  'POST /v1/intents': (body) => {
+    const s = body as SignedIntent;
+    return {
+      member: s.intent.requester,
+      device: s.intent.device,
+      digest: intentDigest(s.intent),
+      signature: s.signature,
+    };
+  },
+  'POST /v1/intents/:id/approvals': (body) => {
+    const s = body as SignedApproval;
+    return {
+      member: s.approval.approver,
+      device: s.approval.device,
+      digest: approvalDigest(s.approval),
+      signature: s.signature,
+    };
+  },
+};
+
+/** How to read the signer of a route's body, when the route takes passkey-signed objects. */
+export function objectClaimOf(method: string, url: string): ((body: unknown) => ObjectClaim) | undefined {
+  return CLAIMS[`${method} ${url}`];
+}

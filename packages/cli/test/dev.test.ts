@@ -5,7 +5,9 @@
  * completes a withdrawal (request, approval, both signers, mined). On the
  * way: a signer's refusal and critical alert are shown with their code and
  * sentence (`custos intents`, `custos status`), a pending intent says when
- * its cancel window ends, and approving twice says so.
+ * its cancel window ends, and approving twice says so. Issue 13: the exchange
+ * shape's hot and cold wallets are printed, and `custos demo payouts` gets
+ * single and batched payouts signed and mined until LIMIT_EXCEEDED.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -87,8 +89,46 @@ describe('custos dev', () => {
     expect(s.organization.name).toContain('development only');
     expect(s.wallets[0]).toMatchObject({ id: 'btc-main', multisig: '2-of-3' });
     expect(BigInt(s.wallets[0]!.balance ?? '0')).toBeGreaterThan(0n);
-    // The Safe's third owner is the offline backup key, governed as a signer record that never runs.
-    expect(s.signers.map((x) => x.id)).toEqual(['signer-1', 'signer-2', 'signer-backup']);
+    // The Safe's third owner is the offline backup key, governed as a signer record that never runs;
+    // signer-cold is the cold wallet's offline signer (issue 13), whose jobs travel as files.
+    expect(s.signers.map((x) => x.id)).toEqual(['signer-1', 'signer-2', 'signer-cold', 'signer-backup']);
+
+    // Issue 13, the exchange shape: the banner names the hot and cold wallets and the cold jobs folder;
+    // `custos demo payouts` plays the exchange backend (its sealed key, the exported client): single and
+    // batched payouts signed with no approval and mined, until the hot wallet's hourly limit refuses.
+    expect(out).toMatch(/hot wallet {4}btc-hot \(2-of-3[^)]*\), balance 3\.00000000 BTC/);
+    expect(out).toContain(`cold jobs     ${join(state, 'cold-jobs')}`);
+    const payouts = await custos(
+      [
+        'demo',
+        'payouts',
+        '--dir',
+        state,
+        '--count',
+        '8',
+        '--batch-every',
+        '2',
+        '--batch-size',
+        '6',
+        '--rate',
+        '5',
+        '--json',
+      ],
+      { cwd: dir, timeoutMs: 150_000 },
+    );
+    expect(payouts.code, payouts.stdout + payouts.stderr).toBe(0);
+    const p = JSON.parse(payouts.stdout) as {
+      signed: number;
+      confirmed: number;
+      refused: Record<string, number>;
+      payouts: { kind: string; status: string; txid: string | null }[];
+    };
+    expect(p.signed).toBeGreaterThanOrEqual(2);
+    expect(p.confirmed).toBe(p.signed);
+    expect(p.payouts.some((x) => x.kind === 'batch' && x.status === 'confirmed' && x.txid !== null)).toBe(
+      true,
+    );
+    expect(Object.keys(p.refused)).toEqual(['LIMIT_EXCEEDED']);
 
     // Issue 9 through the command line: the example request (a lower-case 0x destination, checksummed by
     // the client; the amount in USDT's 6 decimals), a wrong EIP-55 checksum refused with its code,

@@ -34,6 +34,7 @@ import {
   parseJsonBytes,
   primitives,
   type SignedApproval,
+  type SignedBump,
   type SignedCheckpoint,
   type SignedGovernanceEntry,
   type SignedIntent,
@@ -186,7 +187,8 @@ export class CustosClient {
       res = await fetch(req.url, {
         method: req.method,
         headers: req.headers,
-        ...(req.body === null ? {} : { body: req.body }),
+        // The cast names the buffer kind that both Node's and the DOM's fetch types take (the console type-checks this too).
+        ...(req.body === null ? {} : { body: req.body as Uint8Array<ArrayBuffer> }),
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
         redirect: 'error',
       });
@@ -352,6 +354,14 @@ export class CustosClient {
     );
   }
 
+  /** A fee bump (issue 13) of a broadcast, unconfirmed Bitcoin withdrawal; the coordinator's view of it. */
+  async postBump(id: string, bump: SignedBump): Promise<BumpSummary> {
+    return readBump(
+      await this.call('POST', `/v1/intents/${encodeURIComponent(id)}/bumps`, { body: bump }),
+      'bump',
+    );
+  }
+
   // ------------------------------------------------------------ governance
 
   async governanceHead(): Promise<{ seq: number; digest: Digest } | null> {
@@ -480,6 +490,22 @@ export interface IntentView {
   readonly signers: readonly SignerView[];
   /** The coordinator's policy preview: informative only. */
   readonly decision: JsonValue | null;
+  /** Fee bumps of a Bitcoin withdrawal (issue 13), oldest first; absent or empty when none. */
+  readonly bumps?: readonly BumpSummary[];
+}
+
+/** One fee bump: its replacement's txid and fee, what it replaced, and its status. */
+export interface BumpSummary {
+  readonly id: string;
+  /** signing, broadcast, mined, replaced or refused. */
+  readonly status: string;
+  readonly code: string | null;
+  readonly message: string | null;
+  readonly txid: string;
+  /** Satoshi, decimal. */
+  readonly fee: string;
+  /** The transaction it replaced when it was broadcast. */
+  readonly replaces: string | null;
 }
 
 /** One signer's outcome for an intent's job, with its own code and sentence when it refused. */
@@ -541,6 +567,24 @@ export function readIntentView(value: unknown, withApprovals: boolean): IntentVi
       };
     }),
     decision: (r.decision as JsonValue | undefined) ?? null,
+    bumps:
+      r.bumps === undefined || r.bumps === null
+        ? []
+        : arr(r.bumps, 'bumps').map((b, i) => readBump(b, `bumps[${i}]`)),
+  };
+}
+
+/** A fee bump as the coordinator reports it (availability data: the signers decide). */
+function readBump(value: unknown, what: string): BumpSummary {
+  const r = asRecord(value, what);
+  return {
+    id: str(r.id, `${what}.id`),
+    status: str(r.status, `${what}.status`),
+    code: typeof r.code === 'string' ? r.code : null,
+    message: typeof r.message === 'string' ? r.message.slice(0, 1000) : null,
+    txid: str(r.txid, `${what}.txid`),
+    fee: str(r.fee, `${what}.fee`),
+    replaces: typeof r.replaces === 'string' ? r.replaces : null,
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * `custos`: one command for every role.
  *
- *   requester  custos request
+ *   requester  custos request | bump
  *   approver   custos approve | reject | intents
  *   admin      custos init | governance propose | governance approve
  *   anyone     custos status | governance show | audit verify | keys | config
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from './args.js';
 import type { Command } from './command.js';
 import { auditVerify } from './commands/audit.js';
+import { bumpCommand } from './commands/bump.js';
 import { consoleVerify } from './commands/console.js';
 import { demoAttacks } from './commands/demo.js';
 import { demoPayouts } from './commands/demo-payouts.js';
@@ -35,6 +36,7 @@ export const COMMANDS: readonly Command[] = [
   requestCommand,
   approveCommand,
   rejectCommand,
+  bumpCommand,
   intentsCommand,
   intentsExport,
   intentsImport,
@@ -62,7 +64,7 @@ export const COMMANDS: readonly Command[] = [
 ];
 
 const GROUPS: readonly [string, readonly string[]][] = [
-  ['Requesters and approvers', ['request', 'approve', 'reject', 'intents', 'status']],
+  ['Requesters and approvers', ['request', 'approve', 'reject', 'bump', 'intents', 'status']],
   [
     'Admins',
     ['init', 'init sign', 'init submit', 'governance propose', 'governance approve', 'governance show'],

@@ -307,7 +307,7 @@ function describeMissing(decision: unknown): string {
 }
 
 /** A full id, or a unique prefix of a pending intent's id (at least 8 hex digits). */
-async function resolveIntentId(s: Session, text: string): Promise<string> {
+export async function resolveIntentId(s: Session, text: string): Promise<string> {
   if (/^[0-9a-f]{64}$/.test(text)) return text;
   if (!/^[0-9a-f]{8,63}$/.test(text))
     throw new UsageError('the intent id is 64 hex digits (or a unique prefix of 8 or more)');
@@ -596,6 +596,7 @@ async function showIntent(ctx: Context, s: Session, id: string, json: boolean): 
     txid: v.txid,
     confirmations: v.confirmations,
     ...(v.safeTx === null ? {} : { executionTxHash: v.safeTx.executionTxHash }),
+    ...(v.bumps === undefined || v.bumps.length === 0 ? {} : { bumps: v.bumps }),
   };
   if (json) {
     ctx.io.out(toJson(out));
@@ -625,5 +626,11 @@ async function showIntent(ctx: Context, s: Session, id: string, json: boolean): 
     o(`Txid       ${v.txid}${v.confirmations === null ? '' : `, ${v.confirmations} confirmation(s)`}\n`);
   // A Safe: the txid is the safeTxHash the signers signed; the chain transaction that executed it is apart.
   if (v.safeTx?.executionTxHash != null) o(`Executed   in ${v.safeTx.executionTxHash}\n`);
+  // Fee bumps (issue 13): each replacement, what it replaced, and what became of it.
+  for (const b of v.bumps ?? []) {
+    o(
+      `Bump       ${b.txid} (fee ${b.fee} sat) ${b.status}${b.code === null ? '' : ` (${b.code})`}${b.replaces === null ? '' : `, replaces ${b.replaces}`}\n`,
+    );
+  }
   return 0;
 }

@@ -21,9 +21,11 @@ export const statusCommand: Command = {
 Shows whether the coordinator is up and ready, the organization and its
 governance head (verified here from the pinned genesis), each wallet with its
 balance as the coordinator reports it, each signer with its last
-countersigned audit checkpoint, and the critical alerts signers raised
+countersigned audit checkpoint, the critical alerts signers raised
 recently (they caught tampering: a rewritten intent, forged approvals, a
-forked governance chain), with their code and the signer's own sentence.
+forked governance chain), with their code and the signer's own sentence,
+and recent fee bumps (\`custos bump\`): the transaction replaced, the
+replacement, and whether it was mined in its place.
 Exit 1 when the coordinator is not ready.
 
 Example:
@@ -45,6 +47,7 @@ ${COMMON_HELP}`,
     const checkpoints = await s.client.checkpoints().catch(() => []);
     const pending = await s.client.intents({ status: 'pending', limit: 200 }).catch(() => null);
     const alerts = await signerAlerts(s.client).catch(() => []);
+    const bumps = await recentBumps(s.client).catch(() => []);
     const now = ctx.now();
     const lastCheckpoint = new Map<string, { at: number; seq: number }>();
     for (const c of checkpoints) {
@@ -106,6 +109,7 @@ ${COMMON_HELP}`,
       wallets: walletRows,
       signers: signerRows,
       alerts,
+      bumps,
       pendingIntents: pending?.intents.length ?? null,
       as: `${s.identity.member}/${s.identity.device}`,
     };
@@ -146,6 +150,19 @@ ${COMMON_HELP}`,
         `ALERT        ${a.signer} raised a ${a.severity} alert ${relativeTime(a.at, now)} on intent ${a.intent.slice(0, 12)}: ${a.code ?? 'no code'}${a.message === null ? '' : `: ${a.message}`}\n`,
       );
       o(`             \`custos intents ${a.intent.slice(0, 12)}\` shows it; audit entry ${a.seq}\n`);
+    }
+    for (const b of bumps) {
+      const what =
+        b.status === 'mined'
+          ? 'mined in its place'
+          : b.status === 'replaced'
+            ? 'dropped: another transaction of the intent was mined'
+            : b.status === 'refused'
+              ? `refused (${b.code ?? 'no code'})`
+              : b.status;
+      o(
+        `Bump         intent ${b.intent.slice(0, 12)} ${relativeTime(b.at, now)}: ${b.replaces ?? 'its transaction'} replaced by ${b.txid} (fee ${b.fee} sat), ${what}\n`,
+      );
     }
     if (out.pendingIntents !== null)
       o(`Pending      ${out.pendingIntents} intent(s) waiting for approvals\n`);
@@ -196,6 +213,52 @@ async function signerAlerts(client: CustosClient): Promise<SignerAlert[]> {
       severity: outcome?.alert ?? 'critical',
       code: outcome?.code ?? null,
       message: outcome?.message ?? null,
+    });
+  }
+  return out;
+}
+
+/** Fee bumps shown by `custos status`, at most. */
+const BUMPS_SHOWN = 10;
+
+interface RecentBump {
+  readonly intent: string;
+  readonly at: number;
+  /** The transaction it replaced (the original or an earlier replacement); null before it is broadcast. */
+  readonly replaces: string | null;
+  /** The replacement. */
+  readonly txid: string;
+  readonly fee: string;
+  readonly status: string;
+  readonly code: string | null;
+}
+
+/**
+ * Fee bumps of recent withdrawals (issue 13): the audit log's
+ * \`bump.requested\` entries, newest first, each with what the intent's view
+ * says of it now: the transaction replaced, the replacement and its status.
+ */
+async function recentBumps(client: CustosClient): Promise<RecentBump[]> {
+  const head = (await client.audit(0, 1)).head;
+  if (head === null) return [];
+  const from = Math.max(0, head.seq - ALERT_LOOKBACK + 1);
+  const { entries } = await client.audit(from, ALERT_LOOKBACK);
+  const requested = entries.filter((e) => e.event === 'bump.requested').reverse();
+  const out: RecentBump[] = [];
+  const views = new Map<string, Awaited<ReturnType<CustosClient['intent']>> | null>();
+  for (const e of requested) {
+    if (out.length >= BUMPS_SHOWN) break;
+    if (!views.has(e.subject)) views.set(e.subject, await client.intent(e.subject).catch(() => null));
+    const b = views.get(e.subject)?.bumps?.find((x) => x.id === e.digest);
+    if (b === undefined) continue;
+    out.push({
+      intent: e.subject,
+      at: e.at,
+      replaces: b.replaces,
+      txid: b.txid,
+      fee: b.fee,
+      status: b.status,
+      code: b.code,
     });
   }
   return out;

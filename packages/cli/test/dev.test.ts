@@ -130,6 +130,57 @@ describe('custos dev', () => {
     );
     expect(Object.keys(p.refused)).toEqual(['LIMIT_EXCEEDED']);
 
+    // An internal transfer through the command line: the client derives btc-hot's receive address
+    // itself and signs the claim; `custos approve` derives it again and says what it is. A wallet
+    // paying itself is refused with its code; --to-wallet with --to is a usage error.
+    const refill = await custos(
+      [
+        'request',
+        '--as',
+        'requester-1',
+        '--wallet',
+        'btc-cold',
+        '--to-wallet',
+        'btc-hot',
+        '--index',
+        '3',
+        '--amount',
+        '0.2btc',
+      ],
+      { env: { CUSTOS_HOME: join(state, 'home') } },
+    );
+    expect(refill.code, refill.stderr).toBe(0);
+    expect(refill.stderr).toMatch(
+      /internal transfer to wallet btc-hot \(receive index 3\): bcrt1q[0-9a-z]+, derived here/,
+    );
+    const refillApproval = await custos(['approve', refill.stdout.trim(), '--as', 'approver-1', '--yes'], {
+      env: { CUSTOS_HOME: join(state, 'home') },
+    });
+    expect(refillApproval.code, refillApproval.stderr).toBe(0);
+    expect(refillApproval.stdout).toContain('internal transfer to wallet btc-hot (receive index 3)');
+    expect(refillApproval.stdout).not.toContain('NOT IN THE ADDRESS BOOK');
+    const toItself = await custos(
+      [
+        'request',
+        '--as',
+        'requester-1',
+        '--wallet',
+        'btc-cold',
+        '--to-wallet',
+        'btc-cold',
+        '--amount',
+        '0.2btc',
+      ],
+      { env: { CUSTOS_HOME: join(state, 'home') } },
+    );
+    expect(toItself.code).toBe(1);
+    expect(toItself.stderr).toContain('custos: DESTINATION_NOT_WALLET');
+    const both = await custos(
+      ['request', '--wallet', 'btc-cold', '--to-wallet', 'btc-hot', '--to', 'bcrt1qxyz', '--amount', '1000'],
+      { env: { CUSTOS_HOME: join(state, 'home') } },
+    );
+    expect(both.code).toBe(2);
+
     // Issue 9 through the command line: the example request (a lower-case 0x destination, checksummed by
     // the client; the amount in USDT's 6 decimals), a wrong EIP-55 checksum refused with its code,
     // `custos approve` showing the SafeTx it decoded itself, two signer processes, executed on the chain.

@@ -83,7 +83,11 @@ demo organization: admins admin-1 and
 admin-2 (quorum 2), requester-1, approvers approver-1..3, watcher-1; a policy
 with tiers (up to ${formatSats(SMALL_MAX)}: 1 approver; above: 2 approvers and a
 cancel window) and rolling limits; an address book of two regtest addresses;
-the wallet funded by mining. Prints what to type next.
+the wallet funded by mining. And the exchange shape (issue 13): a hot wallet
+paid out by the service requester exchange-backend under an automated,
+bounded rule (\`custos demo payouts\` plays that backend), a cold wallet
+signed by an offline signer through job files in cold-jobs/, and refill and
+sweep rules between them (internal transfers). Prints what to type next.
 
 State lives in one folder and survives a restart; delete it (or --reset) to
 start over. Ctrl-C stops everything. DEVELOPMENT ONLY: the demo passwords

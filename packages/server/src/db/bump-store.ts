@@ -138,7 +138,11 @@ export class BumpStore {
     });
   }
 
-  /** The bumps of these intents whose replacement is broadcast and not settled, by intent. */
+  /**
+   * The bumps of these intents whose replacement went out (broadcast, or
+   * settled as mined or replaced: a reorganization can still undo that while
+   * the intent is below its confirmations), oldest first.
+   */
   async broadcastFor(intents: readonly string[]): Promise<BumpRecord[]> {
     if (intents.length === 0) return [];
     return this.#op('bumps.broadcastFor', async () => {
@@ -146,7 +150,7 @@ export class BumpStore {
         .selectFrom('bumps')
         .selectAll()
         .where('intent', 'in', [...intents])
-        .where('status', '=', 'broadcast')
+        .where('status', 'in', ['broadcast', 'mined', 'replaced'])
         .orderBy('created_at')
         .execute();
       return rows.map(toRecord);

@@ -357,7 +357,8 @@ export async function transactionsOfBumps(
 /**
  * One of the intent's transactions was found mined: it becomes the intent's
  * transaction (if it was not already), its bump `mined`, every other bump
- * `replaced`, audited `transaction.replaced` once. Returns the transaction
+ * `replaced`, audited `transaction.replaced` when that changed anything
+ * (once, or again after a reorganization mined another one). Returns the transaction
  * row to follow; `t` itself when the intent has no bump or nothing is mined.
  */
 export async function settleBumps(
@@ -372,8 +373,10 @@ export async function settleBumps(
   if (winner === undefined) return t;
   let changed = false;
   for (const b of await ctx.store.bumps.broadcastFor([t.intent])) {
-    if (await ctx.store.bumps.move(b.id, 'broadcast', b.txid === winner ? 'mined' : 'replaced'))
-      changed = true;
+    const settled: BumpStatus = b.txid === winner ? 'mined' : 'replaced';
+    if (b.status === settled) continue;
+    // From broadcast, or back after a reorganization mined another transaction of the intent.
+    if (await ctx.store.bumps.move(b.id, ['broadcast', 'mined', 'replaced'], settled)) changed = true;
   }
   let next = t;
   if (winner !== t.txid) {

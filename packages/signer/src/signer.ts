@@ -24,7 +24,9 @@
  *    signer's store, decide with the pure decideJob of decision.ts (frozen?
  *    already signed this intent? policy with the ledger's sums, PSBT check,
  *    sign), write the ledger row and the decision, commit; only then does the
- *    signature leave (THREATS 32).
+ *    signature leave (THREATS 32). A job carrying a fee bump (issue 13) is
+ *    decided from this signer's own ledger (bump-decision.ts) and its
+ *    replacement recorded beside the original's row, never as a second entry.
  *
  * An EVM Safe job (issue 9) takes the same steps 1-2; before step 3 the
  * signer reads the Safe's state from its own node (never one the coordinator

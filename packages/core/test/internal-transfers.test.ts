@@ -8,8 +8,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { accept, CustosError, refuse } from '../src/errors.js';
-import type { WalletAddressFn } from '../src/internal-transfer.js';
+import { toChecksumAddress } from '../src/evm.js';
+import { checkInternalDestination, type WalletAddressFn } from '../src/internal-transfer.js';
 import {
+  type EvmSafeWallet,
   type Intent,
   intent as intentSchema,
   MAX_INTERNAL_RECEIVE_INDEX,
@@ -229,5 +231,42 @@ describe('a wallets rule and the toWallet claim', () => {
     expect(d.kind).toBe('allow');
     const big = decide(sweepIntent({ amount: '5000001' as Amount }));
     expect(codeOf(big)).toBe('POLICY_DENIED');
+  });
+});
+
+describe('an internal transfer between Safes', () => {
+  const addr = (hex2: string) => toChecksumAddress(`0x${hex2.repeat(20)}`) as EvmSafeWallet['address'];
+  const safe = (id: string, hex2: string): EvmSafeWallet => ({
+    id,
+    label: id,
+    chain: 'eip155:31337',
+    assets: ['eth'],
+    kind: 'evm-safe',
+    address: addr(hex2),
+    singleton: addr('41'),
+    singletonCodeHash: `0x${'1b'.repeat(32)}`,
+    owners: [{ signer: 'signer-1', address: addr('a1') }],
+    threshold: 1,
+    fallbackHandler: addr('fd'),
+  });
+  const hotSafe = safe('safe-hot', '5a');
+  const coldSafe = safe('safe-cold', '5b');
+  const s = buildState({ members: [], policies: [policy], wallets: [hotSafe, coldSafe] });
+  const claim = (to: string) => ({
+    wallet: 'safe-hot',
+    chain: 'eip155:31337',
+    asset: 'eth',
+    to,
+    toWallet: { wallet: 'safe-cold' },
+  });
+
+  it("proves the claim by the Safe's own governed address, with no derivation needed", () => {
+    const r = checkInternalDestination(s, claim(coldSafe.address), NOW, undefined);
+    expect(r.ok && r.value.id).toBe('safe-cold');
+  });
+
+  it('refuses any other address under the claim: DESTINATION_NOT_WALLET', () => {
+    const r = checkInternalDestination(s, claim(addr('66')), NOW, derive);
+    expect(r.ok ? 'ok' : r.code).toBe('DESTINATION_NOT_WALLET');
   });
 });

@@ -10,9 +10,10 @@
  * signed; an intent signed with the claim but the attacker's address in `to`
  * (its PSBT consistently paying the attacker, so every other check passes)
  * is refused DESTINATION_NOT_WALLET with nothing signed, as is the address of
- * another receive index than the one claimed.
+ * another receive index than the one claimed; the offline signer (`custos
+ * signer offline` on a job file) refuses the forged claim the same way.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDescriptor, walletReceiveAddress } from '@custos/bitcoin';
@@ -21,11 +22,20 @@ import {
   applyGovernance,
   type BitcoinWallet,
   type GovernanceState,
+  OFFLINE_JOB_KIND,
+  offlineResultFile,
   type PolicyRule,
+  parseJson,
 } from '@custos/core';
 import { propose, unwrap, WALLET_ID } from '@custos/test-support/org';
 import { ATTACKER, otherWallet } from '@custos/test-support/psbt-fixtures';
-import { initKeystore, type KeystoreInfo, type RunningSigner } from '@custos/test-support/signer-process';
+import {
+  initKeystore,
+  type KeystoreInfo,
+  PASSWORD,
+  type RunningSigner,
+  signerCli,
+} from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
@@ -104,6 +114,47 @@ describe('an internal transfer through the signer process', () => {
       expect(r?.psbt).toBeUndefined();
     }
   });
+
+  it('is refused the same by the offline signer (`custos signer offline`, a job file): DESTINATION_NOT_WALLET, no result PSBT', async () => {
+    writeFileSync(join(dir, 'password'), `${PASSWORD}\n`, { mode: 0o600 });
+    writeFileSync(
+      join(dir, 'offline.json'),
+      JSON.stringify({
+        id: 'signer-1',
+        genesis: world.org.orgId,
+        keystore: 'signer-1.key',
+        database: 'offline.db',
+        chains: ['bitcoin:regtest'],
+        passwordFile: 'password',
+      }),
+    );
+    const forged = world.intent(400_000n, {
+      to: ATTACKER as Address,
+      toWallet: { wallet: 'btc-hot', index: 2 },
+    });
+    const built = world.build(forged, { utxos: world.utxos([700_000n]) });
+    const job = world.job(forged, world.approve(forged), built.psbt, { id: 'job-offline-forged', state });
+    writeFileSync(
+      join(dir, 'job-offline.json'),
+      JSON.stringify({ v: 1, kind: OFFLINE_JOB_KIND, job, governance: world.governance }),
+    );
+    const r = await signerCli([
+      'offline',
+      '--config',
+      join(dir, 'offline.json'),
+      '--job',
+      join(dir, 'job-offline.json'),
+      '--out',
+      join(dir, 'result-offline.json'),
+    ]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain('DESTINATION_NOT_WALLET');
+    const result = offlineResultFile.parse(
+      parseJson(readFileSync(join(dir, 'result-offline.json'), 'utf8')),
+    ).result;
+    expect(result.receipt).toMatchObject({ outcome: 'refused', code: 'DESTINATION_NOT_WALLET', txid: null });
+    expect(result.psbt).toBeUndefined();
+  }, 60_000);
 
   it('keeps only the honest transfer in its ledger', async () => {
     signer.child.kill('SIGTERM');

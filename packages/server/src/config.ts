@@ -67,6 +67,8 @@ export const NOTIFICATION_EVENTS = [
   'intent.refused',
   'alert',
   'frozen',
+  'governance.proposed',
+  'governance.applied',
 ] as const satisfies readonly NotificationEvent[];
 
 /** Settings of the chain node, passed through to the signing pipeline as they are. */

@@ -39,7 +39,11 @@ export type NotificationEvent =
   | 'transaction.broadcast'
   | 'intent.refused'
   | 'alert'
-  | 'frozen';
+  | 'frozen'
+  /** A governance entry was proposed or co-signed and waits for more signatures (out of band: issue 10). */
+  | 'governance.proposed'
+  /** A governance entry was applied; a loosening one binds after the delay the event names. */
+  | 'governance.applied';
 
 export interface Notifier {
   emit(event: NotificationEvent, data: Record<string, unknown>): Promise<void>;

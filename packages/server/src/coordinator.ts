@@ -42,7 +42,9 @@ import {
   checkApproval,
   type Digest,
   type ErrorCode,
+  effectiveDelay,
   evaluate,
+  GOVERNANCE_EFFECTS,
   type GovernanceEntry,
   type GovernanceSignature,
   type GovernanceState,
@@ -738,6 +740,10 @@ export class Engine {
         at: now,
       });
       const { needed: need, got: have } = together.quorum;
+      await this.#notify('governance.proposed', {
+        ...governanceNotice(state, entry, id, actor, now, warnings),
+        signatures: { have, need },
+      });
       return { status: 'open', id, seq: entry.seq, have, need, warnings };
     }
 
@@ -759,6 +765,7 @@ export class Engine {
       digest: id,
       at: now,
     });
+    await this.#notify('governance.applied', governanceNotice(state, entry, id, actor, now, warnings));
     if (entry.kind === 'freeze') {
       await this.#audit.append({ actor, event: 'frozen', subject: String(entry.seq), digest: id, at: now });
       await this.#notify('frozen', { seq: entry.seq, reason: entry.body.reason, by: actor });
@@ -870,6 +877,39 @@ function proposalView(r: ProposalRecord, warnings: readonly Warning[]): Proposal
  * address-book entry that looks like a known one (same first and last
  * characters, per the look-alike settings of every policy in force).
  */
+/**
+ * What a governance webhook says of an entry (docs/api.md "Webhooks"): the
+ * change in full (governance bodies hold public keys, addresses and rules,
+ * nothing secret), whether it widens what can be signed, and when it binds:
+ * a widening change after the delay in force, anything else at once. Every
+ * admin's own webhook receives it, a channel a hostile console does not
+ * control, so a change slipped in through one is seen during its delay.
+ */
+function governanceNotice(
+  state: GovernanceState,
+  entry: GovernanceEntry,
+  id: string,
+  actor: string,
+  now: Millis,
+  warnings: readonly Warning[],
+): Record<string, unknown> {
+  const row = entry.kind === 'genesis' ? undefined : GOVERNANCE_EFFECTS[entry.kind];
+  const waits = row !== undefined && (row.effect === 'widens' || row.effect === 'both');
+  const delayMs = waits ? effectiveDelay(state, now) : 0;
+  return {
+    id,
+    seq: entry.seq,
+    kind: entry.kind,
+    by: actor,
+    effect: row?.effect ?? null,
+    how: row?.how ?? null,
+    delayMs,
+    bindsAt: now + delayMs,
+    body: entry.body,
+    warnings: warnings.map((w) => ({ code: w.code, message: w.message })),
+  };
+}
+
 export function proposalWarnings(state: GovernanceState, entry: GovernanceEntry, now: Millis): Warning[] {
   if (entry.kind !== 'address.add') return [];
   const a = entry.body;

@@ -43,6 +43,23 @@ describe.each(backends)('governance on $name', (backend) => {
     expect(await h.events('governance.proposed')).toEqual([
       expect.objectContaining({ subject: '1', digest: id }),
     ]);
+    // Out of band (issue 10): every admin's webhook hears of the proposal, the change in full and when it would bind.
+    const delay = h.org.state.delayMs[0]!.value;
+    expect(h.notifier.of('governance.proposed')).toEqual([
+      {
+        id,
+        seq: 1,
+        kind: 'address.add',
+        by: `member:${first.id}/${first.device.id}`,
+        effect: 'widens',
+        how: expect.any(String),
+        delayMs: delay,
+        bindsAt: h.clock.now + delay,
+        body: signed.entry.body,
+        warnings: [],
+        signatures: { have: 1, need: 2 },
+      },
+    ]);
 
     const list = await h.as(second).get('/v1/governance/proposals?status=open');
     expect((list.body as { proposals: { id: string; signatures: unknown[] }[] }).proposals).toEqual([
@@ -59,6 +76,15 @@ describe.each(backends)('governance on $name', (backend) => {
     expect(await h.events('governance.applied')).toEqual([
       expect.objectContaining({ subject: '0', digest: h.org.orgId }),
       expect.objectContaining({ subject: '1', digest: id, actor: `member:${second.id}/${second.device.id}` }),
+    ]);
+    expect(h.notifier.of('governance.applied')).toEqual([
+      expect.objectContaining({
+        id,
+        seq: 1,
+        kind: 'address.add',
+        effect: 'widens',
+        bindsAt: h.clock.now + delay,
+      }),
     ]);
 
     const head = await h.as(first).get('/v1/governance/head');

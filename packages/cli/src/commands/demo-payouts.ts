@@ -168,7 +168,18 @@ ${commonHelp(['json', 'help'])}`,
       if (open.length === 0 || Date.now() > deadline) break;
       for (const p of open) {
         const v = await client.intent(p.id as string).catch(() => null);
-        if (v === null || v.status === p.status) continue;
+        if (v === null) continue;
+        // The hot wallet is 2-of-3 with two signers online: one online refusal leaves the intent
+        // waiting (in `signing`) for the offline key, which no payout gets. It is refused, for the desk.
+        const refusal = v.status === 'signing' ? v.signers.find((x) => x.outcome === 'refused') : undefined;
+        if (refusal !== undefined) {
+          p.status = 'refused';
+          p.code = refusal.code;
+          p.message = `${refusal.signer} refused: ${refusal.message ?? refusal.code}; only the offline key could still sign`;
+          out(`${describe(p)}\n`);
+          continue;
+        }
+        if (v.status === p.status) continue;
         p.status = v.status;
         p.code = v.statusCode;
         p.message = v.statusMessage;

@@ -234,6 +234,35 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     expect(await bumpsOf(s, id)).toEqual([]);
   });
 
+  it('a bump overtaken by the original being mined is refused: its jobs are withdrawn, nothing signed, the original confirms', async () => {
+    const s = await setUp(backend);
+    const { id, txid: original, signers } = await broadcastWithdrawal(s);
+    await signers.stop();
+    const res = await s.client.post(`/v1/intents/${id}/bumps`, bumpOf(s.org, id, 20n));
+    expect(res.status).toBe(202);
+    const bumpId = (res.body as BumpView).id;
+    // The original is mined before any signer sees the bump.
+    await s.node.mine(1);
+    await s.c.pipeline.runOnce();
+    expect(await s.store.getIntent(id)).toMatchObject({ status: 'confirmed', txid: original });
+    const again = startSigners(s.dir, s.org, s.c.pipeline, s.store);
+    cleanups.push(() => again.stop());
+    const refused = await waitFor('the bump refused', async () => {
+      await s.c.pipeline.runOnce();
+      const b = (await bumpsOf(s, id)).find((x) => x.id === bumpId);
+      return b?.status === 'refused' ? b : undefined;
+    });
+    await again.stop();
+    expect(refused.code).toBe('NOT_A_REPLACEMENT');
+    expect(again.runs.flatMap((r) => r.results)).toEqual([]);
+    for (const signer of ['signer-1', 'signer-2']) {
+      expect(signerLedger(s.dir, signer).replacements).toEqual([]);
+    }
+    const events = (await auditEvents(s.store)).filter((e) => e.subject === id).map((e) => e.event);
+    expect(events.slice(-2)).toEqual(['transaction.confirmed', 'bump.refused']);
+    expect(await s.store.getTransaction(id)).toMatchObject({ txid: original, confirmations: 1 });
+  });
+
   it('THREATS 6-7: a relay that rewrites the replacement (a payee output changed, coins that do not conflict) is refused NOT_A_REPLACEMENT by both signers, with an alert; nothing signed, the original stays', async () => {
     const s = await setUp(backend);
     let mode: 'payee' | 'twin' = 'payee';

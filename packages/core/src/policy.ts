@@ -528,7 +528,7 @@ function fitDestination(
  * - POLICY_DENIED otherwise, naming the deny rule when one matched.
  */
 function matchPolicy(policy: Policy, index: number, ctx: RuleContext): Result<PolicyRule> {
-  let nearMiss: { fit: 'pending' | 'destination'; rule: string } | undefined;
+  let nearMiss: NearMiss | undefined;
   for (const rule of policy.rules) {
     const fit = fitRule(rule, ctx);
     if (fit === 'match') {
@@ -539,8 +539,9 @@ function matchPolicy(policy: Policy, index: number, ctx: RuleContext): Result<Po
       );
     }
     if (rule.action === 'allow') {
-      if (fit === 'pending' && nearMiss?.fit !== 'pending') nearMiss = { fit, rule: rule.id };
-      else if (fit === 'destination' && nearMiss === undefined) nearMiss = { fit, rule: rule.id };
+      const wallets = rule.match.destination.kind === 'wallets';
+      if (fit === 'pending' && nearMiss?.fit !== 'pending') nearMiss = { fit, rule: rule.id, wallets };
+      else if (fit === 'destination' && nearMiss === undefined) nearMiss = { fit, rule: rule.id, wallets };
     }
   }
   return (
@@ -549,8 +550,15 @@ function matchPolicy(policy: Policy, index: number, ctx: RuleContext): Result<Po
   );
 }
 
+/** An allow rule passed over only for its destination; `wallets` when it allows by governed wallet. */
+interface NearMiss {
+  readonly fit: 'pending' | 'destination';
+  readonly rule: string;
+  readonly wallets: boolean;
+}
+
 function nearMissRefusal(
-  nearMiss: { fit: 'pending' | 'destination'; rule: string } | undefined,
+  nearMiss: NearMiss | undefined,
   ctx: RuleContext,
   index: number,
 ): Refusal | undefined {
@@ -560,6 +568,12 @@ function nearMissRefusal(
     return refuse(
       'DESTINATION_NOT_ACTIVE',
       `policy ${index}: rule ${nearMiss.rule} would apply once the address-book entry for ${to} is active`,
+    );
+  }
+  if (nearMiss.wallets) {
+    return refuse(
+      'DESTINATION_NOT_ALLOWED',
+      `policy ${index}: ${to} on ${chain} is not a wallet that rule ${nearMiss.rule} allows (an internal transfer names its wallet in toWallet)`,
     );
   }
   return refuse(

@@ -223,7 +223,11 @@ describe('a wallets rule and the toWallet claim', () => {
     expect(codeOf(decide(makeIntent(backend, { to: STRANGER, amount: '100000' as Amount })))).toBe(
       'DESTINATION_NOT_ALLOWED',
     );
-    expect(codeOf(decide(intentSchema.parse(plain)))).toBe('DESTINATION_NOT_ALLOWED');
+    const unclaimed = decide(intentSchema.parse(plain));
+    expect(codeOf(unclaimed)).toBe('DESTINATION_NOT_ALLOWED');
+    expect(unclaimed.kind === 'deny' && unclaimed.message).toContain(
+      'is not a wallet that rule sweep allows (an internal transfer names its wallet in toWallet)',
+    );
   });
 
   it("bounds an automated sweep by its rule's per-transaction maximum", () => {

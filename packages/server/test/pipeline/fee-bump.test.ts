@@ -17,12 +17,20 @@
  */
 
 import { join } from 'node:path';
-import { buildPsbt, deriveAddress, psbtFromBase64, psbtToBase64 } from '@custos/bitcoin';
+import {
+  BitcoinRpc,
+  buildPsbt,
+  deriveAddress,
+  parseTransaction,
+  psbtFromBase64,
+  psbtToBase64,
+} from '@custos/bitcoin';
 import {
   type Amount,
   type Bump,
   bumpDigest,
   type Digest,
+  fromHex,
   type Hex,
   type Millis,
   type SignedBump,
@@ -261,6 +269,53 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     const events = (await auditEvents(s.store)).filter((e) => e.subject === id).map((e) => e.event);
     expect(events.slice(-2)).toEqual(['transaction.confirmed', 'bump.refused']);
     expect(await s.store.getTransaction(id)).toMatchObject({ txid: original, confirmations: 1 });
+  });
+
+  it('the original mined after its replacement was broadcast: the intent follows the original, the bump is marked replaced, audited', async () => {
+    const s = await setUp(backend);
+    // The coordinator's own node: it answers the replacement's txid but keeps it nowhere (a node
+    // that restarts with an empty mempool), so the miner's mempool still holds the original.
+    const lost = new Set<string>();
+    class ForgetfulNode extends BitcoinRpc {
+      override async sendRawTransaction(hex: string): Promise<string> {
+        const txid = parseTransaction(fromHex(hex)).txid;
+        if (lost.has(txid)) return txid;
+        return super.sendRawTransaction(hex);
+      }
+    }
+    const rpc = new ForgetfulNode({
+      url: s.node.rpcUrl,
+      username: s.node.rpcUser,
+      password: s.node.rpcPassword,
+    });
+    const c = await makeCoordinator(s.store, s.org, { rpc, startHeight: await s.node.rpc.getBlockCount() });
+    cleanups.push(() => c.pipeline.stop());
+    const id = await approvedIntent(s.store, s.org, 10_000_000n);
+    const signers = startSigners(s.dir, s.org, c.pipeline, s.store);
+    cleanups.push(() => signers.stop());
+    await c.pipeline.onApproved(id);
+    const original = await waitFor('broadcast', async () => {
+      const r = await s.store.getIntent(id);
+      return r?.status === 'broadcast' ? (r.txid as string) : undefined;
+    });
+    const bump = bumpOf(s.org, id, 20n);
+    const view = await c.pipeline.bump?.(id, bump, 'member:test');
+    lost.add(view?.txid as string);
+    await waitFor('the replacement "broadcast"', async () => {
+      const b = await s.store.bumps.get(view?.id as string);
+      return b?.status === 'broadcast' ? b : undefined;
+    });
+    await signers.stop();
+    expect(await s.store.getIntent(id)).toMatchObject({ status: 'broadcast', txid: view?.txid });
+    expect(await s.node.rpc.getRawMempool()).toEqual([original]);
+
+    await s.node.mine(1);
+    await c.pipeline.runOnce();
+    expect(await s.store.getIntent(id)).toMatchObject({ status: 'confirmed', txid: original });
+    expect(await s.store.getTransaction(id)).toMatchObject({ txid: original, confirmations: 1 });
+    expect((await s.store.bumps.get(view?.id as string))?.status).toBe('replaced');
+    const events = (await auditEvents(s.store)).filter((e) => e.subject === id).map((e) => e.event);
+    expect(events.slice(-2)).toEqual(['transaction.replaced', 'transaction.confirmed']);
   });
 
   it('THREATS 6-7: a relay that rewrites the replacement (a payee output changed, coins that do not conflict) is refused NOT_A_REPLACEMENT by both signers, with an alert; nothing signed, the original stays', async () => {

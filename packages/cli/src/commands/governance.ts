@@ -220,7 +220,7 @@ ${COMMON_HELP}`,
           .map((g) => `${g.m} of ${g.role ?? g.members?.join('/')}`)
           .join(' + ');
         o(
-          `  rule ${r.id}: ${r.action} ${range} to ${m.destination.kind}${groups ? `, approvals ${groups}` : isAutomatedRule(r) ? ', no approval (automated, bounded by the limits)' : ''}${r.cancelWindowMs ? `, cancel window ${Math.round(r.cancelWindowMs / 1000)} s` : ''}\n`,
+          `  rule ${r.id}: ${r.action} ${range} to ${m.destination.kind === 'wallets' ? `wallet ${m.destination.wallets.join(', ')} (internal transfer)` : m.destination.kind}${groups ? `, approvals ${groups}` : isAutomatedRule(r) ? ', no approval (automated, bounded by the limits)' : ''}${r.cancelWindowMs ? `, cancel window ${Math.round(r.cancelWindowMs / 1000)} s` : ''}\n`,
         );
       }
       for (const l of p.limits)

@@ -49,7 +49,7 @@ import {
 import type { BumpRecord, BumpStatus } from '../db/bump-store.js';
 import type { IntentRecord, JobRecord, TransactionRecord } from '../db/repository.js';
 import { approvalsOf } from './build.js';
-import { auditEvent, type Context, jobId, txDigest } from './context.js';
+import { auditEvent, type Context, jobId, notify, txDigest } from './context.js';
 
 /** Bitcoin Core's RPC_VERIFY_ALREADY_IN_CHAIN. */
 const RPC_VERIFY_ALREADY_IN_CHAIN = -27;
@@ -196,6 +196,15 @@ export async function requestBump(
     fee: built.value.fee,
   });
   if (inserted) {
+    // Two bumps requested at once both got past the check above: the older (then smaller id) goes on.
+    const first = (await ctx.store.bumps.forIntent(rec.id)).find((b) => b.status === 'signing');
+    if (first !== undefined && first.id !== digest) {
+      await ctx.store.bumps.move(digest, 'signing', 'refused', {
+        code: 'CONFLICT',
+        message: 'another bump of this intent was requested at the same time',
+      });
+      return refused('CONFLICT', 'another bump of this intent is being signed; wait for it');
+    }
     await auditEvent(ctx, { actor, event: 'bump.requested', subject: rec.id, digest });
     ctx.log.info(
       { intent: rec.id, bump: digest, txid: built.value.txid, fee: built.value.fee.toString() },
@@ -337,6 +346,18 @@ export async function advanceBump(ctx: Context, id: Digest): Promise<void> {
   for (const j of jobs) if (j.status !== 'done') await ctx.store.bumps.cancelJob(j.id);
   ctx.log.info({ intent: b.intent, bump: id, txid: b.txid, replaces: tx.txid }, 'replacement broadcast');
   await auditEvent(ctx, { event: 'bump.broadcast', subject: b.intent, digest: txDigest(b.txid) });
+  // A receiver that follows txids (an exchange's backend) learns the new one, and what it replaces.
+  const intent = rec.signed.intent;
+  await notify(ctx, 'transaction.broadcast', {
+    intent: b.intent,
+    txid: b.txid,
+    replaces: tx.txid,
+    wallet: intent.wallet,
+    chain: intent.chain,
+    asset: intent.asset,
+    amount: intent.amount,
+    to: intent.to,
+  });
 }
 
 /** Every transaction of these intents that a bump broadcast or replaced, with its raw hex, by txid. */

@@ -196,6 +196,14 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     );
     expect(events.filter((e) => e === 'bump.signed')).toHaveLength(2);
     expect(events.indexOf('transaction.replaced')).toBeLessThan(events.indexOf('transaction.confirmed'));
+    // The webhook receivers learn the replacement's txid and what it replaces.
+    const announced = (await s.store.dueOutbox(Date.now() + 1, 100))
+      .filter((o) => o.event === 'transaction.broadcast')
+      .map((o) => (JSON.parse(o.payload) as { data: { txid: string; replaces?: string } }).data);
+    expect(announced).toEqual([
+      expect.objectContaining({ txid: original }),
+      expect.objectContaining({ txid: requested.txid, replaces: original }),
+    ]);
 
     // A bump of the confirmed withdrawal: NOT_A_REPLACEMENT, nothing queued, audited.
     const jobsBefore = (await s.store.jobsFor(id)).length;
@@ -240,6 +248,16 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     expect(outcome(other)).toEqual({ status: 403, code: 'NOT_AUTHORIZED' });
     expect((await s.store.jobsFor(id)).length).toBe(jobs);
     expect(await bumpsOf(s, id)).toEqual([]);
+
+    // Two bumps at once: one goes to the signers, the other is refused CONFLICT (one at a time).
+    const both = await Promise.all([
+      s.client.post(`/v1/intents/${id}/bumps`, bumpOf(s.org, id, 20n)),
+      s.client.post(`/v1/intents/${id}/bumps`, bumpOf(s.org, id, 25n)),
+    ]);
+    expect(both.map((r) => r.status).sort()).toEqual([202, 409]);
+    const bumps = await bumpsOf(s, id);
+    expect(bumps.filter((b) => b.status === 'signing')).toHaveLength(1);
+    expect((await s.store.jobsFor(id)).length).toBe(jobs + 2);
   });
 
   it('a bump overtaken by the original being mined is refused: its jobs are withdrawn, nothing signed, the original confirms', async () => {

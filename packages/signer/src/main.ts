@@ -331,7 +331,8 @@ export interface SignerStatus {
     } | null;
   } | null;
   readonly governance: { readonly seq: number; readonly head: string } | null;
-  readonly ledger: { readonly entries: number };
+  /** Transactions signed: one entry per intent; fee-bump replacements (issue 13) beside them, not counted as entries. */
+  readonly ledger: { readonly entries: number; readonly replacements: number };
   /** Per Safe this signer signed for: how many nonces and the highest (its next is that plus one). */
   readonly safes: readonly {
     readonly chain: string;
@@ -370,7 +371,7 @@ export function signerStatus(signerId: string, store: SignerStore): SignerStatus
                   },
           },
     governance: head === null ? null : { seq: head.seq, head: head.digest },
-    ledger: { entries: store.ledgerCount() },
+    ledger: { entries: store.ledgerCount(), replacements: store.replacementCount() },
     safes: safesOf(new SafeNonceLedger(store.db)),
     equivocations: proofs.length,
   };
@@ -433,7 +434,9 @@ async function status(argv: readonly string[]): Promise<number> {
       ? 'governance: none yet'
       : `governance: seq ${report.governance.seq}, head ${report.governance.head}`,
   );
-  lines.push(`ledger: ${report.ledger.entries} signed`);
+  lines.push(
+    `ledger: ${report.ledger.entries} signed${report.ledger.replacements === 0 ? '' : `, ${report.ledger.replacements} fee-bump replacement(s) beside them`}`,
+  );
   for (const s of report.safes) {
     lines.push(`Safe ${s.safe} on ${s.chain}: ${s.nonces} nonces signed, highest ${s.highest}`);
   }

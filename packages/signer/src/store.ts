@@ -313,6 +313,11 @@ export class SignerStore {
     return (this.db.prepare('SELECT count(*) AS n FROM ledger').get() as { n: number }).n;
   }
 
+  /** How many fee-bump replacements this signer signed (beside their ledger rows). */
+  replacementCount(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM replacements').get() as { n: number }).n;
+  }
+
   /** Every ledger row, schema-checked. */
   allLedger(): LedgerRow[] {
     return (this.db.prepare('SELECT * FROM ledger ORDER BY at, intent').all() as RawLedger[]).map(fromRaw);

@@ -135,6 +135,10 @@ describe('custos signer offline and fee bumps', () => {
     expect(signed.result?.receipt).toMatchObject({ outcome: 'signed', txid: honest.value.txid });
     expect(signed.result?.psbt).toBeDefined();
 
+    const status = await signerCli(['status', '--config', join(dir, 'offline.json'), '--json']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ ledger: { entries: 1, replacements: 1 } });
+    const text = await signerCli(['status', '--config', join(dir, 'offline.json')]);
+    expect(text.stdout).toContain('ledger: 1 signed, 1 fee-bump replacement(s) beside them');
     const db = new Database(join(dir, 'offline.db'), { readonly: true });
     try {
       expect(db.prepare('SELECT txid FROM ledger').all()).toEqual([{ txid: built.txid }]);

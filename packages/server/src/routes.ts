@@ -262,6 +262,10 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
           'CONFLICT',
           'QUORUM_NOT_MET',
           'UNSUPPORTED_TRANSACTION',
+          'NOT_A_MEMBER',
+          'UNKNOWN_DEVICE',
+          'DEVICE_REVOKED',
+          'DEVICE_NOT_ACTIVE',
         ],
       },
       async (c) => {

@@ -37,6 +37,7 @@ import { Engine, type RequestInfo, type SweepResult } from './coordinator.js';
 import type { Store } from './db/repository.js';
 import { StoreGovernanceView } from './governance-view.js';
 import { errorBody, failureOf, statusOf } from './http-errors.js';
+import { type CoordinatorMetrics, METRICS_PATH, registerMetrics } from './metrics.js';
 import { buildOpenApi, parseQuery, type QueryShape, type RouteSpec } from './openapi.js';
 import { objectClaimOf, SIGNED_OBJECT } from './passkey-writes.js';
 import { TokenBuckets } from './rate-limit.js';
@@ -58,6 +59,10 @@ export interface CreateCoordinatorOptions {
   readonly audit?: AuditLog;
   /** The approver console's built files (console.ts loadConsole), served at `/`; absent: `/` is 404. */
   readonly console?: ConsoleAssets;
+  /** Prometheus metrics (metrics.ts), served at `GET /metrics`; absent: `/metrics` is 404. */
+  readonly metrics?: CoordinatorMetrics;
+  /** When set, `/metrics` answers only `Authorization: Bearer <token>` (compared in constant time). */
+  readonly metricsToken?: string;
 }
 
 export interface Coordinator {
@@ -164,16 +169,26 @@ export async function createCoordinator(opts: CreateCoordinatorOptions): Promise
     reply.code(404).send(errorBody('NOT_FOUND', 'no such route (docs/api.md lists them)')),
   );
 
+  if (opts.metrics !== undefined) {
+    const metrics = opts.metrics;
+    app.addHook('onResponse', async (req, reply) => {
+      // The route's template, never the raw URL (which carries ids); unmatched requests share one label.
+      metrics.request(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode);
+    });
+  }
+
   const registered: { method: string; url: string }[] = [];
   app.addHook('onRoute', (r) => {
-    // The console's static files are not part of the API (docs/api.md "The console").
-    if (isConsoleRoute(r)) return;
+    // The console's static files are not part of the API (docs/api.md "The console"), nor is
+    // Prometheus's /metrics (docs/api.md "Metrics").
+    if (isConsoleRoute(r) || r.url === METRICS_PATH) return;
     for (const method of Array.isArray(r.method) ? r.method : [r.method])
       registered.push({ method, url: r.url });
   });
   const routes = defineRoutes(ctx);
   for (const def of routes) register(app, def, ctx);
   if (opts.console !== undefined) registerConsole(app, opts.console);
+  if (opts.metrics !== undefined) registerMetrics(app, opts.metrics, opts.metricsToken);
   const specs = routes.map((r) => r.spec);
   openapi = buildOpenApi(specs, limits.maxBodyBytes);
 

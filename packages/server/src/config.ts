@@ -95,6 +95,10 @@ export interface ServerConfig {
   readonly limits?: Partial<CoordinatorLimits>;
   /** A built approver console (manifest.json and its files) to serve at `/`; absent: none is served. */
   readonly consoleDir?: string;
+  /** Whether `GET /metrics` is served (CUSTOS_METRICS, on unless `off`); absent: served. */
+  readonly metrics?: boolean;
+  /** When set, `/metrics` needs `Authorization: Bearer <token>` (CUSTOS_METRICS_TOKEN or _FILE). */
+  readonly metricsToken?: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -107,7 +111,9 @@ type Env = Readonly<Record<string, string | undefined>>;
  * {url, secret, events?}), CUSTOS_EVM (a JSON object
  * {"<chainId>": {rpcUrl, executorKey, confirmations?}}; or CUSTOS_EVM_FILE,
  * since it holds the executor's key), CUSTOS_LOG_LEVEL (info), CUSTOS_CONSOLE_DIR
- * (a built console, `npm run build -w @custos/web`; unset: `/` is not served). Throws INVALID_VALUE
+ * (a built console, `npm run build -w @custos/web`; unset: `/` is not served),
+ * CUSTOS_METRICS (`on`, the default, or `off`: Prometheus text at /metrics),
+ * CUSTOS_METRICS_TOKEN (or _FILE: a bearer token /metrics then requires). Throws INVALID_VALUE
  * naming the variable that is wrong (never its value).
  */
 export function readServerConfig(env: Env = process.env): ServerConfig {
@@ -123,6 +129,13 @@ export function readServerConfig(env: Env = process.env): ServerConfig {
   const rpcUrl = env.BITCOIN_RPC_URL;
   const rpcUser = env.BITCOIN_RPC_USER;
   const rpcPassword = secret(env, 'BITCOIN_RPC_PASSWORD');
+  const metrics = env.CUSTOS_METRICS ?? 'on';
+  if (metrics !== 'on' && metrics !== 'off')
+    throw new CustosError('INVALID_VALUE', 'CUSTOS_METRICS must be on or off');
+  const metricsToken = secret(env, 'CUSTOS_METRICS_TOKEN');
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    throw new CustosError('INVALID_VALUE', 'CUSTOS_METRICS_TOKEN must hold at least 16 characters');
+  }
   return {
     host: env.CUSTOS_HOST ?? '127.0.0.1',
     port,
@@ -138,6 +151,8 @@ export function readServerConfig(env: Env = process.env): ServerConfig {
     webhooks: webhooks(secret(env, 'CUSTOS_WEBHOOKS')),
     logLevel: env.CUSTOS_LOG_LEVEL ?? 'info',
     ...(env.CUSTOS_CONSOLE_DIR === undefined ? {} : { consoleDir: env.CUSTOS_CONSOLE_DIR }),
+    metrics: metrics === 'on',
+    ...(metricsToken === undefined ? {} : { metricsToken }),
   };
 }
 

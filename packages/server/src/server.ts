@@ -25,6 +25,7 @@ import type { AuditLog, GovernanceView, Notifier, SigningPipeline } from './cont
 import { openDatabase } from './db/connect.js';
 import { Store } from './db/repository.js';
 import { StoreGovernanceView } from './governance-view.js';
+import { createMetrics, observeNotifier, observePipeline } from './metrics.js';
 import type { EvmConfig } from './pipeline/evm.js';
 
 export interface PipelineFactoryInput {
@@ -96,20 +97,26 @@ export async function startServer(
     const makeNotifier = opts.createNotifier ?? (await loadNotifierFactory());
     notifier = await makeNotifier({ store, clock, logger, webhooks: config.webhooks });
     const makePipeline = opts.createPipeline ?? (await loadPipelineFactory());
-    pipeline = await makePipeline({
+    // The pipeline reports through the notifier, so the metrics see both (metrics.ts).
+    const metrics = config.metrics
+      ? createMetrics({ store, clock, chainHeight: () => heightOf(pipeline) })
+      : null;
+    const told = metrics === null ? notifier : observeNotifier(notifier, metrics);
+    const made = await makePipeline({
       store,
       governance,
       audit,
-      notifier,
+      notifier: told,
       clock,
       logger,
       chain: config.chain,
       ...(config.evm === undefined ? {} : { evm: config.evm }),
     });
+    pipeline = metrics === null ? made : observePipeline(made, metrics);
     const coordinator = await createCoordinator({
       store,
       pipeline,
-      notifier,
+      notifier: told,
       clock,
       logger,
       governance,
@@ -117,6 +124,8 @@ export async function startServer(
       ...(config.org === undefined ? {} : { org: config.org }),
       ...(config.limits === undefined ? {} : { limits: config.limits }),
       ...(config.consoleDir === undefined ? {} : { console: await loadConsole(config.consoleDir) }),
+      ...(metrics === null ? {} : { metrics }),
+      ...(config.metricsToken === undefined ? {} : { metricsToken: config.metricsToken }),
     });
     pipeline.start();
     notifier.start?.();
@@ -206,4 +215,11 @@ async function loadPipelineFactory(): Promise<PipelineFactory> {
 async function loadNotifierFactory(): Promise<NotifierFactory> {
   const { createNotifier } = await import('./webhooks.js');
   return ({ store, clock, logger, webhooks }) => createNotifier(store, webhooks, { clock, log: logger });
+}
+
+/** The chain node's tip for the metrics, once the pipeline exists and when its node answers. */
+async function heightOf(pipeline: SigningPipeline | undefined): Promise<number | null> {
+  if (pipeline === undefined) return null;
+  const status = await pipeline.chainStatus();
+  return status.ok ? status.height : null;
 }

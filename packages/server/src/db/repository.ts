@@ -78,6 +78,7 @@ import { ChainStore } from './chain-store.js';
 import type { CoordinatorDb } from './connect.js';
 import { classifyDbError, dbError } from './errors.js';
 import { EvmStore } from './evm-store.js';
+import { MetricsStore } from './metrics-store.js';
 import { JobNotices } from './notices.js';
 import type {
   GovernanceProposalsTable,
@@ -284,12 +285,15 @@ export class Store {
   readonly bumps: BumpStore;
   /** Jobs queued, told across coordinators: db/notices.ts. */
   readonly notices: JobNotices;
+  /** What GET /metrics reads at each scrape, over bounded sets: db/metrics-store.ts. */
+  readonly metrics: MetricsStore;
 
   constructor(database: CoordinatorDb, opts: StoreOptions = {}) {
     this.chain = new ChainStore(database, opts.now);
     this.evm = new EvmStore(database, opts.now);
     this.bumps = new BumpStore(database, opts.now);
     this.notices = new JobNotices(database);
+    this.metrics = new MetricsStore(database);
     this.#db = database.db;
     this.#pg = database.dialect === 'postgres';
     this.#now = opts.now ?? Date.now;

@@ -167,6 +167,7 @@ describe('readServerConfig', () => {
       chain: {},
       webhooks: [],
       logLevel: 'info',
+      metrics: true,
     });
   });
 
@@ -220,6 +221,24 @@ describe('readServerConfig', () => {
       } catch (err) {
         expect(String((err as Error).message)).not.toContain(bad.slice(2));
       }
+    }
+  });
+
+  it('serves /metrics unless CUSTOS_METRICS is off; its bearer token from CUSTOS_METRICS_TOKEN or a file, at least 16 characters', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-config-'));
+    dirs.push(dir);
+    await writeFile(join(dir, 'token'), 'scrape-token-0123456789\n');
+    expect(readServerConfig({ CUSTOS_METRICS: 'off' }).metrics).toBe(false);
+    expect(readServerConfig({ CUSTOS_METRICS_TOKEN_FILE: join(dir, 'token') })).toMatchObject({
+      metrics: true,
+      metricsToken: 'scrape-token-0123456789',
+    });
+    expect(() => readServerConfig({ CUSTOS_METRICS: 'yes' })).toThrow(/CUSTOS_METRICS must be on or off/);
+    expect(() => readServerConfig({ CUSTOS_METRICS_TOKEN: 'short-token' })).toThrow(/CUSTOS_METRICS_TOKEN/);
+    try {
+      readServerConfig({ CUSTOS_METRICS_TOKEN: 'short-token' });
+    } catch (err) {
+      expect(String((err as Error).message)).not.toContain('short-token');
     }
   });
 

@@ -107,6 +107,7 @@ describe.each(backends)('the wallet view on $name', (backend) => {
       balance: '5000000',
       utxos: 4,
       receiveAddress: deriveAddress(d, 0, 15).address,
+      receiveIndex: 15,
     });
 
     // A restart: a new watcher over the same store resumes from the saved state, reading no block again.
@@ -118,6 +119,33 @@ describe.each(backends)('the wallet view on $name', (backend) => {
     expect(await restarted.summaries(state)).toEqual([summary]);
     await node.mine(1);
     expect(await restarted.sync(state)).toMatchObject({ caughtUp: true, applied: 1 });
+  });
+
+  it('an internal transfer to a receive index past the gap (issue 13) is found: watchReceive records it for every coordinator on the database', async () => {
+    const { store } = await backend.fresh();
+    const org = makeOrg();
+    const node = regtest();
+    await seedGovernance(store, org);
+    const state = await storeGovernance(store, org.orgId).current();
+    const startHeight = (await node.rpc.getBlockCount()) + 1;
+    const opts = { rpc: node.rpc, addressGap: 5, startHeight, maxBlocksPerSync: 500 };
+    const d = org.world.descriptor;
+    const builder = new ChainWatcher(store, opts);
+    await builder.sync(state);
+    // As the build does before an internal transfer to receive index 40 (gap 5: never watched otherwise).
+    await builder.watchReceive('btc-main', 40);
+    // Another coordinator on the same database, which never built it, reads the block paying index 40.
+    const other = new ChainWatcher(store, opts);
+    await node.fund(deriveAddress(d, 0, 40).script, 1_500_000n);
+    await node.mine(1);
+    await other.sync(state);
+    expect((await other.summaries(state))[0]).toMatchObject({
+      balance: '1500000',
+      utxos: 1,
+      receiveIndex: 41,
+    });
+    await builder.sync(state);
+    expect((await builder.summaries(state))[0]).toMatchObject({ balance: '1500000', utxos: 1 });
   });
 
   it('saves the tracker as rows block by block; a coordinator that loads the rows another saved builds on regtest, and a save at the tip of the rows leaves them alone', async () => {

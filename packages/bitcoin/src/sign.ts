@@ -72,6 +72,31 @@ export function descriptorKeyOf(key: SignerKey, network: BitcoinNetworkName): De
 }
 
 /**
+ * The account key as a BIP 32 extended private key (`xprv`, `tprv` off
+ * mainnet) with its origin: what `custos signer export-key` writes for a
+ * recovery ceremony without Custos (issue 12), in the form a descriptor
+ * wallet imports (`[fingerprint/path]xprv.../0/*`).
+ */
+export function exportAccountKey(
+  key: SignerKey,
+  network: BitcoinNetworkName,
+): { readonly fingerprint: string; readonly path: string; readonly xprv: string } {
+  const a = key.account;
+  if (a.privateKey === null || a.privateKey === undefined) {
+    throw new CustosError('INVALID_VALUE', 'this key holds no private key to export');
+  }
+  const priv = new HDKey({
+    versions: bitcoinNetwork(network).bip32,
+    depth: a.depth,
+    index: a.index,
+    parentFingerprint: a.parentFingerprint,
+    chainCode: a.chainCode!,
+    privateKey: a.privateKey,
+  });
+  return Object.freeze({ fingerprint: key.fingerprint, path: key.path, xprv: priv.privateExtendedKey });
+}
+
+/**
  * Signs every input whose derivations name this key, SIGHASH_ALL only.
  * Refuses when the key is not one of the wallet's (NOT_AUTHORIZED), when the
  * PSBT is not a provable spend of this wallet (analyzePsbt's codes), and when

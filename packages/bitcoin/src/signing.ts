@@ -59,6 +59,7 @@ export { INCREMENTAL_RELAY_FEE, type VerifiedReplacement, verifyReplacement } fr
 export {
   combinePsbts,
   descriptorKeyOf,
+  exportAccountKey,
   finalizePsbt,
   type SignerKey,
   signerKeyFromSeed,

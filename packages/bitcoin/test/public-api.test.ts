@@ -31,6 +31,7 @@ const SIGN = [
   'descriptorKeyOf',
   'dustThreshold',
   'estimateVsize',
+  'exportAccountKey',
   'finalizeAnalyzed',
   'finalizePsbt',
   'findWalletAlias',

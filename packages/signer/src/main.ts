@@ -17,9 +17,11 @@
  * `chains`). A Safe on a chain without a node is refused, UNAVAILABLE: the
  * coordinator never names the node a signer trusts.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
+import { exportAccountKey } from '@custos/bitcoin/sign';
 import {
   CustosError,
   type Digest,
@@ -155,6 +157,17 @@ const HELP = `custos signer: the signer daemon
       the refusal's result file is written too), 2 the command line was wrong. --qr writes
       the result as QR lines (CUSTOS1:<i>/<n>:<hash>:<Base45>, one QR code each).
       Example: custos signer offline --config signer-3.json --job /media/usb/job.json --out /media/usb/result.json
+
+  custos signer export-key --config <file> --out <file> [--confirm "export <id>"]
+      Recovery without Custos (issue 12; docs/operations.md "Recovery"): writes this signer's
+      Bitcoin account key as a BIP 32 extended private key with its origin,
+      [fingerprint/path]xprv (tprv off mainnet), to a new file (mode 0600; an existing file is
+      never overwritten), for a descriptor wallet to import with the wallet's descriptor. No
+      quorum is asked: the keystore password (as for run) and a confirmation are. The
+      confirmation is the line "export <id>", typed on standard input or given as --confirm.
+      Every export is recorded first in the signer's own database; status shows them.
+      Exit 0 written, 1 refused (wrong confirmation or password), 2 the command line was wrong.
+      Example: custos signer export-key --config signer-1.json --out /media/usb/signer-1.xprv.json
 `;
 
 export async function signerCommand(argv: readonly string[]): Promise<number> {
@@ -163,6 +176,7 @@ export async function signerCommand(argv: readonly string[]): Promise<number> {
   if (sub === 'run') return run(rest);
   if (sub === 'status') return status(rest);
   if (sub === 'offline') return offline(rest);
+  if (sub === 'export-key') return exportKey(rest);
   process.stdout.write(HELP);
   return sub === undefined || sub === '--help' || sub === 'help' ? 0 : 2;
 }
@@ -314,6 +328,81 @@ async function offline(argv: readonly string[]): Promise<number> {
   }
 }
 
+/**
+ * `custos signer export-key`: the signer's own key, out of Custos, for a
+ * recovery ceremony (issue 12). Guarded by the keystore password and a typed
+ * confirmation, not by a quorum: the point is to move funds when Custos is
+ * gone. The export is written to the signer's own database before the key
+ * touches the file, so it is on record even if the file is lost.
+ */
+async function exportKey(argv: readonly string[]): Promise<number> {
+  const configPath = flag(argv, 'config');
+  const outPath = flag(argv, 'out');
+  if (configPath === undefined || outPath === undefined) {
+    process.stderr.write(HELP);
+    return 2;
+  }
+  const base = dirname(resolve(configPath));
+  const config = decode(offlineSignerConfig, readFileSync(configPath));
+  const out = resolve(outPath);
+  if (existsSync(out)) {
+    process.stderr.write(`custos signer: ${out} exists; an export never overwrites a file\n`);
+    return 2;
+  }
+  const expected = `export ${config.id}`;
+  const typed =
+    flag(argv, 'confirm') ??
+    (await readLine(`Type "${expected}" to write this signer's private key to ${out}: `));
+  if (typed.trim() !== expected) {
+    process.stderr.write(
+      `custos signer: INVALID_VALUE: the confirmation is "${expected}"; nothing was written\n`,
+    );
+    return 1;
+  }
+  const unlocked = await unlockKeystore(resolve(base, config.keystore), readPassword(config, base));
+  if (unlocked.public.id !== config.id) {
+    throw new CustosError('INVALID_VALUE', `keystore is for ${unlocked.public.id}, config says ${config.id}`);
+  }
+  const key = exportAccountKey(unlocked.key, unlocked.public.network);
+  const at = Date.now();
+  const store = new SignerStore(resolve(base, config.database));
+  try {
+    store.insertKeyExport({ at, fingerprint: key.fingerprint, path: key.path, destination: out });
+  } finally {
+    store.close();
+  }
+  const origin = `[${key.fingerprint}/${key.path}]`;
+  const file = {
+    v: 1,
+    kind: 'custos-signer-key-export',
+    signer: config.id,
+    network: unlocked.public.network,
+    fingerprint: key.fingerprint,
+    path: key.path,
+    xpub: unlocked.public.xpub,
+    xprv: key.xprv,
+    /** The key expression for the wallet's descriptor, in place of this signer's [origin]xpub. */
+    descriptorKey: `${origin}${key.xprv}`,
+    exportedAt: new Date(at).toISOString(),
+    warning: 'This is a private key: whoever holds it and one more key of a 2-of-3 wallet moves its funds.',
+  };
+  writeFileSync(out, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  log('signer.key-exported', { signer: config.id, fingerprint: key.fingerprint, path: key.path, out });
+  return 0;
+}
+
+/** One line from standard input (the confirmation), with `prompt` on standard error. */
+async function readLine(prompt: string): Promise<string> {
+  process.stderr.write(prompt);
+  const rl = createInterface({ input: process.stdin });
+  try {
+    for await (const line of rl) return line;
+    return '';
+  } finally {
+    rl.close();
+  }
+}
+
 /** What `custos signer status` reports (its --json form). */
 export interface SignerStatus {
   readonly signer: string;
@@ -342,6 +431,12 @@ export interface SignerStatus {
   }[];
   /** Every equivocation ever proven to this signer (kept after an unfreeze). */
   readonly equivocations: number;
+  /** Every time this signer's key was exported (`export-key`): when, and to which file. */
+  readonly keyExports: readonly {
+    readonly at: number;
+    readonly atIso: string;
+    readonly destination: string;
+  }[];
 }
 
 export function signerStatus(signerId: string, store: SignerStore): SignerStatus {
@@ -374,6 +469,9 @@ export function signerStatus(signerId: string, store: SignerStore): SignerStatus
     ledger: { entries: store.ledgerCount(), replacements: store.replacementCount() },
     safes: safesOf(new SafeNonceLedger(store.db)),
     equivocations: proofs.length,
+    keyExports: store
+      .keyExports()
+      .map((e) => ({ at: e.at, atIso: new Date(e.at).toISOString(), destination: e.destination })),
   };
 }
 
@@ -441,6 +539,7 @@ async function status(argv: readonly string[]): Promise<number> {
     lines.push(`Safe ${s.safe} on ${s.chain}: ${s.nonces} nonces signed, highest ${s.highest}`);
   }
   if (report.equivocations > 0) lines.push(`equivocations proven: ${report.equivocations}`);
+  for (const e of report.keyExports) lines.push(`KEY EXPORTED at ${e.atIso} to ${e.destination}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }

@@ -89,6 +89,13 @@ CREATE TABLE IF NOT EXISTS freeze (
   reason TEXT NOT NULL,
   at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS key_exports (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  fingerprint TEXT NOT NULL,
+  path TEXT NOT NULL,
+  destination TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS equivocations (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   known_seq INTEGER NOT NULL,
@@ -410,6 +417,31 @@ export class SignerStore {
       outcome: string;
       code: string | null;
       at: number;
+    }[];
+  }
+
+  /**
+   * The signer's own record that its key left it (`custos signer export-key`,
+   * issue 12): written before the file is, never deleted; `custos signer
+   * status` shows every one.
+   */
+  insertKeyExport(e: { at: number; fingerprint: string; path: string; destination: string }): void {
+    this.statement('INSERT INTO key_exports (at, fingerprint, path, destination) VALUES (?, ?, ?, ?)').run(
+      e.at,
+      e.fingerprint,
+      e.path,
+      e.destination,
+    );
+  }
+
+  keyExports(): { at: number; fingerprint: string; path: string; destination: string }[] {
+    return this.db
+      .prepare('SELECT at, fingerprint, path, destination FROM key_exports ORDER BY id')
+      .all() as {
+      at: number;
+      fingerprint: string;
+      path: string;
+      destination: string;
     }[];
   }
 

@@ -88,10 +88,15 @@ export async function waitForOutput(s: RunningSigner, text: string, timeoutMs = 
   await s.waitFor(text, timeoutMs);
 }
 
-/** `custos signer <args>` run to completion (e.g. `status --config <file> --json`): its exit code and output. */
+/**
+ * `custos signer <args>` run to completion (e.g. `status --config <file> --json`): its exit code and
+ * output. `opts` adds to its environment (the password for commands that unlock the keystore) or
+ * types on its standard input.
+ */
 export async function signerCli(
   args: readonly string[],
+  opts: { readonly env?: Readonly<Record<string, string>>; readonly input?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const r = await runNode(nodeArgs(['signer', ...args]));
+  const r = await runNode(nodeArgs(['signer', ...args]), opts);
   return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -11,7 +11,7 @@
  * authorizes, by deriving the wallet's address from its governed descriptor
  * and comparing it with `to`: here, in the policy every verifier runs
  * (coordinator preview, every online signer, the offline signer, the CLI's
- * review), before any rule is matched (policy.ts step 2b).
+ * review), before any rule is matched (policy.ts step 3b).
  *
  * Why here and with an injected derivation: core cannot import
  * @custos/bitcoin (the dependencies point the other way), and checking the
@@ -35,7 +35,7 @@ import type { Millis } from './types.js';
 export type WalletAddressFn = (wallet: Wallet, index: number) => Result<string>;
 
 /**
- * Proves an intent's `toWallet` claim (policy.ts step 2b): the named wallet
+ * Proves an intent's `toWallet` claim (policy.ts step 3b): the named wallet
  * is governed (UNKNOWN_WALLET), not the paying wallet itself
  * (DESTINATION_NOT_WALLET), active at `now` (WALLET_NOT_ACTIVE), on the same
  * chain (WRONG_CHAIN), holds the asset (UNKNOWN_ASSET), and `to` is exactly

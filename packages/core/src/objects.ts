@@ -117,7 +117,7 @@ export const MAX_INTERNAL_RECEIVE_INDEX = 999;
  * wallet and, for Bitcoin, the receive index (branch 0 of its descriptor)
  * whose address `to` must be. A Safe has one address, its own, so no index.
  * The claim is signed with the intent, and proven by every verifier that lets
- * it authorize anything (policy.ts step 2b, internal-transfer.ts).
+ * it authorize anything (policy.ts step 3b, internal-transfer.ts).
  */
 export const internalDestination = object(
   { wallet: id },
@@ -270,7 +270,7 @@ export const destinationMatch = tagged('kind', {
   /**
    * Internal transfers (issue 13): the intent names one of these governed
    * wallets in `toWallet`, and `to` is proven to be its address (policy.ts
-   * step 2b) before the rule is matched. Never matches an external address.
+   * step 3b) before the rule is matched. Never matches an external address.
    */
   wallets: object({ kind: literal('wallets'), wallets: ids(1000) }),
 });

@@ -29,10 +29,10 @@
  *  2. organization, wallet, chain, asset        WRONG_ORG, UNKNOWN_WALLET, WALLET_NOT_ACTIVE, WRONG_CHAIN (16),
  *                                               UNKNOWN_ASSET (for a Safe: registered and active), and
  *                                               OPERATION_FORBIDDEN for a Safe paying itself (28)
- * 2b. an internal transfer's destination wallet  DESTINATION_NOT_WALLET, UNKNOWN_WALLET, WALLET_NOT_ACTIVE,
- *     (issue 13), proven by derivation          WRONG_CHAIN, UNKNOWN_ASSET (internal-transfer.ts)
  *  3. requester device and signature, role      NOT_A_MEMBER, UNKNOWN_DEVICE, DEVICE_REVOKED (4, 5),
  *                                               DEVICE_NOT_ACTIVE, INTENT_SIGNATURE_INVALID (6), NOT_AUTHORIZED
+ * 3b. an internal transfer's destination wallet  DESTINATION_NOT_WALLET, UNKNOWN_WALLET, WALLET_NOT_ACTIVE,
+ *     (issue 13), proven by derivation          WRONG_CHAIN, UNKNOWN_ASSET (internal-transfer.ts)
  *  4. intent lifetime                           LIFETIME_TOO_LONG, EXPIRED (15), NOT_YET_VALID
  *  5. look-alike destination                    LOOKALIKE_ADDRESS (21) or a warning
  *  6. rules of every policy in force, in the   DESTINATION_NOT_ACTIVE (18), DESTINATION_NOT_ALLOWED (17),
@@ -108,7 +108,7 @@ export interface EvaluateInput {
   /**
    * Derives a Bitcoin wallet's receive address (`@custos/bitcoin/sign`'s
    * walletReceiveAddress), to prove an internal transfer's `toWallet` claim
-   * (step 2b). Without it every Bitcoin internal transfer is refused
+   * (step 3b). Without it every Bitcoin internal transfer is refused
    * DESTINATION_NOT_WALLET: the claim is never believed unproven.
    */
   readonly receiveAddress?: WalletAddressFn;
@@ -217,12 +217,6 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   }
   const wallet = intentWallet(state, intent, now, input.chains);
   if (!wallet.ok) return deny(digest, wallet.code, wallet.message);
-  // 2b. An internal transfer (issue 13) names its destination wallet; the claim lets a
-  // `wallets` rule match, so it is proven here, `to` derived from the governed wallet.
-  if (intent.toWallet !== undefined) {
-    const dest = checkInternalDestination(state, intent, now, input.receiveAddress);
-    if (!dest.ok) return deny(digest, dest.code, dest.message);
-  }
 
   // 3. The requester signed exactly these bytes on an active device (THREATS 4-6) and may ask.
   const requester = lookupDevice(state, intent.requester, intent.device, now);
@@ -244,6 +238,13 @@ export function evaluate(input: EvaluateInput): PolicyDecision {
   }
   if (!hasRole(state, intent.requester, REQUESTER_ROLE, now)) {
     return deny(digest, 'NOT_AUTHORIZED', `${intent.requester} does not hold the ${REQUESTER_ROLE} role`);
+  }
+  // 3b. An internal transfer (issue 13) names its destination wallet; the claim lets a
+  // `wallets` rule match, so it is proven here, `to` derived from the governed wallet. After
+  // the signature, so an intent rewritten on its way reads as the forgery it is (THREATS 6).
+  if (intent.toWallet !== undefined) {
+    const dest = checkInternalDestination(state, intent, now, input.receiveAddress);
+    if (!dest.ok) return deny(digest, dest.code, dest.message);
   }
 
   const policies = policiesInForce(state, now);
@@ -505,7 +506,7 @@ function fitDestination(
       wanted = (e) => e.tags?.some((t) => match.tags.includes(t)) === true;
       break;
     case 'wallets':
-      // The claim was proven in step 2b; an intent without one (any external address) never matches.
+      // The claim was proven in step 3b; an intent without one (any external address) never matches.
       return toWallet !== undefined && match.wallets.includes(toWallet.wallet) ? 'match' : 'destination';
   }
   if (dest.active.some(wanted)) return 'match';

@@ -129,6 +129,9 @@ const CRITICAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'WALLET_ALIAS',
   'CHANGE_BEYOND_GAP',
   'NOT_A_REPLACEMENT',
+  // An internal transfer's claim that is false (issue 13): signed by the requester, yet the
+  // coordinator refuses it at the door, so reaching a signer means it was let through.
+  'DESTINATION_NOT_WALLET',
 ]);
 
 /** A refusal of a job, returned (never thrown) up to {@link Signer.handle}, which records and signs it. */

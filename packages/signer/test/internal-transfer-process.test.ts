@@ -93,7 +93,7 @@ describe('an internal transfer through the signer process', () => {
     expect(result!.receipt).toMatchObject({ job: 'job-refill', outcome: 'signed', txid: built.txid });
   });
 
-  it("THREATS 6: refuses the claim toWallet btc-hot with the attacker's to, or another index's address: DESTINATION_NOT_WALLET, nothing signed", async () => {
+  it("THREATS 6: refuses the claim toWallet btc-hot with the attacker's to, or another index's address: DESTINATION_NOT_WALLET, nothing signed, a critical alert", async () => {
     const forged = world.intent(500_000n, {
       to: ATTACKER as Address,
       toWallet: { wallet: 'btc-hot', index: 5 },
@@ -112,6 +112,8 @@ describe('an internal transfer through the signer process', () => {
       const r = results.find((x) => x.receipt.job === id);
       expect(r?.receipt).toMatchObject({ job: id, outcome: 'refused', code: 'DESTINATION_NOT_WALLET' });
       expect(r?.psbt).toBeUndefined();
+      // The coordinator refuses such a claim at the door: one reaching a signer was let through.
+      expect(r?.alert).toEqual({ severity: 'critical', code: 'DESTINATION_NOT_WALLET' });
     }
   });
 

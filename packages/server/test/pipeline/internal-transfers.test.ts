@@ -262,11 +262,12 @@ describe.each(backends)('internal transfers on $name', (backend) => {
       for (const r of run.results) {
         expect(r.receipt).toMatchObject({ outcome: 'refused', code: 'DESTINATION_NOT_WALLET' });
         expect(r.psbt).toBeUndefined();
+        expect(r.alert).toEqual({ severity: 'critical', code: 'DESTINATION_NOT_WALLET' });
       }
     }
     expect(await node.rpc.getRawMempool()).toEqual([]);
     const mine = (await auditEvents(store)).filter((e) => e.subject === forgedId).map((e) => e.event);
-    expect(mine).toEqual(expect.arrayContaining(['signing.refused', 'intent.refused']));
+    expect(mine).toEqual(expect.arrayContaining(['signing.refused', 'alert', 'intent.refused']));
     expect(mine).not.toContain('transaction.broadcast');
   });
 });

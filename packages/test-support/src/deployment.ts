@@ -60,6 +60,10 @@ export interface DeploymentOptions {
    * (`custos intents export`, `custos signer offline`, `custos intents import`).
    */
   readonly offline?: readonly ('signer-1' | 'signer-2')[];
+  /** The governance delay (`custos init --delay`, default 1h); the console test adds passkeys and waits it out. */
+  readonly delay?: string;
+  /** A built approver console for `custos serve` to serve at / (CUSTOS_CONSOLE_DIR). */
+  readonly consoleDir?: string;
 }
 
 export async function startDeployment(opts: DeploymentOptions = {}): Promise<Deployment> {
@@ -130,7 +134,9 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
         logLevel: 'warn',
       }),
     );
-    const serve = start(['serve', '--config', join(dir, 'coordinator.json')], { env });
+    const serve = start(['serve', '--config', join(dir, 'coordinator.json')], {
+      env: opts.consoleDir === undefined ? env : { ...env, CUSTOS_CONSOLE_DIR: opts.consoleDir },
+    });
     running.push(serve);
     const coordinatorUrl = (await serve.waitFor(/listening on http:\/\/127\.0\.0\.1:[0-9]+/))
       .split(' ')
@@ -163,7 +169,7 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
           '--addresses',
           join(dir, 'book.json'),
           '--delay',
-          '1h',
+          opts.delay ?? '1h',
           '--coordinator',
           coordinatorUrl,
           '--yes',

@@ -13,23 +13,54 @@
  */
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import type { Signed } from './context.js';
+import { ApprovalsView } from './views/approvals.js';
 import { EnrolView } from './views/enrol.js';
 import { HomeView } from './views/home.js';
+import { IntentView } from './views/intent.js';
+import { RequestView } from './views/request.js';
+import { SignInView } from './views/signin.js';
 
-type Route = { readonly view: 'home' } | { readonly view: 'enrol' };
+type Route =
+  | { readonly view: 'home' }
+  | { readonly view: 'enrol' }
+  | { readonly view: 'approvals' }
+  | { readonly view: 'request' }
+  | { readonly view: 'intent'; readonly id: string };
 
 function routeOf(hash: string): Route {
   if (hash === '#/enrol') return { view: 'enrol' };
+  if (hash === '#/approvals') return { view: 'approvals' };
+  if (hash === '#/request') return { view: 'request' };
+  const m = /^#\/intent\/([0-9a-f]{64})$/.exec(hash);
+  if (m !== null) return { view: 'intent', id: m[1] as string };
   return { view: 'home' };
 }
 
+const LINKS: readonly [Route['view'], string, string][] = [
+  ['home', '#/', 'Console'],
+  ['approvals', '#/approvals', 'Pending approvals'],
+  ['request', '#/request', 'Request'],
+  ['enrol', '#/enrol', 'Enrol a passkey'],
+];
+
 function App() {
   const [route, setRoute] = useState<Route>(() => routeOf(location.hash));
+  const [signed, setSigned] = useState<Signed | null>(null);
   useEffect(() => {
     const onHash = () => setRoute(routeOf(location.hash));
     addEventListener('hashchange', onHash);
     return () => removeEventListener('hashchange', onHash);
   }, []);
+  const needsSession = route.view === 'approvals' || route.view === 'request' || route.view === 'intent';
+  let body: preact.JSX.Element;
+  if (needsSession && (signed === null || signed.api.session.expiresAt <= Date.now())) {
+    body = <SignInView onSignedIn={setSigned} />;
+  } else if (route.view === 'enrol') body = <EnrolView />;
+  else if (route.view === 'approvals') body = <ApprovalsView s={signed!} />;
+  else if (route.view === 'request') body = <RequestView s={signed!} />;
+  else if (route.view === 'intent') body = <IntentView s={signed!} id={route.id} />;
+  else body = <HomeView />;
   return (
     <>
       <header class="top">
@@ -37,15 +68,19 @@ function App() {
           Custos
         </a>
         <nav aria-label="Main">
-          <a href="#/" aria-current={route.view === 'home' ? 'page' : undefined}>
-            Console
-          </a>
-          <a href="#/enrol" aria-current={route.view === 'enrol' ? 'page' : undefined}>
-            Enrol a passkey
-          </a>
+          {LINKS.map(([view, href, text]) => (
+            <a key={view} href={href} aria-current={route.view === view ? 'page' : undefined}>
+              {text}
+            </a>
+          ))}
         </nav>
+        {signed === null ? null : (
+          <span class="who">
+            {signed.device.member}/{signed.device.device} · governance seq {signed.state.seq} verified
+          </span>
+        )}
       </header>
-      <main id="main">{route.view === 'enrol' ? <EnrolView /> : <HomeView />}</main>
+      <main id="main">{body}</main>
     </>
   );
 }

@@ -1,7 +1,7 @@
 /**
  * Internal transfers (issue 13): an intent may name a governed wallet as its
  * destination (`toWallet`), and a rule may allow by wallet
- * (`destination: {kind: 'wallets'}`). The claim is proven in policy step 2b
+ * (`destination: {kind: 'wallets'}`). The claim is proven in policy step 3b
  * by deriving the wallet's address; here the derivation is a pure stand-in
  * (core cannot load @custos/bitcoin), the real one is exercised by the
  * coordinator and signer tests on regtest.

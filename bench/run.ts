@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
 import { auditBench } from './audit.js';
+import { consoleBench } from './console.js';
 import { coreBench } from './core.js';
 import { e2eBench } from './e2e.js';
 import { printTable, type Row } from './harness.js';
@@ -17,6 +18,7 @@ const suites: Record<string, () => Row[] | Promise<Row[]>> = {
   core: coreBench,
   signer: signerBench,
   audit: () => auditBench(),
+  console: () => consoleBench(),
   e2e: () => e2eBench(),
   soak: () => soakBench(),
 };

@@ -22,7 +22,7 @@ import {
   type SignedBump,
   signedBump,
 } from '@custos/core';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { CoordinatorDb } from './connect.js';
 import { dbError } from './errors.js';
 import type { Int8, Tables } from './schema.js';
@@ -205,36 +205,80 @@ export class BumpStore {
   }
 
   /**
+   * signing -> broadcast for a bump whose replacement the node took, and the
+   * intent's transaction row and txid pointed at the replacement, in one
+   * transaction: nobody reads a broadcast bump with the intent still on the
+   * transaction it replaced. False when another caller moved it first.
+   */
+  async markBroadcast(
+    id: string,
+    t: {
+      intent: string;
+      txid: string;
+      rawHex: string;
+      replacedTxid: string;
+      replacedHex: string;
+      at: Millis;
+    },
+  ): Promise<boolean> {
+    return this.#op('bumps.markBroadcast', () =>
+      this.#db.transaction().execute(async (trx) => {
+        const moved = await trx
+          .updateTable('bumps')
+          .set({
+            status: 'broadcast',
+            raw_hex: t.rawHex,
+            replaced_txid: t.replacedTxid,
+            replaced_hex: t.replacedHex,
+            updated_at: this.#now(),
+          })
+          .where('id', '=', id)
+          .where('status', '=', 'signing')
+          .executeTakeFirst();
+        if (moved.numUpdatedRows === 0n) return false;
+        await this.#switch(trx, t.intent, t);
+        return true;
+      }),
+    );
+  }
+
+  /**
    * Points the intent's transaction row (and the intent's txid) at `txid`:
    * the transaction of the intent to follow from now on. Its confirmations
    * start again from what the chain says.
    */
   async switchTransaction(intent: string, t: { txid: string; rawHex: string; at: Millis }): Promise<void> {
     await this.#op('bumps.switchTransaction', () =>
-      this.#db.transaction().execute(async (trx) => {
-        const res = await trx
-          .updateTable('transactions')
-          .set({
-            txid: t.txid,
-            raw_hex: t.rawHex,
-            broadcast_at: t.at,
-            confirmations: 0,
-            block_height: null,
-            block_hash: null,
-            updated_at: this.#now(),
-          })
-          .where('intent', '=', intent)
-          .executeTakeFirst();
-        if (res.numUpdatedRows === 0n) {
-          throw new CustosError('NOT_FOUND', 'no transaction for this intent', { intent });
-        }
-        await trx
-          .updateTable('intents')
-          .set({ txid: t.txid, updated_at: this.#now() })
-          .where('id', '=', intent)
-          .execute();
-      }),
+      this.#db.transaction().execute((trx) => this.#switch(trx, intent, t)),
     );
+  }
+
+  async #switch(
+    trx: Transaction<BumpTables>,
+    intent: string,
+    t: { txid: string; rawHex: string; at: Millis },
+  ): Promise<void> {
+    const res = await trx
+      .updateTable('transactions')
+      .set({
+        txid: t.txid,
+        raw_hex: t.rawHex,
+        broadcast_at: t.at,
+        confirmations: 0,
+        block_height: null,
+        block_hash: null,
+        updated_at: this.#now(),
+      })
+      .where('intent', '=', intent)
+      .executeTakeFirst();
+    if (res.numUpdatedRows === 0n) {
+      throw new CustosError('NOT_FOUND', 'no transaction for this intent', { intent });
+    }
+    await trx
+      .updateTable('intents')
+      .set({ txid: t.txid, updated_at: this.#now() })
+      .where('id', '=', intent)
+      .execute();
   }
 
   /** Withdraws one unanswered job (a bump's job whose intent is no longer broadcast). */

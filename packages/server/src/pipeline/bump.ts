@@ -332,17 +332,16 @@ export async function advanceBump(ctx: Context, id: Digest): Promise<void> {
   }
   const tx = await ctx.store.getTransaction(b.intent);
   if (tx === null) throw new CustosError('INTERNAL', 'a broadcast intent has no transaction row');
-  const moved = await ctx.store.bumps.move(id, 'signing', 'broadcast', {
+  // The bump and the intent's transaction move together: the intent now follows the replacement.
+  const moved = await ctx.store.bumps.markBroadcast(id, {
+    intent: b.intent,
+    txid: b.txid,
     rawHex: final.value.hex,
     replacedTxid: tx.txid,
     replacedHex: tx.rawHex,
-  });
-  if (!moved) return;
-  await ctx.store.bumps.switchTransaction(b.intent, {
-    txid: b.txid,
-    rawHex: final.value.hex,
     at: ctx.clock(),
   });
+  if (!moved) return;
   for (const j of jobs) if (j.status !== 'done') await ctx.store.bumps.cancelJob(j.id);
   ctx.log.info({ intent: b.intent, bump: id, txid: b.txid, replaces: tx.txid }, 'replacement broadcast');
   await auditEvent(ctx, { event: 'bump.broadcast', subject: b.intent, digest: txDigest(b.txid) });

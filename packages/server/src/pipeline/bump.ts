@@ -391,18 +391,20 @@ export async function settleBumps(
   if (mine.length === 0) return t;
   const winner = found.has(t.txid) ? t.txid : mine.find(([txid]) => found.has(txid))?.[0];
   if (winner === undefined) return t;
+  // The intent follows the mined transaction first, then the bumps settle: a crash in between
+  // leaves bumps still to settle, which the next pass does (and audits).
+  let next = t;
+  if (winner !== t.txid) {
+    const rawHex = (alternatives.get(winner) as { rawHex: string }).rawHex;
+    await ctx.store.bumps.switchTransaction(t.intent, { txid: winner, rawHex, at: t.broadcastAt });
+    next = { ...t, txid: winner, rawHex, confirmations: 0, blockHeight: null, blockHash: null };
+  }
   let changed = false;
   for (const b of await ctx.store.bumps.broadcastFor([t.intent])) {
     const settled: BumpStatus = b.txid === winner ? 'mined' : 'replaced';
     if (b.status === settled) continue;
     // From broadcast, or back after a reorganization mined another transaction of the intent.
     if (await ctx.store.bumps.move(b.id, ['broadcast', 'mined', 'replaced'], settled)) changed = true;
-  }
-  let next = t;
-  if (winner !== t.txid) {
-    const rawHex = (alternatives.get(winner) as { rawHex: string }).rawHex;
-    await ctx.store.bumps.switchTransaction(t.intent, { txid: winner, rawHex, at: t.broadcastAt });
-    next = { ...t, txid: winner, rawHex, confirmations: 0, blockHeight: null, blockHash: null };
   }
   if (changed) {
     ctx.log.info(

@@ -27,8 +27,9 @@ import {
   signDigest,
 } from '@custos/core';
 import { MemorySource } from '@custos/test-support/memory-source';
-import { utxosOf } from '@custos/test-support/psbt-fixtures';
-import { MINUTE, makeWorld, type World } from '@custos/test-support/world';
+import { type EditablePsbt, editPsbt, utxosOf } from '@custos/test-support/psbt-fixtures';
+import { COLD_STORAGE, MINUTE, makeWorld, type World } from '@custos/test-support/world';
+import { RawPSBTV0 } from '@scure/btc-signer/psbt.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Signer } from '../src/signer.js';
 import { SignerStore } from '../src/store.js';
@@ -171,6 +172,41 @@ describe('fee bumps at the signer', () => {
       first.txid,
       both.txid,
     ]);
+  });
+
+  it('bumps a batch payout: every output paid as before, in the same order', async () => {
+    // Three payments to the book's cold storage (a batch may pay one destination more than once).
+    const outputs = [0, 1, 2].map((k) => ({ to: COLD_STORAGE, amount: `${30_000 + k}` as Amount }));
+    const intent = world.intent(90_003n, { to: outputs[0]!.to, outputs });
+    const built = world.build(intent, { feeRate: 2n });
+    expect((await signer.handle(jobOf(intent, built.psbt), source)).receipt.outcome).toBe('signed');
+    const r = replacement(built.psbt, 15n);
+    const res = await signer.handle(jobOf(intent, r.psbt, bumpOf(intent, 15n)), source);
+    expect(res.receipt).toMatchObject({ outcome: 'signed', txid: r.txid });
+  });
+
+  it('refuses a replacement that adds a coin of the wallet and gives it to the fee (more than the bump asks)', async () => {
+    const intent = world.intent(100_000n);
+    const [a, extra] = utxosOf(
+      [
+        { branch: 0, index: 0, value: 150_000n },
+        { branch: 0, index: 1, value: 60_000n },
+      ],
+      91,
+    );
+    const built = world.build(intent, { utxos: [a!], feeRate: 2n });
+    expect((await signer.handle(jobOf(intent, built.psbt), source)).receipt.outcome).toBe('signed');
+    const r = replacement(built.psbt, 10n);
+    // The coordinator slips in a second coin of the wallet; the change stays as it was, so the whole coin is fee.
+    const padded = editPsbt(r.psbt, (p) => {
+      const extraPsbt = world.build(world.intent(10_000n), { utxos: [extra!], feeRate: 2n }).psbt;
+      const donor = RawPSBTV0.decode(extraPsbt) as unknown as EditablePsbt;
+      p.global.unsignedTx.inputs.push(donor.global.unsignedTx.inputs[0]!);
+      p.inputs.push(donor.inputs[0]!);
+    });
+    const res = await signer.handle(jobOf(intent, padded, bumpOf(intent, 10n)), source);
+    expectRefused(res, 'FEE_TOO_HIGH');
+    expect(res.message).toMatch(/more than the 10 sat\/vB the bump asks/);
   });
 
   it('counts the amount once: a bumped 0.6 BTC leaves room for another 0.4 BTC of the 1 BTC daily limit', async () => {

@@ -54,16 +54,22 @@ export async function exportJob(
 ): Promise<OfflineJobFile> {
   const rec = await store.getIntent(id);
   if (rec === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
-  if (rec.status !== 'signing') {
+  // A broadcast withdrawal may have a fee bump's job waiting for this signer (issue 13): the latest.
+  const bumped = rec.status === 'broadcast';
+  const mine = (await store.jobsFor(id)).filter(
+    (j) => j.signer === signer && (j.job.bump !== undefined) === bumped,
+  );
+  if (rec.status !== 'signing' && !(bumped && mine.length > 0)) {
     throw new CustosError('CONFLICT', `the intent is ${rec.status}, not signing: there is no job to carry`, {
       intent: id,
     });
   }
-  const mine = (await store.jobsFor(id)).filter((j) => j.signer === signer);
-  const latest = mine.reduce<JobRecord | null>(
-    (best, j) => (best === null || attemptOf(j.id) > attemptOf(best.id) ? j : best),
-    null,
-  );
+  const latest = bumped
+    ? (mine.at(-1) ?? null)
+    : mine.reduce<JobRecord | null>(
+        (best, j) => (best === null || attemptOf(j.id) > attemptOf(best.id) ? j : best),
+        null,
+      );
   if (latest === null) {
     throw new CustosError('NOT_FOUND', `no job for signer ${signer} on this intent`, { intent: id, signer });
   }

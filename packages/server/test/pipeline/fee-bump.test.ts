@@ -33,10 +33,14 @@ import {
   fromHex,
   type Hex,
   type Millis,
+  OFFLINE_RESULT_KIND,
   type SignedBump,
+  type SignedGovernanceEntry,
   type SignerJob,
   signDigest,
 } from '@custos/core';
+import { Signer, SignerStore } from '@custos/signer';
+import { MemorySource } from '@custos/test-support/memory-source';
 import type { Person } from '@custos/test-support/org';
 import { editPsbt } from '@custos/test-support/psbt-fixtures';
 import Database from 'better-sqlite3';
@@ -334,6 +338,56 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     expect((await s.store.bumps.get(view?.id as string))?.status).toBe('replaced');
     const events = (await auditEvents(s.store)).filter((e) => e.subject === id).map((e) => e.event);
     expect(events.slice(-2)).toEqual(['transaction.replaced', 'transaction.confirmed']);
+  });
+
+  it("a cold signer's share of a bump travels as a job file: exported by an admin, signed offline, imported; the replacement is broadcast", async () => {
+    const s = await setUp(backend);
+    const { id, txid: original, signers } = await broadcastWithdrawal(s);
+    await signers.stop();
+    // signer-1 is online; signer-2 is now cold storage, reached through job files only.
+    const online = startSigners(s.dir, s.org, s.c.pipeline, s.store, { only: ['signer-1'] });
+    cleanups.push(() => online.stop());
+    const res = await s.client.post(`/v1/intents/${id}/bumps`, bumpOf(s.org, id, 20n));
+    expect(res.status).toBe(202);
+    const requested = res.body as BumpView;
+    await waitFor('signer-1 signed the replacement', async () => {
+      const b = (await bumpsOf(s, id))[0];
+      return b?.signers.find((x) => x.signer === 'signer-1')?.outcome === 'signed' ? b : undefined;
+    });
+    const admin = s.clientOf(s.org.world.org.admins[0]!);
+    const exported = await admin.get(`/v1/intents/${id}/offline-job?signer=signer-2`);
+    expect(exported.status, JSON.stringify(exported.body)).toBe(200);
+    const file = exported.body as { job: SignerJob; governance: SignedGovernanceEntry[] };
+    expect(file.job.bump).toBeDefined();
+    expect(bumpDigest(file.job.bump!.bump)).toBe(requested.id);
+
+    const store2 = new SignerStore(join(s.dir, 'signer-2.db'));
+    try {
+      const cold = Signer.init(
+        {
+          id: 'signer-2',
+          identitySecret: s.org.identities.get('signer-2') as Uint8Array,
+          key: s.org.world.keys[1]!,
+          pinnedGenesis: s.org.orgId,
+          chains: ['bitcoin:regtest'],
+          store: store2,
+        },
+        s.org.world.org.genesis,
+      );
+      const result = await cold.handle(file.job, new MemorySource(file.governance));
+      expect(result.receipt).toMatchObject({ outcome: 'signed', txid: requested.txid });
+      const imported = await admin.post('/v1/offline/results', { v: 1, kind: OFFLINE_RESULT_KIND, result });
+      expect(imported.status, JSON.stringify(imported.body)).toBe(200);
+    } finally {
+      store2.close();
+    }
+    await waitFor('the replacement broadcast', async () => {
+      const b = (await bumpsOf(s, id))[0];
+      return b?.status === 'broadcast' ? b : undefined;
+    });
+    expect(await s.node.rpc.getRawMempool()).toEqual([requested.txid]);
+    expect(await s.node.rpc.getRawMempool()).not.toContain(original);
+    await online.stop();
   });
 
   it('THREATS 6-7: a relay that rewrites the replacement (a payee output changed, coins that do not conflict) is refused NOT_A_REPLACEMENT by both signers, with an alert; nothing signed, the original stays', async () => {

@@ -176,13 +176,7 @@ export class BumpStore {
     id: string,
     from: BumpStatus | readonly BumpStatus[],
     to: BumpStatus,
-    extra: {
-      code?: string;
-      message?: string;
-      rawHex?: string;
-      replacedTxid?: string;
-      replacedHex?: string;
-    } = {},
+    extra: { code?: string; message?: string } = {},
   ): Promise<boolean> {
     const froms = typeof from === 'string' ? [from] : [...from];
     return this.#op('bumps.move', async () => {
@@ -193,9 +187,6 @@ export class BumpStore {
           updated_at: this.#now(),
           ...(extra.code === undefined ? {} : { code: extra.code }),
           ...(extra.message === undefined ? {} : { message: extra.message.slice(0, 1000) }),
-          ...(extra.rawHex === undefined ? {} : { raw_hex: extra.rawHex }),
-          ...(extra.replacedTxid === undefined ? {} : { replaced_txid: extra.replacedTxid }),
-          ...(extra.replacedHex === undefined ? {} : { replaced_hex: extra.replacedHex }),
         })
         .where('id', '=', id)
         .where('status', 'in', froms)

@@ -15,7 +15,9 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import type { Signed } from './context.js';
 import { ApprovalsView } from './views/approvals.js';
+import { AuditView } from './views/audit.js';
 import { EnrolView } from './views/enrol.js';
+import { GovernanceView } from './views/governance.js';
 import { HomeView } from './views/home.js';
 import { IntentView } from './views/intent.js';
 import { RequestView } from './views/request.js';
@@ -26,12 +28,16 @@ type Route =
   | { readonly view: 'enrol' }
   | { readonly view: 'approvals' }
   | { readonly view: 'request' }
+  | { readonly view: 'governance' }
+  | { readonly view: 'audit' }
   | { readonly view: 'intent'; readonly id: string };
 
 function routeOf(hash: string): Route {
   if (hash === '#/enrol') return { view: 'enrol' };
   if (hash === '#/approvals') return { view: 'approvals' };
   if (hash === '#/request') return { view: 'request' };
+  if (hash === '#/governance') return { view: 'governance' };
+  if (hash === '#/audit') return { view: 'audit' };
   const m = /^#\/intent\/([0-9a-f]{64})$/.exec(hash);
   if (m !== null) return { view: 'intent', id: m[1] as string };
   return { view: 'home' };
@@ -41,6 +47,8 @@ const LINKS: readonly [Route['view'], string, string][] = [
   ['home', '#/', 'Console'],
   ['approvals', '#/approvals', 'Pending approvals'],
   ['request', '#/request', 'Request'],
+  ['governance', '#/governance', 'Governance'],
+  ['audit', '#/audit', 'Audit'],
   ['enrol', '#/enrol', 'Enrol a passkey'],
 ];
 
@@ -52,13 +60,15 @@ function App() {
     addEventListener('hashchange', onHash);
     return () => removeEventListener('hashchange', onHash);
   }, []);
-  const needsSession = route.view === 'approvals' || route.view === 'request' || route.view === 'intent';
+  const needsSession = route.view !== 'home' && route.view !== 'enrol';
   let body: preact.JSX.Element;
   if (needsSession && (signed === null || signed.api.session.expiresAt <= Date.now())) {
     body = <SignInView onSignedIn={setSigned} />;
   } else if (route.view === 'enrol') body = <EnrolView />;
   else if (route.view === 'approvals') body = <ApprovalsView s={signed!} />;
   else if (route.view === 'request') body = <RequestView s={signed!} />;
+  else if (route.view === 'governance') body = <GovernanceView s={signed!} />;
+  else if (route.view === 'audit') body = <AuditView s={signed!} />;
   else if (route.view === 'intent') body = <IntentView s={signed!} id={route.id} />;
   else body = <HomeView />;
   return (

@@ -23,6 +23,7 @@ import Database from 'better-sqlite3';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeConsole } from '../build/build.js';
+import { axeViolations } from './support/axe.js';
 import { consoleOrigin, launchChromium } from './support/browser.js';
 
 const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '../../../docs/screenshots');
@@ -181,6 +182,7 @@ describe('the approver console in Chromium with passkeys', () => {
     await requester.page.getByLabel('Destination (address book)').selectOption(w.cold);
     await requester.page.getByLabel('Amount (satoshi)').fill('150000');
     await requester.page.screenshot({ path: join(SHOTS, 'request.png'), fullPage: true });
+    expect(await axeViolations(requester.page)).toEqual([]);
     await requester.page.getByRole('button', { name: 'Sign request with passkey' }).click();
     await requester.page.waitForURL(/#\/intent\/[0-9a-f]{64}$/);
     const id = requester.page.url().split('/').at(-1)!;
@@ -217,9 +219,11 @@ describe('the approver console in Chromium with passkeys', () => {
       await link.waitFor();
       expect(await m.page.getByRole('row').filter({ has: link }).innerText()).toContain('signature verified');
       if (n === 0) await m.page.screenshot({ path: join(SHOTS, 'approvals.png'), fullPage: true });
+      if (n === 0) expect(await axeViolations(m.page)).toEqual([]);
       await link.click();
       await m.page.getByText("Requester's signature and transaction verified in this browser.").waitFor();
       if (n === 0) await m.page.screenshot({ path: join(SHOTS, 'intent.png'), fullPage: true });
+      if (n === 0) expect(await axeViolations(m.page)).toEqual([]);
       await m.page.getByRole('button', { name: 'Approve with passkey' }).click();
       await m.page.getByRole('status').waitFor();
       const said = await m.page.getByRole('status').innerText();
@@ -261,6 +265,27 @@ describe('the approver console in Chromium with passkeys', () => {
     expect(table).toContain('150,000 sat');
     expect(table).toMatch(/Fee \([0-9]+ vB\)/);
     await requester.page.screenshot({ path: join(SHOTS, 'intent-confirmed.png'), fullPage: true });
+    expect(await axeViolations(requester.page)).toEqual([]);
+
+    // Governance and the audit log, verified in the browser (the same session: no new passkey touch).
+    await requester.page.getByRole('link', { name: 'Governance' }).click();
+    await requester.page.getByRole('heading', { name: 'Members and devices' }).waitFor();
+    expect(await requester.page.getByRole('table').first().innerText()).toContain(
+      'requester-1-passkey (passkey)',
+    );
+    await requester.page.screenshot({ path: join(SHOTS, 'governance.png'), fullPage: true });
+    expect(await axeViolations(requester.page)).toEqual([]);
+    await requester.page.getByRole('link', { name: 'Audit' }).click();
+    await requester.page.getByRole('status').filter({ hasText: 'Audit log' }).waitFor({ timeout: 60_000 });
+    expect(await requester.page.getByRole('status').innerText()).toMatch(/^Audit log intact: [0-9]+ entries/);
+    await requester.page.screenshot({ path: join(SHOTS, 'audit.png'), fullPage: true });
+    expect(await axeViolations(requester.page)).toEqual([]);
+    // And on a phone.
+    await requester.page.setViewportSize({ width: 375, height: 800 });
+    await requester.page.goto(`${origin}/#/intent/${id}`);
+    await requester.page.getByTestId('status').waitFor();
+    await requester.page.screenshot({ path: join(SHOTS, 'intent-phone.png'), fullPage: true });
+    expect(await axeViolations(requester.page)).toEqual([]);
 
     for (const m of [requester, a1, a2]) expect(m.errors).toEqual([]);
   }, 420_000);

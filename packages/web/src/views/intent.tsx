@@ -188,8 +188,9 @@ export function IntentView(props: { s: Signed; id: string }) {
             {r.transaction.outputs.map((o, n) => (
               <tr key={o.script}>
                 <td>{n}</td>
-                <td class="mono">
-                  {o.address ?? o.script} {o.isChange ? '(change, this wallet)' : ''}
+                <td>
+                  <span class="mono">{o.address ?? o.script}</span>
+                  {o.isChange ? <span> (change, back to this wallet)</span> : null}
                 </td>
                 <td class="num">{sats(o.amount)}</td>
               </tr>

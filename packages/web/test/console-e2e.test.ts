@@ -27,7 +27,7 @@ import { axeViolations } from './support/axe.js';
 import { consoleOrigin, launchChromium } from './support/browser.js';
 
 const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '../../../docs/screenshots');
-const DELAY_MS = 10_000;
+const DELAY_MS = 20_000;
 
 let dist: string;
 let w: Deployment;

@@ -29,6 +29,7 @@ import { configCommand, keysList, keysNew, keysShow } from './commands/keys.js';
 import { intentsExport, intentsImport } from './commands/offline.js';
 import { serveCommand, signerInit, signerOffline, signerRun, signerStatus } from './commands/operate.js';
 import { statusCommand } from './commands/status.js';
+import { watchCommand } from './commands/watch.js';
 import type { Context } from './context.js';
 import { describeFailure, EXIT_USAGE, type Io, processIo, toJson } from './output.js';
 
@@ -58,6 +59,7 @@ export const COMMANDS: readonly Command[] = [
   signerRun,
   signerStatus,
   signerOffline,
+  watchCommand,
   devCommand,
   demoAttacks,
   demoPayouts,
@@ -72,7 +74,7 @@ const GROUPS: readonly [string, readonly string[]][] = [
   ['Audit', ['audit verify', 'console verify']],
   ['This device', ['keys new', 'keys list', 'keys show', 'config']],
   ['Cold storage', ['intents export', 'signer offline', 'intents import']],
-  ['Operators', ['serve', 'signer init', 'signer run', 'signer status']],
+  ['Operators', ['serve', 'signer init', 'signer run', 'signer status', 'watch']],
   ['Developers', ['dev', 'demo attacks', 'demo payouts']],
 ];
 

@@ -6,12 +6,14 @@
  */
 import type { SignerResult } from '@custos/core';
 import type { Signer } from './signer.js';
-import type { JobSource } from './source.js';
+import type { JobSource, WatcherFreezeFeed } from './source.js';
 
 export interface DaemonEvents {
   onResult?(result: SignerResult): void;
   onCheckpoint?(outcome: { seq: number; ok: boolean; code?: string }): void;
   onError?(err: unknown): void;
+  /** A freeze pulled from a watcher was applied (or refused: `code`). */
+  onWatcherFreeze?(outcome: { seq: number; outcome: string; code?: string }): void;
 }
 
 export interface DaemonOptions extends DaemonEvents {
@@ -22,6 +24,8 @@ export interface DaemonOptions extends DaemonEvents {
   readonly waitMs?: number;
   /** Longest pause between failed attempts (default 5 s). */
   readonly maxBackoffMs?: number;
+  /** The watchers' freezes (issue 12), pulled after every poll and applied before any job is decided. */
+  readonly freezes?: WatcherFreezeFeed;
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
@@ -40,10 +44,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       backoff = Math.min(maxBackoff, backoff * 2);
       continue;
     }
+    const freezes = opts.freezes === undefined ? [] : await pullFreezes(opts, opts.freezes);
     if (checkpoint !== null && checkpoint !== undefined) await countersign(opts, checkpoint);
     for (const raw of jobs) {
       if (opts.signal.aborted) return;
-      const result = await opts.signer.handle(raw, opts.source);
+      const result = await opts.signer.handle(raw, opts.source, freezes);
       opts.onResult?.(result);
       for (let attempt = 0; attempt < 5 && !opts.signal.aborted; attempt++) {
         try {
@@ -85,4 +90,22 @@ async function countersign(opts: DaemonOptions, request: unknown): Promise<void>
   } catch (err) {
     opts.onError?.(err);
   }
+}
+
+/**
+ * Applies every freeze the watchers serve that fits this signer's head (the rest are stale or known) and
+ * returns them all, for each job to apply again once governance is at the job's head.
+ */
+async function pullFreezes(opts: DaemonOptions, feed: WatcherFreezeFeed): Promise<unknown[]> {
+  const entries = await feed.pull((_url, err) => opts.onError?.(err));
+  for (const raw of entries) {
+    const r = opts.signer.applyWatcherFreeze(raw);
+    if (r.outcome === 'applied' || r.outcome === 'refused') {
+      const seq = Number((raw as { entry?: { seq?: unknown } } | null)?.entry?.seq ?? -1);
+      opts.onWatcherFreeze?.(
+        r.outcome === 'refused' ? { seq, outcome: r.outcome, code: r.code } : { seq, outcome: r.outcome },
+      );
+    }
+  }
+  return entries;
 }

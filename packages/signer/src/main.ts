@@ -36,7 +36,7 @@ import { createKeystore, unlockKeystore, writeKeystore } from './keystore.js';
 import { readJobFile, signOffline, writeResultFile } from './offline.js';
 import { SafeNonceLedger } from './safe-ledger.js';
 import { Signer, type SignerOptions } from './signer.js';
-import { HttpJobSource } from './source.js';
+import { HttpJobSource, WatcherFreezeFeed } from './source.js';
 import { SignerStore } from './store.js';
 
 const { id, digest, chain } = primitives;
@@ -86,6 +86,10 @@ export const signerConfig = object(
     waitMs: int({ min: 0, max: 60_000 }),
     keystoreLogN: int({ min: 10, max: 22 }),
     evm: evmNodes,
+    /** Watchers to pull signed freezes from (issue 12), over outbound GET <url>/v1/freezes. */
+    watchers: array(object({ url: string({ min: 1, max: 2048, pattern: /^https?:\/\/[^\s@]+$/ }) }), {
+      max: 8,
+    }),
   },
 );
 
@@ -259,6 +263,11 @@ async function run(argv: readonly string[]): Promise<number> {
     source,
     signal: controller.signal,
     ...(config.waitMs === undefined ? {} : { waitMs: config.waitMs }),
+    ...(config.watchers === undefined || config.watchers.length === 0
+      ? {}
+      : { freezes: new WatcherFreezeFeed(config.watchers.map((w) => w.url)) }),
+    onWatcherFreeze: (f) =>
+      log(f.outcome === 'applied' ? 'signer.frozen' : 'signer.alert', { source: 'watcher', ...f }),
     onResult: (r) =>
       log('signer.decision', {
         job: r.receipt.job,

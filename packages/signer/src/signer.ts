@@ -66,6 +66,7 @@ import {
   type SignerResult,
   signBytes,
   signCheckpoint,
+  signedGovernanceEntry,
   signerJob,
   verifyGovernanceChain,
 } from '@custos/core';
@@ -238,8 +239,16 @@ export class Signer {
     });
   }
 
-  /** Handles one job (raw JSON value as received) and returns the signed result. Never throws on bad input. */
-  async handle(raw: unknown, source: GovernanceSource): Promise<SignerResult> {
+  /**
+   * Handles one job (raw JSON value as received) and returns the signed result. Never throws on bad input.
+   * `watcherFreezes` (issue 12) are applied once governance is at the job's head, before the decision, so a
+   * signer that was behind still meets a watcher's freeze at its new head + 1.
+   */
+  async handle(
+    raw: unknown,
+    source: GovernanceSource,
+    watcherFreezes: readonly unknown[] = [],
+  ): Promise<SignerResult> {
     let job: SignerJob;
     if (
       typeof raw === 'object' &&
@@ -264,6 +273,7 @@ export class Signer {
     const digest = intentDigestSafe(job.intent.intent);
     const refused = await this.syncGovernance(job, source);
     if (refused !== null) return this.finish(job.id, digest, null, refused);
+    for (const freeze of watcherFreezes) this.applyWatcherFreeze(freeze);
     if (job.safeTx !== undefined) return this.decideEvm(job, digest, await this.attest(job));
     return this.decide(job, digest);
   }
@@ -378,6 +388,56 @@ export class Signer {
       store.insertDecision(job.id, digest, result);
       return result;
     });
+  }
+
+  /**
+   * Applies a freeze pulled from a configured watcher (issue 12), so a
+   * coordinator that withholds it cannot keep this signer signing. The entry
+   * gets no trust from where it came from: it must be a `freeze` at this
+   * signer's head + 1 linked to its head, and pass applyGovernance on this
+   * signer's own state and clock (signed by a governed admin or watcher), as
+   * any entry from the coordinator must. It is then stored as the next entry
+   * of this signer's chain, so every later job is refused FROZEN until a
+   * quorum-signed unfreeze. An entry this signer already holds is `known`;
+   * one for another head (the chain moved on, or the watcher is behind) is
+   * `stale` and ignored. Never throws on bad input.
+   */
+  applyWatcherFreeze(
+    raw: unknown,
+  ): { outcome: 'applied' | 'known' | 'stale' } | { outcome: 'refused'; code: ErrorCode; message: string } {
+    let signed: SignedGovernanceEntry;
+    try {
+      signed = signedGovernanceEntry.parse(raw);
+    } catch (err) {
+      const code = err instanceof CustosError ? err.code : 'INVALID_VALUE';
+      return { outcome: 'refused', code, message: `the freeze is malformed: ${messageOf(err)}` };
+    }
+    const entry = signed.entry;
+    if (entry.kind !== 'freeze') {
+      return {
+        outcome: 'refused',
+        code: 'GOVERNANCE_INVALID',
+        message: `a watcher served a ${entry.kind} entry`,
+      };
+    }
+    const store = this.opts.store;
+    const digest = governanceDigest(entry);
+    if (entry.seq <= this.state.seq) {
+      return { outcome: store.governanceDigestAt(entry.seq) === digest ? 'known' : 'stale' };
+    }
+    if (entry.seq !== this.state.seq + 1 || entry.prev !== this.state.head) return { outcome: 'stale' };
+    const now = this.clock();
+    const next = applyGovernance(this.state, signed, now);
+    if (!next.ok) {
+      const code: ErrorCode =
+        next.code === 'QUORUM_NOT_MET' || next.code === 'BAD_SIGNATURE'
+          ? 'GOVERNANCE_SIGNATURE_INVALID'
+          : next.code;
+      return { outcome: 'refused', code, message: `freeze ${entry.seq} refused: ${next.message}` };
+    }
+    store.exclusive(() => store.insertGovernance(signed, digest, now));
+    this.state = next.value;
+    return { outcome: 'applied' };
   }
 
   /** The Safe nonces this signer signed, for status and tests. */

@@ -131,3 +131,40 @@ export class HttpJobSource implements JobSource {
     return parsed;
   }
 }
+
+/**
+ * Signed freezes pulled from the watchers this signer is configured with
+ * (issue 12, `watchers` in the signer's configuration): `GET <url>/v1/freezes`
+ * over an outbound connection, as jobs are pulled. Each answer is parsed with
+ * the strict JSON parser; the signer verifies every entry against its own
+ * governance state ({@link Signer.applyWatcherFreeze}), so a watcher, or
+ * whoever answers in its place, can at most serve nothing.
+ */
+export class WatcherFreezeFeed {
+  constructor(
+    private readonly urls: readonly string[],
+    private readonly timeoutMs = 5000,
+  ) {}
+
+  /** Every entry each watcher serves, in order; a watcher that fails is reported and skipped. */
+  async pull(onError?: (url: string, err: unknown) => void): Promise<unknown[]> {
+    const all: unknown[] = [];
+    for (const base of this.urls) {
+      try {
+        const res = await fetch(new URL('/v1/freezes', base), {
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        if (!res.ok) throw new CustosError('UNAVAILABLE', `the watcher answered ${res.status}`);
+        const body = parseJsonBytes(bytes, { maxBytes: 4 << 20, maxDepth: 64 });
+        const freezes = (body as { freezes?: unknown }).freezes;
+        if (!Array.isArray(freezes))
+          throw new CustosError('UNAVAILABLE', 'the watcher answered without a freezes list');
+        all.push(...freezes);
+      } catch (err) {
+        onError?.(base, err);
+      }
+    }
+    return all;
+  }
+}

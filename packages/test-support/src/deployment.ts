@@ -64,6 +64,11 @@ export interface DeploymentOptions {
   readonly delay?: string;
   /** A built approver console for `custos serve` to serve at / (CUSTOS_CONSOLE_DIR). */
   readonly consoleDir?: string;
+  /**
+   * Adds member `watcher-1` with the `watcher` role (issue 12); its sealed
+   * device key is `<home>/profiles/watcher-1/device.key`, under PASSWORD.
+   */
+  readonly watcher?: boolean;
 }
 
 export async function startDeployment(opts: DeploymentOptions = {}): Promise<Deployment> {
@@ -81,6 +86,7 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
       ['approver-1', ['approver']],
       ['approver-2', ['approver']],
       ['approver-3', ['approver']],
+      ...(opts.watcher === true ? ([['watcher-1', ['watcher']]] as const) : []),
     ] as const;
     await Promise.all([
       ...people.map(([id]) =>

@@ -1,0 +1,90 @@
+/**
+ * `custos watch --config <file>` (issue 12): runs the watcher of
+ * @custos/watcher with its own node and its own key, a sealed device key
+ * file (`custos keys new` format) of a member holding the `watcher` role.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { CustosError, type Digest, decode } from '@custos/core';
+import { type Command, commonHelp } from '../command.js';
+import { openSealedDeviceKey } from '../device.js';
+
+function log(event: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ at: new Date().toISOString(), event, ...fields })}\n`);
+}
+
+export const watchCommand: Command = {
+  name: 'watch',
+  summary: 'run the watcher: match every spend of custody funds, freeze on an unexplained one',
+  help: `custos watch --config <file.json>
+
+Runs the watcher: it follows its own Bitcoin node block by block and its
+mempool, matches every spend of a governed wallet's coins against what the
+signers signed (the audit log), and on anything else signs a freeze with its
+key (a member with the watcher role), delivers it to the coordinator and
+serves it to signers at GET /v1/freezes. SIGTERM or Ctrl-C stops it.
+
+Config file (relative paths are read from the file's folder):
+  { "coordinatorUrl": "http://127.0.0.1:8080", "genesis": "<digest>",
+    "keyFile": "watcher.key", "passwordFile": "watcher.password",
+    "record": "watcher-record.json",
+    "bitcoin": { "rpcUrl": "http://127.0.0.1:8332", "rpcUser": "watcher",
+                 "rpcPasswordFile": "rpc.password" },
+    "listen": { "host": "127.0.0.1", "port": 8090 }, "pollMs": 200 }
+  The key password comes from passwordFile, else passwordEnv, else CUSTOS_WATCHER_PASSWORD.
+
+Example:
+  custos watch --config watcher.json
+${commonHelp(['help'])}`,
+  options: { config: { type: 'string' } },
+  common: ['help'],
+  async run(ctx, args) {
+    const path = args.str('config');
+    if (path === undefined) throw new CustosError('MISSING_FIELD', 'custos watch needs --config <file>');
+    const { BitcoinRpc } = await import('@custos/bitcoin');
+    const { CoordinatorClient, serveFreezes, Watcher, watcherConfig } = await import('@custos/watcher');
+    const base = dirname(resolve(ctx.cwd, path));
+    const config = decode(watcherConfig, readFileSync(resolve(ctx.cwd, path)));
+    const password =
+      config.passwordFile !== undefined
+        ? readFileSync(resolve(base, config.passwordFile), 'utf8').replace(/\r?\n$/, '')
+        : (ctx.env[config.passwordEnv ?? 'CUSTOS_WATCHER_PASSWORD'] ?? '');
+    const device = await openSealedDeviceKey(resolve(base, config.keyFile), password);
+    const rpcPassword =
+      config.bitcoin.rpcPasswordFile === undefined
+        ? undefined
+        : readFileSync(resolve(base, config.bitcoin.rpcPasswordFile), 'utf8').replace(/\r?\n$/, '');
+    const rpc = new BitcoinRpc({
+      url: config.bitcoin.rpcUrl,
+      ...(config.bitcoin.rpcUser === undefined ? {} : { username: config.bitcoin.rpcUser }),
+      ...(rpcPassword === undefined ? {} : { password: rpcPassword }),
+    });
+    const watcher = new Watcher({
+      coordinator: new CoordinatorClient(config.coordinatorUrl, device),
+      device,
+      pinnedGenesis: config.genesis as Digest,
+      rpc,
+      recordPath: resolve(base, config.record),
+      ...(config.startHeight === undefined ? {} : { startHeight: config.startHeight }),
+      ...(config.gap === undefined ? {} : { gap: config.gap }),
+      log,
+    });
+    const server = await serveFreezes(() => watcher.freezes(), {
+      ...(config.listen?.host === undefined ? {} : { host: config.listen.host }),
+      ...(config.listen?.port === undefined ? {} : { port: config.listen.port }),
+    });
+    log('watcher.started', {
+      member: device.member,
+      device: device.device,
+      url: server.url,
+      pid: process.pid,
+    });
+    const controller = new AbortController();
+    process.once('SIGINT', () => controller.abort());
+    process.once('SIGTERM', () => controller.abort());
+    await watcher.run(controller.signal, config.pollMs ?? 200);
+    await server.close();
+    log('watcher.stopped');
+    return 0;
+  },
+};

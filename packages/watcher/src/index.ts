@@ -1,0 +1,11 @@
+/**
+ * @custos/watcher (issue 12): follows its own chain node, matches every spend
+ * of a governed wallet's coins against what the signers signed, and on
+ * anything else signs a freeze, delivers it to the coordinator and serves it
+ * to signers (`GET /v1/freezes`).
+ */
+export { type WatcherConfig, watcherConfig } from './config.js';
+export { CoordinatorClient } from './coordinator.js';
+export { CoinView, DEFAULT_GAP, type Spend, type SpentCoin } from './follow.js';
+export { type FreezeServer, serveFreezes } from './server.js';
+export { type SpendRecord, Watcher, type WatcherOptions } from './watcher.js';

@@ -1,0 +1,354 @@
+/**
+ * The watcher (issue 12): an independent process with its own Ed25519
+ * identity (a governed member holding the `watcher` role, which may sign a
+ * freeze and nothing else) and its own chain node, not the coordinator's.
+ *
+ * Each round it:
+ * 1. brings governance up to the coordinator's head, verified from the
+ *    pinned genesis with core's verifyGovernanceChain and applyGovernance
+ *    (the coordinator is trusted for availability only), and watches every
+ *    governed Bitcoin wallet's scripts (follow.ts);
+ * 2. follows the audit log for what the signers signed: the txid of every
+ *    transaction the coordinator built or queued for signing
+ *    (`transaction.built`, `signing.queued`, fee-bump replacements included)
+ *    counts once a signer's receipt for that intent is recorded
+ *    (`signing.signed`, `bump.signed`, actor `signer:<id>`);
+ * 3. reads its node's new blocks (a bounded number per round) and its
+ *    mempool, and judges every transaction that spends a wallet coin: a
+ *    txid the signers signed is a match (recorded); anything else, after
+ *    reading the audit log to its head once more, is unexplained.
+ *
+ * On an unexplained spend it signs a `freeze` (the reason names the txid),
+ * keeps it in its record file before anything else (so signers can pull it
+ * from {@link Watcher.freezes} even if the coordinator never applies it),
+ * delivers it to the coordinator as a proposal (a freeze needs one admin or
+ * watcher, so it applies at once: the coordinator audits it and fires the
+ * `frozen` webhook), and logs a critical alert with the transaction and the
+ * inputs it spent. The quorum unfreezes through the ordinary governance flow.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { type BitcoinRpc, parseBlock, parseTransaction } from '@custos/bitcoin';
+import {
+  applyGovernance,
+  buildEntry,
+  CustosError,
+  type DeviceSigner,
+  type Digest,
+  type GovernanceState,
+  governanceDigest,
+  hasRole,
+  type Millis,
+  type SignedGovernanceEntry,
+  signDigestWithDevice,
+  verifyGovernanceChain,
+  WATCHER_ROLE,
+} from '@custos/core';
+import type { CoordinatorClient } from './coordinator.js';
+import { CoinView, type Spend } from './follow.js';
+
+export interface WatcherOptions {
+  readonly coordinator: CoordinatorClient;
+  readonly device: DeviceSigner;
+  readonly pinnedGenesis: Digest;
+  /** The watcher's own node (Core-compatible JSON-RPC subset of @custos/bitcoin). */
+  readonly rpc: BitcoinRpc;
+  /** The record file (JSON): matches, unexplained spends, the freezes signed, the height read. */
+  readonly recordPath: string;
+  /** First block read when the record has none (the wallets' birth height); default 0. */
+  readonly startHeight?: number;
+  /** Address gap limit, default 20. */
+  readonly gap?: number;
+  readonly clock?: () => Millis;
+  readonly log?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export interface SpendRecord extends Spend {
+  readonly at: Millis;
+  readonly intent?: string;
+  readonly freeze?: { readonly seq: number; readonly digest: Digest; readonly delivered: boolean };
+}
+
+interface RecordFile {
+  v: 1;
+  height: number;
+  matched: SpendRecord[];
+  unexplained: SpendRecord[];
+  freezes: SignedGovernanceEntry[];
+}
+
+/** Blocks read per round at most, so a round stays short and the mempool is read often. */
+const MAX_BLOCKS_PER_ROUND = 200;
+const TX_EVENTS: ReadonlySet<string> = new Set([
+  'transaction.built',
+  'signing.queued',
+  'transaction.broadcast',
+  'bump.broadcast',
+]);
+const SIGNED_EVENTS: ReadonlySet<string> = new Set(['signing.signed', 'bump.signed']);
+const TXID = /^[0-9a-f]{64}$/;
+
+export class Watcher {
+  readonly #o: WatcherOptions;
+  readonly #clock: () => Millis;
+  readonly #coins: CoinView;
+  readonly #record: RecordFile;
+  #state: GovernanceState | null = null;
+  #auditNext = 0;
+  /** txid → the intents it was built or queued for. */
+  readonly #txIntents = new Map<string, Set<string>>();
+  /** Intents a signer's receipt says it signed. */
+  readonly #signed = new Set<string>();
+  readonly #mempoolRead = new Set<string>();
+  #nextHeight: number;
+
+  constructor(opts: WatcherOptions) {
+    this.#o = opts;
+    this.#clock = opts.clock ?? Date.now;
+    this.#coins = new CoinView(opts.gap);
+    this.#record = existsSync(opts.recordPath)
+      ? (JSON.parse(readFileSync(opts.recordPath, 'utf8')) as RecordFile)
+      : { v: 1, height: -1, matched: [], unexplained: [], freezes: [] };
+    // Coins are rebuilt from the start height on every start: the record keeps judgements, not coins.
+    this.#nextHeight = opts.startHeight ?? 0;
+  }
+
+  get governance(): GovernanceState | null {
+    return this.#state;
+  }
+
+  /** The freezes this watcher signed, oldest first: what `GET /v1/freezes` serves to signers. */
+  freezes(): readonly SignedGovernanceEntry[] {
+    return this.#record.freezes;
+  }
+
+  matched(): readonly SpendRecord[] {
+    return this.#record.matched;
+  }
+
+  unexplained(): readonly SpendRecord[] {
+    return this.#record.unexplained;
+  }
+
+  /** One round: governance, audit, new blocks, mempool. Returns the spends judged in it. */
+  async step(): Promise<SpendRecord[]> {
+    await this.#syncGovernance();
+    await this.#readAudit();
+    const judged: SpendRecord[] = [];
+    const height = await this.#o.rpc.getBlockCount();
+    const last = Math.min(height, this.#nextHeight + MAX_BLOCKS_PER_ROUND - 1);
+    for (let h = this.#nextHeight; h <= last; h++) {
+      const block = parseBlock(await this.#o.rpc.getBlockRaw(await this.#o.rpc.getBlockHash(h)));
+      for (const [i, tx] of block.txs.entries()) {
+        const spend = this.#coins.read(tx, h, i === 0);
+        if (spend !== null) judged.push(await this.#judge(spend));
+      }
+      this.#nextHeight = h + 1;
+    }
+    if (this.#nextHeight > height) {
+      for (const txid of await this.#o.rpc.getRawMempool()) {
+        if (this.#mempoolRead.has(txid)) continue;
+        this.#mempoolRead.add(txid);
+        let raw: Uint8Array;
+        try {
+          raw = await this.#o.rpc.getRawTransaction(txid);
+        } catch (err) {
+          // Left the mempool between the two calls (mined or replaced): the block or the next list shows it.
+          if (err instanceof CustosError && err.code === 'NOT_FOUND') {
+            this.#mempoolRead.delete(txid);
+            continue;
+          }
+          throw err;
+        }
+        const spend = this.#coins.read(parseTransaction(raw), 'mempool');
+        if (spend !== null) judged.push(await this.#judge(spend));
+      }
+    }
+    if (this.#record.height !== this.#nextHeight - 1 || judged.length > 0) {
+      this.#record.height = this.#nextHeight - 1;
+      this.#save();
+    }
+    return judged;
+  }
+
+  /** Rounds every `pollMs` until `signal` aborts; a failed round is logged and retried after a pause. */
+  async run(signal: AbortSignal, pollMs = 200): Promise<void> {
+    let backoff = pollMs;
+    while (!signal.aborted) {
+      try {
+        await this.step();
+        backoff = pollMs;
+      } catch (err) {
+        this.#log('watcher.error', {
+          code: err instanceof CustosError ? err.code : 'INTERNAL',
+          message: err instanceof Error ? err.message : String(err),
+        });
+        backoff = Math.min(5000, backoff * 2);
+      }
+      await sleep(backoff, signal);
+    }
+  }
+
+  async #syncGovernance(): Promise<void> {
+    const now = this.#clock();
+    if (this.#state === null) {
+      const entries = await this.#o.coordinator.governanceEntries(-1);
+      const chain = verifyGovernanceChain(
+        this.#o.pinnedGenesis,
+        entries.map((signed) => ({ signed, seenAt: now })),
+      );
+      if (!chain.ok) throw new CustosError(chain.code, `governance does not verify: ${chain.message}`);
+      this.#state = chain.value;
+    }
+    for (;;) {
+      const state: GovernanceState = this.#state;
+      const entries = await this.#o.coordinator.governanceEntries(state.seq);
+      if (entries.length === 0) break;
+      let next = state;
+      for (const signed of entries) {
+        if (signed.entry.seq <= next.seq) continue;
+        if (signed.entry.prev !== next.head) {
+          throw new CustosError(
+            'GOVERNANCE_CHAIN_BROKEN',
+            `governance entry ${signed.entry.seq} does not link`,
+          );
+        }
+        const applied = applyGovernance(next, signed, now);
+        if (!applied.ok)
+          throw new CustosError(applied.code, `governance entry ${signed.entry.seq}: ${applied.message}`);
+        next = applied.value;
+      }
+      this.#state = next;
+      if (next.seq === state.seq) break;
+    }
+    this.#coins.setWallets(this.#state);
+  }
+
+  async #readAudit(): Promise<void> {
+    for (;;) {
+      const entries = await this.#o.coordinator.audit(this.#auditNext);
+      for (const e of entries) {
+        if (e.seq < this.#auditNext) continue;
+        this.#auditNext = e.seq + 1;
+        if (TX_EVENTS.has(e.event) && TXID.test(e.digest)) {
+          let set = this.#txIntents.get(e.digest);
+          if (set === undefined) {
+            set = new Set();
+            this.#txIntents.set(e.digest, set);
+          }
+          set.add(e.subject);
+        } else if (SIGNED_EVENTS.has(e.event) && e.actor.startsWith('signer:')) {
+          this.#signed.add(e.subject);
+        }
+      }
+      if (entries.length < 1000) return;
+    }
+  }
+
+  /** The intent a signed transaction was for, or null when no signer signed it. */
+  #explained(txid: string): string | null {
+    for (const intent of this.#txIntents.get(txid) ?? []) if (this.#signed.has(intent)) return intent;
+    return null;
+  }
+
+  async #judge(spend: Spend): Promise<SpendRecord> {
+    // Blocks are read again from the start height after a restart: a spend judged before stays judged.
+    const known = [...this.#record.matched, ...this.#record.unexplained].find((r) => r.txid === spend.txid);
+    if (known !== undefined) return known;
+    let intent = this.#explained(spend.txid);
+    if (intent === null) {
+      // The signers' receipts may have been recorded since this round read the log.
+      await this.#readAudit();
+      intent = this.#explained(spend.txid);
+    }
+    if (intent !== null) {
+      const record: SpendRecord = { ...spend, at: this.#clock(), intent };
+      this.#record.matched.push(record);
+      this.#log('watcher.matched', { txid: spend.txid, intent, seenIn: spend.seenIn });
+      return record;
+    }
+    return this.#unexplained(spend);
+  }
+
+  async #unexplained(spend: Spend): Promise<SpendRecord> {
+    const at = this.#clock();
+    this.#log('watcher.alert', {
+      severity: 'critical',
+      code: 'UNEXPLAINED_SPEND',
+      txid: spend.txid,
+      seenIn: spend.seenIn,
+      inputs: spend.inputs,
+    });
+    let freeze: SpendRecord['freeze'];
+    const wallets = [...new Set(spend.inputs.map((c) => c.wallet))].join(', ');
+    const reason =
+      `watcher ${this.#o.device.member}: unexplained spend ${spend.txid} of wallet ${wallets}`.slice(0, 512);
+    // A freeze taken by another entry at that seq (409): read governance again and sign at the new head.
+    for (let attempt = 0; attempt < 3 && freeze === undefined; attempt++) {
+      await this.#syncGovernance();
+      const state = this.#state as GovernanceState;
+      if (!hasRole(state, this.#o.device.member, WATCHER_ROLE, this.#clock())) {
+        this.#log('watcher.error', {
+          code: 'NOT_AUTHORIZED',
+          message: 'this key does not hold the watcher role',
+        });
+      }
+      const entry = buildEntry(state, 'freeze', { reason }, at);
+      const digest = governanceDigest(entry);
+      const signed: SignedGovernanceEntry = {
+        entry,
+        signatures: [
+          {
+            member: this.#o.device.member,
+            device: this.#o.device.device,
+            signature: await signDigestWithDevice(this.#o.device, digest),
+          },
+        ],
+      };
+      // Kept before delivery: signers pull it from here whatever the coordinator does.
+      this.#record.freezes.push(signed);
+      this.#save();
+      try {
+        await this.#o.coordinator.propose(signed);
+        freeze = { seq: entry.seq, digest, delivered: true };
+        this.#log('watcher.freeze', { txid: spend.txid, seq: entry.seq, digest, delivered: true });
+      } catch (err) {
+        const status = err instanceof CustosError ? err.details.status : undefined;
+        this.#log('watcher.freeze', {
+          txid: spend.txid,
+          seq: entry.seq,
+          digest,
+          delivered: false,
+          message: err instanceof Error ? err.message : String(err),
+        });
+        if (status !== 409) freeze = { seq: entry.seq, digest, delivered: false };
+      }
+    }
+    const record: SpendRecord = { ...spend, at, ...(freeze === undefined ? {} : { freeze }) };
+    this.#record.unexplained.push(record);
+    this.#save();
+    return record;
+  }
+
+  #save(): void {
+    const tmp = `${this.#o.recordPath}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(this.#record, null, 2)}\n`, { mode: 0o600 });
+    renameSync(tmp, this.#o.recordPath);
+  }
+
+  #log(event: string, fields: Record<string, unknown>): void {
+    this.#o.log?.(event, fields);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

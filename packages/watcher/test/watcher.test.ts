@@ -1,0 +1,264 @@
+/**
+ * The watcher end to end (issue 12), on a real deployment: `custos serve`,
+ * two `custos signer run` processes of a 2-of-3 wallet and bcoin regtest,
+ * with `custos watch` holding the key of governed member watcher-1 (role
+ * `watcher`) and reading the node over RPC.
+ *
+ * - A withdrawal through Custos is matched: no freeze.
+ * - A spend signed outside Custos with two keys exported from the test's own
+ *   signers (`custos signer export-key`, bitcoinjs-lib alone on the signing
+ *   path) reaches the node: the watcher freezes, and the latency from
+ *   broadcast to the freeze applied on the coordinator is measured; the
+ *   coordinator's governance shows the freeze naming the txid, the
+ *   watcher's record keeps the transaction and the coin it spent, and a
+ *   later withdrawal is refused FROZEN with nothing signed and its audit entry.
+ * - A signer whose coordinator withholds the freeze (a stand-in that serves
+ *   governance only up to the entry before it) still refuses FROZEN: it
+ *   pulled the freeze from the watcher.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
+import { CustosClient, openSealedDeviceKey } from '@custos/cli/client';
+import { eventually, type Running, start } from '@custos/test-support/cli';
+import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support/deployment';
+import { signerCli } from '@custos/test-support/signer-process';
+import { BIP32Factory } from 'bip32';
+import * as bitcoin from 'bitcoinjs-lib';
+import * as ecc from 'tiny-secp256k1';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeCoordinator, startFakeCoordinator } from '../../signer/test/support/fake-coordinator.js';
+import { CoordinatorClient } from '../src/coordinator.js';
+
+const bip32 = BIP32Factory(ecc);
+const REGTEST = bitcoin.networks.regtest;
+
+let d: Deployment;
+let watcher: Running;
+let watcherUrl: string;
+const extra: Running[] = [];
+let fake: FakeCoordinator | undefined;
+
+interface IntentJson {
+  id: string;
+  status: string;
+  statusCode: string | null;
+  txid: string | null;
+  intent: unknown;
+  approvals: unknown[];
+  psbt: string | null;
+  signers: { signer: string; outcome: string; code: string | null }[];
+}
+
+async function ready(): Promise<number> {
+  const r = await fetch(new URL('/v1/ready', d.coordinatorUrl));
+  return ((await r.json()) as { governanceSeq: number }).governanceSeq;
+}
+
+async function withdraw(amount: string, memo: string): Promise<string> {
+  const id = await d.request(amount, memo);
+  for (const approver of ['approver-1', 'approver-2']) {
+    const r = await d.cli(['approve', id, '--as', approver, '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+  }
+  return id;
+}
+
+beforeAll(async () => {
+  d = await startDeployment({ watcher: true });
+  writeFileSync(join(d.dir, 'watcher.password'), `${PASSWORD}\n`, { mode: 0o600 });
+  writeFileSync(
+    join(d.dir, 'watcher.json'),
+    JSON.stringify({
+      coordinatorUrl: d.coordinatorUrl,
+      genesis: d.genesis,
+      keyFile: join(d.home, 'profiles', 'watcher-1', 'device.key'),
+      passwordFile: 'watcher.password',
+      record: 'watcher-record.json',
+      bitcoin: { rpcUrl: d.node.rpcUrl, rpcUser: d.node.rpcUser, rpcPasswordFile: 'rpc.password' },
+      listen: { host: '127.0.0.1', port: 0 },
+      pollMs: 50,
+    }),
+  );
+  watcher = start(['watch', '--config', join(d.dir, 'watcher.json')], { env: d.env });
+  const line = await watcher.waitFor(/"url":"http:\/\/127\.0\.0\.1:[0-9]+"/);
+  watcherUrl = line.slice('"url":"'.length, -1);
+}, 240_000);
+
+afterAll(async () => {
+  for (const r of [watcher, ...extra]) {
+    if (r !== undefined && r.child.exitCode === null) r.child.kill('SIGTERM');
+    if (r !== undefined) await Promise.race([r.exited, new Promise((res) => setTimeout(res, 5000))]);
+  }
+  await fake?.close();
+  await d?.stop();
+});
+
+describe('custos watch', () => {
+  let matchedIntent: IntentJson;
+  let freezeSeq: number;
+
+  it('matches a withdrawal signed through Custos: recorded, no freeze', async () => {
+    const before = await ready();
+    const id = await withdraw('100000', 'watched payout');
+    matchedIntent = await eventually(async () => {
+      const v = await d.show<IntentJson>(id);
+      if (['refused', 'expired', 'rejected'].includes(v.status)) throw new Error(JSON.stringify(v));
+      return ['broadcast', 'confirmed'].includes(v.status) ? v : undefined;
+    }, 'the withdrawal to be broadcast');
+    await watcher.waitFor(`"event":"watcher.matched","txid":"${matchedIntent.txid}"`, 30_000);
+    await d.node.mine(1);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(watcher.output()).not.toContain('watcher.alert');
+    expect(await ready()).toBe(before);
+  });
+
+  it('freezes on a spend signed outside Custos with two exported signer keys', async () => {
+    // A second coin for the wallet, at receive index 1.
+    const parsed = parseDescriptor(d.descriptor, 'regtest');
+    if (!parsed.ok) throw new Error(parsed.message);
+    const script = deriveAddress(parsed.value, 0, 1).script;
+    const coin = await d.node.fund(script, 20_000_000n);
+    await d.node.mine(1);
+
+    // Keys copied out of the signers: two exports, then bitcoinjs-lib alone.
+    const xprvs: string[] = [];
+    for (const id of ['signer-1', 'signer-2']) {
+      const out = join(d.dir, `${id}.xprv.json`);
+      const r = await signerCli(['export-key', '--config', join(d.dir, `${id}.json`), '--out', out], {
+        env: d.env,
+        input: `export ${id}\n`,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      xprvs.push((JSON.parse(readFileSync(out, 'utf8')) as { xprv: string }).xprv);
+    }
+    const keys = [...d.descriptor.matchAll(/\](tpub[1-9A-HJ-NP-Za-km-z]+)\/0\/\*/g)].map((m) =>
+      Buffer.from(bip32.fromBase58(m[1]!, REGTEST).derive(0).derive(1).publicKey),
+    );
+    const p2ms = bitcoin.payments.p2ms({ m: 2, pubkeys: keys.sort(Buffer.compare), network: REGTEST });
+    const p2wsh = bitcoin.payments.p2wsh({ redeem: p2ms, network: REGTEST });
+    expect(Buffer.from(p2wsh.output!).equals(Buffer.from(script))).toBe(true);
+    const thief = bitcoin.payments.p2wpkh({
+      pubkey: Buffer.from(bip32.fromSeed(Buffer.alloc(32, 9), REGTEST).publicKey),
+      network: REGTEST,
+    });
+    const psbt = new bitcoin.Psbt({ network: REGTEST });
+    psbt.addInput({
+      hash: coin.txid,
+      index: coin.vout,
+      witnessUtxo: { script: p2wsh.output!, value: 20_000_000n },
+      witnessScript: p2ms.output!,
+    });
+    psbt.addOutput({ script: thief.output!, value: 20_000_000n - 5_000n });
+    for (const x of xprvs) psbt.signInput(0, bip32.fromBase58(x, REGTEST).derive(0).derive(1));
+    psbt.finalizeAllInputs();
+    const tx = psbt.extractTransaction();
+
+    const before = await ready();
+    const t0 = performance.now();
+    const txid = await d.node.rpc.sendRawTransaction(tx.toHex());
+    await eventually(async () => ((await ready()) > before ? true : undefined), 'the freeze', 10_000);
+    const latency = performance.now() - t0;
+    console.log(`watcher: broadcast to freeze applied on the coordinator in ${latency.toFixed(0)} ms`);
+    expect(latency).toBeLessThan(5_000);
+    freezeSeq = before + 1;
+
+    const shown = JSON.parse(await d.ok(['governance', 'show', '--as', 'admin-1', '--json'])) as {
+      state: { frozen: { reason: string } | null };
+    };
+    expect(shown.state.frozen?.reason).toContain(txid);
+    expect(watcher.output()).toContain(`"code":"UNEXPLAINED_SPEND","txid":"${txid}"`);
+    const record = JSON.parse(readFileSync(join(d.dir, 'watcher-record.json'), 'utf8')) as {
+      unexplained: {
+        txid: string;
+        inputs: { txid: string; vout: number }[];
+        freeze: { delivered: boolean };
+      }[];
+      matched: { txid: string }[];
+    };
+    expect(record.unexplained).toEqual([
+      expect.objectContaining({
+        txid,
+        inputs: [expect.objectContaining({ txid: coin.txid, vout: coin.vout, wallet: 'btc-main' })],
+        freeze: expect.objectContaining({ seq: freezeSeq, delivered: true }),
+      }),
+    ]);
+    expect(record.matched.map((m) => m.txid)).toEqual([matchedIntent.txid]);
+
+    // A later withdrawal: refused FROZEN at the coordinator's door, nothing signed, audited.
+    const client = new CoordinatorClient(
+      d.coordinatorUrl,
+      await openSealedDeviceKey(join(d.home, 'profiles', 'watcher-1', 'device.key'), PASSWORD),
+    );
+    const auditBefore = await client.audit(0);
+    const signedBefore = auditBefore.filter((e) => e.event === 'signing.signed').length;
+    const later = await d.cli([
+      'request',
+      '--as',
+      'requester-1',
+      '--wallet',
+      'btc-main',
+      '--to',
+      d.cold,
+      '--amount',
+      '50000',
+      '--memo',
+      'after the theft',
+    ]);
+    expect(later.code).toBe(1);
+    expect(later.stderr).toContain('FROZEN');
+    const entries = await client.audit(0);
+    expect(entries.filter((e) => e.event === 'signing.signed')).toHaveLength(signedBefore);
+    expect(entries.some((e) => e.event === 'frozen')).toBe(true);
+    const refusedEntries = (list: typeof entries) =>
+      list.filter((e) => e.event === 'intent.refused' || e.event === 'request.refused').length;
+    expect(refusedEntries(entries)).toBeGreaterThan(refusedEntries(auditBefore));
+  });
+
+  it('a signer whose coordinator withholds the freeze still refuses FROZEN: it pulled it from the watcher', async () => {
+    const device = await openSealedDeviceKey(join(d.home, 'profiles', 'watcher-1', 'device.key'), PASSWORD);
+    const all = await new CoordinatorClient(d.coordinatorUrl, device).governanceEntries(-1);
+    const withheld = all.filter((e) => e.entry.seq < freezeSeq);
+    expect(all.some((e) => e.entry.seq === freezeSeq && e.entry.kind === 'freeze')).toBe(true);
+    const pub = JSON.parse(readFileSync(join(d.dir, 'signer-2.pub.json'), 'utf8')) as { identityKey: string };
+    fake = await startFakeCoordinator(new Map([['signer-2', pub.identityKey]]));
+    fake.setGovernance(withheld);
+    const head = withheld.at(-1)!;
+    const { governanceDigest } = await import('@custos/core');
+    writeFileSync(
+      join(d.dir, 'withheld.json'),
+      JSON.stringify({
+        id: 'signer-2',
+        coordinatorUrl: fake.url,
+        genesis: d.genesis,
+        keystore: 'signer-2.key',
+        database: 'withheld.db',
+        chains: ['bitcoin:regtest'],
+        waitMs: 500,
+        watchers: [{ url: watcherUrl }],
+      }),
+    );
+    const signer = start(['signer', 'run', '--config', join(d.dir, 'withheld.json')], { env: d.env });
+    extra.push(signer);
+    await signer.waitFor('signer.started');
+    const admin = await openSealedDeviceKey(join(d.home, 'profiles', 'admin-1', 'device.key'), PASSWORD);
+    const view = await new CustosClient({ baseUrl: d.coordinatorUrl, signer: admin }).intent(
+      matchedIntent.id,
+    );
+    fake.push({
+      v: 1,
+      id: 'withheld-job-1',
+      signer: 'signer-2',
+      intent: view.intent,
+      approvals: view.approvals,
+      governance: { seq: head.entry.seq, digest: governanceDigest(head.entry) },
+      psbt: view.psbt,
+    });
+    const [result] = await fake.waitForResults(1, 30_000);
+    expect(result!.receipt.outcome).toBe('refused');
+    expect(result!.receipt.code).toBe('FROZEN');
+    expect(result!.message).toContain('unexplained spend');
+    expect(result!.psbt).toBeUndefined();
+    expect(signer.output()).toContain('"event":"signer.frozen"');
+  });
+});

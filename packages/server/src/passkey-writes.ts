@@ -1,12 +1,21 @@
 /**
  * The changes a passkey sends itself (docs/api.md "Authentication"): an
- * intent and an approval or rejection. A request with `Custos-Auth:
+ * intent, an approval or rejection, and a governance proposal. A request with `Custos-Auth:
  * signed-object` to one of these routes is authenticated by the passkey's
  * assertion over the object's digest (Authenticator.authenticateObject)
  * instead of an HTTP signature; every other route, and these without the
- * header, are authenticated as before.
+ * header, are authenticated as before. A governance proposal is sent by the
+ * admin whose passkey made its first signature; the other admins co-sign
+ * through their own clients, and a loosening change still waits its delay.
  */
-import { approvalDigest, intentDigest, type SignedApproval, type SignedIntent } from '@custos/core';
+import {
+  approvalDigest,
+  governanceDigest,
+  intentDigest,
+  type SignedApproval,
+  type SignedGovernanceEntry,
+  type SignedIntent,
+} from '@custos/core';
 import type { ObjectClaim } from './auth.js';
 
 export const SIGNED_OBJECT = 'signed-object';
@@ -19,6 +28,16 @@ const CLAIMS: Readonly<Record<string, (body: unknown) => ObjectClaim>> = {
       device: s.intent.device,
       digest: intentDigest(s.intent),
       signature: s.signature,
+    };
+  },
+  'POST /v1/governance/proposals': (body) => {
+    const s = body as SignedGovernanceEntry;
+    const first = s.signatures[0]!;
+    return {
+      member: first.member,
+      device: first.device,
+      digest: governanceDigest(s.entry),
+      signature: first.signature,
     };
   },
   'POST /v1/intents/:id/approvals': (body) => {

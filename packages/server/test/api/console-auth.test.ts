@@ -6,22 +6,27 @@
  * that key is refused for anything but a read. Every refusal is audited.
  */
 import { randomBytes } from 'node:crypto';
+import { scriptToAddress } from '@custos/bitcoin';
 import {
+  type Address,
+  type Amount,
   type Approval,
   approvalDigest,
   type Base64url,
+  buildEntry,
   createSoftwarePasskeyAssertion,
   type Digest,
   digestOf,
   fromHex,
   generateEd25519,
   generateSoftwarePasskey,
+  governanceDigest,
   type Hex,
   toBase64url,
   toHex,
   utf8,
 } from '@custos/core';
-import type { Person } from '@custos/test-support/org';
+import { type Person, signBy } from '@custos/test-support/org';
 import { describe, expect, it } from 'vitest';
 import { SESSION_MAX_MS } from '../../src/session.js';
 import { useBackends } from '../db/backends.js';
@@ -236,5 +241,57 @@ describe.each(backends)('the console authentication on $name', (backend) => {
       code: 'BAD_SIGNATURE',
     });
     expect((await h.events('request.refused')).length).toBe(5);
+  });
+
+  it("THREATS 18: a hostile console has an admin's passkey propose an attacker's address: it waits for the quorum, every admin's webhook hears of it, and withdrawing to it is refused until the delay has passed", async () => {
+    const h = await harness(backend);
+    const [admin1, admin2] = h.org.admins as [Person, Person];
+    const pk = await addPasskey(h, admin1);
+    const attacker = scriptToAddress(
+      new Uint8Array([0x00, 0x14, ...new Uint8Array(20).fill(0xa7)]),
+      'regtest',
+    )!;
+    const entry = buildEntry(
+      await h.state(),
+      'address.add',
+      { id: 'attacker', chain: 'bitcoin:regtest', address: attacker as Address, label: 'Cold storage 2' },
+      h.clock.now,
+    );
+    const signed = {
+      entry,
+      signatures: [{ member: admin1.id, device: pk.device, signature: pk.sign(governanceDigest(entry)) }],
+    };
+    const proposed = await send(
+      h.target,
+      unsigned('POST', '/v1/governance/proposals', { body: signed, headers: OBJECT }),
+    );
+    expect(proposed.status).toBe(201);
+    expect(proposed.body).toMatchObject({ status: 'open', have: 1, need: 2 });
+    // Out of band: the admins' webhooks are told, with the change in full and the passkey that signed it.
+    expect(h.notifier.of('governance.proposed')).toContainEqual(
+      expect.objectContaining({
+        kind: 'address.add',
+        by: `member:${admin1.id}/${pk.device}`,
+        body: entry.body,
+      }),
+    );
+    expect(await h.events('governance.proposed')).toContainEqual(
+      expect.objectContaining({ actor: `member:${admin1.id}/${pk.device}` }),
+    );
+    const toAttacker = () =>
+      h
+        .as(h.org.requester)
+        .post('/v1/intents', h.intent({ to: attacker as Address, amount: '1000' as Amount }));
+    expect(outcome(await toAttacker())).toEqual({ status: 422, code: 'DESTINATION_NOT_ALLOWED' });
+    // Even once a second admin co-signs it, the address pays nothing before the delay.
+    const id = (proposed.body as { id: string }).id;
+    const cosign = signBy(entry, [admin2]).signatures;
+    const applied = await h
+      .as(admin2)
+      .post(`/v1/governance/proposals/${id}/signatures`, { signatures: cosign });
+    expect(applied.body).toMatchObject({ status: 'applied' });
+    expect(outcome(await toAttacker())).toEqual({ status: 422, code: 'DESTINATION_NOT_ACTIVE' });
+    expect((await h.events('intent.refused')).length).toBe(2);
+    expect(h.pipeline.approved).toEqual([]);
   });
 });

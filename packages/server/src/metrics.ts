@@ -211,8 +211,7 @@ function labelOf(v: unknown): string {
  * receipt (a result it refuses counts nothing).
  */
 export function observePipeline<P extends SigningPipeline>(pipeline: P, metrics: Metrics): P {
-  const observed = Object.create(pipeline) as P;
-  Object.assign(observed, {
+  return delegate(pipeline, {
     jobsFor: (signer: string, waitMs: number, signal: AbortSignal) => {
       metrics.polled(signer);
       return pipeline.jobsFor(signer, waitMs, signal);
@@ -222,17 +221,29 @@ export function observePipeline<P extends SigningPipeline>(pipeline: P, metrics:
       metrics.decision(signer, result);
     },
   });
-  return observed;
 }
 
 /** The notifier, counting alerts and refusals as they are queued. */
 export function observeNotifier<N extends Notifier>(notifier: N, metrics: Metrics): N {
-  const observed = Object.create(notifier) as N;
-  Object.assign(observed, {
+  return delegate(notifier, {
     emit: async (event: NotificationEvent, data: Record<string, unknown>) => {
       metrics.notified(event, data);
       await notifier.emit(event, data);
     },
   });
-  return observed;
+}
+
+/**
+ * `target` with `overrides` in place of some of its methods: every other
+ * property is the target's own, its methods called on the target itself (a
+ * class instance keeps its fields and private members).
+ */
+function delegate<T extends object>(target: T, overrides: Readonly<Record<string, unknown>>): T {
+  return new Proxy(target, {
+    get(t, key) {
+      if (typeof key === 'string' && Object.hasOwn(overrides, key)) return overrides[key];
+      const value = Reflect.get(t, key, t);
+      return typeof value === 'function' ? value.bind(t) : value;
+    },
+  });
 }

@@ -98,9 +98,10 @@ export async function startServer(
     notifier = await makeNotifier({ store, clock, logger, webhooks: config.webhooks });
     const makePipeline = opts.createPipeline ?? (await loadPipelineFactory());
     // The pipeline reports through the notifier, so the metrics see both (metrics.ts).
-    const metrics = config.metrics
-      ? createMetrics({ store, clock, chainHeight: () => heightOf(pipeline) })
-      : null;
+    const metrics =
+      config.metrics !== false
+        ? createMetrics({ store, clock, chainHeight: () => heightOf(pipeline) })
+        : null;
     const told = metrics === null ? notifier : observeNotifier(notifier, metrics);
     const made = await makePipeline({
       store,

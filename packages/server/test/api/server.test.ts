@@ -79,6 +79,12 @@ describe.each(backends)('startServer on $name', (backend) => {
     });
     const created = await client(server.url, org.requester).post('/v1/intents', makeIntent(org, Date.now()));
     expect(created.status).toBe(201);
+    // Prometheus text at /metrics by default (CUSTOS_METRICS), counting what it served.
+    const metrics = await fetch(`${server.url}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain(
+      'custos_http_requests_total{route="/v1/intents",method="POST",status="201"} 1',
+    );
     await server.close();
     expect(pipeline.stopped).toBe(true);
     await expect(fetch(`${server.url}/v1/health`)).rejects.toThrow();

@@ -713,6 +713,7 @@ function printNextSteps(
     `  node          bitcoin regtest, height ${d.height} (bcoin, chain in ${folder.chain})`,
     `  coordinator   ${d.coordinator} (SQLite ${folder.database})`,
     `  console       ${consoleUrl(d.coordinator)} (passkeys need the name localhost, not 127.0.0.1)`,
+    `  metrics       ${d.coordinator}/metrics (Prometheus text; docs/api.md "Metrics")`,
     ...d.children.map(
       (c) =>
         `  ${c.name.padEnd(13)} pid ${c.child.pid}${c.name === 'signer-2' ? `, through the relay at ${d.relay}` : ''} (log ${c.log})`,

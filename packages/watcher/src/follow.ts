@@ -55,8 +55,12 @@ export class CoinView {
   readonly #wallets = new Map<string, WalletScripts>();
   readonly #scripts = new Map<string, { wallet: string; branch: 0 | 1; index: number }>();
   readonly #coins = new Map<string, SpentCoin>();
-  /** Transactions already read, so each is judged once however often the mempool lists it. */
-  readonly #seen = new Set<string>();
+  /**
+   * Transactions read from the mempool and not yet seen in a block, so each is judged once however
+   * often the mempool lists it and again when it is mined. Block transactions are read once each, in
+   * height order, and not remembered. A mempool transaction that is never mined stays here.
+   */
+  readonly #fromMempool = new Set<string>();
 
   constructor(gap = DEFAULT_GAP) {
     this.#gap = gap;
@@ -83,8 +87,12 @@ export class CoinView {
 
   /** Reads one transaction; returns the spend when it consumes a tracked coin, once per txid. */
   read(parsed: ParsedTx, seenIn: 'mempool' | number, coinbase = false): Spend | null {
-    if (this.#seen.has(parsed.txid)) return null;
-    this.#seen.add(parsed.txid);
+    if (seenIn === 'mempool') {
+      if (this.#fromMempool.has(parsed.txid)) return null;
+      this.#fromMempool.add(parsed.txid);
+    } else if (this.#fromMempool.delete(parsed.txid)) {
+      return null;
+    }
     const { tx, txid } = parsed;
     const inputs: SpentCoin[] = [];
     if (!coinbase) {

@@ -145,7 +145,11 @@ export class Watcher {
       this.#nextHeight = h + 1;
     }
     if (this.#nextHeight > height) {
-      for (const txid of await this.#o.rpc.getRawMempool()) {
+      const mempool = await this.#o.rpc.getRawMempool();
+      // Only what is in the mempool now is remembered: the set stays the mempool's size.
+      const listed = new Set(mempool);
+      for (const txid of this.#mempoolRead) if (!listed.has(txid)) this.#mempoolRead.delete(txid);
+      for (const txid of mempool) {
         if (this.#mempoolRead.has(txid)) continue;
         this.#mempoolRead.add(txid);
         let raw: Uint8Array;

@@ -15,6 +15,9 @@
  * - A signer whose coordinator withholds the freeze (a stand-in that serves
  *   governance only up to the entry before it) still refuses FROZEN: it
  *   pulled the freeze from the watcher.
+ * - After the quorum unfreezes, a theft made while the watcher was stopped
+ *   is found in its block when the watcher starts again (reconciliation),
+ *   and frozen; the first theft stays judged once.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,6 +41,8 @@ let watcher: Running;
 let watcherUrl: string;
 const extra: Running[] = [];
 let fake: FakeCoordinator | undefined;
+/** The account keys exported from signer-1 and signer-2: what a thief who copied them holds. */
+const xprvs: string[] = [];
 
 interface IntentJson {
   id: string;
@@ -80,7 +85,7 @@ beforeAll(async () => {
       pollMs: 50,
     }),
   );
-  watcher = start(['watch', '--config', join(d.dir, 'watcher.json')], { env: d.env });
+  watcher = startWatcher();
   const line = await watcher.waitFor(/"url":"http:\/\/127\.0\.0\.1:[0-9]+"/);
   watcherUrl = line.slice('"url":"'.length, -1);
 }, 240_000);
@@ -93,6 +98,34 @@ afterAll(async () => {
   await fake?.close();
   await d?.stop();
 });
+
+/** A spend of the wallet's coin at receive `index`, signed with the exported keys and bitcoinjs-lib alone. */
+function steal(coin: { txid: string; vout: number }, index: number, value: bigint): bitcoin.Transaction {
+  const keys = [...d.descriptor.matchAll(/\](tpub[1-9A-HJ-NP-Za-km-z]+)\/0\/\*/g)].map((m) =>
+    Buffer.from(bip32.fromBase58(m[1]!, REGTEST).derive(0).derive(index).publicKey),
+  );
+  const p2ms = bitcoin.payments.p2ms({ m: 2, pubkeys: keys.sort(Buffer.compare), network: REGTEST });
+  const p2wsh = bitcoin.payments.p2wsh({ redeem: p2ms, network: REGTEST });
+  const thief = bitcoin.payments.p2wpkh({
+    pubkey: Buffer.from(bip32.fromSeed(Buffer.alloc(32, 9), REGTEST).publicKey),
+    network: REGTEST,
+  });
+  const psbt = new bitcoin.Psbt({ network: REGTEST });
+  psbt.addInput({
+    hash: coin.txid,
+    index: coin.vout,
+    witnessUtxo: { script: p2wsh.output!, value },
+    witnessScript: p2ms.output!,
+  });
+  psbt.addOutput({ script: thief.output!, value: value - 5_000n });
+  for (const x of xprvs) psbt.signInput(0, bip32.fromBase58(x, REGTEST).derive(0).derive(index));
+  psbt.finalizeAllInputs();
+  return psbt.extractTransaction();
+}
+
+function startWatcher(): Running {
+  return start(['watch', '--config', join(d.dir, 'watcher.json')], { env: d.env });
+}
 
 describe('custos watch', () => {
   let matchedIntent: IntentJson;
@@ -122,7 +155,6 @@ describe('custos watch', () => {
     await d.node.mine(1);
 
     // Keys copied out of the signers: two exports, then bitcoinjs-lib alone.
-    const xprvs: string[] = [];
     for (const id of ['signer-1', 'signer-2']) {
       const out = join(d.dir, `${id}.xprv.json`);
       const r = await signerCli(['export-key', '--config', join(d.dir, `${id}.json`), '--out', out], {
@@ -132,27 +164,7 @@ describe('custos watch', () => {
       expect(r.code, r.stderr).toBe(0);
       xprvs.push((JSON.parse(readFileSync(out, 'utf8')) as { xprv: string }).xprv);
     }
-    const keys = [...d.descriptor.matchAll(/\](tpub[1-9A-HJ-NP-Za-km-z]+)\/0\/\*/g)].map((m) =>
-      Buffer.from(bip32.fromBase58(m[1]!, REGTEST).derive(0).derive(1).publicKey),
-    );
-    const p2ms = bitcoin.payments.p2ms({ m: 2, pubkeys: keys.sort(Buffer.compare), network: REGTEST });
-    const p2wsh = bitcoin.payments.p2wsh({ redeem: p2ms, network: REGTEST });
-    expect(Buffer.from(p2wsh.output!).equals(Buffer.from(script))).toBe(true);
-    const thief = bitcoin.payments.p2wpkh({
-      pubkey: Buffer.from(bip32.fromSeed(Buffer.alloc(32, 9), REGTEST).publicKey),
-      network: REGTEST,
-    });
-    const psbt = new bitcoin.Psbt({ network: REGTEST });
-    psbt.addInput({
-      hash: coin.txid,
-      index: coin.vout,
-      witnessUtxo: { script: p2wsh.output!, value: 20_000_000n },
-      witnessScript: p2ms.output!,
-    });
-    psbt.addOutput({ script: thief.output!, value: 20_000_000n - 5_000n });
-    for (const x of xprvs) psbt.signInput(0, bip32.fromBase58(x, REGTEST).derive(0).derive(1));
-    psbt.finalizeAllInputs();
-    const tx = psbt.extractTransaction();
+    const tx = steal(coin, 1, 20_000_000n);
 
     const before = await ready();
     const t0 = performance.now();
@@ -260,5 +272,62 @@ describe('custos watch', () => {
     expect(result!.message).toContain('unexplained spend');
     expect(result!.psbt).toBeUndefined();
     expect(signer.output()).toContain('"event":"signer.frozen"');
+  });
+
+  it('after the quorum unfreezes, a theft made while the watcher was stopped is found when it starts again, and frozen', async () => {
+    // The runbook's last step: two admins unfreeze.
+    const proposed = await d.cli([
+      'governance',
+      'propose',
+      'unfreeze',
+      '--as',
+      'admin-1',
+      '--body',
+      JSON.stringify({ reason: 'keys rotated after the theft' }),
+      '--yes',
+    ]);
+    expect(proposed.code, proposed.stderr).toBe(0);
+    const approved = await d.cli([
+      'governance',
+      'approve',
+      proposed.stdout.trim().split('\n').at(-1)!,
+      '--as',
+      'admin-2',
+      '--yes',
+    ]);
+    expect(approved.code, approved.stderr).toBe(0);
+    const unfrozenAt = await ready();
+    expect(unfrozenAt).toBe(freezeSeq + 1);
+
+    // The watcher is stopped; meanwhile a coin arrives and is stolen, and both are mined.
+    watcher.child.kill('SIGTERM');
+    await watcher.exited;
+    const parsed = parseDescriptor(d.descriptor, 'regtest');
+    if (!parsed.ok) throw new Error(parsed.message);
+    const coin = await d.node.fund(deriveAddress(parsed.value, 0, 2).script, 30_000_000n);
+    await d.node.mine(1);
+    const txid = await d.node.rpc.sendRawTransaction(steal(coin, 2, 30_000_000n).toHex());
+    await d.node.mine(1);
+    expect(await ready()).toBe(unfrozenAt);
+
+    // Started again, it reads the blocks it missed and freezes.
+    watcher = startWatcher();
+    await eventually(
+      async () => ((await ready()) > unfrozenAt ? true : undefined),
+      'the second freeze',
+      60_000,
+    );
+    const shown = JSON.parse(await d.ok(['governance', 'show', '--as', 'admin-1', '--json'])) as {
+      state: { frozen: { reason: string } | null };
+    };
+    expect(shown.state.frozen?.reason).toContain(txid);
+    const record = JSON.parse(readFileSync(join(d.dir, 'watcher-record.json'), 'utf8')) as {
+      unexplained: { txid: string; seenIn: unknown }[];
+      matched: { txid: string }[];
+    };
+    // The first theft stays judged once; the second is found in its block.
+    expect(record.unexplained.map((u) => u.txid)).toHaveLength(2);
+    expect(record.unexplained[1]).toMatchObject({ txid, seenIn: expect.any(Number) });
+    expect(record.matched.map((m) => m.txid)).toEqual([matchedIntent.txid]);
   });
 });

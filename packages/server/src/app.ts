@@ -252,7 +252,11 @@ function register(app: FastifyInstance, def: RouteDef, ctx: RouteContext): void 
           req.headers['custos-auth'] === SIGNED_OBJECT ? objectClaimOf(spec.method, spec.url) : undefined;
         auth =
           claim !== undefined && spec.body !== undefined
-            ? await ctx.authenticator.authenticateObject(req, raw, claim(decodeBody(spec.body, raw, limit)))
+            ? await ctx.authenticator.authenticateObject(
+                req,
+                raw,
+                claim(decodeBody(spec.body, raw, limit), req.params as Record<string, string>),
+              )
             : await ctx.authenticator.authenticate(req, raw);
       }
       try {

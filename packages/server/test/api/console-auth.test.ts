@@ -294,4 +294,52 @@ describe.each(backends)('the console authentication on $name', (backend) => {
     expect((await h.events('intent.refused')).length).toBe(2);
     expect(h.pipeline.approved).toEqual([]);
   });
+
+  it("an admin's passkey co-signs an open proposal by its id with no HTTP signature; an assertion over another digest is BAD_SIGNATURE, audited", async () => {
+    const h = await harness(backend);
+    const [admin1, admin2] = h.org.admins as [Person, Person];
+    const pk1 = await addPasskey(h, admin1);
+    const pk2 = await addPasskey(h, admin2);
+    const entry = buildEntry(
+      await h.state(),
+      'address.add',
+      {
+        id: 'treasury',
+        chain: 'bitcoin:regtest',
+        address: scriptToAddress(
+          new Uint8Array([0x00, 0x14, ...new Uint8Array(20).fill(0x5e)]),
+          'regtest',
+        )! as Address,
+        label: 'Treasury',
+      },
+      h.clock.now,
+    );
+    const id = governanceDigest(entry);
+    const proposed = await send(
+      h.target,
+      unsigned('POST', '/v1/governance/proposals', {
+        body: { entry, signatures: [{ member: admin1.id, device: pk1.device, signature: pk1.sign(id) }] },
+        headers: OBJECT,
+      }),
+    );
+    expect(proposed.body).toMatchObject({ status: 'open', id, have: 1, need: 2 });
+    const cosign = (digest: string) =>
+      send(
+        h.target,
+        unsigned('POST', `/v1/governance/proposals/${id}/signatures`, {
+          body: { signatures: [{ member: admin2.id, device: pk2.device, signature: pk2.sign(digest) }] },
+          headers: OBJECT,
+        }),
+      );
+    expect(outcome(await cosign('ab'.repeat(32)))).toEqual({ status: 401, code: 'BAD_SIGNATURE' });
+    expect(await h.events('request.refused')).toContainEqual(
+      expect.objectContaining({ actor: `member:${admin2.id}/${pk2.device}` }),
+    );
+    const applied = await cosign(id);
+    expect(applied.status).toBe(200);
+    expect(applied.body).toMatchObject({ status: 'applied', id });
+    expect(await h.events('governance.applied')).toContainEqual(
+      expect.objectContaining({ actor: `member:${admin2.id}/${pk2.device}`, digest: id }),
+    );
+  });
 });

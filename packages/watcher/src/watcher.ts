@@ -40,6 +40,7 @@ import {
   type Millis,
   type SignedGovernanceEntry,
   signDigestWithDevice,
+  signedGovernanceEntry,
   verifyGovernanceChain,
   WATCHER_ROLE,
 } from '@custos/core';
@@ -106,7 +107,7 @@ export class Watcher {
     this.#clock = opts.clock ?? Date.now;
     this.#coins = new CoinView(opts.gap);
     this.#record = existsSync(opts.recordPath)
-      ? (JSON.parse(readFileSync(opts.recordPath, 'utf8')) as RecordFile)
+      ? readRecord(opts.recordPath)
       : { v: 1, height: -1, matched: [], unexplained: [], freezes: [] };
     // Coins are rebuilt from the start height on every start: the record keeps judgements, not coins.
     this.#nextHeight = opts.startHeight ?? 0;
@@ -342,6 +343,41 @@ export class Watcher {
   #log(event: string, fields: Record<string, unknown>): void {
     this.#o.log?.(event, fields);
   }
+}
+
+/**
+ * The record file as this watcher wrote it. One that does not parse stops the start with
+ * INVALID_VALUE: starting over would forget the freezes signers pull, so an operator decides.
+ */
+function readRecord(path: string): RecordFile {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    throw new CustosError(
+      'INVALID_VALUE',
+      `the watcher record ${path} is not JSON; move it aside to start over`,
+    );
+  }
+  const r = parsed as Partial<RecordFile> | null;
+  if (
+    r === null ||
+    typeof r !== 'object' ||
+    r.v !== 1 ||
+    !Number.isSafeInteger(r.height) ||
+    !Array.isArray(r.matched) ||
+    !Array.isArray(r.unexplained) ||
+    !Array.isArray(r.freezes)
+  ) {
+    throw new CustosError('INVALID_VALUE', `the watcher record ${path} is not a version 1 record`);
+  }
+  return {
+    v: 1,
+    height: r.height as number,
+    matched: r.matched,
+    unexplained: r.unexplained,
+    freezes: r.freezes.map((f) => signedGovernanceEntry.parse(f)),
+  };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -69,6 +69,8 @@ export interface DeploymentOptions {
    * device key is `<home>/profiles/watcher-1/device.key`, under PASSWORD.
    */
   readonly watcher?: boolean;
+  /** Webhook targets for `custos serve` (CUSTOS_WEBHOOKS), e.g. an admin's receiver on 127.0.0.1. */
+  readonly webhooks?: readonly { url: string; secret: string; events?: readonly string[] }[];
 }
 
 export async function startDeployment(opts: DeploymentOptions = {}): Promise<Deployment> {
@@ -141,7 +143,11 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
       }),
     );
     const serve = start(['serve', '--config', join(dir, 'coordinator.json')], {
-      env: opts.consoleDir === undefined ? env : { ...env, CUSTOS_CONSOLE_DIR: opts.consoleDir },
+      env: {
+        ...env,
+        ...(opts.consoleDir === undefined ? {} : { CUSTOS_CONSOLE_DIR: opts.consoleDir }),
+        ...(opts.webhooks === undefined ? {} : { CUSTOS_WEBHOOKS: JSON.stringify(opts.webhooks) }),
+      },
     });
     running.push(serve);
     const coordinatorUrl = (await serve.waitFor(/listening on http:\/\/127\.0\.0\.1:[0-9]+/))

@@ -14,12 +14,14 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import type { Signed } from './context.js';
+import { AlertsView } from './views/alerts.js';
 import { ApprovalsView } from './views/approvals.js';
 import { AuditView } from './views/audit.js';
 import { EnrolView } from './views/enrol.js';
 import { GovernanceView } from './views/governance.js';
 import { HomeView } from './views/home.js';
 import { IntentView } from './views/intent.js';
+import { ProposalsView } from './views/proposals.js';
 import { RequestView } from './views/request.js';
 import { SignInView } from './views/signin.js';
 
@@ -29,7 +31,9 @@ type Route =
   | { readonly view: 'approvals' }
   | { readonly view: 'request' }
   | { readonly view: 'governance' }
+  | { readonly view: 'proposals' }
   | { readonly view: 'audit' }
+  | { readonly view: 'alerts' }
   | { readonly view: 'intent'; readonly id: string };
 
 function routeOf(hash: string): Route {
@@ -37,7 +41,9 @@ function routeOf(hash: string): Route {
   if (hash === '#/approvals') return { view: 'approvals' };
   if (hash === '#/request') return { view: 'request' };
   if (hash === '#/governance') return { view: 'governance' };
+  if (hash === '#/proposals') return { view: 'proposals' };
   if (hash === '#/audit') return { view: 'audit' };
+  if (hash === '#/alerts') return { view: 'alerts' };
   const m = /^#\/intent\/([0-9a-f]{64})$/.exec(hash);
   if (m !== null) return { view: 'intent', id: m[1] as string };
   return { view: 'home' };
@@ -48,6 +54,8 @@ const LINKS: readonly [Route['view'], string, string][] = [
   ['approvals', '#/approvals', 'Pending approvals'],
   ['request', '#/request', 'Request'],
   ['governance', '#/governance', 'Governance'],
+  ['proposals', '#/proposals', 'Proposals'],
+  ['alerts', '#/alerts', 'Alerts'],
   ['audit', '#/audit', 'Audit'],
   ['enrol', '#/enrol', 'Enrol a passkey'],
 ];
@@ -68,7 +76,9 @@ function App() {
   else if (route.view === 'approvals') body = <ApprovalsView s={signed!} />;
   else if (route.view === 'request') body = <RequestView s={signed!} />;
   else if (route.view === 'governance') body = <GovernanceView s={signed!} />;
+  else if (route.view === 'proposals') body = <ProposalsView s={signed!} />;
   else if (route.view === 'audit') body = <AuditView s={signed!} />;
+  else if (route.view === 'alerts') body = <AlertsView s={signed!} />;
   else if (route.view === 'intent') body = <IntentView s={signed!} id={route.id} />;
   else body = <HomeView />;
   return (

@@ -6,6 +6,16 @@
  */
 export { type WatcherConfig, watcherConfig } from './config.js';
 export { CoordinatorClient } from './coordinator.js';
+export {
+  type EvmWatchNode,
+  evmWatchNodes,
+  governedSafes,
+  SAFE_EVENTS,
+  type SafeFinding,
+  type SafeFindingKind,
+  SafeFollower,
+  type SafeFollowerOptions,
+} from './evm-follow.js';
 export { CoinView, DEFAULT_GAP, type Spend, type SpentCoin } from './follow.js';
 export { type FreezeServer, serveFreezes } from './server.js';
 export { type SpendRecord, Watcher, type WatcherOptions } from './watcher.js';

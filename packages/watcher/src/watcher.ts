@@ -45,14 +45,17 @@ import {
   WATCHER_ROLE,
 } from '@custos/core';
 import type { CoordinatorClient } from './coordinator.js';
+import type { SafeFinding, SafeFollower } from './evm-follow.js';
 import { CoinView, type Spend } from './follow.js';
 
 export interface WatcherOptions {
   readonly coordinator: CoordinatorClient;
   readonly device: DeviceSigner;
   readonly pinnedGenesis: Digest;
-  /** The watcher's own node (Core-compatible JSON-RPC subset of @custos/bitcoin). */
-  readonly rpc: BitcoinRpc;
+  /** The watcher's own Bitcoin node (Core-compatible JSON-RPC subset of @custos/bitcoin); absent: no Bitcoin. */
+  readonly rpc?: BitcoinRpc;
+  /** The governed Safes' chains, each on the watcher's own node (evm-follow.ts). */
+  readonly evm?: readonly SafeFollower[];
   /** The record file (JSON): matches, unexplained spends, the freezes signed, the height read. */
   readonly recordPath: string;
   /** First block read when the record has none (the wallets' birth height); default 0. */
@@ -67,7 +70,12 @@ export interface SpendRecord extends Spend {
   readonly at: Millis;
   readonly intent?: string;
   readonly freeze?: { readonly seq: number; readonly digest: Digest; readonly delivered: boolean };
+  /** An EVM finding (evm-follow.ts): `txid` is its key, `inputs` is empty, `seenIn` its block. */
+  readonly safe?: SafeFinding;
 }
+
+/** A Safe finding judged as a spend is: by its key, against the safeTxHashes the signers signed. */
+type Judged = Spend & { readonly safe?: SafeFinding };
 
 interface RecordFile {
   v: 1;
@@ -135,10 +143,24 @@ export class Watcher {
     await this.#syncGovernance();
     await this.#readAudit();
     const judged: SpendRecord[] = [];
-    const height = await this.#o.rpc.getBlockCount();
+    if (this.#o.rpc !== undefined) await this.#stepBitcoin(this.#o.rpc, judged);
+    for (const follower of this.#o.evm ?? []) {
+      for (const safe of await follower.read(this.#state as GovernanceState)) {
+        judged.push(await this.#judge({ txid: safe.key, inputs: [], seenIn: safe.block, safe }));
+      }
+    }
+    if (this.#record.height !== this.#nextHeight - 1 || judged.length > 0) {
+      this.#record.height = this.#nextHeight - 1;
+      this.#save();
+    }
+    return judged;
+  }
+
+  async #stepBitcoin(rpc: BitcoinRpc, judged: SpendRecord[]): Promise<void> {
+    const height = await rpc.getBlockCount();
     const last = Math.min(height, this.#nextHeight + MAX_BLOCKS_PER_ROUND - 1);
     for (let h = this.#nextHeight; h <= last; h++) {
-      const block = parseBlock(await this.#o.rpc.getBlockRaw(await this.#o.rpc.getBlockHash(h)));
+      const block = parseBlock(await rpc.getBlockRaw(await rpc.getBlockHash(h)));
       for (const [i, tx] of block.txs.entries()) {
         const spend = this.#coins.read(tx, h, i === 0);
         if (spend !== null) judged.push(await this.#judge(spend));
@@ -146,7 +168,7 @@ export class Watcher {
       this.#nextHeight = h + 1;
     }
     if (this.#nextHeight > height) {
-      const mempool = await this.#o.rpc.getRawMempool();
+      const mempool = await rpc.getRawMempool();
       // Only what is in the mempool now is remembered: the set stays the mempool's size.
       const listed = new Set(mempool);
       for (const txid of this.#mempoolRead) if (!listed.has(txid)) this.#mempoolRead.delete(txid);
@@ -155,7 +177,7 @@ export class Watcher {
         this.#mempoolRead.add(txid);
         let raw: Uint8Array;
         try {
-          raw = await this.#o.rpc.getRawTransaction(txid);
+          raw = await rpc.getRawTransaction(txid);
         } catch (err) {
           // Left the mempool between the two calls (mined or replaced): the block or the next list shows it.
           if (err instanceof CustosError && err.code === 'NOT_FOUND') {
@@ -168,11 +190,6 @@ export class Watcher {
         if (spend !== null) judged.push(await this.#judge(spend));
       }
     }
-    if (this.#record.height !== this.#nextHeight - 1 || judged.length > 0) {
-      this.#record.height = this.#nextHeight - 1;
-      this.#save();
-    }
-    return judged;
   }
 
   /** Rounds every `pollMs` until `signal` aborts; a failed round is logged and retried after a pause. */
@@ -255,7 +272,7 @@ export class Watcher {
     return null;
   }
 
-  async #judge(spend: Spend): Promise<SpendRecord> {
+  async #judge(spend: Judged): Promise<SpendRecord> {
     // Blocks are read again from the start height after a restart: a spend judged before stays judged.
     const known = [...this.#record.matched, ...this.#record.unexplained].find((r) => r.txid === spend.txid);
     if (known !== undefined) return known;
@@ -268,25 +285,42 @@ export class Watcher {
     if (intent !== null) {
       const record: SpendRecord = { ...spend, at: this.#clock(), intent };
       this.#record.matched.push(record);
-      this.#log('watcher.matched', { txid: spend.txid, intent, seenIn: spend.seenIn });
+      this.#log('watcher.matched', {
+        txid: spend.txid,
+        intent,
+        seenIn: spend.seenIn,
+        ...(spend.safe === undefined ? {} : { safe: spend.safe }),
+      });
       return record;
     }
     return this.#unexplained(spend);
   }
 
-  async #unexplained(spend: Spend): Promise<SpendRecord> {
+  async #unexplained(spend: Judged): Promise<SpendRecord> {
     const at = this.#clock();
+    const safe = spend.safe;
     this.#log('watcher.alert', {
       severity: 'critical',
-      code: 'UNEXPLAINED_SPEND',
+      code:
+        safe === undefined
+          ? 'UNEXPLAINED_SPEND'
+          : safe.kind === 'state'
+            ? 'SAFE_STATE_MISMATCH'
+            : 'UNEXPLAINED_SAFE_EXECUTION',
       txid: spend.txid,
       seenIn: spend.seenIn,
       inputs: spend.inputs,
+      ...(safe === undefined ? {} : { safe }),
     });
     let freeze: SpendRecord['freeze'];
     const wallets = [...new Set(spend.inputs.map((c) => c.wallet))].join(', ');
-    const reason =
-      `watcher ${this.#o.device.member}: unexplained spend ${spend.txid} of wallet ${wallets}`.slice(0, 512);
+    const what =
+      safe === undefined
+        ? `unexplained spend ${spend.txid} of wallet ${wallets}`
+        : safe.kind === 'state'
+          ? `Safe ${safe.wallet} on ${safe.chain}: ${safe.field} is not the governed one`
+          : `unexplained ${safe.kind} ${safe.key} of Safe ${safe.wallet} on ${safe.chain}`;
+    const reason = `watcher ${this.#o.device.member}: ${what}`.slice(0, 512);
     // A freeze taken by another entry at that seq (409): read governance again and sign at the new head.
     for (let attempt = 0; attempt < 3 && freeze === undefined; attempt++) {
       await this.#syncGovernance();

@@ -20,7 +20,11 @@ export const watchCommand: Command = {
 
 Runs the watcher: it follows its own Bitcoin node block by block and its
 mempool, matches every spend of a governed wallet's coins against what the
-signers signed (the audit log), and on anything else signs a freeze with its
+signers signed (the audit log); on EVM chains it follows the governed Safes
+block by block: every execution is matched by its safeTxHash, and a module
+execution or a singleton, owners, threshold, modules, guard or fallback
+handler that is not the governed one is unexplained. On anything
+unexplained it signs a freeze with its
 key (a member with the watcher role), delivers it to the coordinator and
 serves it to signers at GET /v1/freezes. SIGTERM or Ctrl-C stops it.
 
@@ -30,6 +34,7 @@ Config file (relative paths are read from the file's folder):
     "record": "watcher-record.json",
     "bitcoin": { "rpcUrl": "http://127.0.0.1:8332", "rpcUser": "watcher",
                  "rpcPasswordFile": "rpc.password" },
+    "evm": { "1": { "rpcUrl": "http://127.0.0.1:8545", "startBlock": 0 } },
     "listen": { "host": "127.0.0.1", "port": 8090 }, "pollMs": 200 }
   The key password comes from passwordFile, else passwordEnv, else CUSTOS_WATCHER_PASSWORD.
 
@@ -42,7 +47,9 @@ ${commonHelp(['help'])}`,
     const path = args.str('config');
     if (path === undefined) throw new CustosError('MISSING_FIELD', 'custos watch needs --config <file>');
     const { BitcoinRpc } = await import('@custos/bitcoin');
-    const { CoordinatorClient, serveFreezes, Watcher, watcherConfig } = await import('@custos/watcher');
+    const { CoordinatorClient, SafeFollower, serveFreezes, Watcher, watcherConfig } = await import(
+      '@custos/watcher'
+    );
     const base = dirname(resolve(ctx.cwd, path));
     const config = decode(watcherConfig, readFileSync(resolve(ctx.cwd, path)));
     const password =
@@ -50,20 +57,37 @@ ${commonHelp(['help'])}`,
         ? readFileSync(resolve(base, config.passwordFile), 'utf8').replace(/\r?\n$/, '')
         : (ctx.env[config.passwordEnv ?? 'CUSTOS_WATCHER_PASSWORD'] ?? '');
     const device = await openSealedDeviceKey(resolve(base, config.keyFile), password);
+    const btc = config.bitcoin;
+    if (btc === undefined && config.evm === undefined) {
+      throw new CustosError('MISSING_FIELD', 'the watcher config needs bitcoin, evm or both');
+    }
     const rpcPassword =
-      config.bitcoin.rpcPasswordFile === undefined
+      btc?.rpcPasswordFile === undefined
         ? undefined
-        : readFileSync(resolve(base, config.bitcoin.rpcPasswordFile), 'utf8').replace(/\r?\n$/, '');
-    const rpc = new BitcoinRpc({
-      url: config.bitcoin.rpcUrl,
-      ...(config.bitcoin.rpcUser === undefined ? {} : { username: config.bitcoin.rpcUser }),
-      ...(rpcPassword === undefined ? {} : { password: rpcPassword }),
-    });
+        : readFileSync(resolve(base, btc.rpcPasswordFile), 'utf8').replace(/\r?\n$/, '');
+    const rpc =
+      btc === undefined
+        ? undefined
+        : new BitcoinRpc({
+            url: btc.rpcUrl,
+            ...(btc.rpcUser === undefined ? {} : { username: btc.rpcUser }),
+            ...(rpcPassword === undefined ? {} : { password: rpcPassword }),
+          });
+    const { evmClient } = await import('@custos/evm/state');
+    const evm = Object.entries(config.evm ?? {}).map(
+      ([chainId, node]) =>
+        new SafeFollower({
+          chainId: Number(chainId),
+          client: evmClient(node.rpcUrl),
+          ...(node.startBlock === undefined ? {} : { startBlock: node.startBlock }),
+        }),
+    );
     const watcher = new Watcher({
       coordinator: new CoordinatorClient(config.coordinatorUrl, device),
       device,
       pinnedGenesis: config.genesis as Digest,
-      rpc,
+      ...(rpc === undefined ? {} : { rpc }),
+      evm,
       recordPath: resolve(base, config.record),
       ...(config.startHeight === undefined ? {} : { startHeight: config.startHeight }),
       ...(config.gap === undefined ? {} : { gap: config.gap }),

@@ -27,7 +27,14 @@ import { initCommand, initSign, initSubmit } from './commands/init.js';
 import { approveCommand, intentsCommand, rejectCommand, requestCommand } from './commands/intents.js';
 import { configCommand, keysList, keysNew, keysShow } from './commands/keys.js';
 import { intentsExport, intentsImport } from './commands/offline.js';
-import { serveCommand, signerInit, signerOffline, signerRun, signerStatus } from './commands/operate.js';
+import {
+  serveCommand,
+  signerExportKey,
+  signerInit,
+  signerOffline,
+  signerRun,
+  signerStatus,
+} from './commands/operate.js';
 import { statusCommand } from './commands/status.js';
 import { watchCommand } from './commands/watch.js';
 import type { Context } from './context.js';
@@ -59,6 +66,7 @@ export const COMMANDS: readonly Command[] = [
   signerRun,
   signerStatus,
   signerOffline,
+  signerExportKey,
   watchCommand,
   devCommand,
   demoAttacks,
@@ -74,7 +82,7 @@ const GROUPS: readonly [string, readonly string[]][] = [
   ['Audit', ['audit verify', 'console verify']],
   ['This device', ['keys new', 'keys list', 'keys show', 'config']],
   ['Cold storage', ['intents export', 'signer offline', 'intents import']],
-  ['Operators', ['serve', 'signer init', 'signer run', 'signer status', 'watch']],
+  ['Operators', ['serve', 'signer init', 'signer run', 'signer status', 'signer export-key', 'watch']],
   ['Developers', ['dev', 'demo attacks', 'demo payouts']],
 ];
 

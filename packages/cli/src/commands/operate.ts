@@ -130,7 +130,7 @@ function mergeConfig(
 
 /** `custos signer init|run|status`: the words go to the signer package untouched; the help is here. */
 function signerPassthrough(
-  sub: 'init' | 'run' | 'status' | 'offline',
+  sub: 'init' | 'run' | 'status' | 'offline' | 'export-key',
   summary: string,
   help: string,
 ): Command {
@@ -251,5 +251,34 @@ Options:
 
 Example:
   custos signer offline --config signer-3.json --job /media/usb/job.json --out /media/usb/result.json
+`,
+);
+
+export const signerExportKey = signerPassthrough(
+  'export-key',
+  "recovery without Custos: write this signer's Bitcoin key as an extended private key",
+  `custos signer export-key --config <file.json> --out <file> [--confirm "export <id>"]
+
+Recovery without Custos (docs/operations.md "Recovery without Custos"):
+writes this signer's Bitcoin account key as a BIP 32 extended private key
+with its origin, [fingerprint/path]xprv (tprv off mainnet), to a new file
+(mode 0600; an existing file is never overwritten), for a descriptor wallet
+to import with the wallet's descriptor. No quorum is asked: the keystore
+password (passwordFile or passwordEnv in the config, else
+CUSTOS_SIGNER_PASSWORD) and a typed confirmation are. The export is recorded
+in the signer's own database before the file is written, and
+\`custos signer status\` shows every export from then on.
+
+Exit codes: 0 written, 1 refused (wrong confirmation or password), 2 the
+command line was wrong.
+
+Options:
+  --config <file>     the signer's configuration
+  --out <file>        where to write the key (must not exist)
+  --confirm <text>    the confirmation, "export <id>" (else typed on standard input)
+  -h, --help          this text
+
+Example:
+  custos signer export-key --config signer-1.json --out /media/usb/signer-1.xprv.json
 `,
 );

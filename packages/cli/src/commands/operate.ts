@@ -49,7 +49,9 @@ PostgreSQL URL is given, the signing pipeline against a Bitcoin node. Settings
 come from the environment (CUSTOS_HOST, CUSTOS_PORT, CUSTOS_SQLITE,
 DATABASE_URL[_FILE], CUSTOS_ORG, BITCOIN_RPC_URL, BITCOIN_RPC_USER,
 BITCOIN_RPC_PASSWORD[_FILE], CUSTOS_WEBHOOKS[_FILE], CUSTOS_EVM[_FILE] for
-Safe wallets, CUSTOS_LOG_LEVEL) and, over them, from --config. Paths in the file are
+Safe wallets, CUSTOS_LOG_LEVEL, CUSTOS_CONSOLE_DIR, CUSTOS_METRICS,
+CUSTOS_METRICS_TOKEN[_FILE]) and, over them, from --config (which has no field
+for the last three). Paths in the file are
 relative to it; secrets are named by file, never written in it. SIGTERM or
 Ctrl-C drains requests in flight and stops.
 
@@ -212,7 +214,8 @@ equivocation signs again once it applies a quorum-signed unfreeze entry.
 
 Options:
   --config <file>   the signer's configuration
-  --json            the same as JSON: {signer, frozen, freeze, governance, ledger, equivocations}
+  --json            the same as JSON: {signer, frozen, freeze, governance, ledger, safes,
+                    equivocations, keyExports}
   -h, --help        this text
 
 Example:

@@ -18,9 +18,17 @@
  *   `AddedOwner`-like event says so: Bybit's singleton swap wrote slot 0
  *   through a delegatecall and emitted nothing.
  *
- * Pending transactions are not read: the JSON-RPC subset the watcher relies
- * on (what Hardhat and every node serve) has no portable view of another
- * node's mempool, so an execution is judged in the block that mined it.
+ * Then, once caught up, the node's pending block (`eth_getBlockByNumber
+ * "pending"` with its transactions, served by geth, Erigon, Hardhat): an
+ * `execTransaction` call to a governed Safe is judged before it is mined by
+ * its safeTxHash, computed from the calldata at the Safe's nonce (or the
+ * next ones, when several wait), and only when at least the governed
+ * threshold of its signatures recover to governed owners: calldata anyone
+ * can send, with signatures that would not execute, must not freeze the
+ * organization. Its later `ExecutionSuccess` has the same key, so it is
+ * judged once. A node that does not serve the pending block (many hosted
+ * ones) leaves the blocks, as does an execution signed by contract
+ * signatures or pre-approved hashes.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -32,7 +40,14 @@ import {
   type Schema,
   schema,
 } from '@custos/core';
-import { checkSafeState } from '@custos/evm';
+import {
+  checkSafeState,
+  decodeExecTransaction,
+  type ExecTransactionCall,
+  recoverSafeSigner,
+  SAFE_ABI,
+  safeTxHash,
+} from '@custos/evm';
 import { readSafeState, type SafeStateRead } from '@custos/evm/state';
 import { type Address, getAddress, type Hex, type PublicClient, parseAbi } from 'viem';
 
@@ -81,6 +96,8 @@ export interface SafeFinding {
   readonly field?: string;
   readonly message?: string;
   readonly success?: boolean;
+  /** Seen in the node's pending block, before it was mined (`block` is the pending block's number). */
+  readonly pending?: boolean;
 }
 
 export interface SafeFollowerOptions {
@@ -108,6 +125,9 @@ export class SafeFollower {
   #next: bigint;
   /** Per Safe, the state difference last reported (its key), so a persisting one is reported once. */
   readonly #drift = new Map<string, string>();
+  /** Pending transactions already judged, only those still pending: the set stays the pool's size. */
+  #pendingSeen = new Set<string>();
+  #pendingServed = true;
 
   constructor(opts: SafeFollowerOptions) {
     this.#o = opts;
@@ -123,10 +143,66 @@ export class SafeFollower {
   async read(state: GovernanceState): Promise<SafeFinding[]> {
     const safes = governedSafes(state, this.chain);
     const head = await this.#o.client.getBlockNumber();
-    if (safes.size === 0 || head < this.#next) {
+    if (safes.size === 0) {
       if (head >= this.#next) this.#next = head + 1n;
       return [];
     }
+    const findings = head < this.#next ? [] : await this.#readBlocks(safes, head);
+    if (this.#next > head && this.#pendingServed) findings.push(...(await this.#readPending(safes)));
+    return findings;
+  }
+
+  async #readPending(safes: Map<string, EvmSafeWallet>): Promise<SafeFinding[]> {
+    const block = await this.#o.client
+      .getBlock({ blockTag: 'pending', includeTransactions: true })
+      .catch(() => null);
+    if (block === null) {
+      // Not served by this node: blocks only, from now on.
+      this.#pendingServed = false;
+      return [];
+    }
+    const findings: SafeFinding[] = [];
+    const seen = new Set<string>();
+    const calls = new Map<string, { hash: Hex; call: ExecTransactionCall }[]>();
+    for (const tx of block.transactions) {
+      if (typeof tx === 'string' || tx.to === null || !safes.has(tx.to.toLowerCase())) continue;
+      seen.add(tx.hash);
+      if (this.#pendingSeen.has(tx.hash)) continue;
+      const decoded = decodeExecTransaction(tx.input);
+      if (!decoded.ok) continue;
+      const list = calls.get(tx.to.toLowerCase()) ?? [];
+      list.push({ hash: tx.hash, call: decoded.value });
+      calls.set(tx.to.toLowerCase(), list);
+    }
+    this.#pendingSeen = new Set([...this.#pendingSeen].filter((h) => seen.has(h)));
+    for (const [address, list] of calls) {
+      const w = safes.get(address) as EvmSafeWallet;
+      const nonce = await this.#o.client.readContract({
+        address: w.address as Address,
+        abi: SAFE_ABI,
+        functionName: 'nonce',
+      });
+      for (const { hash, call } of list) {
+        this.#pendingSeen.add(hash);
+        const safeHash = signedByThreshold(w, this.#o.chainId, call, nonce, list.length);
+        if (safeHash === null) continue;
+        findings.push({
+          kind: 'execution',
+          chain: this.chain,
+          wallet: w.id,
+          safe: getAddress(w.address),
+          block: Number(block.number ?? this.#next),
+          key: hex64(safeHash),
+          transaction: hash,
+          event: 'execTransaction',
+          pending: true,
+        });
+      }
+    }
+    return findings;
+  }
+
+  async #readBlocks(safes: Map<string, EvmSafeWallet>, head: bigint): Promise<SafeFinding[]> {
     const to = head - this.#next + 1n > MAX_BLOCKS_PER_ROUND ? this.#next + MAX_BLOCKS_PER_ROUND - 1n : head;
     const logs = await this.#o.client.getLogs({
       address: [...safes.values()].map((w) => w.address as Address),
@@ -258,6 +334,34 @@ export class SafeFollower {
       ...(d.transaction === undefined ? {} : { transaction: d.transaction }),
     };
   }
+}
+
+/**
+ * The safeTxHash of a pending execTransaction at the Safe's nonce or one of
+ * the next `window - 1` (several may wait in nonce order), the first at which
+ * at least the governed threshold of its 65-byte ECDSA signatures recover to
+ * distinct governed owners; null when none does (it would not execute).
+ */
+export function signedByThreshold(
+  w: EvmSafeWallet,
+  chainId: number,
+  call: ExecTransactionCall,
+  nonce: bigint,
+  window: number,
+): Hex | null {
+  const owners = new Set(w.owners.map((o) => o.address.toLowerCase()));
+  const sigs = call.signatures.slice(2);
+  for (let k = 0n; k < BigInt(Math.max(1, window)); k++) {
+    const hash = safeTxHash(w.address as Address, chainId, { ...call.tx, nonce: nonce + k });
+    const signers = new Set<string>();
+    for (let i = 0; i + 130 <= sigs.length; i += 130) {
+      const recovered = recoverSafeSigner(hash, `0x${sigs.slice(i, i + 130)}`);
+      if (recovered.ok && owners.has(recovered.value.toLowerCase()))
+        signers.add(recovered.value.toLowerCase());
+    }
+    if (signers.size >= w.threshold) return hash;
+  }
+  return null;
 }
 
 /** The chain id of an `eip155:<id>` config key, or undefined. */

@@ -12,6 +12,10 @@
  *   coordinator is measured; a later withdrawal is refused FROZEN.
  * - An owner added and the threshold changed behind Custos's back: the
  *   execution and the state difference (owners) are each unexplained.
+ * - A pending execTransaction (automine off) signed by two owner keys is
+ *   frozen before it is mined; one whose signatures are by keys that own
+ *   nothing (calldata anyone can send) raises nothing; once mined, the
+ *   execution is judged once.
  * - The singleton in slot 0 swapped with no transaction of the Safe at all
  *   (Bybit's end state, written here with hardhat_setStorageAt): the state
  *   difference (singleton) is unexplained.
@@ -346,6 +350,69 @@ describe('custos watch on an EVM chain', () => {
     await waitFor('the second state difference', async () =>
       watcher.unexplained().filter((r) => r.safe?.kind === 'state').length === 2 ? true : undefined,
     );
+  }, 60_000);
+
+  it('judges a pending execTransaction before it is mined (automine off): signed by two owner keys, frozen; signatures that would not execute, ignored', async () => {
+    const target = safe.address as Address;
+    const rpc = (method: string, params: unknown[]) =>
+      chain.publicClient.request({ method: method as 'eth_chainId', params: params as never });
+    const before = watcher.unexplained().length;
+    const freezes = watcher.freezes().length;
+    await rpc('evm_setAutomine', [false]);
+    try {
+      const nonce = await chain.publicClient.readContract({
+        address: target,
+        abi: SAFE_ABI,
+        functionName: 'nonce',
+      });
+      const tx = buildTransferSafeTx({ asset: { kind: 'native' }, to: world.payee, amount: 2n, nonce });
+      const hash = safeTxHash(target, chain.chainId, tx);
+      const attacker = chain.accounts[5]!;
+      // Calldata anyone can send: two signatures by keys that own nothing. It would revert (GS026).
+      const k6 = hexToBytes(chain.accounts[6]!.privateKey);
+      const k7 = hexToBytes(chain.accounts[7]!.privateKey);
+      const bogus = packSafeSignatures(
+        [k6, k7].map((k) => ({ owner: evmAddressOf(k), signature: signSafeTxHash(hash, k) })),
+      );
+      await rpc('eth_sendTransaction', [
+        { from: attacker.address, to: target, data: encodeExecTransaction(tx, bogus), gas: '0x100000' },
+      ]);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(watcher.unexplained().length).toBe(before);
+
+      const k1 = await unlockKeystore(keystores[0]!.path, PASSWORD);
+      const real = packSafeSignatures(
+        [k1.evmSecret as Uint8Array, hexToBytes(chain.accounts[3]!.privateKey)].map((k) => ({
+          owner: evmAddressOf(k),
+          signature: signSafeTxHash(hash, k),
+        })),
+      );
+      const t0 = performance.now();
+      const sent = (await rpc('eth_sendTransaction', [
+        { from: attacker.address, to: target, data: encodeExecTransaction(tx, real), gas: '0x100000' },
+      ])) as `0x${string}`;
+      const record = await unexplainedOf(hash.slice(2));
+      const latencyMs = performance.now() - t0;
+      console.log(`EVM watcher: pending execution sent → freeze delivered in ${latencyMs.toFixed(0)} ms`);
+      expect(record.safe).toMatchObject({
+        kind: 'execution',
+        pending: true,
+        transaction: sent,
+        wallet: 'eth-safe',
+      });
+      expect(record.freeze?.delivered).toBe(true);
+      expect(watcher.freezes().length).toBe(freezes + 1);
+      // Judged while still pending: not mined yet.
+      expect(await chain.publicClient.getTransactionReceipt({ hash: sent }).catch(() => null)).toBeNull();
+    } finally {
+      await rpc('evm_setAutomine', [true]);
+      await rpc('evm_mine', []);
+    }
+    // Mined now (ExecutionSuccess with the same hash): judged once, no second freeze.
+    await chain.send(chain.accounts[0]!.address, chain.accounts[7]!.address, '0x', 1n);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(watcher.unexplained().length).toBe(before + 1);
+    expect(watcher.freezes().length).toBe(freezes + 1);
   }, 60_000);
 
   it.each([

@@ -17,5 +17,6 @@ export {
   type SafeFollowerOptions,
 } from './evm-follow.js';
 export { CoinView, DEFAULT_GAP, type Spend, type SpentCoin } from './follow.js';
+export { type WatcherMetrics, watcherMetrics } from './metrics.js';
 export { type FreezeServer, serveFreezes } from './server.js';
 export { type SpendRecord, Watcher, type WatcherOptions } from './watcher.js';

@@ -18,6 +18,10 @@
  * - After the quorum unfreezes, a theft made while the watcher was stopped
  *   is found in its block when the watcher starts again (reconciliation),
  *   and frozen; the first theft stays judged once.
+ * - `/metrics` on the watcher's server parses as Prometheus text and moves:
+ *   blocks and mempool transactions read, the spend matched, lag 0 once
+ *   caught up, the last poll recent; after the theft one unexplained spend
+ *   and one freeze signed and delivered.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,6 +32,7 @@ import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support
 import { signerCli } from '@custos/test-support/signer-process';
 import { BIP32Factory } from 'bip32';
 import * as bitcoin from 'bitcoinjs-lib';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import * as ecc from 'tiny-secp256k1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeCoordinator, startFakeCoordinator } from '../../signer/test/support/fake-coordinator.js';
@@ -123,6 +128,23 @@ function steal(coin: { txid: string; vout: number }, index: number, value: bigin
   return psbt.extractTransaction();
 }
 
+/** One figure of the watcher's `/metrics` (a family of one sample, or the sample with `labels`); absent: undefined. */
+async function scrape(): Promise<
+  (name: string, type: string, labels?: Record<string, string>) => number | undefined
+> {
+  const res = await fetch(`${watcherUrl}/metrics`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toContain('text/plain');
+  const families = parsePrometheusTextFormat(await res.text());
+  return (name, type, labels = {}) => {
+    const family = families.find((f) => f.name === name);
+    if (family === undefined) return undefined;
+    expect(family.type).toBe(type);
+    const sample = family.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+    return sample?.value === undefined ? undefined : Number(sample.value);
+  };
+}
+
 function startWatcher(): Running {
   return start(['watch', '--config', join(d.dir, 'watcher.json')], { env: d.env });
 }
@@ -133,6 +155,8 @@ describe('custos watch', () => {
 
   it('matches a withdrawal signed through Custos: recorded, no freeze', async () => {
     const before = await ready();
+    const m0 = await scrape();
+    expect(m0('custos_watcher_spends_matched_total', 'COUNTER')).toBe(0);
     const id = await withdraw('100000', 'watched payout');
     matchedIntent = await eventually(async () => {
       const v = await d.show<IntentJson>(id);
@@ -144,6 +168,27 @@ describe('custos watch', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(watcher.output()).not.toContain('watcher.alert');
     expect(await ready()).toBe(before);
+
+    // The metrics moved: the spend matched, its block and mempool transaction read, caught up, polled just now.
+    const m1 = await eventually(async () => {
+      const m = await scrape();
+      return m('custos_watcher_lag_blocks', 'GAUGE') === 0 &&
+        m('custos_watcher_processed_height', 'GAUGE') === d.node.height()
+        ? m
+        : undefined;
+    }, 'the watcher to read the new block');
+    expect(m1('custos_watcher_spends_matched_total', 'COUNTER')).toBe(1);
+    expect(m1('custos_watcher_spends_unexplained_total', 'COUNTER', { code: 'UNEXPLAINED_SPEND' }) ?? 0).toBe(
+      0,
+    );
+    expect(m1('custos_watcher_blocks_read_total', 'COUNTER')).toBeGreaterThan(
+      m0('custos_watcher_blocks_read_total', 'COUNTER')!,
+    );
+    expect(m1('custos_watcher_mempool_transactions_read_total', 'COUNTER')).toBeGreaterThanOrEqual(1);
+    expect(m1('custos_watcher_node_height', 'GAUGE')).toBe(d.node.height());
+    expect(m1('custos_watcher_freezes_signed_total', 'COUNTER')).toBe(0);
+    const polled = m1('custos_watcher_last_poll_timestamp_seconds', 'GAUGE')!;
+    expect(Math.abs(Date.now() / 1000 - polled)).toBeLessThan(10);
   });
 
   it('freezes on a spend signed outside Custos with two exported signer keys', async () => {
@@ -180,6 +225,10 @@ describe('custos watch', () => {
     };
     expect(shown.state.frozen?.reason).toContain(txid);
     expect(watcher.output()).toContain(`"code":"UNEXPLAINED_SPEND","txid":"${txid}"`);
+    const m = await scrape();
+    expect(m('custos_watcher_spends_unexplained_total', 'COUNTER', { code: 'UNEXPLAINED_SPEND' })).toBe(1);
+    expect(m('custos_watcher_freezes_signed_total', 'COUNTER')).toBe(1);
+    expect(m('custos_watcher_freezes_delivered_total', 'COUNTER')).toBe(1);
     const record = JSON.parse(readFileSync(join(d.dir, 'watcher-record.json'), 'utf8')) as {
       unexplained: {
         txid: string;

@@ -50,6 +50,9 @@ ${commonHelp(['help'])}`,
     const { CoordinatorClient, SafeFollower, serveFreezes, Watcher, watcherConfig } = await import(
       '@custos/watcher'
     );
+    const { watcherMetrics } = await import('@custos/watcher');
+    // Prometheus text at GET /metrics next to /v1/freezes: its node's reads and its log, counted.
+    const metrics = watcherMetrics();
     const base = dirname(resolve(ctx.cwd, path));
     const config = decode(watcherConfig, readFileSync(resolve(ctx.cwd, path)));
     const password =
@@ -86,14 +89,18 @@ ${commonHelp(['help'])}`,
       coordinator: new CoordinatorClient(config.coordinatorUrl, device),
       device,
       pinnedGenesis: config.genesis as Digest,
-      ...(rpc === undefined ? {} : { rpc }),
+      ...(rpc === undefined ? {} : { rpc: metrics.instrumentRpc(rpc) }),
       evm,
       recordPath: resolve(base, config.record),
       ...(config.startHeight === undefined ? {} : { startHeight: config.startHeight }),
       ...(config.gap === undefined ? {} : { gap: config.gap }),
-      log,
+      log: (event, fields) => {
+        metrics.observe(event, fields);
+        log(event, fields);
+      },
     });
     const server = await serveFreezes(() => watcher.freezes(), {
+      metrics,
       ...(config.listen?.host === undefined ? {} : { host: config.listen.host }),
       ...(config.listen?.port === undefined ? {} : { port: config.listen.port }),
     });

@@ -7,7 +7,10 @@
  * sentence (`custos intents`, `custos status`), a pending intent says when
  * its cancel window ends, and approving twice says so. Issue 13: the exchange
  * shape's hot and cold wallets are printed, and `custos demo payouts` gets
- * single and batched payouts signed and mined until LIMIT_EXCEEDED.
+ * single and batched payouts signed and mined until LIMIT_EXCEEDED. Issue 12:
+ * the watcher runs (a child process serving its freezes), and the demo's
+ * stolen-key theft is frozen on, then unfrozen by the quorum, so the
+ * withdrawals after it (and after the restart) still go through.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -81,6 +84,14 @@ describe('custos dev', () => {
         out,
       );
     expect(example).not.toBeNull();
+    // Issue 12: the watcher, a child process with watcher-1's key, serving the freezes the signers pull.
+    const watcherUrl = /watcher {7}pid [0-9]+, .*freezes (http:\/\/127\.0\.0\.1:[0-9]+)\/v1\/freezes/.exec(
+      out,
+    )?.[1];
+    expect(watcherUrl).toBeDefined();
+    const served = async () =>
+      ((await (await fetch(`${watcherUrl}/v1/freezes`)).json()) as { freezes: unknown[] }).freezes;
+    expect(await served()).toEqual([]);
 
     const status = await custos(['status', '--json'], { env: { CUSTOS_HOME: join(state, 'home') } });
     expect(status.code, status.stderr).toBe(0);
@@ -270,7 +281,13 @@ describe('custos dev', () => {
     ]) {
       expect(demo.stdout).toContain(`${code} (expected ${code})`);
     }
-    expect(demo.stdout).toContain('9 of 9 attacks stopped');
+    expect(demo.stdout).toContain('10 of 10 attacks stopped');
+    // Issue 12: two stolen keys spend outside Custos; the watcher freezes, a withdrawal is refused, the quorum unfreezes.
+    expect(demo.stdout).toMatch(
+      /THREATS 22: stolen keys[^\n]*\n[^\n]*\n {2}outcome {3}frozen [0-9]+ ms after broadcast by watcher-1 [^\n]*: 422 FROZEN/,
+    );
+    expect(demo.stdout).toContain('admin-1 and admin-2 unfroze');
+    expect(await served()).toHaveLength(1);
     // THREATS 28-29 on the Safe: each replay refused by the real signer-2 with its code and a critical alert.
     for (const incident of ['Bybit', 'WazirX', 'Radiant']) {
       expect(demo.stdout).toMatch(
@@ -337,7 +354,7 @@ describe('custos dev', () => {
 
     // Every process it started (the two signers at least) goes away with it.
     const children = descendants(dev.child.pid!);
-    expect(children.length).toBeGreaterThanOrEqual(2);
+    expect(children.length).toBeGreaterThanOrEqual(3);
     dev.child.kill('SIGINT');
     expect(await exitWithin(dev, 30_000)).toBe(0);
     expect(dev.output()).toContain('custos dev: stopped');

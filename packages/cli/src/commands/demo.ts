@@ -11,6 +11,10 @@
  *   17  a destination that is not in the address book
  *   28-29 Bybit, WazirX, Radiant: a hostile coordinator hands signer-2 the
  *       attacker's SafeTx for a real approved intent (demo-evm.ts)
+ *   22  stolen keys (issue 12): the backup key and signer-1's keystore spend
+ *       a wallet coin outside Custos; the watcher freezes, a withdrawal is
+ *       refused FROZEN, two admins unfreeze (demo-watcher.ts); last, since
+ *       everything else would be refused FROZEN while it lasts
  *
  * How the DMM scenario is honest: signer-2 of the deployment really talks to
  * the coordinator through the relay `custos dev` runs (as DMM's requests went
@@ -52,6 +56,8 @@ interface Outcome {
   readonly nothing: string;
   readonly audit: string;
   readonly ok: boolean;
+  /** What PASS says, when "the attack failed" is not the point (the stolen-key theft goes out; what follows is stopped). */
+  readonly pass?: string;
 }
 
 export const demoAttacks: Command = {
@@ -72,6 +78,9 @@ audit entry it left. Exit 0 when every attack failed as it must.
   THREATS 28   Bybit: a DELEGATECALL to a trojan, handed to signer-2 by a hostile coordinator
   THREATS 28   WazirX: a call to the Safe itself that takes it over
   THREATS 29   Radiant: transferOwnership of a contract the Safe owns
+  THREATS 22   stolen keys: the backup key and signer-1's keystore spend a wallet coin
+               outside Custos; the watcher freezes (time from broadcast printed), a
+               withdrawal is refused FROZEN, then admin-1 and admin-2 unfreeze
 
 Options:
   --dir <path>     the state folder of \`custos dev\` (default .custos-dev)
@@ -116,7 +125,7 @@ ${commonHelp(['json', 'help'])}`,
       outcomes.push(o);
       if (args.bool('json')) return;
       ctx.io.out(
-        `\nTHREATS ${o.threat}: ${o.title}\n  attack    ${o.attack}\n  outcome   ${o.got} (expected ${o.expected})\n  signed    ${o.nothing}\n  audit     ${o.audit}\n  ${o.ok ? 'PASS: the attack failed' : 'FAIL: the attack was not stopped as expected'}\n`,
+        `\nTHREATS ${o.threat}: ${o.title}\n  attack    ${o.attack}\n  outcome   ${o.got} (expected ${o.expected})\n  signed    ${o.nothing}\n  audit     ${o.audit}\n  ${o.ok ? (o.pass ?? 'PASS: the attack failed') : 'FAIL: the attack was not stopped as expected'}\n`,
       );
     };
     if (!args.bool('json'))
@@ -143,6 +152,20 @@ ${commonHelp(['json', 'help'])}`,
         say(o);
       }
     }
+    const { stolenKeys } = await import('./demo-watcher.js');
+    say(
+      await stolenKeys({
+        ctx,
+        folder,
+        home,
+        genesis: state.genesis,
+        wallet: state.wallet,
+        coordinator,
+        withdraw: (amount) => expectCode(d.asRequester.postIntent(signedIntent(d, amount, d.cold))),
+        auditAfter: (after, match) => auditAfter(d, after, match),
+        auditHead: () => auditHead(d),
+      }),
+    );
 
     const failed = outcomes.filter((o) => !o.ok).length;
     if (args.bool('json')) ctx.io.out(toJson(outcomes));

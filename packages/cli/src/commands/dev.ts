@@ -7,7 +7,9 @@
  *                   confirms what is broadcast
  *   child processes `custos signer run` for signer-1 and signer-2, each with
  *                   its own keystore and database; the third key of the
- *                   2-of-3 wallet is the offline backup (never loaded)
+ *                   2-of-3 wallet is the offline backup (never loaded);
+ *                   `custos watch` as member watcher-1 (issue 12), its
+ *                   freezes pulled by both signers
  *
  * The first start creates everything (keys, the demo organization, its
  * genesis, a wallet funded by mining) and writes state.json last; later
@@ -58,7 +60,7 @@ import {
 import { startRelay } from '../dev/relay.js';
 import { DEFAULT_DEV_DIR, DevFolder, type DevState } from '../dev/state.js';
 import { createDeviceKey, unlockDevice, writeSealedDeviceKey } from '../device.js';
-import { Home, writeJson } from '../home.js';
+import { Home, writeJson, writePrivate } from '../home.js';
 import { formatSats } from '../output.js';
 
 const SIGNERS = ['signer-1', 'signer-2'] as const;
@@ -78,7 +80,10 @@ Starts, in one process tree: a Bitcoin regtest node (bcoin, chain on disk),
 a local EVM chain (Hardhat, in memory, 127.0.0.1) with a 2-of-3 Safe 1.4.1
 holding ETH and a 6-decimal USDT, the coordinator (SQLite), two signer
 processes of the 2-of-3 wallet and Safe (the third key is an offline
-backup; each signer reads the Safe from its own configured node), and a
+backup; each signer reads the Safe from its own configured node), the
+watcher (\`custos watch\` as watcher-1: every spend of the wallets' coins
+matched against what the signers signed, a freeze on anything else, pulled
+by both signers), and a
 demo organization: admins admin-1 and
 admin-2 (quorum 2), requester-1, approvers approver-1..3, watcher-1; a policy
 with tiers (up to ${formatSats(SMALL_MAX)}: 1 approver; above: 2 approvers and a
@@ -121,6 +126,8 @@ interface Child {
   readonly child: ChildProcess;
   readonly log: string;
   readonly exited: Promise<void>;
+  /** Where it serves (the watcher: `GET /v1/freezes`, `/metrics`). */
+  url?: string;
 }
 
 async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<number> {
@@ -274,6 +281,9 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
       resultFile: folder.path('relay-result.json'),
     });
     stoppers.push(() => relay.close());
+    // The watcher (issue 12) first: the signers are configured with its address, to pull its freezes.
+    const watcher = await startWatcher(ctx, folder, { coordinator: coordinator.url, genesis, node });
+    children.push(watcher);
     for (const id of SIGNERS) {
       writeJson(join(folder.signerDir(), `${id}.json`), {
         id,
@@ -284,6 +294,7 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
         chains: ['bitcoin:regtest'],
         passwordFile: folder.passwordFile(id),
         waitMs: 10_000,
+        watchers: [{ url: watcher.url }],
         // The signer's own trusted node for the Safe's state (here the same local chain; named by the signer's config, never by the coordinator).
         ...(evmRunning === null
           ? {}
@@ -304,7 +315,9 @@ async function runDev(ctx: Context, folder: DevFolder, port: number): Promise<nu
         passwordFile: folder.passwordFile(DEV_OFFLINE_SIGNER),
       });
     }
-    await Promise.all(children.map((c) => waitForLog(c, '"event":"signer.started"', 60_000)));
+    await Promise.all(
+      children.filter((c) => c !== watcher).map((c) => waitForLog(c, '"event":"signer.started"', 60_000)),
+    );
 
     // Confirm what the coordinator broadcasts, as a network would: a block when the mempool has something.
     let mining = false;
@@ -589,6 +602,49 @@ async function fundWallet(
   await node.mine(1);
 }
 
+/**
+ * `custos watch` as a child process (issue 12): the key of member watcher-1 (role watcher, its sealed
+ * device key in the dev home), the node's RPC (its password written for it, 0600, on every start: the
+ * node makes a new one each time), its record in the state folder, and an address picked on
+ * 127.0.0.1, read from its first log line. It reads the chain from block 0 in the background.
+ */
+async function startWatcher(
+  ctx: Context,
+  folder: DevFolder,
+  o: { coordinator: string; genesis: string; node: DevNode },
+): Promise<Child> {
+  writePrivate(folder.path('secrets', 'node-rpc.password'), `${o.node.rpcPassword}\n`);
+  const config = folder.path('watcher.json');
+  writeJson(config, {
+    coordinatorUrl: o.coordinator,
+    genesis: o.genesis,
+    keyFile: join(new Home(folder.home).profileDir('watcher-1'), 'device.key'),
+    passwordFile: folder.passwordFile('watcher-1'),
+    record: 'watcher-record.json',
+    bitcoin: {
+      rpcUrl: o.node.rpcUrl,
+      rpcUser: o.node.rpcUser,
+      rpcPasswordFile: folder.path('secrets', 'node-rpc.password'),
+    },
+    listen: { host: '127.0.0.1', port: 0 },
+    pollMs: 200,
+  });
+  const log = folder.path('logs', 'watcher.log');
+  const fd = openSync(log, 'a', 0o600);
+  const child = spawn(process.execPath, [ctx.bin, 'watch', '--config', config], {
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const c: Child = { name: 'watcher', child, log, exited };
+  const line = await waitForLog(c, '"event":"watcher.started"', 60_000);
+  const url = /"url":"(http:\/\/[^"]+)"/.exec(line)?.[1];
+  if (url === undefined)
+    throw new CustosError('UNAVAILABLE', `the watcher did not say where it listens; see ${log}`);
+  c.url = url;
+  return c;
+}
+
 function startSigner(ctx: Context, folder: DevFolder, id: string): Child {
   const log = folder.path('logs', `${id}.log`);
   const fd = openSync(log, 'a', 0o600);
@@ -604,12 +660,17 @@ function startSigner(ctx: Context, folder: DevFolder, id: string): Child {
   return { name: id, child, log, exited };
 }
 
-async function waitForLog(c: Child, text: string, timeoutMs: number): Promise<void> {
+/** Waits for `text` in what `c` logs from now on; the line holding it. */
+async function waitForLog(c: Child, text: string, timeoutMs: number): Promise<string> {
   const start = existsSync(c.log) ? readFileSync(c.log, 'utf8').length : 0;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const content = existsSync(c.log) ? readFileSync(c.log, 'utf8') : '';
-    if (content.slice(start).includes(text)) return;
+    const content = existsSync(c.log) ? readFileSync(c.log, 'utf8').slice(start) : '';
+    const at = content.indexOf(text);
+    if (at >= 0) {
+      const end = content.indexOf('\n', at);
+      return content.slice(content.lastIndexOf('\n', at) + 1, end < 0 ? undefined : end);
+    }
     if (c.child.exitCode !== null || c.child.signalCode !== null) {
       throw new CustosError('UNAVAILABLE', `${c.name} exited while starting; see ${c.log}`);
     }
@@ -716,7 +777,7 @@ function printNextSteps(
     `  metrics       ${d.coordinator}/metrics (Prometheus text; docs/api.md "Metrics")`,
     ...d.children.map(
       (c) =>
-        `  ${c.name.padEnd(13)} pid ${c.child.pid}${c.name === 'signer-2' ? `, through the relay at ${d.relay}` : ''} (log ${c.log})`,
+        `  ${c.name.padEnd(13)} pid ${c.child.pid}${c.name === 'signer-2' ? `, through the relay at ${d.relay}` : ''}${c.url === undefined ? '' : `, watcher-1 on its own RPC connection to the node: freezes ${c.url}/v1/freezes (the signers pull them), metrics ${c.url}/metrics`} (log ${c.log})`,
     ),
     `  backup key    ${join(folder.signerDir(), 'backup.key')}: the third key of the 2-of-3 wallet; keep this offline`,
     `  genesis       ${d.genesis}`,

@@ -7,7 +7,8 @@
  * on every start could not reproduce the block hashes the coordinator's
  * wallet scanner and the signers' receipts refer to.
  *
- * Development only: the RPC key is random per start and never written down.
+ * Development only: the RPC key is random per start; `custos dev` writes it
+ * to secrets/node-rpc.password (0600) for the watcher's own RPC connection.
  */
 import type { BitcoinRpc } from '@custos/bitcoin';
 import { startRegtestNode } from '@custos/bitcoin/regtest';

@@ -14,7 +14,9 @@
  *   exchange-backend.key   the service requester's sealed device key (`custos demo payouts` opens it)
  *   cold-jobs/             job and result files of the offline signer (custos intents export / import)
  *   home/                  CUSTOS_HOME of the demo members: their sealed device keys and the pin
- *   logs/                  the signers' and the coordinator's output; relay.log
+ *   watcher.json           the watcher's configuration (issue 12), written on every start
+ *   watcher-record.json    the watcher's record: spends matched and unexplained, the freezes it signed
+ *   logs/                  the signers', the watcher's and the coordinator's output; relay.log
  *   relay.json             present while `custos demo attacks` arms the relay
  */
 import { randomBytes } from 'node:crypto';
@@ -39,6 +41,8 @@ const PARTIAL = [
   'relay.json',
   'exchange-backend.key',
   'cold-jobs',
+  'watcher.json',
+  'watcher-record.json',
 ];
 
 export const devStateFile = object(

@@ -35,7 +35,7 @@ import { makeWorld, type World } from '@custos/test-support/world';
 const SIGNER_MAIN = new URL('../packages/signer/src/main.ts', import.meta.url).pathname;
 const SELF = new URL(import.meta.url).pathname;
 const ROOT = new URL('..', import.meta.url).pathname;
-const PASSWORD = 'a bench password, not a real one';
+export const PASSWORD = 'a bench password, not a real one';
 /** Each funding coin: 0.01 BTC. */
 export const COIN = 1_000_000n;
 const WITHDRAWAL_TIMEOUT_MS = 120_000;

@@ -2,7 +2,8 @@
  * `npm run bench`: runs every benchmark suite, prints a table, and writes the
  * figures as JSON to bench/results/<time>.json so runs can be compared.
  * `npm run bench -- core` runs one suite. `soak` (10 minutes; `npm run bench
- * -- soak --minutes 2` shortens it) runs only when named.
+ * -- soak --minutes 2` shortens it) and `watch` (the watcher, issue 12; a few
+ * minutes) run only when named.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
@@ -13,6 +14,7 @@ import { e2eBench } from './e2e.js';
 import { printTable, type Row } from './harness.js';
 import { signerBench } from './signer.js';
 import { soakBench } from './soak.js';
+import { watchBench } from './watch.js';
 
 const suites: Record<string, () => Row[] | Promise<Row[]>> = {
   core: coreBench,
@@ -21,9 +23,10 @@ const suites: Record<string, () => Row[] | Promise<Row[]>> = {
   console: () => consoleBench(),
   e2e: () => e2eBench(),
   soak: () => soakBench(),
+  watch: () => watchBench(),
 };
 /** Suites that run only when named. */
-const onlyWhenNamed = new Set(['soak']);
+const onlyWhenNamed = new Set(['soak', 'watch']);
 
 const wanted = process.argv.slice(2).filter((a) => Object.hasOwn(suites, a));
 const rows: Row[] = [];

@@ -118,6 +118,8 @@ export interface EvmWorldOptions {
   readonly fund?: DeploySafeOptions;
   /** The rolling daily limits per Safe and asset, in base units; default 100 ETH and 10,000 USDT. */
   readonly daily?: { readonly eth: bigint; readonly usdt: bigint };
+  /** The governance delay (default one day); the console's test adds passkeys and waits it out. */
+  readonly delayMs?: number;
 }
 
 /**
@@ -130,7 +132,7 @@ export async function makeEvmWorld(
   options: EvmWorldOptions = {},
 ): Promise<EvmWorld> {
   const daily = options.daily ?? { eth: 100n * ETH, usdt: 10_000_000_000n };
-  const org = createOrg();
+  const org = createOrg(options.delayMs === undefined ? {} : { delayMs: options.delayMs });
   const chainName = `eip155:${chain.chainId}`;
   const backup = chain.accounts[3]!.address;
   const payee = getAddress(chain.accounts[6]!.address);

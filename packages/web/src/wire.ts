@@ -22,9 +22,20 @@ export function readIntentView(value: unknown, withApprovals: boolean): IntentVi
     intent: signedIntent.parse(r.intent),
     approvals,
     psbt: typeof r.psbt === 'string' ? r.psbt : null,
+    safeTx: safeTxOf(r.safeTx),
     txid: typeof r.txid === 'string' ? r.txid : null,
     confirmations: typeof r.confirmations === 'number' ? r.confirmations : null,
     signers: [],
     decision: null,
   } as unknown as IntentView;
+}
+
+/** A Safe's SafeTx block as the coordinator sent it: cli's reviewSafeTx checks its shape and every field. */
+function safeTxOf(value: unknown): { proposal: unknown; executionTxHash: string | null } | null {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+  const r = value as Rec;
+  return {
+    proposal: r.proposal ?? null,
+    executionTxHash: typeof r.executionTxHash === 'string' ? r.executionTxHash : null,
+  };
 }

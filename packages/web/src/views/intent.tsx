@@ -172,6 +172,40 @@ export function IntentView(props: { s: Signed; id: string }) {
         <dt>Expires</dt>
         <dd>{new Date(i.expiresAt).toISOString()}</dd>
       </dl>
+      {r.safeTx !== null ? (
+        <SafeTxSection t={r.safeTx} executed={view.safeTx?.executionTxHash ?? null} />
+      ) : (
+        <BitcoinTransaction r={r} />
+      )}
+      {canDecide ? (
+        <div class="actions">
+          <button type="button" disabled={busy} onClick={() => decide('approve')}>
+            Approve with passkey
+          </button>
+          <button type="button" class="reject" disabled={busy} onClick={() => decide('reject')}>
+            Reject with passkey
+          </button>
+        </div>
+      ) : null}
+      {done === null ? null : (
+        <p class="ok" role="status">
+          {done}
+        </p>
+      )}
+      {error === null ? null : (
+        <p role="alert" class="error">
+          {error}
+        </p>
+      )}
+    </section>
+  );
+}
+
+/** The Bitcoin transaction decoded from the PSBT in this browser: every output and the fee. */
+function BitcoinTransaction(props: { r: Review }) {
+  const { r } = props;
+  return (
+    <>
       <h2>Transaction</h2>
       {r.transaction === null ? (
         <p>Not built yet: the coordinator builds it once the intent is approved; every signer checks it.</p>
@@ -202,26 +236,58 @@ export function IntentView(props: { s: Signed; id: string }) {
           </tbody>
         </table>
       )}
-      {canDecide ? (
-        <div class="actions">
-          <button type="button" disabled={busy} onClick={() => decide('approve')}>
-            Approve with passkey
-          </button>
-          <button type="button" class="reject" disabled={busy} onClick={() => decide('reject')}>
-            Reject with passkey
-          </button>
-        </div>
-      ) : null}
-      {done === null ? null : (
-        <p class="ok" role="status">
-          {done}
-        </p>
-      )}
-      {error === null ? null : (
-        <p role="alert" class="error">
-          {error}
-        </p>
-      )}
-    </section>
+    </>
+  );
+}
+
+/**
+ * A Safe's SafeTx, every field decoded in this browser by the command
+ * line's own review code (cli's reviewSafeTx) and its EIP-712 hash computed
+ * here: what the owners sign. Anything that is not the plain transfer the
+ * intent names is a warning above and a problem that withholds the buttons.
+ */
+function SafeTxSection(props: { t: NonNullable<Review['safeTx']>; executed: string | null }) {
+  const { t, executed } = props;
+  return (
+    <>
+      <h2>Safe transaction</h2>
+      <p>
+        {t.proposed
+          ? "The coordinator's proposal, decoded and hashed in this browser."
+          : 'Not built yet: the one plain transfer this intent allows, built in this browser (the coordinator assigns the nonce; every signer checks it).'}
+      </p>
+      <table data-testid="safe-tx">
+        <thead>
+          <tr>
+            <th scope="col">Field</th>
+            <th scope="col">Value</th>
+            <th scope="col">Decoded</th>
+          </tr>
+        </thead>
+        <tbody>
+          {t.fields.map((f) => (
+            <tr key={f.name}>
+              <th scope="row">{f.name}</th>
+              <td class="mono">{f.value}</td>
+              <td>{f.note ?? ''}</td>
+            </tr>
+          ))}
+          <tr>
+            <th scope="row">safeTxHash</th>
+            <td class="mono" data-testid="safe-tx-hash">
+              {t.safeTxHash ?? '(computed once the nonce is assigned)'}
+            </td>
+            <td>EIP-712, computed here: what each owner signs</td>
+          </tr>
+          {executed === null ? null : (
+            <tr>
+              <th scope="row">execution</th>
+              <td class="mono">{executed}</td>
+              <td>the execTransaction the coordinator sent</td>
+            </tr>
+          )}
+        </tbody>
+      </table>
+    </>
   );
 }

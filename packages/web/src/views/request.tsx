@@ -1,6 +1,8 @@
 /**
  * The request form: a wallet and a destination from the address book, both
- * read from governance verified here, an amount in its unit. The intent is
+ * read from governance verified here, an amount in its unit (satoshi for
+ * Bitcoin; for a Safe, the asset chosen from the wallet's governed assets,
+ * in its decimals, turned into base units here). The intent is
  * built here, its digest signed by the passkey, and sent as it is: what the
  * passkey signed is what every signer checks.
  */
@@ -12,12 +14,34 @@ import { assertDigest } from '../passkey.js';
 
 const DAY = 24 * 60 * 60_000;
 
+/**
+ * A decimal amount in base units, refused when it carries more fractional
+ * digits than the asset has (nothing is rounded away): `1.5` USDT is 1500000.
+ */
+export function baseUnits(text: string, decimals: number): bigint {
+  const m = /^(0|[1-9][0-9]*)(?:\.([0-9]+))?$/.exec(text);
+  if (m === null) throw new Error('the amount is a decimal number, e.g. 1.5');
+  const fraction = m[2] ?? '';
+  if (fraction.length > decimals) throw new Error(`the asset has ${decimals} decimals`);
+  const base = BigInt(m[1] + fraction.padEnd(decimals, '0'));
+  if (base === 0n) throw new Error('the amount is more than zero');
+  return base;
+}
+
 export function RequestView(props: { s: Signed }) {
   const { s } = props;
   const now = Date.now();
-  const wallets = [...s.state.wallets.values()].filter((w) => w.chain.startsWith('bitcoin:'));
+  const wallets = [...s.state.wallets.values()].filter(
+    (w) => w.chain.startsWith('bitcoin:') || w.kind === 'evm-safe',
+  );
   const [walletId, setWalletId] = useState(wallets[0]?.id ?? '');
   const wallet = wallets.find((w) => w.id === walletId);
+  const evm = wallet?.kind === 'evm-safe';
+  const assets = (wallet?.assets ?? [])
+    .map((id) => s.state.assets.get(id)?.value)
+    .filter((a) => a !== undefined && a.chain === wallet?.chain);
+  const [assetId, setAssetId] = useState('');
+  const asset = evm ? (assets.find((a) => a?.id === assetId) ?? assets[0]) : undefined;
   const book = [...s.state.addresses.values()].filter(
     (a) => a.value.chain === wallet?.chain && a.activeFrom <= now,
   );
@@ -32,15 +56,22 @@ export function RequestView(props: { s: Signed }) {
     setBusy(true);
     setError(null);
     try {
-      if (!/^[1-9][0-9]*$/.test(amount)) throw new Error('the amount is a whole number of satoshi');
+      let base: string;
+      if (evm) {
+        if (asset === undefined) throw new Error(`${wallet.id} has no governed asset on ${wallet.chain}`);
+        base = baseUnits(amount, asset.decimals).toString();
+      } else {
+        if (!/^[1-9][0-9]*$/.test(amount)) throw new Error('the amount is a whole number of satoshi');
+        base = amount;
+      }
       const at = Date.now();
       const intent: Intent = intentSchema.parse({
         v: 1,
         org: s.genesis,
         wallet: wallet.id,
         chain: wallet.chain,
-        asset: wallet.assets[0],
-        amount,
+        asset: evm ? asset?.id : wallet.assets[0],
+        amount: base,
         to,
         requester: s.device.member,
         device: s.device.device,
@@ -66,7 +97,14 @@ export function RequestView(props: { s: Signed }) {
           <select
             name="wallet"
             value={walletId}
-            onChange={(e) => setWalletId((e.target as HTMLSelectElement).value)}
+            onChange={(e) => {
+              const next = (e.target as HTMLSelectElement).value;
+              setWalletId(next);
+              const chain = wallets.find((w) => w.id === next)?.chain;
+              setTo(
+                [...s.state.addresses.values()].find((a) => a.value.chain === chain)?.value.address ?? '',
+              );
+            }}
           >
             {wallets.map((w) => (
               <option key={w.id} value={w.id}>
@@ -85,11 +123,28 @@ export function RequestView(props: { s: Signed }) {
             ))}
           </select>
         </label>
+        {evm ? (
+          <label>
+            Asset
+            <select
+              name="asset"
+              value={asset?.id ?? ''}
+              onChange={(e) => setAssetId((e.target as HTMLSelectElement).value)}
+            >
+              {assets.map((a) => (
+                <option key={a?.id} value={a?.id}>
+                  {a?.symbol} ({a?.kind === 'erc20' ? `ERC-20 ${a.contract}` : 'native'}, {a?.decimals}{' '}
+                  decimals)
+                </option>
+              ))}
+            </select>
+          </label>
+        ) : null}
         <label>
-          Amount (satoshi)
+          {evm ? `Amount (${asset?.symbol ?? ''})` : 'Amount (satoshi)'}
           <input
             name="amount"
-            inputMode="numeric"
+            inputMode={evm ? 'decimal' : 'numeric'}
             required
             value={amount}
             onInput={(e) => setAmount((e.target as HTMLInputElement).value.trim())}

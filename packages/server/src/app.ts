@@ -105,6 +105,20 @@ export async function createCoordinator(opts: CreateCoordinatorOptions): Promise
     rates: { member: limits.memberRate, signer: limits.signerRate },
     refusals,
     windowS: limits.signatureWindowS,
+    // A passkey-signed object that does not verify: admins hear of it out of band (issue 10).
+    onForgedObject: async (t) => {
+      try {
+        await opts.notifier.emit('alert', {
+          subject: t.keyId,
+          signer: null,
+          code: 'BAD_SIGNATURE',
+          severity: 'critical',
+          message: `${t.method} ${t.path}: ${t.message}; a console or relay may be rewriting what ${t.keyId} signed`,
+        });
+      } catch (err) {
+        logger.error({ err }, 'could not queue the alert of a forged object');
+      }
+    },
   });
   const engine = new Engine({
     store,

@@ -103,8 +103,12 @@ export class RefusalAuditor {
     this.#logger = logger;
   }
 
-  /** Records one refusal: an entry if the budget allows, else a count for the window's summary. */
-  async refused(r: Refusal): Promise<void> {
+  /**
+   * Records one refusal: an entry if the budget allows, else a count for the
+   * window's summary. Whether an entry was written: what the refusal may set
+   * off beyond it (an alert) is bounded by the same budget.
+   */
+  async refused(r: Refusal): Promise<boolean> {
     const now = this.#clock();
     const window = Math.floor(now / this.#limits.windowMs) * this.#limits.windowMs;
     if (window !== this.#window) {
@@ -115,7 +119,7 @@ export class RefusalAuditor {
     if (used >= this.#limits.perKey || this.#written >= this.#limits.total) {
       this.#suppressed++;
       this.#armTimer();
-      return;
+      return false;
     }
     // The map is bounded by `total`: a key only enters it when an entry is written.
     this.#perKey.set(r.actor, used + 1);
@@ -129,6 +133,7 @@ export class RefusalAuditor {
         at: now,
       }),
     );
+    return true;
   }
 
   /** Writes the summary of the current window, if anything was suppressed, and waits for pending writes. */

@@ -174,6 +174,18 @@ export interface AuthenticatorOptions {
   readonly rates: { readonly member: BucketRate; readonly signer: BucketRate };
   readonly refusals: RefusalAuditor;
   readonly windowS?: number;
+  /**
+   * Called when a passkey-signed object's assertion does not verify over the
+   * object sent (authenticateObject): what a console or relay rewriting what
+   * a member signed looks like (THREATS 6). Within the refusal budget only,
+   * so an anonymous flood cannot turn it into a flood of alerts.
+   */
+  readonly onForgedObject?: (t: {
+    keyId: string;
+    method: string;
+    path: string;
+    message: string;
+  }) => Promise<void>;
 }
 
 export class Authenticator {
@@ -313,11 +325,18 @@ export class Authenticator {
     }
     const verified = verifyDeviceSignature(d.device, claim.digest, claim.signature);
     if (!verified.ok) {
-      const r = refuse(
-        'BAD_SIGNATURE',
-        `the passkey assertion over the object does not verify: ${verified.message}`,
-      );
-      return this.#refuse(keyId, r, req.method, path, raw);
+      const message = `the passkey assertion over the object does not verify: ${verified.message}`;
+      const written = await this.#o.refusals.refused({
+        actor: keyId,
+        subject: `BAD_SIGNATURE ${req.method} ${path}`,
+        digest: bodyDigest(raw),
+      });
+      if (written && this.#o.onForgedObject !== undefined) {
+        await this.#o.onForgedObject({ keyId, method: req.method, path, message }).catch(() => undefined);
+      }
+      const err = new CustosError('BAD_SIGNATURE', message);
+      AUDITED.add(err);
+      throw err;
     }
     if (d.revoked) {
       const r = refuse('DEVICE_REVOKED', `device ${claim.device} of ${claim.member} is revoked`);

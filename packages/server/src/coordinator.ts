@@ -615,8 +615,14 @@ export class Engine {
     return true;
   }
 
+  /**
+   * An intent refused when it is posted: audited and, as every refusal,
+   * told to the webhooks (`by` names the key that posted it), so an
+   * attempt to pay an address the policy does not allow is seen out of band.
+   */
   async #refuseIntent(actor: string, id: Digest, code: ErrorCode, message: string): Promise<never> {
     await this.#audit.append({ actor, event: 'intent.refused', subject: id, digest: id });
+    await this.#notify('intent.refused', { id, code, message, by: actor });
     throw new CustosError(code, message);
   }
 

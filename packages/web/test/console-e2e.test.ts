@@ -23,6 +23,7 @@ import Database from 'better-sqlite3';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeConsole } from '../build/build.js';
+import { type AdminWebhook, type Delivery, startAdminWebhook } from './support/admin-webhook.js';
 import { axeViolations } from './support/axe.js';
 import { consoleOrigin, launchChromium } from './support/browser.js';
 
@@ -34,13 +35,23 @@ let w: Deployment;
 let browser: Browser;
 let origin: string;
 const contexts: BrowserContext[] = [];
+/** The admins' own webhook (out of band): it hears of each hostile console's attempt. */
+let hook: AdminWebhook;
+const HOOK_SECRET = 'the admins webhook secret, e2e';
 /** The requester's browser, signed in, kept for the hostile-console tests. */
 let requester: Member;
 
 beforeAll(async () => {
   dist = mkdtempSync(join(tmpdir(), 'custos-web-e2e-'));
   await writeConsole(dist);
-  w = await startDeployment({ consoleDir: dist, delay: `${DELAY_MS / 1000}s` });
+  hook = await startAdminWebhook(HOOK_SECRET);
+  w = await startDeployment({
+    consoleDir: dist,
+    delay: `${DELAY_MS / 1000}s`,
+    webhooks: [
+      { url: hook.url, secret: HOOK_SECRET, events: ['alert', 'intent.refused', 'governance.proposed'] },
+    ],
+  });
   origin = consoleOrigin(w.coordinatorUrl);
   browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
@@ -50,6 +61,7 @@ afterAll(async () => {
   for (const c of contexts) await c.close().catch(() => undefined);
   await browser?.close();
   await w?.stop();
+  await hook?.close();
   rmSync(dist, { recursive: true, force: true });
 });
 
@@ -348,7 +360,7 @@ describe('the approver console in Chromium with passkeys', () => {
     }
   }
 
-  it("THREATS 17: a hostile console has the requester's passkey sign a payment to an attacker's address: refused DESTINATION_NOT_ALLOWED, nothing stored or signed, audited", async () => {
+  it("THREATS 17: a hostile console has the requester's passkey sign a payment to an attacker's address: refused DESTINATION_NOT_ALLOWED, nothing stored or signed, audited, the admins' webhook told", async () => {
     const attacker = testAddress('console attacker');
     const intent = attackIntent(attacker, '150000');
     const id = intentDigest(intent);
@@ -366,9 +378,18 @@ describe('the approver console in Chromium with passkeys', () => {
       actor: 'member:requester-1/requester-1-passkey',
       event: 'intent.refused',
     });
+    // Out of band: the admins' webhook hears of the attempt, verified as Standard Webhooks.
+    const told = await hook.waitFor(
+      (d) => d.event === 'intent.refused' && d.data.id === id,
+      'the refused payment to the attacker',
+    );
+    expect(told).toMatchObject({
+      verified: true,
+      data: { code: 'DESTINATION_NOT_ALLOWED', by: 'member:requester-1/requester-1-passkey' },
+    });
   });
 
-  it('THREATS 6: a hostile console rewrites the destination and the amount after the passkey signed the request shown: refused BAD_SIGNATURE, nothing stored or signed, audited', async () => {
+  it("THREATS 6: a hostile console rewrites the destination and the amount after the passkey signed the request shown: refused BAD_SIGNATURE, nothing stored or signed, audited, a critical alert on the admins' webhook", async () => {
     const shown = attackIntent(w.cold, '150000');
     const attacker = testAddress('console attacker');
     for (const tamper of [{ to: attacker }, { amount: '90000000' }]) {
@@ -396,6 +417,17 @@ describe('the approver console in Chromium with passkeys', () => {
       expect(signedTo.n).toBe(0);
     } finally {
       db.close();
+    }
+    // Out of band: each rewritten request is a critical alert on the admins' webhook.
+    const forged = (d: Delivery) => d.event === 'alert' && d.data.code === 'BAD_SIGNATURE';
+    await hook.waitFor((d) => forged(d) && hook.deliveries.filter(forged).length >= 2, 'two alerts');
+    const alerts = hook.deliveries.filter(forged);
+    expect(alerts).toHaveLength(2);
+    for (const a of alerts) {
+      expect(a).toMatchObject({
+        verified: true,
+        data: { severity: 'critical', subject: 'member:requester-1/requester-1-passkey' },
+      });
     }
   });
 });

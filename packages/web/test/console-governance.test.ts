@@ -13,10 +13,8 @@
  *
  * The proposals view's screenshot is written to docs/screenshots.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +24,7 @@ import Database from 'better-sqlite3';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeConsole } from '../build/build.js';
+import { type AdminWebhook, type Delivery, startAdminWebhook } from './support/admin-webhook.js';
 import { axeViolations } from './support/axe.js';
 import { consoleOrigin, launchChromium } from './support/browser.js';
 
@@ -33,47 +32,18 @@ const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '../../../docs/scree
 const DELAY_MS = 10_000;
 const SECRET = 'an admin webhook test secret';
 
-interface Delivery {
-  readonly event: string;
-  readonly data: Record<string, unknown>;
-  readonly verified: boolean;
-}
-
 let dist: string;
 let w: Deployment;
 let browser: Browser;
 let origin: string;
-let hook: Server;
-const deliveries: Delivery[] = [];
+let hook: AdminWebhook;
 const contexts: BrowserContext[] = [];
-
-/** The admins' receiver: checks the Standard Webhooks signature (HMAC-SHA256 over id.timestamp.body). */
-function startReceiver(): Promise<string> {
-  hook = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      const signed = `${req.headers['webhook-id']}.${req.headers['webhook-timestamp']}.${body}`;
-      const mac = createHmac('sha256', Buffer.from(SECRET, 'utf8')).update(signed).digest('base64');
-      const parsed = JSON.parse(body) as { event: string; data: Record<string, unknown> };
-      deliveries.push({
-        event: parsed.event,
-        data: parsed.data,
-        verified: String(req.headers['webhook-signature']).split(' ').includes(`v1,${mac}`),
-      });
-      res.writeHead(204).end();
-    });
-  });
-  return new Promise((resolve) =>
-    hook.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(hook.address() as AddressInfo).port}/`)),
-  );
-}
 
 beforeAll(async () => {
   dist = mkdtempSync(join(tmpdir(), 'custos-web-gov-'));
   await writeConsole(dist);
-  const url = await startReceiver();
+  hook = await startAdminWebhook(SECRET);
+  const url = hook.url;
   w = await startDeployment({
     consoleDir: dist,
     delay: `${DELAY_MS / 1000}s`,
@@ -90,7 +60,7 @@ afterAll(async () => {
   for (const c of contexts) await c.close().catch(() => undefined);
   await browser?.close();
   await w?.stop();
-  await new Promise((r) => hook?.close(r));
+  await hook?.close();
   rmSync(dist, { recursive: true, force: true });
 });
 
@@ -168,15 +138,8 @@ function db<T>(f: (d: Database.Database) => T): T {
   }
 }
 
-async function delivered(event: string, id: string): Promise<Delivery> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const d = deliveries.find((x) => x.event === event && x.data.id === id);
-    if (d !== undefined) return d;
-    if (Date.now() > deadline)
-      throw new Error(`no ${event} delivery for ${id}: ${JSON.stringify(deliveries)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+function delivered(event: string, id: string): Promise<Delivery> {
+  return hook.waitFor((x) => x.event === event && x.data.id === id, `${event} for ${id}`);
 }
 
 let admin1: Member;

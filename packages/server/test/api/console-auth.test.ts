@@ -183,6 +183,15 @@ describe.each(backends)('the console authentication on $name', (backend) => {
       `member:${a1.id}/${pk1.device} BAD_SIGNATURE POST /v1/intents/${id}/approvals`,
       `member:${a1.id}/${a1.device.id} BAD_SIGNATURE POST /v1/intents/${id}/approvals`,
     ]);
+    // The forged assertion is also a critical alert to the webhooks, out of band (issue 10): a console
+    // or relay rewriting what a member signed. The Ed25519 claim is a malformed request, not that.
+    expect(h.notifier.of('alert')).toEqual([
+      expect.objectContaining({
+        subject: `member:${a1.id}/${pk1.device}`,
+        code: 'BAD_SIGNATURE',
+        severity: 'critical',
+      }),
+    ]);
     // Without the header the route still wants an HTTP signature.
     const plain = await send(h.target, unsigned('POST', `/v1/intents/${id}/approvals`, { body: signed }));
     expect(outcome(plain)).toEqual({ status: 401, code: 'SIGNATURE_REQUIRED' });

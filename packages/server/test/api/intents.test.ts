@@ -35,6 +35,10 @@ async function expectRefused(
   expect(refused).toHaveLength(1);
   expect(refused[0]?.actor).toBe(`member:${h.org.requester.id}/${h.org.requester.device.id}`);
   expect(await h.events('intent.created')).toEqual([]);
+  // And out of band: the webhooks hear of it, with the code and the key that posted it.
+  expect(h.notifier.of('intent.refused')).toEqual([
+    expect.objectContaining({ id: refused[0]?.subject, code, by: refused[0]?.actor }),
+  ]);
 }
 
 describe.each(backends)('intents on $name', (backend) => {

@@ -25,7 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeConsole } from '../build/build.js';
 import { type AdminWebhook, type Delivery, startAdminWebhook } from './support/admin-webhook.js';
 import { axeViolations } from './support/axe.js';
-import { consoleOrigin, launchChromium } from './support/browser.js';
+import { consoleOrigin, launchChromium, passkeyPage } from './support/browser.js';
 
 const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '../../../docs/screenshots');
 const DELAY_MS = 20_000;
@@ -73,28 +73,8 @@ interface Member {
 
 /** A member's own browser profile with a platform passkey authenticator (CTAP2, user verification). */
 async function memberBrowser(id: string): Promise<Member> {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const { context, page, errors } = await passkeyPage(browser, origin, w.genesis);
   contexts.push(context);
-  const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: {
-      protocol: 'ctap2',
-      transport: 'internal',
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
-  await page.goto(`${origin}/`);
-  await page.getByLabel('Pinned genesis digest').fill(w.genesis);
-  await page.getByRole('button', { name: 'Pin' }).click();
-  await page.getByText('pinned', { exact: true }).waitFor();
   return { id, page, errors };
 }
 

@@ -54,7 +54,7 @@ import { RecordingNotifier, TEST_LIMITS } from '../../server/test/api/support/ha
 import { storeAudit, storeGovernance } from '../../server/test/pipeline/support/harness.js';
 import { writeConsole } from '../build/build.js';
 import { axeViolations } from './support/axe.js';
-import { consoleOrigin, launchChromium } from './support/browser.js';
+import { consoleOrigin, launchChromium, passkeyPage } from './support/browser.js';
 
 const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '../../../docs/screenshots');
 const DELAY_MS = 15_000;
@@ -177,28 +177,8 @@ const as = (p: Person) =>
 
 /** A member's own browser profile with a platform passkey authenticator (CTAP2, user verification). */
 async function memberBrowser(id: string): Promise<Member> {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const { context, page, errors } = await passkeyPage(browser, origin, world.orgId);
   contexts.push(context);
-  const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: {
-      protocol: 'ctap2',
-      transport: 'internal',
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  });
-  await page.goto(`${origin}/`);
-  await page.getByLabel('Pinned genesis digest').fill(world.orgId);
-  await page.getByRole('button', { name: 'Pin' }).click();
-  await page.getByText('pinned', { exact: true }).waitFor();
   return { id, page, errors };
 }
 

@@ -90,6 +90,8 @@ export const signerConfig = object(
     watchers: array(object({ url: string({ min: 1, max: 2048, pattern: /^https?:\/\/[^\s@]+$/ }) }), {
       max: 8,
     }),
+    /** How often the watchers are asked for freezes while the job poll waits (default 250 ms). */
+    freezePollMs: int({ min: 50, max: 60_000 }),
   },
 );
 
@@ -266,6 +268,7 @@ async function run(argv: readonly string[]): Promise<number> {
     ...(config.watchers === undefined || config.watchers.length === 0
       ? {}
       : { freezes: new WatcherFreezeFeed(config.watchers.map((w) => w.url)) }),
+    ...(config.freezePollMs === undefined ? {} : { freezePollMs: config.freezePollMs }),
     onWatcherFreeze: (f) =>
       log(f.outcome === 'applied' ? 'signer.frozen' : 'signer.alert', { source: 'watcher', ...f }),
     onResult: (r) =>

@@ -8,6 +8,8 @@
  * forged signature, a freeze for another head, malformed input.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildEntry, type SignedGovernanceEntry } from '@custos/core';
@@ -15,7 +17,9 @@ import { MemorySource } from '@custos/test-support/memory-source';
 import { propose, signBy } from '@custos/test-support/org';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runDaemon } from '../src/daemon.js';
 import { Signer } from '../src/signer.js';
+import { type JobSource, WatcherFreezeFeed } from '../src/source.js';
 import { SignerStore } from '../src/store.js';
 
 let dir: string;
@@ -121,5 +125,74 @@ describe('signer: freezes pulled from a watcher', () => {
     expect(signer.governance.frozen).toBeNull();
     expect(signer.governance.seq).toBe(0);
     await stillSigns();
+  });
+});
+
+describe('signer daemon: freezes pulled between job polls', () => {
+  it('an idle signer whose job poll waits 10 s pulls the watcher over HTTP every freezePollMs: frozen well within a second, a refused entry reported once', async () => {
+    const forged = propose(world.org.state, 'freeze', reason, [world.org.requester]);
+    const freeze = propose(world.org.state, 'freeze', reason, [world.org.watcher]);
+    let served: unknown[] = [forged];
+    let pulls = 0;
+    const watcher = createServer((req, res) => {
+      pulls++;
+      res.writeHead(req.url === '/v1/freezes' ? 200 : 404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ freezes: served }));
+    });
+    await new Promise<void>((r) => watcher.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(watcher.address() as AddressInfo).port}`;
+    // A coordinator with no jobs: each poll waits its whole 10 s.
+    let polls = 0;
+    const governance = new MemorySource(world.governance);
+    const source: JobSource = {
+      governanceEntries: (after, upto) => governance.governanceEntries(after, upto),
+      nextJobs: (waitMs, signal) => {
+        polls++;
+        return new Promise((resolve) => {
+          const t = setTimeout(() => resolve({ jobs: [], checkpoint: null }), waitMs);
+          signal?.addEventListener('abort', () => {
+            clearTimeout(t);
+            resolve({ jobs: [], checkpoint: null });
+          });
+        });
+      },
+      submit: async () => undefined,
+      submitCheckpoint: async () => undefined,
+    };
+    const outcomes: { seq: number; outcome: string; code?: string; at: number }[] = [];
+    const controller = new AbortController();
+    const running = runDaemon({
+      signer,
+      source,
+      signal: controller.signal,
+      waitMs: 10_000,
+      freezes: new WatcherFreezeFeed([url]),
+      freezePollMs: 100,
+      onWatcherFreeze: (o) => outcomes.push({ ...o, at: performance.now() }),
+    });
+    try {
+      // Several pulls of the forged entry: one alert.
+      while (pulls < 4) await new Promise((r) => setTimeout(r, 20));
+      expect(outcomes).toEqual([
+        expect.objectContaining({ seq: 1, outcome: 'refused', code: 'GOVERNANCE_SIGNATURE_INVALID' }),
+      ]);
+      expect(signer.governance.frozen).toBeNull();
+      served = [forged, freeze];
+      const t = performance.now();
+      while (signer.governance.frozen === null && performance.now() - t < 5_000) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(signer.governance.frozen?.reason).toBe(reason.reason);
+      expect(outcomes.slice(1)).toEqual([expect.objectContaining({ seq: 1, outcome: 'applied' })]);
+      expect(outcomes[1]!.at - t).toBeLessThan(1_000);
+      // Still in its first job poll: the freeze did not wait for it.
+      expect(polls).toBe(1);
+      expect(store.governance().map((g) => g.signed.entry.kind)).toEqual(['genesis', 'freeze']);
+    } finally {
+      controller.abort();
+      await running;
+      await new Promise((r) => watcher.close(r));
+    }
+    expect(outcomes).toHaveLength(2);
   });
 });

@@ -61,6 +61,7 @@ import {
   type Millis,
   type PolicyDecision,
   policiesInForce,
+  type Receipt,
   type SignedApproval,
   type SignedGovernanceEntry,
   type SignedIntent,
@@ -283,7 +284,7 @@ export class Engine {
     }
     const id = intentDigest(i);
     const actor = p.keyId;
-    if ((await this.#store.getIntent(id)) !== null) {
+    if ((await this.#store.intents.get(id)) !== null) {
       return this.#refuseIntent(actor, id, 'DUPLICATE_INTENT', 'this intent was already submitted');
     }
     const now = this.#clock();
@@ -301,7 +302,7 @@ export class Engine {
     try {
       // The intent and its audit entry commit together: a stored intent always has its record.
       const created = this.#audit.event({ actor, event: 'intent.created', subject: id, digest: id, at: now });
-      await this.#store.insertIntent(signed, undefined, created);
+      await this.#store.intents.insert(signed, undefined, created);
     } catch (err) {
       if (err instanceof CustosError && err.code === 'DUPLICATE_INTENT') {
         return this.#refuseIntent(actor, id, 'DUPLICATE_INTENT', err.message);
@@ -330,14 +331,33 @@ export class Engine {
     return { id, status, decision: decisionView(decision) };
   }
 
+  /**
+   * GET /v1/intents/:id/receipts: every signer's signed receipt for the
+   * intent's jobs (fee bumps included), as the signers posted them: what the
+   * watcher checks a spend against by the signers' identity keys rather than
+   * taking the audit log's word (issue 12). Nothing in it is the
+   * coordinator's own statement.
+   */
+  async receipts(id: string): Promise<{ receipts: { receipt: Receipt; signature: string }[] }> {
+    if ((await this.#store.intents.get(id)) === null) {
+      throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
+    }
+    const jobs = await this.#store.jobs.of(id);
+    return {
+      receipts: jobs.flatMap((j) =>
+        j.result === null ? [] : [{ receipt: j.result.receipt, signature: j.result.signature }],
+      ),
+    };
+  }
+
   /** GET /v1/intents/:id. */
   async intentView(id: string, state: GovernanceState): Promise<IntentView> {
-    const record = await this.#store.getIntent(id);
+    const record = await this.#store.intents.get(id);
     if (record === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
     const [approvals, tx, allJobs, evm, bumps] = await Promise.all([
       this.#store.approvalsFor(id),
       this.#store.getTransaction(id),
-      this.#store.jobsFor(id),
+      this.#store.jobs.of(id),
       this.#store.evm.get(id),
       this.#store.bumps.forIntent(id),
     ]);
@@ -394,10 +414,10 @@ export class Engine {
     limit?: number;
     cursor?: string;
   }): Promise<{ intents: IntentSummary[]; next: string | null }> {
-    const page = await this.#store.listIntents(q);
+    const page = await this.#store.intents.list(q);
     const intents = await Promise.all(
       page.intents.map(async (r) => {
-        const [tx, jobs] = await Promise.all([this.#store.getTransaction(r.id), this.#store.jobsFor(r.id)]);
+        const [tx, jobs] = await Promise.all([this.#store.getTransaction(r.id), this.#store.jobs.of(r.id)]);
         const own = jobs.filter((j) => j.job.bump === undefined);
         return summary(r, tx?.confirmations ?? null, own.map(signerOutcome));
       }),
@@ -452,7 +472,7 @@ export class Engine {
     }
     const actor = p.keyId;
     const digest = approvalDigest(a);
-    const record = await this.#store.getIntent(id);
+    const record = await this.#store.intents.get(id);
     if (record === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
     const stored = await this.#store.approvalsFor(id);
     const body = canonicalize(signed);
@@ -491,7 +511,7 @@ export class Engine {
     try {
       // The approval and its audit entry commit together; the same approval again adds neither.
       const added = this.#audit.event({ actor, event: 'approval.added', subject: id, digest, at: now });
-      await this.#store.insertApproval(signed, added);
+      await this.#store.approvals.insert(signed, added);
     } catch (err) {
       if (err instanceof CustosError && (err.code === 'CONFLICT' || err.code === 'NOT_FOUND')) {
         return refuseApproval(err.code, err.message);
@@ -514,7 +534,7 @@ export class Engine {
     actor: string,
     sweep?: { ledger: () => Promise<LedgerView> },
   ): Promise<'approved' | 'rejected' | 'expired' | null> {
-    const record = await this.#store.getIntent(id);
+    const record = await this.#store.intents.get(id);
     if (record === null || record.status !== 'pending') return null;
     const now = this.#clock();
     if (now >= record.signed.intent.expiresAt) return (await this.#expire(id)) ? 'expired' : null;
@@ -552,7 +572,7 @@ export class Engine {
     let cursor: string | undefined;
     let seen = 0;
     do {
-      const page = await this.#store.listIntents({
+      const page = await this.#store.intents.list({
         status: 'pending',
         order: 'asc',
         limit: MAX_PAGE,
@@ -569,7 +589,7 @@ export class Engine {
   }
 
   async #approve(id: string, actor: string): Promise<boolean> {
-    const won = await this.#store.updateIntentStatus(id, {
+    const won = await this.#store.intents.updateStatus(id, {
       from: 'pending',
       to: 'approved',
       audit: this.#audit.event({ actor, event: 'intent.approved', subject: id, digest: id as Digest }),
@@ -585,7 +605,7 @@ export class Engine {
   }
 
   async #reject(id: string, actor: string, message: string): Promise<boolean> {
-    const won = await this.#store.updateIntentStatus(id, {
+    const won = await this.#store.intents.updateStatus(id, {
       from: 'pending',
       to: 'rejected',
       code: 'INTENT_REJECTED',
@@ -598,7 +618,7 @@ export class Engine {
   }
 
   async #expire(id: string): Promise<boolean> {
-    const won = await this.#store.updateIntentStatus(id, {
+    const won = await this.#store.intents.updateStatus(id, {
       from: 'pending',
       to: 'expired',
       code: 'EXPIRED',
@@ -724,7 +744,7 @@ export class Engine {
     let proposal = await this.#store.getProposal(id);
     let created = false;
     if (proposal === null) {
-      created = await this.#store.createProposal(entry, signatures);
+      created = await this.#store.proposals.create(entry, signatures);
       proposal = await this.#store.getProposal(id);
       if (proposal === null) throw new CustosError('INTERNAL', 'a stored proposal vanished');
     }
@@ -732,7 +752,7 @@ export class Engine {
       if (proposal.status === 'applied') return { status: 'applied', id, seq: entry.seq, warnings };
       return refuseEntry('CONFLICT', 'the proposal was superseded by another entry at its seq');
     }
-    if (!created) proposal = await this.#store.addProposalSignatures(id, signatures);
+    if (!created) proposal = await this.#store.proposals.addSignatures(id, signatures);
 
     const all: SignedGovernanceEntry = { entry, signatures: [...proposal.signatures] };
     const together = applyGovernance(state, all, now);
@@ -754,15 +774,15 @@ export class Engine {
     }
 
     try {
-      await this.#store.appendGovernance(all);
+      await this.#store.governance.append(all);
     } catch (err) {
       if (err instanceof CustosError && err.code === 'CONFLICT') {
-        await this.#store.setProposalStatus(id, 'open', 'superseded');
+        await this.#store.proposals.setStatus(id, 'open', 'superseded');
         return refuseEntry('CONFLICT', 'another governance entry was applied at this seq first');
       }
       throw err;
     }
-    await this.#store.setProposalStatus(id, 'open', 'applied');
+    await this.#store.proposals.setStatus(id, 'open', 'applied');
     await this.#supersede(entry.seq);
     await this.#audit.append({
       actor,
@@ -803,7 +823,7 @@ export class Engine {
   async #supersede(uptoSeq: number): Promise<void> {
     const open = await this.#store.listProposals({ status: 'open' });
     for (const r of open) {
-      if (r.seq <= uptoSeq) await this.#store.setProposalStatus(r.id, 'open', 'superseded');
+      if (r.seq <= uptoSeq) await this.#store.proposals.setStatus(r.id, 'open', 'superseded');
     }
   }
 

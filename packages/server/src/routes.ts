@@ -202,6 +202,21 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
       },
       async (c) => ({ body: await engine.intentView(idParam(c), authOf(c).state) }),
     ),
+    route(
+      {
+        method: 'GET',
+        url: '/v1/intents/:id/receipts',
+        operationId: 'getIntentReceipts',
+        summary:
+          "Every signer's signed receipt for this intent's jobs (fee bumps included), as the signers posted them: a watcher or auditor checks each by the signer's identity key (receiptDigest, Ed25519) instead of trusting the coordinator.",
+        auth: 'any',
+        success: 200,
+        successDescription:
+          '{"receipts":[{"receipt":Receipt,"signature":hex Ed25519 over receiptDigest(receipt)}]}',
+        errors: ['NOT_FOUND'],
+      },
+      async (c) => ({ body: await engine.receipts(idParam(c)) }),
+    ),
     immutable('PUT', 'replaceIntent'),
     immutable('PATCH', 'editIntent'),
     immutable('DELETE', 'deleteIntent'),
@@ -666,7 +681,7 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
       async (c) => {
         const from = c.query.from ?? 0;
         const limit = c.query.limit ?? 1000;
-        let entries = await store.auditRange(from, limit);
+        let entries = await store.audit.range(from, limit);
         const wait = c.query.wait ?? 0;
         if (entries.length === 0 && wait > 0) {
           // A follower's long poll: answered when this process commits an entry, or at the next
@@ -680,14 +695,14 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
             for (let round = 0; round < 10_000 && entries.length === 0 && !signal.aborted; round++) {
               const left = end - Date.now();
               if (left <= 0) break;
-              await store.auditAppended(Math.min(left, store.notices.pollMs), signal);
-              entries = await store.auditRange(from, limit);
+              await store.audit.appended(Math.min(left, store.notices.pollMs), signal);
+              entries = await store.audit.range(from, limit);
             }
           } finally {
             c.reply.raw.off('close', onClose);
           }
         }
-        return { body: { entries: entries.slice(0, limit), head: await store.auditHead() } };
+        return { body: { entries: entries.slice(0, limit), head: await store.audit.head() } };
       },
     ),
     route(
@@ -701,7 +716,7 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
         successDescription: '{"checkpoints":[SignedCheckpoint]}',
         errors: [],
       },
-      async () => ({ body: { checkpoints: await store.checkpoints() } }),
+      async () => ({ body: { checkpoints: await store.audit.checkpoints() } }),
     ),
   ];
 }

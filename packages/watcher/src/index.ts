@@ -16,7 +16,25 @@ export {
   SafeFollower,
   type SafeFollowerOptions,
 } from './evm-follow.js';
-export { CoinView, DEFAULT_GAP, type Spend, type SpentCoin } from './follow.js';
+export {
+  CoinView,
+  DEFAULT_GAP,
+  MAX_UNDO_DEPTH,
+  type Spend,
+  type SpentCoin,
+  type UndoneBlock,
+} from './follow.js';
 export { type WatcherMetrics, watcherMetrics } from './metrics.js';
 export { type FreezeServer, serveFreezes } from './server.js';
 export { type SpendRecord, Watcher, type WatcherOptions } from './watcher.js';
+export {
+  parseZmqMessage,
+  type SequenceCheck,
+  SequenceGaps,
+  type ZmqEndpoints,
+  ZmqFeed,
+  type ZmqItem,
+  type ZmqMessage,
+  type ZmqSource,
+  type ZmqTopic,
+} from './zmq.js';

@@ -9,7 +9,9 @@
  *   the node's tip (getblockcount) and the last block read, and the time of
  *   the last poll of the node; every other method goes to the client as is;
  * - its log, through {@link WatcherMetrics.observe}: spends matched,
- *   unexplained ones by code, freezes signed and delivered, failed rounds.
+ *   unexplained ones by code, freezes signed and delivered, failed rounds,
+ *   the ZMQ feed's gaps, messages lost, connects and disconnects (each one a
+ *   reconciliation over RPC), and blocks taken back after a reorg.
  *
  * Lag is the node's tip minus the last block read: 0 when caught up (the
  * mempool is read only then). A watcher whose rounds fail (its coordinator
@@ -62,6 +64,20 @@ export function watcherMetrics(opts: { readonly clock?: () => number } = {}): Wa
     'custos_watcher_round_errors_total',
     'Rounds that failed (coordinator or node unreachable, governance that does not verify), by code.',
     ['code'],
+  );
+  const zmqEvents = counter(
+    'custos_watcher_zmq_events_total',
+    'ZMQ feed events that made the watcher read its node again over RPC: gap (messages lost), connected, disconnected, invalid.',
+    ['kind'],
+  );
+  const zmqMissed = counter(
+    'custos_watcher_zmq_missed_messages_total',
+    'ZMQ messages lost, by the gaps in each topic’s sequence numbers.',
+  );
+  const disconnected = counter(
+    'custos_watcher_blocks_disconnected_total',
+    'Blocks the watcher took back from its coin view after a reorg, by how it learnt of it (zmq or rpc).',
+    ['source'],
   );
   const tip = gauge('custos_watcher_node_height', 'The watcher’s node’s tip at the last poll.');
   const processed = gauge('custos_watcher_processed_height', 'The last block the watcher read.');
@@ -151,6 +167,13 @@ export function watcherMetrics(opts: { readonly clock?: () => number } = {}): Wa
         signed.inc();
         if (fields.delivered === true) delivered.inc();
       } else if (event === 'watcher.error') errors.inc({ code: code(fields) });
+      else if (event === 'watcher.zmq') {
+        const kind = ['gap', 'connected', 'disconnected', 'invalid'].find((k) => k === fields.kind);
+        if (kind !== undefined) zmqEvents.inc({ kind });
+        if (kind === 'gap' && typeof fields.missed === 'number') zmqMissed.inc(fields.missed);
+      } else if (event === 'watcher.reorg') {
+        disconnected.inc({ source: fields.source === 'zmq' ? 'zmq' : 'rpc' });
+      }
     },
     render: () => registry.metrics(),
   };

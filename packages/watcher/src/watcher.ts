@@ -18,6 +18,20 @@
  *    txid the signers signed is a match (recorded); anything else, after
  *    reading the audit log to its head once more, is unexplained.
  *
+ * With a ZMQ feed (zmq.ts: bitcoind's `rawtx` and `sequence` publishers)
+ * it does not wait for the next round: each transaction the node announces
+ * is judged as it arrives, a connected or disconnected block starts a round
+ * at once, and a lost message (a gap in a topic's numbers), a reconnect or
+ * the first message after subscribing starts a round that reads the node
+ * over RPC again (new blocks and the whole mempool). The rounds on the
+ * clock are then only a safety net, at a slow interval.
+ *
+ * Reorgs: a block the node disconnects (a `D` on the sequence topic, or over
+ * RPC a block at the height last read whose hash is no longer the one read)
+ * is taken back from the coin view (follow.ts): coins it spent are watched
+ * again and those it created are not; blocks are then read from the fork.
+ * A spend already judged stays judged, and a freeze signed stands.
+ *
  * On an unexplained spend it signs a `freeze` (the reason names the txid),
  * keeps it in its record file before anything else (so signers can pull it
  * from {@link Watcher.freezes} even if the coordinator never applies it),
@@ -27,7 +41,7 @@
  * inputs it spent. The quorum unfreezes through the ordinary governance flow.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { type BitcoinRpc, parseBlock, parseTransaction } from '@custos/bitcoin';
+import { type BitcoinRpc, type ParsedTx, parseBlock, parseTransaction } from '@custos/bitcoin';
 import {
   applyGovernance,
   buildEntry,
@@ -47,6 +61,8 @@ import {
 import type { CoordinatorClient } from './coordinator.js';
 import type { SafeFinding, SafeFollower } from './evm-follow.js';
 import { CoinView, type Spend } from './follow.js';
+import { type ReceiptsPage, signaturesNeeded, signersOf } from './receipts.js';
+import { SequenceGaps, type ZmqItem, type ZmqSource } from './zmq.js';
 
 export interface WatcherOptions {
   readonly coordinator: CoordinatorClient;
@@ -56,6 +72,8 @@ export interface WatcherOptions {
   readonly rpc?: BitcoinRpc;
   /** The governed Safes' chains, each on the watcher's own node (evm-follow.ts). */
   readonly evm?: readonly SafeFollower[];
+  /** The node's ZMQ publishers (zmq.ts), read between rounds; only with `rpc`. */
+  readonly zmq?: ZmqSource;
   /** The record file (JSON): matches, unexplained spends, the freezes signed, the height read. */
   readonly recordPath: string;
   /** First block read when the record has none (the wallets' birth height); default 0. */
@@ -69,6 +87,8 @@ export interface WatcherOptions {
 export interface SpendRecord extends Spend {
   readonly at: Millis;
   readonly intent?: string;
+  /** For a match: the signers whose verified receipts name this transaction. */
+  readonly signers?: readonly string[];
   readonly freeze?: { readonly seq: number; readonly digest: Digest; readonly delivered: boolean };
   /** An EVM finding (evm-follow.ts): `txid` is its key, `inputs` is empty, `seenIn` its block. */
   readonly safe?: SafeFinding;
@@ -94,6 +114,8 @@ const TX_EVENTS: ReadonlySet<string> = new Set([
   'bump.broadcast',
 ]);
 const SIGNED_EVENTS: ReadonlySet<string> = new Set(['signing.signed', 'bump.signed']);
+/** Reads of an intent's receipts before a spend it would explain is judged unexplained. */
+const RECEIPT_TRIES = 3;
 const TXID = /^[0-9a-f]{64}$/;
 
 export class Watcher {
@@ -109,6 +131,12 @@ export class Watcher {
   readonly #signed = new Set<string>();
   readonly #mempoolRead = new Set<string>();
   #nextHeight: number;
+  /** ZMQ items not yet handled, oldest first. */
+  #inbox: ZmqItem[] = [];
+  #wake: (() => void) | null = null;
+  readonly #gaps = new SequenceGaps();
+  /** Why the next round must read the node again (a gap, a reconnect, a block), or null. */
+  #roundDue: string | null = null;
 
   constructor(opts: WatcherOptions) {
     this.#o = opts;
@@ -158,13 +186,21 @@ export class Watcher {
 
   async #stepBitcoin(rpc: BitcoinRpc, judged: SpendRecord[]): Promise<void> {
     const height = await rpc.getBlockCount();
+    // The last block read must still be the node's at its height; else take it back, down to the fork.
+    for (let tip = this.#coins.tip; tip !== null; tip = this.#coins.tip) {
+      if (tip.height <= height && (await rpc.getBlockHash(tip.height)) === tip.hash) break;
+      this.#undoBlock(tip.hash, 'rpc');
+    }
     const last = Math.min(height, this.#nextHeight + MAX_BLOCKS_PER_ROUND - 1);
     for (let h = this.#nextHeight; h <= last; h++) {
       const block = parseBlock(await rpc.getBlockRaw(await rpc.getBlockHash(h)));
-      for (const [i, tx] of block.txs.entries()) {
-        const spend = this.#coins.read(tx, h, i === 0);
-        if (spend !== null) judged.push(await this.#judge(spend));
+      const tip = this.#coins.tip;
+      if (tip !== null && tip.height === h - 1 && block.prevHash !== tip.hash) {
+        // Reorganized between the two calls: the next round takes the tip back.
+        this.#roundDue = 'reorg';
+        break;
       }
+      for (const spend of this.#coins.readBlock(block, h)) judged.push(await this.#judge(spend));
       this.#nextHeight = h + 1;
     }
     if (this.#nextHeight > height) {
@@ -192,22 +228,138 @@ export class Watcher {
     }
   }
 
-  /** Rounds every `pollMs` until `signal` aborts; a failed round is logged and retried after a pause. */
+  /**
+   * Rounds every `pollMs` until `signal` aborts; a failed round is logged and retried after a
+   * pause. With a ZMQ feed, its items are handled as they arrive, between rounds, and a round
+   * starts at once when one asks for it (a block, a gap, a reconnect).
+   */
   async run(signal: AbortSignal, pollMs = 200): Promise<void> {
+    const feed = this.#o.rpc === undefined ? undefined : this.#o.zmq;
+    feed?.start((item) => {
+      this.#inbox.push(item);
+      this.#wake?.();
+    });
     let backoff = pollMs;
-    while (!signal.aborted) {
-      try {
-        await this.step();
-        backoff = pollMs;
-      } catch (err) {
-        this.#log('watcher.error', {
-          code: err instanceof CustosError ? err.code : 'INTERNAL',
-          message: err instanceof Error ? err.message : String(err),
-        });
-        backoff = Math.min(5000, backoff * 2);
+    let nextRound = 0;
+    try {
+      while (!signal.aborted) {
+        let failed = false;
+        try {
+          if (this.#inbox.length > 0) await this.#readZmq();
+          if (this.#roundDue !== null || this.#clock() >= nextRound) {
+            this.#roundDue = null;
+            try {
+              await this.step();
+            } catch (err) {
+              this.#roundDue ??= 'retry';
+              throw err;
+            }
+            nextRound = this.#clock() + pollMs;
+          }
+          backoff = pollMs;
+        } catch (err) {
+          failed = true;
+          this.#log('watcher.error', {
+            code: err instanceof CustosError ? err.code : 'INTERNAL',
+            message: err instanceof Error ? err.message : String(err),
+          });
+          backoff = Math.min(5000, backoff * 2);
+        }
+        if (!failed && (this.#inbox.length > 0 || this.#roundDue !== null)) continue;
+        await this.#sleep(failed ? backoff : Math.max(0, nextRound - this.#clock()), signal, !failed);
       }
-      await sleep(backoff, signal);
+    } finally {
+      await feed?.close();
     }
+  }
+
+  /** Waits `ms`, until `signal` aborts, or (when `wakeable`) until the ZMQ feed hands over an item. */
+  #sleep(ms: number, signal: AbortSignal, wakeable: boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      const t = setTimeout(done, ms);
+      if (wakeable) this.#wake = done;
+      function done() {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done, { once: true });
+    }).then(() => {
+      this.#wake = null;
+    });
+  }
+
+  /**
+   * Handles the ZMQ items that arrived, in order: a transaction is judged at once (as a mempool
+   * transaction: a block's are read again by the round it starts); a block connected asks for a
+   * round; a block disconnected is taken back when it is the last one read (else the round finds
+   * the fork over RPC); the first message of a topic, a gap in its numbers, a message that does
+   * not parse, a disconnect or reconnect ask for a round that reads the node again.
+   */
+  async #readZmq(): Promise<void> {
+    const items = this.#inbox;
+    this.#inbox = [];
+    const txs: ParsedTx[] = [];
+    for (const item of items) {
+      if (item.kind === 'connected' || item.kind === 'disconnected') {
+        for (const topic of item.topics) this.#gaps.reset(topic);
+        this.#log('watcher.zmq', { kind: item.kind, endpoint: item.endpoint, topics: item.topics });
+        this.#roundDue = item.kind;
+        continue;
+      }
+      if (item.kind === 'invalid') {
+        this.#log('watcher.zmq', { kind: 'invalid', code: item.code, message: item.message });
+        this.#roundDue = 'invalid';
+        continue;
+      }
+      const m = item.message;
+      const check = this.#gaps.check(m.topic, m.seq);
+      if (check.kind === 'gap') {
+        this.#log('watcher.zmq', { kind: 'gap', topic: m.topic, seq: m.seq, missed: check.missed });
+        this.#roundDue = 'gap';
+      } else if (check.kind === 'first') {
+        // Subscribed: what the node sent before is read over RPC.
+        this.#roundDue ??= 'first';
+      }
+      if (m.topic === 'rawtx') {
+        try {
+          txs.push(parseTransaction(m.raw));
+        } catch (err) {
+          this.#log('watcher.zmq', {
+            kind: 'invalid',
+            code: err instanceof CustosError ? err.code : 'INVALID_VALUE',
+            message: 'a rawtx notification that is not a transaction',
+          });
+          this.#roundDue = 'invalid';
+        }
+      } else if (m.label === 'C') {
+        this.#roundDue ??= 'block';
+      } else if (m.label === 'D') {
+        if (this.#coins.tip?.hash === m.hash) this.#undoBlock(m.hash, 'zmq');
+        this.#roundDue ??= 'block';
+      }
+    }
+    if (txs.length === 0) return;
+    try {
+      // New wallets first: a transaction paying one must find its scripts watched.
+      await this.#syncGovernance();
+      for (const tx of txs) {
+        const spend = this.#coins.read(tx, 'mempool');
+        if (spend !== null) await this.#judge(spend);
+      }
+    } catch (err) {
+      // Not lost: the RPC round reads the mempool again (only what it listed itself is skipped).
+      this.#roundDue ??= 'retry';
+      throw err;
+    }
+  }
+
+  #undoBlock(hash: string, source: 'zmq' | 'rpc'): void {
+    const undone = this.#coins.undoBlock(hash);
+    if (undone === null) return;
+    this.#nextHeight = undone.height;
+    this.#log('watcher.reorg', { source, ...undone, coins: this.#coins.coinCount });
   }
 
   async #syncGovernance(): Promise<void> {
@@ -266,9 +418,38 @@ export class Watcher {
     }
   }
 
-  /** The intent a signed transaction was for, or null when no signer signed it. */
-  #explained(txid: string): string | null {
-    for (const intent of this.#txIntents.get(txid) ?? []) if (this.#signed.has(intent)) return intent;
+  /**
+   * The intent a transaction was signed for, proven by the signers' own receipts (receipts.ts):
+   * the audit log only says which intents to ask about. Null when no candidate intent has the
+   * wallet's threshold of verified receipts naming this txid (or safeTxHash). Receipts the
+   * coordinator will not serve, after a few tries, explain nothing: a hostile coordinator that
+   * withholds them gets a freeze, not a pass.
+   */
+  async #explained(spend: Judged): Promise<{ intent: string; signers: readonly string[] } | null> {
+    const state = this.#state;
+    if (state === null) return null;
+    const wallets =
+      spend.safe === undefined ? [...new Set(spend.inputs.map((i) => i.wallet))] : [spend.safe.wallet];
+    const needed = signaturesNeeded(state, wallets);
+    for (const intent of this.#txIntents.get(spend.txid) ?? []) {
+      if (!this.#signed.has(intent)) continue;
+      let page: ReceiptsPage | null = null;
+      for (let attempt = 0; page === null && attempt < RECEIPT_TRIES; attempt++) {
+        try {
+          page = await this.#o.coordinator.receipts(intent);
+        } catch (err) {
+          this.#log('watcher.error', {
+            code: err instanceof CustosError ? err.code : 'INTERNAL',
+            message: `receipts of intent ${intent}: ${err instanceof Error ? err.message : String(err)}`,
+          });
+          if (attempt + 1 < RECEIPT_TRIES) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+        }
+      }
+      if (page === null) continue;
+      const { signers, rejected } = signersOf(state, page, intent, spend.txid);
+      if (signers.length >= needed) return { intent, signers };
+      this.#log('watcher.receipts_short', { txid: spend.txid, intent, signers, needed, rejected });
+    }
     return null;
   }
 
@@ -276,18 +457,20 @@ export class Watcher {
     // Blocks are read again from the start height after a restart: a spend judged before stays judged.
     const known = [...this.#record.matched, ...this.#record.unexplained].find((r) => r.txid === spend.txid);
     if (known !== undefined) return known;
-    let intent = this.#explained(spend.txid);
-    if (intent === null) {
+    let explained = await this.#explained(spend);
+    if (explained === null) {
       // The signers' receipts may have been recorded since this round read the log.
       await this.#readAudit();
-      intent = this.#explained(spend.txid);
+      explained = await this.#explained(spend);
     }
-    if (intent !== null) {
-      const record: SpendRecord = { ...spend, at: this.#clock(), intent };
+    if (explained !== null) {
+      const { intent, signers } = explained;
+      const record: SpendRecord = { ...spend, at: this.#clock(), intent, signers };
       this.#record.matched.push(record);
       this.#log('watcher.matched', {
         txid: spend.txid,
         intent,
+        signers,
         seenIn: spend.seenIn,
         ...(spend.safe === undefined ? {} : { safe: spend.safe }),
       });
@@ -412,17 +595,4 @@ function readRecord(path: string): RecordFile {
     unexplained: r.unexplained,
     freezes: r.freezes.map((f) => signedGovernanceEntry.parse(f)),
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

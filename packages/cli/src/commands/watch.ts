@@ -19,7 +19,9 @@ export const watchCommand: Command = {
   help: `custos watch --config <file.json>
 
 Runs the watcher: it follows its own Bitcoin node block by block and its
-mempool, matches every spend of a governed wallet's coins against what the
+mempool (over RPC; with bitcoin.zmq, as the node announces them through
+bitcoind's -zmqpubrawtx and -zmqpubsequence, RPC then polled every 10 s as
+a safety net and after any lost message), matches every spend of a governed wallet's coins against what the
 signers signed (the audit log); on EVM chains it follows the governed Safes
 block by block: every execution is matched by its safeTxHash, and a module
 execution or a singleton, owners, threshold, modules, guard or fallback
@@ -33,7 +35,9 @@ Config file (relative paths are read from the file's folder):
     "keyFile": "watcher.key", "passwordFile": "watcher.password",
     "record": "watcher-record.json",
     "bitcoin": { "rpcUrl": "http://127.0.0.1:8332", "rpcUser": "watcher",
-                 "rpcPasswordFile": "rpc.password" },
+                 "rpcPasswordFile": "rpc.password",
+                 "zmq": { "rawtx": "tcp://127.0.0.1:28333",
+                          "sequence": "tcp://127.0.0.1:28332" } },
     "evm": { "1": { "rpcUrl": "http://127.0.0.1:8545", "startBlock": 0 } },
     "listen": { "host": "127.0.0.1", "port": 8090 }, "pollMs": 200 }
   The key password comes from passwordFile, else passwordEnv, else CUSTOS_WATCHER_PASSWORD.
@@ -47,7 +51,7 @@ ${commonHelp(['help'])}`,
     const path = args.str('config');
     if (path === undefined) throw new CustosError('MISSING_FIELD', 'custos watch needs --config <file>');
     const { BitcoinRpc } = await import('@custos/bitcoin');
-    const { CoordinatorClient, SafeFollower, serveFreezes, Watcher, watcherConfig } = await import(
+    const { CoordinatorClient, SafeFollower, serveFreezes, Watcher, watcherConfig, ZmqFeed } = await import(
       '@custos/watcher'
     );
     const { watcherMetrics } = await import('@custos/watcher');
@@ -90,6 +94,7 @@ ${commonHelp(['help'])}`,
       device,
       pinnedGenesis: config.genesis as Digest,
       ...(rpc === undefined ? {} : { rpc: metrics.instrumentRpc(rpc) }),
+      ...(btc?.zmq === undefined ? {} : { zmq: new ZmqFeed(btc.zmq) }),
       evm,
       recordPath: resolve(base, config.record),
       ...(config.startHeight === undefined ? {} : { startHeight: config.startHeight }),
@@ -113,7 +118,8 @@ ${commonHelp(['help'])}`,
     const controller = new AbortController();
     process.once('SIGINT', () => controller.abort());
     process.once('SIGTERM', () => controller.abort());
-    await watcher.run(controller.signal, config.pollMs ?? 200);
+    // With ZMQ the node's announcements drive it; the RPC rounds are a safety net.
+    await watcher.run(controller.signal, config.pollMs ?? (btc?.zmq === undefined ? 200 : 10_000));
     await server.close();
     log('watcher.stopped');
     return 0;

@@ -261,7 +261,7 @@ export async function startDeployment(o: DeploymentOptions): Promise<Deployment>
     const db = await openDatabase(databaseUrl === undefined ? { sqlitePath } : { url: databaseUrl });
     const store = new Store(db, { now: Date.now });
     await initOrganization(store, org.genesis, { org: org.orgId });
-    await store.appendGovernance(addSigner2);
+    await store.governance.append(addSigner2);
     await db.close();
 
     const config: ServerConfig = {

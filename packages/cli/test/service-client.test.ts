@@ -200,7 +200,7 @@ describe('the service client against a real coordinator', () => {
     const view = await client.intent(id);
     expect(view).toMatchObject({ status: 'approved', approvals: [] });
     expect(view.intent.intent).toMatchObject({ requester: 'exchange-backend', device: 'backend-1' });
-    const created = (await store.auditRange(0, 1000)).find(
+    const created = (await store.audit.range(0, 1000)).find(
       (e) => e.event === 'intent.created' && e.subject === id,
     );
     expect(created?.actor).toBe('member:exchange-backend/backend-1');
@@ -208,9 +208,9 @@ describe('the service client against a real coordinator', () => {
 
   it('the documented example: a payout over the per-customer limit is held with LIMIT_EXCEEDED, nothing stored', async () => {
     const client = await connect(url, keyFile, PASSWORD);
-    const before = (await store.listIntents()).intents.length;
+    const before = (await store.intents.list()).intents.length;
     expect(await payOut(client, orgId, EXCHANGE_DEPOSIT, 180_000n)).toEqual({ held: 'LIMIT_EXCEEDED' });
-    expect((await store.listIntents()).intents).toHaveLength(before);
+    expect((await store.intents.list()).intents).toHaveLength(before);
   });
 
   it('takes any DeviceSigner (an HSM or KMS adapter); one whose key store holds another key is caught before anything is sent', async () => {
@@ -239,7 +239,7 @@ describe('the service client against a real coordinator', () => {
       secretKey: generateEd25519().secretKey,
     });
     const misconfigured: DeviceSigner = { ...adapter, sign: (bytes) => other.sign(bytes) };
-    const before = (await store.auditRange(0, 10_000)).length;
+    const before = (await store.audit.range(0, 10_000)).length;
     const wrong = new CustosClient({ baseUrl: url, signer: misconfigured });
     await expect(
       wrong.submitTransfer({
@@ -253,7 +253,7 @@ describe('the service client against a real coordinator', () => {
     ).rejects.toMatchObject({ code: 'BAD_SIGNATURE' });
     await expect(wrong.intents({})).rejects.toMatchObject({ code: 'BAD_SIGNATURE' });
     // Nothing reached the coordinator: no refused request in its audit log.
-    expect((await store.auditRange(0, 10_000)).length).toBe(before);
+    expect((await store.audit.range(0, 10_000)).length).toBe(before);
   });
 
   it('refuses to sign an intent for another requester with the device (NOT_AUTHORIZED), a caller mistake', async () => {

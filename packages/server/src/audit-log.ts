@@ -1,7 +1,7 @@
 /**
  * The coordinator's audit log (docs/architecture.md "Audit entry"; THREATS 30): every
  * state change and every refusal becomes an entry in the hash chain the store
- * keeps (store.appendAuditEvent computes seq, prev and hash, one append at a
+ * keeps (store.audit.append computes seq, prev and hash, one append at a
  * time across every coordinator sharing the database).
  *
  * Refused requests are the one kind of entry an outsider can cause at will:
@@ -44,12 +44,12 @@ export class StoreAuditLog implements AuditLog {
     digest: Digest;
     at?: Millis;
   }): Promise<void> {
-    await this.#store.appendAuditEvent(this.event(e));
+    await this.#store.audit.append(this.event(e));
   }
 
   /**
    * The stored form of an event, for the Store operations that write a row
-   * and its audit entry in one transaction (insertIntent, insertApproval).
+   * and its audit entry in one transaction (intents.insert, approvals.insert).
    */
   event(e: { actor: string; event: string; subject: string; digest: Digest; at?: Millis }): AuditEvent {
     return {

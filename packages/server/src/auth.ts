@@ -275,7 +275,7 @@ export class Authenticator {
     }
 
     const expiresAt = (sig.created + this.#windowS) * 1000 + 1000;
-    const fresh = await this.#o.store.useNonce(keyId, sig.nonce, expiresAt, nowMs);
+    const fresh = await this.#o.store.nonces.use(keyId, sig.nonce, expiresAt, nowMs);
     if (!fresh) {
       return this.#refuse(
         keyId,

@@ -538,7 +538,7 @@ export class ChainWatcher {
   async #load(): Promise<void> {
     if (this.#loaded) return;
     const [walletsText, trackerJson] = await Promise.all([
-      this.#store.getKv(WALLETS_KEY),
+      this.#store.kv.get(WALLETS_KEY),
       this.#store.chain.loadTracker(),
     ]);
     this.#loaded = true;
@@ -631,10 +631,10 @@ export class ChainWatcher {
   /** Change indices other coordinators handed out, and receive indices internal transfers pay, are watched here too. */
   async #readChangeCounters(): Promise<void> {
     for (const w of this.#wallets.values()) {
-      const text = await this.#store.getKv(changeKey(w.id));
+      const text = await this.#store.kv.get(changeKey(w.id));
       const counter = text === null ? 0 : parseCounter(text);
       this.#deriveAhead(w, counter);
-      const receive = await this.#store.getKv(receiveKey(w.id));
+      const receive = await this.#store.kv.get(receiveKey(w.id));
       if (receive !== null) this.#derive(w, 0, parseCounter(receive) + this.#gap);
     }
   }
@@ -651,10 +651,10 @@ export class ChainWatcher {
     return this.#locked(async () => {
       await this.#load();
       for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-        const text = await this.#store.getKv(receiveKey(wallet));
+        const text = await this.#store.kv.get(receiveKey(wallet));
         const stored = text === null ? 0 : parseCounter(text);
         if (stored > index) break;
-        if (await this.#store.compareAndSetKv(receiveKey(wallet), text, String(index + 1))) break;
+        if (await this.#store.kv.compareAndSet(receiveKey(wallet), text, String(index + 1))) break;
       }
       const w = this.#wallets.get(wallet);
       if (w !== undefined) this.#derive(w, 0, index + 1 + this.#gap);
@@ -663,7 +663,7 @@ export class ChainWatcher {
 
   async #allocateChangeIndex(w: WatchedWallet): Promise<number> {
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const text = await this.#store.getKv(changeKey(w.id));
+      const text = await this.#store.kv.get(changeKey(w.id));
       const stored = text === null ? 0 : parseCounter(text);
       const next = Math.max(stored, w.used[1] + 1);
       // Issue 8, item 4: never past the gap limit beyond the last change seen paid. Each signer
@@ -673,7 +673,7 @@ export class ChainWatcher {
       // counter away; past the bound it starts again at the first index not seen paid: at worst a
       // change address paid twice before a block, never coins out of sight.
       const index = next > changeIndexLimit(w.used[1]) ? w.used[1] + 1 : next;
-      if (await this.#store.compareAndSetKv(changeKey(w.id), text, String(index + 1))) {
+      if (await this.#store.kv.compareAndSet(changeKey(w.id), text, String(index + 1))) {
         this.#deriveAhead(w, index + 1);
         return index;
       }
@@ -704,7 +704,7 @@ export class ChainWatcher {
       descriptor: w.descriptorText,
       used: [w.used[0], w.used[1]],
     }));
-    await this.#store.setKv(WALLETS_KEY, JSON.stringify({ v: 2, wallets }));
+    await this.#store.kv.set(WALLETS_KEY, JSON.stringify({ v: 2, wallets }));
     if (this.#tracker !== null) await this.#saveTracker(this.#tracker);
     this.#indicesChanged = false;
   }
@@ -768,7 +768,7 @@ export class ChainWatcher {
   }
 
   async #readScanCursor(): Promise<number | null> {
-    const text = await this.#store.getKv(SCAN_KEY);
+    const text = await this.#store.kv.get(SCAN_KEY);
     const value = text === null ? null : parseCounter(text);
     this.#scanCursor = value;
     return value;
@@ -777,7 +777,7 @@ export class ChainWatcher {
   async #saveScanCursor(height: number): Promise<void> {
     if (this.#scanCursor === height) return;
     this.#scanCursor = height;
-    await this.#store.setKv(SCAN_KEY, String(height));
+    await this.#store.kv.set(SCAN_KEY, String(height));
   }
 }
 

@@ -18,7 +18,7 @@
  *   under-count what a signer counts, never invent a refusal a signer would
  *   not make (THREATS 20 is the signers' to enforce).
  * - State changes are compare-and-set in the database (store
- *   updateIntentStatus), so of any number of concurrent approvals, sweeps
+ *   intents.updateStatus), so of any number of concurrent approvals, sweeps
  *   and coordinators, exactly one moves an intent from pending to approved,
  *   and only that one calls `pipeline.onApproved` (once per intent).
  * - Every state change and every refusal is an audit entry (docs/api.md
@@ -355,8 +355,8 @@ export class Engine {
     const record = await this.#store.intents.get(id);
     if (record === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
     const [approvals, tx, allJobs, evm, bumps] = await Promise.all([
-      this.#store.approvalsFor(id),
-      this.#store.getTransaction(id),
+      this.#store.approvals.of(id),
+      this.#store.transactions.get(id),
       this.#store.jobs.of(id),
       this.#store.evm.get(id),
       this.#store.bumps.forIntent(id),
@@ -417,7 +417,7 @@ export class Engine {
     const page = await this.#store.intents.list(q);
     const intents = await Promise.all(
       page.intents.map(async (r) => {
-        const [tx, jobs] = await Promise.all([this.#store.getTransaction(r.id), this.#store.jobs.of(r.id)]);
+        const [tx, jobs] = await Promise.all([this.#store.transactions.get(r.id), this.#store.jobs.of(r.id)]);
         const own = jobs.filter((j) => j.job.bump === undefined);
         return summary(r, tx?.confirmations ?? null, own.map(signerOutcome));
       }),
@@ -474,7 +474,7 @@ export class Engine {
     const digest = approvalDigest(a);
     const record = await this.#store.intents.get(id);
     if (record === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
-    const stored = await this.#store.approvalsFor(id);
+    const stored = await this.#store.approvals.of(id);
     const body = canonicalize(signed);
     // The same approval again (a client retrying) is answered as the first time.
     if (stored.some((s) => s.digest === digest && s.body === body)) return this.intentView(id, state);
@@ -538,7 +538,7 @@ export class Engine {
     if (record === null || record.status !== 'pending') return null;
     const now = this.#clock();
     if (now >= record.signed.intent.expiresAt) return (await this.#expire(id)) ? 'expired' : null;
-    const approvals = (await this.#store.approvalsFor(id)).map((s) => s.signed);
+    const approvals = (await this.#store.approvals.of(id)).map((s) => s.signed);
     // With no approval only an automated rule (issue 13) can allow: one whose policy change or
     // cancel window was still pending when the intent came. Otherwise nothing can be decided yet.
     if (approvals.length === 0 && !policiesInForce(state, now).some((p) => p.rules.some(isAutomatedRule))) {
@@ -741,11 +741,11 @@ export class Engine {
     const alone = applyGovernance(state, { entry, signatures: [...signatures] }, now);
     if (!alone.ok && alone.code !== 'QUORUM_NOT_MET') return refuseEntry(alone.code, alone.message);
 
-    let proposal = await this.#store.getProposal(id);
+    let proposal = await this.#store.proposals.get(id);
     let created = false;
     if (proposal === null) {
       created = await this.#store.proposals.create(entry, signatures);
-      proposal = await this.#store.getProposal(id);
+      proposal = await this.#store.proposals.get(id);
       if (proposal === null) throw new CustosError('INTERNAL', 'a stored proposal vanished');
     }
     if (proposal.status !== 'open') {
@@ -807,7 +807,7 @@ export class Engine {
     signatures: readonly GovernanceSignature[],
     req: RequestInfo,
   ): Promise<ProposalOutcome> {
-    const proposal = await this.#store.getProposal(id);
+    const proposal = await this.#store.proposals.get(id);
     if (proposal === null) throw new CustosError('NOT_FOUND', 'no such proposal', { proposal: id });
     return this.submitGovernance(p, state, proposal.entry, signatures, req);
   }
@@ -815,13 +815,13 @@ export class Engine {
   /** GET /v1/governance/proposals. */
   async listProposals(state: GovernanceState, status?: ProposalStatus): Promise<ProposalView[]> {
     const now = this.#clock();
-    const list = await this.#store.listProposals(status === undefined ? {} : { status });
+    const list = await this.#store.proposals.list(status === undefined ? {} : { status });
     return list.map((r) => proposalView(r, proposalWarnings(state, r.entry, now)));
   }
 
   /** Open proposals at or below an applied seq can never apply: mark them superseded. */
   async #supersede(uptoSeq: number): Promise<void> {
-    const open = await this.#store.listProposals({ status: 'open' });
+    const open = await this.#store.proposals.list({ status: 'open' });
     for (const r of open) {
       if (r.seq <= uptoSeq) await this.#store.proposals.setStatus(r.id, 'open', 'superseded');
     }

@@ -69,7 +69,7 @@ export class StoreGovernanceView implements GovernanceView {
   constructor(store: Store, opts: GovernanceViewOptions = {}) {
     this.#store = store;
     this.#heads = new SharedRead(
-      () => store.governanceHead(),
+      () => store.governance.head(),
       () => undefined,
     );
     this.#org = opts.org;
@@ -127,7 +127,7 @@ export class StoreGovernanceView implements GovernanceView {
   ): Promise<GovernanceState | null> {
     let { state, clock } = cached;
     while (state.seq < head.seq) {
-      const page = await this.#store.governanceRange(state.seq, head.seq, MAX_GOVERNANCE_PAGE);
+      const page = await this.#store.governance.range(state.seq, head.seq, MAX_GOVERNANCE_PAGE);
       if (page.length === 0) return null;
       for (const rec of page) {
         clock = Math.max(clock, rec.receivedAt);
@@ -145,7 +145,7 @@ export class StoreGovernanceView implements GovernanceView {
     const entries: AppliedEntry[] = [];
     let after = -1;
     while (after < head.seq) {
-      const page = await this.#store.governanceRange(after, head.seq, MAX_GOVERNANCE_PAGE);
+      const page = await this.#store.governance.range(after, head.seq, MAX_GOVERNANCE_PAGE);
       if (page.length === 0) break;
       for (const rec of page) entries.push({ signed: rec.signed, seenAt: rec.receivedAt });
       after = page[page.length - 1]?.seq ?? head.seq;
@@ -200,15 +200,15 @@ export async function initOrganization(
       );
     }
   }
-  const head = await store.governanceHead();
+  const head = await store.governance.head();
   if (head !== null) {
-    const [first] = await store.governanceRange(-1, 0, 1);
+    const [first] = await store.governance.range(-1, 0, 1);
     if (first?.digest === org) return { org, created: false };
     throw new CustosError('CONFLICT', 'this coordinator already holds another organization');
   }
-  const created = await store.appendGovernance(signed);
+  const created = await store.governance.append(signed);
   if (created) {
-    await store.appendAuditEvent({
+    await store.audit.append({
       at: now,
       actor: opts.actor ?? 'init',
       event: 'governance.applied',

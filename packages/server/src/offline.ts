@@ -52,11 +52,11 @@ export async function exportJob(
   signer: string,
   after: number,
 ): Promise<OfflineJobFile> {
-  const rec = await store.getIntent(id);
+  const rec = await store.intents.get(id);
   if (rec === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
   // A broadcast withdrawal may have a fee bump's job waiting for this signer (issue 13): the latest.
   const bumped = rec.status === 'broadcast';
-  const mine = (await store.jobsFor(id)).filter(
+  const mine = (await store.jobs.of(id)).filter(
     (j) => j.signer === signer && (j.job.bump !== undefined) === bumped,
   );
   if (rec.status !== 'signing' && !(bumped && mine.length > 0)) {
@@ -87,7 +87,7 @@ export async function exportJob(
       `the signer needs ${head - after} governance entries, more than ${MAX_GOVERNANCE_PAGE} in one file: export with a later --after (its seq: custos signer status)`,
     );
   }
-  const entries = await store.governanceRange(after, head, MAX_GOVERNANCE_PAGE);
+  const entries = await store.governance.range(after, head, MAX_GOVERNANCE_PAGE);
   return { v: 1, kind: OFFLINE_JOB_KIND, job: latest.job, governance: entries.map((e) => e.signed) };
 }
 
@@ -115,9 +115,9 @@ export async function importResult(
 ): Promise<ImportAnswer> {
   const r = file.result.receipt;
   await pipeline.acceptResult(r.signer, file.result);
-  const job = await store.getJob(r.job);
+  const job = await store.jobs.get(r.job);
   if (job === null) throw new CustosError('INTERNAL', 'an accepted result has no job');
-  const rec = await store.getIntent(job.intent);
+  const rec = await store.intents.get(job.intent);
   return {
     job: job.id,
     intent: job.intent,

@@ -16,7 +16,7 @@
  * - an outage leaves work where it is and the background loop takes it up
  *   again: approved intents are built again, jobs lost in a crash are queued
  *   again, a `signed` transaction is sent again, jobs a signer never answered
- *   are handed out again (Store.claimJobs, after the Store's
+ *   are handed out again (store.jobs.claim, after the Store's
  *   `redeliverAfterMs`), confirmations are followed;
  * - within one process, one intent is built or advanced by one task at a
  *   time (a keyed lock), which only saves work: the database decides.
@@ -146,11 +146,11 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
   const runOnce = async (): Promise<void> => {
     await step('sync', async () => chain.sync(await parts.governance.current()));
     await step('approved', async () => {
-      const page = await parts.store.listIntents({ status: 'approved', order: 'asc', limit: PAGE });
+      const page = await parts.store.intents.list({ status: 'approved', order: 'asc', limit: PAGE });
       for (const rec of page.intents) await build(rec.id);
     });
     await step('signed', async () => {
-      const page = await parts.store.listIntents({ status: 'signed', order: 'asc', limit: PAGE });
+      const page = await parts.store.intents.list({ status: 'signed', order: 'asc', limit: PAGE });
       for (const rec of page.intents) await step('broadcast', () => results.advance(rec.id));
     });
     await step('bumps', async () => {
@@ -170,7 +170,7 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
 
   /** Intents in `signing`: expire the stale, queue lost jobs, settle results a crash left unread. */
   const repairSigning = async (): Promise<void> => {
-    const page = await parts.store.listIntents({ status: 'signing', order: 'asc', limit: PAGE * 4 });
+    const page = await parts.store.intents.list({ status: 'signing', order: 'asc', limit: PAGE * 4 });
     for (const rec of page.intents) {
       if (parts.clock() >= rec.signed.intent.expiresAt) {
         await step('expire', () =>
@@ -186,7 +186,7 @@ export function createPipeline(parts: CoordinatorParts, opts: PipelineOptions): 
   const sweepReservations = async (): Promise<void> => {
     const stale = new Set<string>();
     for (const id of await chain.reservedIntents()) {
-      const rec = await parts.store.getIntent(id);
+      const rec = await parts.store.intents.get(id);
       if (rec === null || !['approved', 'signing', 'signed', 'broadcast'].includes(rec.status)) stale.add(id);
     }
     if (stale.size > 0) await chain.release(stale);

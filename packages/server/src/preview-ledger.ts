@@ -62,15 +62,15 @@ export class PreviewLedger {
   async #read(since: Millis): Promise<void> {
     if (this.#index === null || since < this.#since) {
       // First use, or a longer window than loaded (a policy change): load the window again.
-      const head = await this.#store.auditHead();
-      const rows = await this.#store.signedSince(SIGNED_STATUSES, since);
+      const head = await this.#store.audit.head();
+      const rows = await this.#store.intents.signedSince(SIGNED_STATUSES, since);
       this.#index = new LedgerIndex(rows);
       this.#since = since;
       this.#seq = head?.seq ?? -1;
     }
     const index = this.#index;
     for (let page = 0; page < 1000; page++) {
-      const events = await this.#store.auditEventsSince(this.#seq, FOLLOWED);
+      const events = await this.#store.audit.eventsSince(this.#seq, FOLLOWED);
       if (events.length === 0) break;
       const signedAt = new Map<string, Millis>();
       for (const e of events) {
@@ -81,7 +81,7 @@ export class PreviewLedger {
         }
       }
       const ids = [...signedAt.keys()].filter((id) => !index.has(id as Digest));
-      for (const e of await this.#store.ledgerEntriesOf(ids, (id) => signedAt.get(id)!)) index.add(e);
+      for (const e of await this.#store.intents.ledgerEntriesOf(ids, (id) => signedAt.get(id)!)) index.add(e);
       this.#seq = events[events.length - 1]!.seq;
     }
     if (since - this.#lastPrune > PRUNE_EVERY_MS) {

@@ -343,7 +343,7 @@ export function defineRoutes(ctx: RouteContext): RouteDef[] {
       },
       async (c) => {
         const { state } = authOf(c);
-        const entries = await store.governanceRange(
+        const entries = await store.governance.range(
           c.query.after ?? -1,
           c.query.upto ?? state.seq,
           MAX_GOVERNANCE_PAGE,
@@ -750,7 +750,7 @@ function signerOf(p: Principal): string {
 async function storeGenesis(ctx: RouteContext, c: Call<unknown, Record<never, never>>): Promise<Answer> {
   const limit = ctx.limits.maxLargeBodyBytes;
   const signed = decodeBody(signedGovernanceEntry, c.raw, limit);
-  if ((await ctx.store.governanceHead()) !== null) {
+  if ((await ctx.store.governance.head()) !== null) {
     throw new CustosError('CONFLICT', 'this coordinator already holds an organization');
   }
   const principal = await ctx.authenticator.authenticateWith(c.req, c.raw, genesisKeys(signed.entry));

@@ -5,7 +5,7 @@
  * event, in the same database as the decision it reports; a worker delivers
  * them. So a notification is never lost to a crash or a receiver that is
  * down, and the request path never waits on a receiver. Delivery is at least
- * once (Store.dueOutbox leases a row; a sender that dies leaves it due
+ * once (store.outbox.due leases a row; a sender that dies leaves it due
  * again): the body carries an `id` receivers deduplicate by.
  *
  * Each POST body is the stored canonical JSON `{"id","event","at","data"}`,
@@ -206,13 +206,13 @@ export function createNotifier(
     } else {
       failure = await post(target, row);
       if (failure === '') {
-        await store.markOutboxDelivered(row.id, clock());
+        await store.outbox.markDelivered(row.id, clock());
         return;
       }
     }
     const giveUp = attempts >= maxAttempts;
     const error = giveUp ? `gave up after ${attempts} attempts: ${failure}` : failure;
-    await store.markOutboxFailed(row.id, {
+    await store.outbox.markFailed(row.id, {
       attempts,
       nextAttemptAt: giveUp ? NEVER : clock() + backoff(attempts),
       error,
@@ -248,7 +248,7 @@ export function createNotifier(
   }
 
   async function deliverDue(): Promise<number> {
-    const rows = await store.dueOutbox(clock(), batch, timeoutMs + 30_000);
+    const rows = await store.outbox.due(clock(), batch, timeoutMs + 30_000);
     await Promise.all(
       rows.map((row) =>
         send(row).catch((err: unknown) => {
@@ -281,7 +281,7 @@ export function createNotifier(
       const payload = { id: randomUUID(), event, at, data };
       for (const t of byKey.values()) {
         if (t.events !== null && !t.events.has(event)) continue;
-        await store.enqueueOutbox({ event, payload, target: t.key, at });
+        await store.outbox.enqueue({ event, payload, target: t.key, at });
       }
     },
     deliverDue,

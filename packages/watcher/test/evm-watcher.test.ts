@@ -303,7 +303,7 @@ describe('custos watch on an EVM chain', () => {
     const refused = await as().post('/v1/intents', signed);
     expect(refused.status).not.toBe(201);
     expect((refused.body as { error: { code: string } }).error.code).toBe('FROZEN');
-    const audit = await store.auditRange(0, 100_000);
+    const audit = await store.audit.range(0, 100_000);
     expect(audit.some((e) => e.event === 'frozen')).toBe(true);
   }, 60_000);
 

@@ -1,6 +1,7 @@
 /**
  * The coordinator's storage: open (connect.ts), migrate (migrations.ts), use
- * (repository.ts). Everything the rest of the server needs comes from here.
+ * (repository.ts: the Store, one store per kind of record). Everything the
+ * rest of the server needs comes from here.
  */
 export {
   type CoordinatorDb,

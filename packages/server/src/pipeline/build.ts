@@ -34,7 +34,7 @@ import { auditEvent, type Context, jobId, refuseIntent, txDigest } from './conte
 const MAX_JOB_APPROVALS = 100;
 
 export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
-  const rec = await ctx.store.getIntent(id);
+  const rec = await ctx.store.intents.get(id);
   if (rec === null || rec.status !== 'approved') return;
   const intent = rec.signed.intent;
   const now = ctx.clock();
@@ -116,11 +116,11 @@ export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
     return;
   }
   const psbt = psbtToBase64(built.value.psbt);
-  const moved = await ctx.store.updateIntentStatus(id, { from: 'approved', to: 'signing', psbt });
+  const moved = await ctx.store.intents.updateStatus(id, { from: 'approved', to: 'signing', psbt });
   if (!moved) {
     // Another coordinator built it first, or it was refused meanwhile: the coins reserved are
     // those of the PSBT that was stored, or none.
-    const after = await ctx.store.getIntent(id);
+    const after = await ctx.store.intents.get(id);
     const stored = after?.psbt == null ? null : psbtFromBase64(after.psbt);
     const analyzed = stored?.ok === true ? analyzePsbt(stored.value, descriptor.value) : null;
     const keep = after !== null && ['signing', 'signed', 'broadcast'].includes(after.status);
@@ -135,7 +135,7 @@ export async function buildIntent(ctx: Context, id: Digest): Promise<void> {
     'transaction built',
   );
   await auditEvent(ctx, { event: 'transaction.built', subject: id, digest: txDigest(built.value.txid) });
-  const signing = await ctx.store.getIntent(id);
+  const signing = await ctx.store.intents.get(id);
   if (signing !== null) await queueJobs(ctx, signing, state, built.value.txid);
 }
 
@@ -180,7 +180,7 @@ export async function queueJobs(
     governance: { seq: state.seq, digest: state.head },
     psbt: rec.psbt as string,
   }));
-  const added = await ctx.store.enqueueJobs(jobs);
+  const added = await ctx.store.jobs.enqueue(jobs);
   if (added > 0) {
     await auditEvent(ctx, { event: 'signing.queued', subject: rec.id, digest: txDigest(txid) });
   }
@@ -189,7 +189,7 @@ export async function queueJobs(
 
 /** Every stored approval (signers decide which count), as the job protocol allows. */
 export async function approvalsOf(ctx: Context, intent: Digest): Promise<SignedApproval[]> {
-  const records = await ctx.store.approvalsFor(intent);
+  const records = await ctx.store.approvals.of(intent);
   return records.slice(0, MAX_JOB_APPROVALS).map((a) => a.signed);
 }
 

@@ -122,7 +122,7 @@ export async function requestBump(
   signed: SignedBump,
   actor: string,
 ): Promise<BumpView> {
-  const rec = await ctx.store.getIntent(id);
+  const rec = await ctx.store.intents.get(id);
   if (rec === null) throw new CustosError('NOT_FOUND', 'no such intent', { intent: id });
   const digest = bumpDigest(signed.bump);
   const existing = await ctx.store.bumps.get(digest);
@@ -144,7 +144,7 @@ export async function requestBump(
       `the intent is ${rec.status}: only a broadcast, unconfirmed withdrawal can be bumped`,
     );
   }
-  const tx = await ctx.store.getTransaction(rec.id);
+  const tx = await ctx.store.transactions.get(rec.id);
   if (tx === null) return refused('CONFLICT', 'the intent has no transaction recorded yet');
   if (tx.blockHeight !== null) {
     return refused('NOT_A_REPLACEMENT', `transaction ${tx.txid} is mined: there is nothing to replace`);
@@ -173,7 +173,7 @@ export async function requestBump(
     );
   }
   // Only a signer that signed the original can replace it (each checks its own ledger).
-  const jobs = await ctx.store.jobsFor(rec.id);
+  const jobs = await ctx.store.jobs.of(rec.id);
   const signers = [
     ...new Set(
       jobs
@@ -222,7 +222,7 @@ export async function requestBump(
     psbt,
     bump: signed,
   }));
-  if ((await ctx.store.enqueueJobs(queued)) > 0) {
+  if ((await ctx.store.jobs.enqueue(queued)) > 0) {
     await auditEvent(ctx, { event: 'signing.queued', subject: rec.id, digest: txDigest(built.value.txid) });
   }
   for (const s of signers) ctx.wake(s);
@@ -232,7 +232,7 @@ export async function requestBump(
 }
 
 async function viewOf(ctx: Context, b: BumpRecord): Promise<BumpView> {
-  return bumpView(b, await ctx.store.jobsFor(b.intent));
+  return bumpView(b, await ctx.store.jobs.of(b.intent));
 }
 
 function descriptorOf(state: GovernanceState, rec: IntentRecord): WalletDescriptor | null {
@@ -252,14 +252,14 @@ function descriptorOf(state: GovernanceState, rec: IntentRecord): WalletDescript
 export async function advanceBump(ctx: Context, id: Digest): Promise<void> {
   const b = await ctx.store.bumps.get(id);
   if (b === null || b.status !== 'signing') return;
-  const jobs = (await ctx.store.jobsFor(b.intent)).filter((j) => bumpOfJob(j.job) === id);
+  const jobs = (await ctx.store.jobs.of(b.intent)).filter((j) => bumpOfJob(j.job) === id);
   const refuseBump = async (code: ErrorCode, message: string): Promise<void> => {
     if (!(await ctx.store.bumps.move(id, 'signing', 'refused', { code, message }))) return;
     for (const j of jobs) if (j.status !== 'done') await ctx.store.bumps.cancelJob(j.id);
     ctx.log.info({ intent: b.intent, bump: id, code }, message);
     await auditEvent(ctx, { event: 'bump.refused', subject: b.intent, digest: id });
   };
-  const rec = await ctx.store.getIntent(b.intent);
+  const rec = await ctx.store.intents.get(b.intent);
   const state = await ctx.governance.current();
   const descriptor = rec === null ? null : descriptorOf(state, rec);
   if (rec === null || descriptor === null) return refuseBump('UNKNOWN_WALLET', 'the wallet left governance');
@@ -330,7 +330,7 @@ export async function advanceBump(ctx: Context, id: Digest): Promise<void> {
     if (!(err instanceof CustosError) || err.code !== 'CHAIN_REJECTED') throw err; // the loop sends again
     if (err.details.rpcCode !== RPC_VERIFY_ALREADY_IN_CHAIN) return refuseBump('CHAIN_REJECTED', err.message);
   }
-  const tx = await ctx.store.getTransaction(b.intent);
+  const tx = await ctx.store.transactions.get(b.intent);
   if (tx === null) throw new CustosError('INTERNAL', 'a broadcast intent has no transaction row');
   // The bump and the intent's transaction move together: the intent now follows the replacement.
   const moved = await ctx.store.bumps.markBroadcast(id, {

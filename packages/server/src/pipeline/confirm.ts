@@ -43,7 +43,7 @@ export class Confirmations {
   async pass(): Promise<void> {
     const ctx = this.#ctx;
     const target = await this.target();
-    const txs = await ctx.store.transactionsBelow(target);
+    const txs = await ctx.store.transactions.below(target);
     // A transaction whose recorded block is no longer on the active chain goes back to the search.
     const open: TransactionRecord[] = [];
     const mined: TransactionRecord[] = [];
@@ -57,7 +57,7 @@ export class Confirmations {
         continue;
       }
       ctx.log.warn({ intent: t.intent, txid: t.txid, height: t.blockHeight }, 'transaction reorganized out');
-      await ctx.store.updateTransaction(t.intent, { confirmations: 0, blockHeight: null, blockHash: null });
+      await ctx.store.transactions.update(t.intent, { confirmations: 0, blockHeight: null, blockHash: null });
       await ctx.chain.rewindScan(t.blockHeight - 1);
       open.push({ ...t, confirmations: 0, blockHeight: null, blockHash: null });
     }
@@ -80,7 +80,7 @@ export class Confirmations {
       const blockHeight = t.blockHeight as number;
       let confirmations = Math.max(0, height - blockHeight + 1);
       if (confirmations >= target) {
-        const moved = await ctx.store.updateIntentStatus(t.intent, {
+        const moved = await ctx.store.intents.updateStatus(t.intent, {
           from: 'broadcast',
           to: 'confirmed',
           audit: auditRecord(ctx, {
@@ -92,14 +92,14 @@ export class Confirmations {
         if (moved) {
           ctx.log.info({ intent: t.intent, txid: t.txid, confirmations }, 'transaction confirmed');
           await ctx.chain.release(new Set([t.intent]));
-        } else if ((await ctx.store.getIntent(t.intent))?.status !== 'confirmed') {
+        } else if ((await ctx.store.intents.get(t.intent))?.status !== 'confirmed') {
           // Still `signed` (the broadcast step has not finished): keep the row below the target so
           // this pass sees it again once the intent is `broadcast`.
           confirmations = target - 1;
         }
       }
       if (confirmations !== t.confirmations) {
-        await ctx.store.updateTransaction(t.intent, { confirmations, blockHeight, blockHash: t.blockHash });
+        await ctx.store.transactions.update(t.intent, { confirmations, blockHeight, blockHash: t.blockHash });
       }
     }
   }

@@ -61,7 +61,7 @@ export async function auditEvent(
   });
 }
 
-/** The stored form of an event, for a status change that commits with its entry (updateIntentStatus). */
+/** The stored form of an event, for a status change that commits with its entry (intents.updateStatus). */
 export function auditRecord(
   ctx: Context,
   e: { actor?: string; event: string; subject: string; digest: Digest },
@@ -105,7 +105,7 @@ export async function refuseIntent(
   message: string,
   to: 'refused' | 'expired' = 'refused',
 ): Promise<boolean> {
-  const moved = await ctx.store.updateIntentStatus(id, {
+  const moved = await ctx.store.intents.updateStatus(id, {
     from,
     to,
     code,
@@ -114,7 +114,7 @@ export async function refuseIntent(
   });
   if (!moved) return false;
   ctx.log.info({ intent: id, code, status: to }, message);
-  await ctx.store.cancelJobs(id, code);
+  await ctx.store.jobs.cancel(id, code);
   try {
     await ctx.chain.release(new Set([id]));
   } catch (err) {

@@ -231,14 +231,14 @@ export class EvmSafes {
         };
       },
     });
-    const moved = await ctx.store.updateIntentStatus(id, { from: 'approved', to: 'signing' });
+    const moved = await ctx.store.intents.updateStatus(id, { from: 'approved', to: 'signing' });
     if (!moved) return; // another coordinator moved it; the row is the same one (keyed by intent)
     ctx.log.info(
       { intent: id, safeTxHash: row.safeTxHash, nonce: row.nonce.toString() },
       'Safe transaction built',
     );
     await auditEvent(ctx, { event: 'transaction.built', subject: id, digest: digestOf(row.safeTxHash) });
-    const signing = await ctx.store.getIntent(id);
+    const signing = await ctx.store.intents.get(id);
     if (signing !== null) await this.queueJobs(ctx, signing, state, wallet, row);
   }
 
@@ -266,7 +266,7 @@ export class EvmSafes {
       governance: { seq: state.seq, digest: state.head },
       safeTx,
     }));
-    const added = await ctx.store.enqueueJobs(jobs);
+    const added = await ctx.store.jobs.enqueue(jobs);
     if (added > 0)
       await auditEvent(ctx, { event: 'signing.queued', subject: rec.id, digest: digestOf(row.safeTxHash) });
     for (const signer of owners) ctx.wake(signer);
@@ -319,7 +319,7 @@ export class EvmSafes {
       );
       return;
     }
-    const jobs = await ctx.store.jobsFor(id);
+    const jobs = await ctx.store.jobs.of(id);
     if (jobs.length === 0) {
       if (rec.status === 'signing') await this.queueJobs(ctx, rec, state, wallet, row);
       return;
@@ -349,7 +349,7 @@ export class EvmSafes {
       const code = result.receipt.code ?? 'INTERNAL';
       if (code === 'UNAVAILABLE' && attempt < ctx.opts.maxJobAttempts && rec.status === 'signing') {
         const next = { ...job.job, id: jobId(job.intent, job.signer, attempt + 1) };
-        if ((await ctx.store.enqueueJobs([next])) > 0) {
+        if ((await ctx.store.jobs.enqueue([next])) > 0) {
           await auditEvent(ctx, { event: 'signing.queued', subject: id, digest: digestOf(row.safeTxHash) });
         }
         ctx.wake(signer);
@@ -389,14 +389,14 @@ export class EvmSafes {
     const id = rec.id;
     const digest = digestOf(row.safeTxHash);
     if (rec.status === 'signing') {
-      const signed = await ctx.store.updateIntentStatus(id, {
+      const signed = await ctx.store.intents.updateStatus(id, {
         from: 'signing',
         to: 'signed',
         audit: auditRecord(ctx, { event: 'intent.signed', subject: id, digest }),
       });
       if (!signed) return;
       // Enough owners: the other jobs are not needed (and would use their signers' limits).
-      await ctx.store.cancelJobs(id, null);
+      await ctx.store.jobs.cancel(id, null);
     }
     const node = this.#node(wallet.chain);
     const safe = wallet.address as Address;
@@ -452,7 +452,7 @@ export class EvmSafes {
       }
       await ctx.store.evm.recordExecution(id, execHash);
     }
-    const sent = await ctx.store.updateIntentStatus(id, {
+    const sent = await ctx.store.intents.updateStatus(id, {
       from: 'signed',
       to: 'broadcast',
       txid: digest,
@@ -519,7 +519,7 @@ export class EvmSafes {
       const node = this.#nodes.get(row.chain);
       if (node === undefined) continue;
       try {
-        const rec = await ctx.store.getIntent(row.intent);
+        const rec = await ctx.store.intents.get(row.intent);
         if (rec === null) continue;
         if (rec.status === 'broadcast' && row.execHash !== null) {
           await this.#follow(ctx, node, rec, row);
@@ -587,7 +587,7 @@ export class EvmSafes {
       });
     }
     if (confirmations < node.target) return;
-    const moved = await ctx.store.updateIntentStatus(rec.id, {
+    const moved = await ctx.store.intents.updateStatus(rec.id, {
       from: 'broadcast',
       to: 'confirmed',
       audit: auditRecord(ctx, { event: 'transaction.confirmed', subject: rec.id, digest }),

@@ -117,7 +117,7 @@ export class Feed {
     else if (!verifyCheckpointSignature(sc, key)) problem = 'the signature does not verify';
     else if (c.org !== state.org) problem = 'the checkpoint is for another organization';
     else {
-      const [entry] = await ctx.store.auditRange(c.seq, 1);
+      const [entry] = await ctx.store.audit.range(c.seq, 1);
       if (entry === undefined || entry.seq !== c.seq) problem = `there is no audit entry ${c.seq}`;
       else if (auditEntryDigest(entry) !== c.head) problem = `the head is not audit entry ${c.seq}`;
     }
@@ -126,7 +126,7 @@ export class Feed {
       throw new CustosError('CHECKPOINT_INVALID', `checkpoint refused: ${problem}`, { signer, seq: c.seq });
     }
     try {
-      await ctx.store.insertCheckpoint(sc);
+      await ctx.store.audit.insertCheckpoint(sc);
     } catch (err) {
       // The same (signer, seq) signed again with another time: the head was checked above, keep the first.
       if (!(err instanceof CustosError) || err.code !== 'CONFLICT') throw err;
@@ -141,13 +141,13 @@ export class Feed {
 
   async #claim(signer: string): Promise<SignerJob[]> {
     const ctx = this.#ctx;
-    const claimed = await ctx.store.claimJobs(signer, MAX_JOBS_PER_POLL);
+    const claimed = await ctx.store.jobs.claim(signer, MAX_JOBS_PER_POLL);
     const live: SignerJob[] = [];
     const statusOf = new Map<string, string | null>();
     for (const job of claimed) {
       let status = statusOf.get(job.intent);
       if (status === undefined) {
-        status = (await ctx.store.getIntent(job.intent))?.status ?? null;
+        status = (await ctx.store.intents.get(job.intent))?.status ?? null;
         statusOf.set(job.intent, status);
       }
       if (job.job.bump !== undefined) {
@@ -160,7 +160,7 @@ export class Feed {
         live.push(job.job);
         continue;
       }
-      await ctx.store.cancelJobs(job.intent, null);
+      await ctx.store.jobs.cancel(job.intent, null);
     }
     return live;
   }
@@ -170,7 +170,7 @@ export class Feed {
     const now = performance.now();
     const asked = this.#asked.get(signer);
     if (asked !== undefined && now - asked < ctx.opts.checkpointIntervalMs) return null;
-    const head = await ctx.store.auditHead();
+    const head = await ctx.store.audit.head();
     if (head === null) return null;
     const last = await this.#lastSigned(signer, now);
     if (last !== null && head.seq <= last) return null;
@@ -182,7 +182,7 @@ export class Feed {
   async #lastSigned(signer: string, now: number): Promise<number | null> {
     const known = this.#signed.get(signer);
     if (known !== undefined && now - known.readAt < this.#ctx.opts.checkpointIntervalMs) return known.seq;
-    const all = await this.#ctx.store.checkpoints({ signer });
+    const all = await this.#ctx.store.audit.checkpoints({ signer });
     const seq = all.reduce((max, sc) => Math.max(max, sc.checkpoint.seq), -1);
     const best = Math.max(seq, known?.seq ?? -1);
     this.#signed.set(signer, { seq: best, readAt: now });

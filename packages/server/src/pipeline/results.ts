@@ -84,7 +84,7 @@ export class Results {
     const ctx = this.#ctx;
     const r = result.receipt;
     const digest = receiptDigest(r);
-    const job = await ctx.store.getJob(r.job);
+    const job = await ctx.store.jobs.get(r.job);
     const subject = job?.intent ?? r.intent ?? `signer:${signer}`;
     const state = await ctx.governance.current();
     const key = state.signers.get(signer)?.publicKey;
@@ -108,10 +108,10 @@ export class Results {
     }
     let fresh: boolean;
     try {
-      fresh = await ctx.store.completeJob(job.id, result);
+      fresh = await ctx.store.jobs.complete(job.id, result);
     } catch (err) {
       if (!(err instanceof CustosError) || err.code !== 'CONFLICT') throw err;
-      const current = await ctx.store.getJob(job.id);
+      const current = await ctx.store.jobs.get(job.id);
       if (current === null || current.result !== null) throw err;
       // The job was withdrawn before the signer answered: its decision is still evidence.
       if (this.#late.has(digest)) return;
@@ -150,7 +150,7 @@ export class Results {
 
   async #advance(id: Digest): Promise<void> {
     const ctx = this.#ctx;
-    const rec = await ctx.store.getIntent(id);
+    const rec = await ctx.store.intents.get(id);
     if (rec === null || (rec.status !== 'signing' && rec.status !== 'signed')) return;
     const safe = await safeWalletOf(ctx, rec);
     if (safe !== null) return ctx.evm.advance(ctx, rec, safe);
@@ -159,7 +159,7 @@ export class Results {
       await refuseIntent(ctx, id, ['signing', 'signed'], 'UNKNOWN_WALLET', 'the wallet left governance');
       return;
     }
-    const jobs = await ctx.store.jobsFor(id);
+    const jobs = await ctx.store.jobs.of(id);
     if (jobs.length === 0) {
       if (rec.status === 'signing') await queueJobs(ctx, rec, await ctx.governance.current(), built.txid);
       return;
@@ -221,14 +221,14 @@ export class Results {
     const ctx = this.#ctx;
     const id = rec.id;
     if (rec.status === 'signing') {
-      const signed = await ctx.store.updateIntentStatus(id, {
+      const signed = await ctx.store.intents.updateStatus(id, {
         from: 'signing',
         to: 'signed',
         audit: auditRecord(ctx, { event: 'intent.signed', subject: id, digest: txDigest(built.txid) }),
       });
       if (!signed) return;
       // Enough signatures: the other signers' jobs are not needed (and would use their limits).
-      await ctx.store.cancelJobs(id, null);
+      await ctx.store.jobs.cancel(id, null);
     }
     const parts = [...usable]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -261,8 +261,8 @@ export class Results {
         return;
       }
     }
-    await ctx.store.recordTransaction({ intent: id, txid, rawHex: hex, broadcastAt: ctx.clock() });
-    const sent = await ctx.store.updateIntentStatus(id, {
+    await ctx.store.transactions.record({ intent: id, txid, rawHex: hex, broadcastAt: ctx.clock() });
+    const sent = await ctx.store.intents.updateStatus(id, {
       from: 'signed',
       to: 'broadcast',
       txid,
@@ -286,7 +286,7 @@ export class Results {
   async #requeue(job: JobRecord, attempt: number, txid: string): Promise<void> {
     const ctx = this.#ctx;
     const next = { ...job.job, id: jobId(job.intent, job.signer, attempt) };
-    if ((await ctx.store.enqueueJobs([next])) > 0) {
+    if ((await ctx.store.jobs.enqueue([next])) > 0) {
       ctx.log.info({ intent: job.intent, signer: job.signer, attempt }, 'job queued again after UNAVAILABLE');
       await auditEvent(ctx, { event: 'signing.queued', subject: job.intent, digest: txDigest(txid) });
     }
@@ -337,7 +337,7 @@ export class Results {
     }
     // A bump's signature is judged against its replacement when the bump is advanced (pipeline/bump.ts).
     if (r.outcome === 'signed' && !bump) {
-      const rec = await ctx.store.getIntent(job.intent);
+      const rec = await ctx.store.intents.get(job.intent);
       const safe = rec === null ? null : await safeWalletOf(ctx, rec);
       const row = safe === null ? null : await ctx.store.evm.get(job.intent);
       const built = rec === null || safe !== null ? null : await this.#built(rec);
@@ -378,7 +378,7 @@ export class Results {
       subject: `${job.intent} governance ${r.governanceSeq}`,
       digest: r.governanceHead,
     });
-    const [ours] = await ctx.store.governanceRange(r.governanceSeq - 1, r.governanceSeq, 1);
+    const [ours] = await ctx.store.governance.range(r.governanceSeq - 1, r.governanceSeq, 1);
     const mine = ours?.seq === r.governanceSeq ? ours.digest : null;
     if (mine === r.governanceHead) return;
     await this.#alert({

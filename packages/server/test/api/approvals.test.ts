@@ -71,7 +71,7 @@ describe.each(backends)('approvals on $name', (backend) => {
       .as(a1)
       .post(`/v1/intents/${id}/approvals`, h.approval(id, a1, { at: h.clock.now - 500 }));
     expect(retry.status).toBe(200);
-    expect(await h.store.approvalsFor(id)).toHaveLength(2);
+    expect(await h.store.approvals.of(id)).toHaveLength(2);
     // A third approver after the fact changes nothing.
     const { a3 } = people(h);
     const late = await h.as(a3).post(`/v1/intents/${id}/approvals`, h.approval(id, a3));
@@ -96,7 +96,7 @@ describe.each(backends)('approvals on $name', (backend) => {
     );
     // Every approval is either counted (200) or arrives after the intent was approved (409).
     for (const a of answers) expect([200, 409]).toContain(a.status);
-    for (const id of ids) expect((await h.store.getIntent(id))?.status).toBe('approved');
+    for (const id of ids) expect((await h.store.intents.get(id))?.status).toBe('approved');
     expect([...h.pipeline.approved].sort()).toEqual([...ids].sort());
     expect(await h.events('intent.approved')).toHaveLength(ids.length);
   });
@@ -107,8 +107,8 @@ describe.each(backends)('approvals on $name', (backend) => {
     const own = h.approval(id, h.org.requester);
     const res = await h.as(h.org.requester).post(`/v1/intents/${id}/approvals`, own);
     expect(outcome(res)).toEqual({ status: 403, code: 'SELF_APPROVAL' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
-    expect((await h.store.getIntent(id))?.status).toBe('pending');
+    expect(await h.store.approvals.of(id)).toEqual([]);
+    expect((await h.store.intents.get(id))?.status).toBe('pending');
     const refused = await h.events('approval.refused');
     expect(refused).toEqual([
       expect.objectContaining({
@@ -131,8 +131,8 @@ describe.each(backends)('approvals on $name', (backend) => {
       .as(a1, device2)
       .post(`/v1/intents/${id}/approvals`, h.approval(id, a1, { key: device2 }));
     expect(outcome(res)).toEqual({ status: 403, code: 'DEVICE_NOT_ACTIVE' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
-    expect((await h.store.getIntent(id))?.status).toBe('pending');
+    expect(await h.store.approvals.of(id)).toEqual([]);
+    expect((await h.store.intents.get(id))?.status).toBe('pending');
     const refused = await h.events('request.refused');
     expect(refused).toContainEqual(expect.objectContaining({ actor: `member:${a1.id}/${device2.id}` }));
     // After the delay the same device approves (a new intent: the first one has expired meanwhile).
@@ -142,7 +142,7 @@ describe.each(backends)('approvals on $name', (backend) => {
       .as(a1, device2)
       .post(`/v1/intents/${id2}/approvals`, h.approval(id2, a1, { key: device2 }));
     expect(later.status).toBe(200);
-    expect(await h.store.approvalsFor(id2)).toHaveLength(1);
+    expect(await h.store.approvals.of(id2)).toHaveLength(1);
   });
 
   it('THREATS 12: one approver with two devices approving twice counts once', async () => {
@@ -226,7 +226,7 @@ describe.each(backends)('approvals on $name', (backend) => {
     // ...but from the approver's own Ed25519 device it counts.
     const res = await h.as(a1).post(`/v1/intents/${id}/approvals`, signed);
     expect(res.body).toMatchObject({ status: 'pending', decision: { missing: [{ need: 2, have: 1 }] } });
-    expect(await h.store.approvalsFor(id)).toHaveLength(1);
+    expect(await h.store.approvals.of(id)).toHaveLength(1);
   });
 
   it('THREATS 13: an approval of intent A posted to intent B is APPROVAL_SIGNATURE_INVALID; nothing stored', async () => {
@@ -237,8 +237,8 @@ describe.each(backends)('approvals on $name', (backend) => {
     const ofA = h.approval(a, a1);
     const res = await h.as(a1).post(`/v1/intents/${b}/approvals`, ofA);
     expect(outcome(res)).toEqual({ status: 403, code: 'APPROVAL_SIGNATURE_INVALID' });
-    expect(await h.store.approvalsFor(b)).toEqual([]);
-    expect(await h.store.approvalsFor(a)).toEqual([]);
+    expect(await h.store.approvals.of(b)).toEqual([]);
+    expect(await h.store.approvals.of(a)).toEqual([]);
     expect(await h.events('approval.refused')).toEqual([expect.objectContaining({ subject: b })]);
   });
 
@@ -255,7 +255,7 @@ describe.each(backends)('approvals on $name', (backend) => {
       status: 403,
       code: 'APPROVAL_SIGNATURE_INVALID',
     });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
   });
 
   it('THREATS 15: an expired approval is refused EXPIRED and not stored', async () => {
@@ -267,7 +267,7 @@ describe.each(backends)('approvals on $name', (backend) => {
       status: 422,
       code: 'EXPIRED',
     });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
     expect(await h.events('approval.refused')).toHaveLength(1);
   });
 
@@ -278,7 +278,7 @@ describe.each(backends)('approvals on $name', (backend) => {
     h.clock.now += HOUR + 1;
     const res = await h.as(a1).post(`/v1/intents/${id}/approvals`, h.approval(id, a1));
     expect(outcome(res)).toEqual({ status: 422, code: 'EXPIRED' });
-    expect(await h.store.getIntent(id)).toMatchObject({ status: 'expired', statusCode: 'EXPIRED' });
+    expect(await h.store.intents.get(id)).toMatchObject({ status: 'expired', statusCode: 'EXPIRED' });
     expect(await h.events('intent.expired')).toHaveLength(1);
     expect(h.notifier.of('intent.refused')).toEqual([expect.objectContaining({ id, code: 'EXPIRED' })]);
   });
@@ -289,7 +289,7 @@ describe.each(backends)('approvals on $name', (backend) => {
     expect(await h.coordinator.sweep()).toEqual({ approved: 0, rejected: 0, expired: 0 });
     h.clock.now += HOUR + 1;
     expect(await h.coordinator.sweep()).toEqual({ approved: 0, rejected: 0, expired: 1 });
-    expect((await h.store.getIntent(id))?.status).toBe('expired');
+    expect((await h.store.intents.get(id))?.status).toBe('expired');
   });
 
   it('with a cancel window, the quorum waits it out; the sweep then approves and hands over once', async () => {
@@ -310,7 +310,7 @@ describe.each(backends)('approvals on $name', (backend) => {
     h.clock.now = endsAt;
     const [first, second] = await Promise.all([h.coordinator.sweep(), (await h.peer()).sweep()]);
     expect(first.approved + second.approved).toBe(1);
-    expect((await h.store.getIntent(id))?.status).toBe('approved');
+    expect((await h.store.intents.get(id))?.status).toBe('approved');
     expect(h.pipeline.approved).toEqual([id]);
   });
 
@@ -337,7 +337,7 @@ describe.each(backends)('approvals on $name', (backend) => {
     const id = await pendingIntent(h);
     const res = await h.as(h.org.watcher).post(`/v1/intents/${id}/approvals`, h.approval(id, h.org.watcher));
     expect(outcome(res)).toEqual({ status: 403, code: 'NOT_AUTHORIZED' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
   });
 
   it("an approval sent with another member's request key is refused NOT_AUTHORIZED", async () => {
@@ -346,7 +346,7 @@ describe.each(backends)('approvals on $name', (backend) => {
     const id = await pendingIntent(h);
     const res = await h.as(a2).post(`/v1/intents/${id}/approvals`, h.approval(id, a1));
     expect(outcome(res)).toEqual({ status: 403, code: 'NOT_AUTHORIZED' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
     expect(await h.events('request.refused')).toHaveLength(1);
   });
 

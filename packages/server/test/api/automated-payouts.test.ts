@@ -74,8 +74,8 @@ describe.each(backends)('automated payouts through the HTTP API on $name', (back
     expect(body.status).toBe('approved');
     expect(body.decision).toMatchObject({ kind: 'allow', rules: ['payouts'], approvers: [] });
     expect(h.pipeline.approved).toEqual([body.id]);
-    expect((await h.store.getIntent(body.id))?.status).toBe('approved');
-    expect(await h.store.approvalsFor(body.id)).toEqual([]);
+    expect((await h.store.intents.get(body.id))?.status).toBe('approved');
+    expect(await h.store.approvals.of(body.id)).toEqual([]);
     const events = (await h.audit()).filter((e) => e.subject === body.id).map((e) => e.event);
     expect(events).toEqual(['intent.created', 'intent.approved']);
     // Nobody is asked to approve it.
@@ -112,8 +112,8 @@ describe.each(backends)('automated payouts through the HTTP API on $name', (back
     expect((res.body as { error: { message: string } }).error.message).toContain(
       'rule payouts allows with no approval',
     );
-    expect(await h.store.listProposals()).toEqual([]);
-    expect((await h.store.governanceHead())?.seq).toBe(0);
+    expect(await h.store.proposals.list()).toEqual([]);
+    expect((await h.store.governance.head())?.seq).toBe(0);
     const refused = await h.events('request.refused');
     expect(refused).toEqual([
       expect.objectContaining({
@@ -141,7 +141,7 @@ describe.each(backends)('automated payouts through the HTTP API on $name', (back
     const signed = await h.entry('policy.set', { policy }, [first, second]);
     const res = await h.as(first).post('/v1/governance/proposals', signed);
     expect(outcome(res)).toEqual({ status: 422, code: 'UNBOUNDED_AUTOMATION' });
-    expect((await h.store.governanceHead())?.seq).toBe(0);
+    expect((await h.store.governance.head())?.seq).toBe(0);
     expect(await h.events('governance.refused')).toHaveLength(1);
   });
 

@@ -151,7 +151,7 @@ describe.each(backends)('the console authentication on $name', (backend) => {
     );
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ status: 'pending', decision: { missing: [{ need: 2, have: 1 }] } });
-    expect(await h.store.approvalsFor(id)).toHaveLength(1);
+    expect(await h.store.approvals.of(id)).toHaveLength(1);
     expect(await h.events('approval.added')).toEqual([
       expect.objectContaining({ actor: `member:${a1.id}/${pk.device}`, subject: id }),
     ]);
@@ -177,7 +177,7 @@ describe.each(backends)('the console authentication on $name', (backend) => {
       unsigned('POST', `/v1/intents/${id}/approvals`, { body: ed, headers: OBJECT }),
     );
     expect(outcome(notPasskey)).toEqual({ status: 401, code: 'BAD_SIGNATURE' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
     const refused = (await h.events('request.refused')).map((e) => `${e.actor} ${e.subject}`);
     expect(refused).toEqual([
       `member:${a1.id}/${pk1.device} BAD_SIGNATURE POST /v1/intents/${id}/approvals`,
@@ -210,7 +210,7 @@ describe.each(backends)('the console authentication on $name', (backend) => {
       headers: s.headers,
     });
     expect(outcome(write)).toEqual({ status: 403, code: 'NOT_AUTHORIZED' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
     expect((await h.events('request.refused')).map((e) => `${e.actor} ${e.subject}`)).toEqual([
       `session:${a1.id}/${pk.device} NOT_AUTHORIZED POST /v1/intents/${id}/approvals`,
     ]);

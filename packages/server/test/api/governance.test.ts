@@ -111,8 +111,8 @@ describe.each(backends)('governance on $name', (backend) => {
     const signed = await h.entry('quorum.set', { quorum: 1, delayMs: 0 }, [first, approver]);
     const res = await h.as(first).post('/v1/governance/proposals', signed);
     expect(outcome(res)).toEqual({ status: 403, code: 'GOVERNANCE_SIGNATURE_INVALID' });
-    expect(await h.store.listProposals()).toEqual([]);
-    expect((await h.store.governanceHead())?.seq).toBe(0);
+    expect(await h.store.proposals.list()).toEqual([]);
+    expect((await h.store.governance.head())?.seq).toBe(0);
     expect(await h.events('governance.refused')).toHaveLength(1);
 
     // A bad co-signature of an open proposal is refused too, and the proposal keeps its signatures.
@@ -122,7 +122,7 @@ describe.each(backends)('governance on $name', (backend) => {
     const bad = signBy(open.entry, [approver]).signatures;
     const res2 = await h.as(first).post(`/v1/governance/proposals/${id}/signatures`, { signatures: bad });
     expect(outcome(res2)).toEqual({ status: 403, code: 'GOVERNANCE_SIGNATURE_INVALID' });
-    expect((await h.store.getProposal(id))?.signatures).toEqual(open.signatures);
+    expect((await h.store.proposals.get(id))?.signatures).toEqual(open.signatures);
   });
 
   it('governance is proposed by admins only (a freeze also by a watcher): others are NOT_AUTHORIZED', async () => {
@@ -131,7 +131,7 @@ describe.each(backends)('governance on $name', (backend) => {
     const signed = await h.entry('quorum.set', { quorum: 3, delayMs: DAY }, [first]);
     const res = await h.as(h.org.requester).post('/v1/governance/proposals', signed);
     expect(outcome(res)).toEqual({ status: 403, code: 'NOT_AUTHORIZED' });
-    expect(await h.store.listProposals()).toEqual([]);
+    expect(await h.store.proposals.list()).toEqual([]);
     const byWatcher = await h.as(h.org.watcher).post('/v1/governance/proposals', signed);
     expect(outcome(byWatcher)).toEqual({ status: 403, code: 'NOT_AUTHORIZED' });
   });
@@ -146,13 +146,13 @@ describe.each(backends)('governance on $name', (backend) => {
       status: 'applied',
       seq: 1,
     });
-    expect((await h.store.getProposal(governanceDigest(a.entry)))?.status).toBe('superseded');
+    expect((await h.store.proposals.get(governanceDigest(a.entry)))?.status).toBe('superseded');
     const cosign = signBy(a.entry, [second]).signatures;
     const late = await h.as(second).post(`/v1/governance/proposals/${governanceDigest(a.entry)}/signatures`, {
       signatures: cosign,
     });
     expect(outcome(late)).toEqual({ status: 409, code: 'GOVERNANCE_CHAIN_BROKEN' });
-    expect((await h.store.governanceHead())?.seq).toBe(1);
+    expect((await h.store.governance.head())?.seq).toBe(1);
   });
 
   it('THREATS 18: an address added with a full quorum is DESTINATION_NOT_ACTIVE until its delay has passed', async () => {
@@ -171,7 +171,7 @@ describe.each(backends)('governance on $name', (backend) => {
     );
     const now = await h.as(h.org.requester).post('/v1/intents', h.intent({ to: EXCHANGE_DEPOSIT }));
     expect(outcome(now)).toEqual({ status: 422, code: 'DESTINATION_NOT_ACTIVE' });
-    expect((await h.store.listIntents()).intents).toEqual([]);
+    expect((await h.store.intents.list()).intents).toEqual([]);
     expect(await h.events('intent.refused')).toHaveLength(1);
 
     h.clock.now += DAY - 1000;
@@ -236,7 +236,7 @@ describe.each(backends)('governance on $name', (backend) => {
 
     const intent = await h.as(h.org.requester).post('/v1/intents', h.intent({ to: LOOKALIKE as never }));
     expect(outcome(intent)).toEqual({ status: 422, code: 'LOOKALIKE_ADDRESS' });
-    expect((await h.store.listIntents()).intents).toEqual([]);
+    expect((await h.store.intents.list()).intents).toEqual([]);
     expect(await h.events('intent.refused')).toHaveLength(1);
     // The genuine address is not a look-alike of itself.
     expect((await h.as(h.org.requester).post('/v1/intents', h.intent({ to: COLD_STORAGE }))).status).toBe(
@@ -276,7 +276,7 @@ describe.each(backends)('governance on $name', (backend) => {
     expect((res.body as { error: { message: string } }).error.message).toContain(
       'GOVERNANCE_SIGNATURE_INVALID',
     );
-    expect((await h.store.listIntents()).intents).toEqual([]);
+    expect((await h.store.intents.list()).intents).toEqual([]);
     expect((await send(h.target, unsigned('GET', '/v1/health'))).status).toBe(200);
     expect(outcome(await send(h.target, unsigned('GET', '/v1/ready')))).toEqual({
       status: 503,
@@ -308,11 +308,11 @@ describe.each(backends)('governance on $name', (backend) => {
         status: 403,
         code: 'NOT_AUTHORIZED',
       });
-      expect(await fresh.store.governanceHead()).toBeNull();
+      expect(await fresh.store.governance.head()).toBeNull();
       const stored = await h.as(admin).on(target).post('/v1/governance/genesis', h.org.genesis);
       expect(stored.status).toBe(201);
       expect(stored.body).toEqual({ status: 'applied', seq: 0, org: h.org.orgId });
-      expect((await fresh.store.governanceHead())?.digest).toBe(h.org.orgId);
+      expect((await fresh.store.governance.head())?.digest).toBe(h.org.orgId);
       const again = await h.as(admin).on(target).post('/v1/governance/genesis', h.org.genesis);
       expect(outcome(again)).toEqual({ status: 409, code: 'CONFLICT' });
       expect((await send(target, unsigned('GET', '/v1/ready'))).body).toEqual({

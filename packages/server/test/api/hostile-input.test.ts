@@ -230,9 +230,9 @@ function signedRequest(client: Client, x: Hostile): PreparedRequest {
 
 async function expectUntouched(h: Harness, target: Target): Promise<void> {
   expect((await send(target, unsigned('GET', '/v1/health'))).status).toBe(200);
-  expect((await h.store.listIntents()).intents).toEqual([]);
-  expect(await h.store.listProposals()).toEqual([]);
-  expect((await h.store.governanceHead())?.seq).toBe(0);
+  expect((await h.store.intents.list()).intents).toEqual([]);
+  expect(await h.store.proposals.list()).toEqual([]);
+  expect((await h.store.governance.head())?.seq).toBe(0);
   expect(h.pipeline.approved).toEqual([]);
 }
 

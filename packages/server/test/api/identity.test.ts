@@ -15,7 +15,7 @@ const { backends } = useBackends();
 const harness = useHarness();
 
 async function nothingStored(h: Harness): Promise<void> {
-  expect((await h.store.listIntents()).intents).toEqual([]);
+  expect((await h.store.intents.list()).intents).toEqual([]);
   expect(h.pipeline.approved).toEqual([]);
 }
 
@@ -94,8 +94,8 @@ describe.each(backends)('identity and sessions on $name', (backend) => {
       }),
     );
     expect(outcome(res)).toEqual({ status: 401, code: 'SIGNATURE_REQUIRED' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
-    expect((await h.store.getIntent(id))?.status).toBe('pending');
+    expect(await h.store.approvals.of(id)).toEqual([]);
+    expect((await h.store.intents.get(id))?.status).toBe('pending');
     expect(await h.events('request.refused')).toHaveLength(1);
   });
 
@@ -105,7 +105,7 @@ describe.each(backends)('identity and sessions on $name', (backend) => {
     expect((await send(h.target, captured)).status).toBe(201);
     const replay = await send(h.target, captured);
     expect(outcome(replay)).toEqual({ status: 401, code: 'REPLAYED_REQUEST' });
-    expect((await h.store.listIntents()).intents).toHaveLength(1);
+    expect((await h.store.intents.list()).intents).toHaveLength(1);
     const refused = await h.events('request.refused');
     expect(refused.map((e) => e.subject)).toEqual(['REPLAYED_REQUEST POST /v1/intents']);
   });
@@ -171,7 +171,7 @@ describe.each(backends)('identity and sessions on $name', (backend) => {
     await h.govern('member.remove', { member: approver.id });
     const res = await h.as(approver).post(`/v1/intents/${id}/approvals`, h.approval(id as never, approver));
     expect(outcome(res)).toEqual({ status: 403, code: 'NOT_A_MEMBER' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
     const refused = await h.events('request.refused');
     expect(refused.map((e) => e.subject)).toEqual([`NOT_A_MEMBER POST /v1/intents/${id}/approvals`]);
     expect(refused[0]?.actor).toBe(`member:${approver.id}/${approver.device.id}`);

@@ -29,7 +29,7 @@ async function expectRefused(
   code: string,
 ) {
   expect(outcome(res)).toEqual({ status, code });
-  expect((await h.store.listIntents()).intents).toEqual([]);
+  expect((await h.store.intents.list()).intents).toEqual([]);
   expect(h.pipeline.approved).toEqual([]);
   const refused = await h.events('intent.refused');
   expect(refused).toHaveLength(1);
@@ -53,7 +53,7 @@ describe.each(backends)('intents on $name', (backend) => {
     expect(body.decision.missing).toEqual([
       { policy: 0, rule: 'allow-address-book', group: 0, need: 2, have: 0, of: { role: 'approver' } },
     ]);
-    const stored = await h.store.getIntent(body.id);
+    const stored = await h.store.intents.get(body.id);
     expect(stored?.signed).toEqual(signed);
     const created = await h.events('intent.created');
     expect(created).toHaveLength(1);
@@ -83,7 +83,7 @@ describe.each(backends)('intents on $name', (backend) => {
     const h = await harness(backend);
     const signed = h.intent();
     const id = ((await h.as(h.org.requester).post('/v1/intents', signed)).body as { id: string }).id;
-    const before = await h.store.getIntent(id);
+    const before = await h.store.intents.get(id);
     const edited = { ...signed, intent: { ...signed.intent, amount: '99999999', to: EXCHANGE_DEPOSIT } };
     const requester = h.as(h.org.requester);
     expect(outcome(await requester.send('PUT', `/v1/intents/${id}`, { body: edited }))).toEqual({
@@ -100,8 +100,8 @@ describe.each(backends)('intents on $name', (backend) => {
       status: 405,
       code: 'INTENT_IMMUTABLE',
     });
-    expect(await h.store.getIntent(id)).toEqual(before);
-    expect((await h.store.listIntents()).intents).toHaveLength(1);
+    expect(await h.store.intents.get(id)).toEqual(before);
+    expect((await h.store.intents.list()).intents).toHaveLength(1);
     const refused = await h.events('request.refused');
     expect(refused.map((e) => e.subject)).toEqual([
       `INTENT_IMMUTABLE PUT /v1/intents/${id}`,
@@ -121,10 +121,10 @@ describe.each(backends)('intents on $name', (backend) => {
     const again = await h.as(h.org.requester).post('/v1/intents', signed);
     expect(outcome(again)).toEqual({ status: 409, code: 'DUPLICATE_INTENT' });
     const id = (first.body as { id: string }).id;
-    await h.store.updateIntentStatus(id, { from: 'pending', to: 'broadcast', txid: 'ab'.repeat(32) });
+    await h.store.intents.updateStatus(id, { from: 'pending', to: 'broadcast', txid: 'ab'.repeat(32) });
     const later = await h.as(h.org.requester).post('/v1/intents', signed);
     expect(outcome(later)).toEqual({ status: 409, code: 'DUPLICATE_INTENT' });
-    expect((await h.store.listIntents()).intents).toHaveLength(1);
+    expect((await h.store.intents.list()).intents).toHaveLength(1);
     expect(await h.events('intent.refused')).toHaveLength(2);
   });
 
@@ -174,7 +174,7 @@ describe.each(backends)('intents on $name', (backend) => {
       subject: id,
       digest: id as never,
     });
-    await h.store.updateIntentStatus(id, { from: 'pending', to: 'signed', audit: entry('intent.signed') });
+    await h.store.intents.updateStatus(id, { from: 'pending', to: 'signed', audit: entry('intent.signed') });
     const second = await create(h, { amount: '50000000' as never });
     expect(outcome(second)).toEqual({ status: 422, code: 'LIMIT_EXCEEDED' });
     // A day later the first has left the window.
@@ -193,12 +193,12 @@ describe.each(backends)('intents on $name', (backend) => {
       subject: id,
       digest: id as never,
     });
-    await h.store.updateIntentStatus(id, { from: 'pending', to: 'signed', audit: entry('intent.signed') });
+    await h.store.intents.updateStatus(id, { from: 'pending', to: 'signed', audit: entry('intent.signed') });
     expect(outcome(await create(h, { amount: '50000000' as never }))).toEqual({
       status: 422,
       code: 'LIMIT_EXCEEDED',
     });
-    await h.store.updateIntentStatus(id, {
+    await h.store.intents.updateStatus(id, {
       from: 'signed',
       to: 'refused',
       code: 'CHAIN_REJECTED',

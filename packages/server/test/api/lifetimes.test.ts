@@ -22,7 +22,7 @@ describe.each(backends)('lifetimes on $name', (backend) => {
       .post('/v1/intents', h.intent({ expiresAt: h.clock.now + 10 * YEAR }));
     expect(outcome(res)).toEqual({ status: 422, code: 'LIFETIME_TOO_LONG' });
     expect((res.body as { error: { message: string } }).error.message).toMatch(/at most 1 d/);
-    expect((await h.store.listIntents()).intents).toEqual([]);
+    expect((await h.store.intents.list()).intents).toEqual([]);
     const refused = await h.events('intent.refused');
     expect(refused).toHaveLength(1);
     expect(refused[0]?.actor).toBe(`member:${h.org.requester.id}/${h.org.requester.device.id}`);
@@ -50,7 +50,7 @@ describe.each(backends)('lifetimes on $name', (backend) => {
       .as(approver)
       .post(`/v1/intents/${id}/approvals`, h.approval(id, approver, { expiresAt: h.clock.now + 10 * YEAR }));
     expect(outcome(res)).toEqual({ status: 422, code: 'LIFETIME_TOO_LONG' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
     const refused = await h.events('approval.refused');
     expect(refused).toEqual([expect.objectContaining({ subject: id })]);
   });

@@ -20,7 +20,7 @@ const harness = useHarness();
 describe.each(backends)('offline signer routes on $name', (backend) => {
   async function queued(h: Awaited<ReturnType<typeof harness>>) {
     const signed = h.intent();
-    await h.store.insertIntent(signed);
+    await h.store.intents.insert(signed);
     const id = intentDigest(signed.intent);
     const state = await h.state();
     const job: SignerJob = {
@@ -42,9 +42,9 @@ describe.each(backends)('offline signer routes on $name', (backend) => {
     const url = `/v1/intents/${id}/offline-job?signer=signer-1`;
     // Not being signed: there is no job to carry.
     expect(outcome(await admin.get(url))).toEqual({ status: 409, code: 'CONFLICT' });
-    await h.store.updateIntentStatus(id, { from: 'pending', to: 'signing' });
+    await h.store.intents.updateStatus(id, { from: 'pending', to: 'signing' });
     expect(outcome(await admin.get(url))).toEqual({ status: 404, code: 'NOT_FOUND' });
-    await h.store.enqueueJobs([job]);
+    await h.store.jobs.enqueue([job]);
 
     const res = await admin.get(url);
     expect(res.status).toBe(200);
@@ -61,15 +61,15 @@ describe.each(backends)('offline signer routes on $name', (backend) => {
       [`member:${h.org.admins[0]!.id}/${h.org.admins[0]!.device.id}`, id],
     ]);
     // Reading it changed nothing: the job is still queued for the signer.
-    expect((await h.store.getJob(job.id))?.status).toBe('queued');
+    expect((await h.store.jobs.get(job.id))?.status).toBe('queued');
   });
 
   it('hands an imported result to the pipeline under the receipt signer; audited signing.imported', async () => {
     const h = await harness(backend);
     const admin = h.as(h.org.admins[0]!);
     const { id, job } = await queued(h);
-    await h.store.updateIntentStatus(id, { from: 'pending', to: 'signing' });
-    await h.store.enqueueJobs([job]);
+    await h.store.intents.updateStatus(id, { from: 'pending', to: 'signing' });
+    await h.store.jobs.enqueue([job]);
     const result = makeResult(job);
     const res = await admin.post('/v1/offline/results', { v: 1, kind: 'custos.offline-result', result });
     expect(res.status).toBe(200);
@@ -85,8 +85,8 @@ describe.each(backends)('offline signer routes on $name', (backend) => {
   it('refuses export and import to members who are neither admins nor operators, and to signers (NOT_AUTHORIZED, audited)', async () => {
     const h = await harness(backend);
     const { id, job } = await queued(h);
-    await h.store.updateIntentStatus(id, { from: 'pending', to: 'signing' });
-    await h.store.enqueueJobs([job]);
+    await h.store.intents.updateStatus(id, { from: 'pending', to: 'signing' });
+    await h.store.jobs.enqueue([job]);
     const file = { v: 1, kind: 'custos.offline-result', result: makeResult(job) };
     const url = `/v1/intents/${id}/offline-job?signer=signer-1`;
     for (const client of [h.as(h.org.requester), h.as(h.org.approvers[0]!), h.signer()]) {

@@ -27,9 +27,9 @@ function keyOf(h: Harness, who = h.org.requester): string {
 }
 
 async function expectNothingStored(h: Harness): Promise<void> {
-  expect((await h.store.listIntents()).intents).toEqual([]);
-  expect(await h.store.listProposals()).toEqual([]);
-  expect((await h.store.governanceHead())?.seq).toBe(0);
+  expect((await h.store.intents.list()).intents).toEqual([]);
+  expect(await h.store.proposals.list()).toEqual([]);
+  expect((await h.store.governance.head())?.seq).toBe(0);
   expect(h.pipeline.approved).toEqual([]);
   expect(await h.events('intent.created')).toEqual([]);
 }
@@ -129,7 +129,7 @@ describe.each(backends)('refusals of authenticated requests on $name', (backend)
     const id = (created.body as { id: Digest }).id;
     const self = await requester.post(`/v1/intents/${id}/approvals`, h.approval(id, h.org.requester));
     expect(outcome(self)).toEqual({ status: 403, code: 'SELF_APPROVAL' });
-    expect(await h.store.approvalsFor(id)).toEqual([]);
+    expect(await h.store.approvals.of(id)).toEqual([]);
 
     // A governance entry signed by the requester's key, claimed as an admin's signature.
     const admin = h.org.admins[0]!;
@@ -140,7 +140,7 @@ describe.each(backends)('refusals of authenticated requests on $name', (backend)
     };
     const res = await h.as(admin).post('/v1/governance/proposals', forged);
     expect(outcome(res)).toEqual({ status: 403, code: 'GOVERNANCE_SIGNATURE_INVALID' });
-    expect((await h.store.governanceHead())?.seq).toBe(0);
+    expect((await h.store.governance.head())?.seq).toBe(0);
 
     const refused = await h.events('request.refused');
     expect(refused.map((e) => [e.actor, e.subject])).toEqual([

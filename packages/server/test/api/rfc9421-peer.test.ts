@@ -93,7 +93,7 @@ describe.each(backends)('an independent RFC 9421 client (http-message-signatures
     const created = await peerSend(h, target, 'POST', '/v1/intents', signed);
     expect(outcome(created)).toEqual({ status: 201, code: null });
     const id = (created.body as { id: string }).id;
-    expect((await h.store.listIntents()).intents.map((i) => i.id)).toEqual([id]);
+    expect((await h.store.intents.list()).intents.map((i) => i.id)).toEqual([id]);
 
     // Another label (the package's default, sig), another order of components and
     // parameters, and a real query string.
@@ -131,7 +131,7 @@ describe.each(backends)('an independent RFC 9421 client (http-message-signatures
       const res = await peerSend(h, target, 'POST', '/v1/intents', h.intent(), c);
       expect({ c, ...outcome(res) }).toEqual({ c, status: 401, code: 'BAD_SIGNATURE' });
     }
-    expect((await h.store.listIntents()).intents).toEqual([]);
+    expect((await h.store.intents.list()).intents).toEqual([]);
     expect(await h.events('request.refused')).toHaveLength(cases.length);
   });
 
@@ -141,7 +141,7 @@ describe.each(backends)('an independent RFC 9421 client (http-message-signatures
     const res = await peerSend(h, target, 'POST', '/v1/intents', h.intent(), { twice: true });
     expect(outcome(res)).toEqual({ status: 401, code: 'BAD_SIGNATURE' });
     expect((res.body as { error: { message: string } }).error.message).toMatch(/more than one signature/);
-    expect((await h.store.listIntents()).intents).toEqual([]);
+    expect((await h.store.intents.list()).intents).toEqual([]);
     // The same request signed once still goes through.
     expect(outcome(await peerSend(h, target, 'POST', '/v1/intents', h.intent()))).toEqual({
       status: 201,

@@ -159,7 +159,7 @@ describe.each(backends)('startServer on $name', (backend) => {
     const db = await openDatabase(
       config.databaseUrl === undefined ? { sqlitePath: config.sqlitePath } : { url: config.databaseUrl },
     );
-    expect((await new Store(db).governanceHead())?.digest).toBe(org.orgId);
+    expect((await new Store(db).governance.head())?.digest).toBe(org.orgId);
     await db.close();
   });
 });

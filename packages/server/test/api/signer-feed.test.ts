@@ -55,7 +55,7 @@ describe.each(backends)('signer routes on $name', (backend) => {
 
   it("passes a signer's own checkpoint to the pipeline; one in another signer's name is NOT_AUTHORIZED", async () => {
     const h = await harness(backend);
-    const head = await h.store.auditHead();
+    const head = await h.store.audit.head();
     const checkpoint = makeCheckpoint(head?.seq ?? 0, head?.hash ?? h.org.orgId);
     expect((await h.signer().post('/v1/audit/checkpoints', checkpoint)).status).toBe(204);
     expect(h.pipeline.checkpoints).toEqual([{ signer: 'signer-1', checkpoint }]);

@@ -78,8 +78,8 @@ describe.each(backends)('wallet aliases on $name', (backend) => {
       expect(outcome(res)).toEqual({ status: 422, code: 'WALLET_ALIAS' });
       expect((res.body as { error: { message: string } }).error.message).toContain('btc-main');
     }
-    expect((await h.store.governanceHead())?.seq).toBe(0);
-    expect(await h.store.listProposals()).toEqual([]);
+    expect((await h.store.governance.head())?.seq).toBe(0);
+    expect(await h.store.proposals.list()).toEqual([]);
     const refused = await h.events('governance.refused');
     expect(refused).toHaveLength(2);
     expect(refused.map((e) => e.subject)).toEqual(['1', '1']);
@@ -117,7 +117,7 @@ describe.each(backends)('wallet aliases on $name', (backend) => {
       );
       const res = await client.post('/v1/governance/genesis', genesis);
       expect(outcome(res)).toEqual({ status: 422, code: 'WALLET_ALIAS' });
-      expect(await fresh.store.governanceHead()).toBeNull();
+      expect(await fresh.store.governance.head()).toBeNull();
     } finally {
       await c.close();
     }

@@ -21,19 +21,19 @@ const event = (n: number) => ({
 });
 
 async function allEntries(store: Store) {
-  return store.auditRange(0, 10_000);
+  return store.audit.range(0, 10_000);
 }
 
 describe.each(backends)('audit log on $name', (backend) => {
   it('starts the chain at seq 0 from the genesis prev and links each entry to the one before', async () => {
     const { store } = await backend.fresh();
-    const first = await store.appendAuditEvent(event(0));
+    const first = await store.audit.append(event(0));
     expect(first.entry.seq).toBe(0);
     expect(first.entry.prev).toBe(AUDIT_GENESIS_PREV);
     expect(first.hash).toBe(auditEntryDigest(first.entry));
-    const second = await store.appendAuditEvent(event(1));
+    const second = await store.audit.append(event(1));
     expect(second.entry).toEqual({ ...event(1), seq: 1, prev: first.hash });
-    expect(await store.auditHead()).toEqual({ seq: 1, hash: second.hash });
+    expect(await store.audit.head()).toEqual({ seq: 1, hash: second.hash });
     expect(verifyAuditChain(await allEntries(store))).toEqual({
       ok: true,
       entries: 2,
@@ -44,9 +44,7 @@ describe.each(backends)('audit log on $name', (backend) => {
 
   it('keeps one unbroken chain under 20 concurrent appends', async () => {
     const { store, peer } = await backend.fresh();
-    const appended = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => peer(i).appendAuditEvent(event(i))),
-    );
+    const appended = await Promise.all(Array.from({ length: 20 }, (_, i) => peer(i).audit.append(event(i))));
     expect(appended.map((a) => a.entry.seq).sort((a, b) => a - b)).toEqual(
       Array.from({ length: 20 }, (_, i) => i),
     );
@@ -59,49 +57,47 @@ describe.each(backends)('audit log on $name', (backend) => {
 
   it('streams the log in pages into the verifier', async () => {
     const { store } = await backend.fresh();
-    for (let i = 0; i < 23; i++) await store.appendAuditEvent(event(i));
+    for (let i = 0; i < 23; i++) await store.audit.append(event(i));
     const verifier = new AuditChainVerifier();
     let from = 0;
     for (;;) {
-      const page = await store.auditRange(from, 5);
+      const page = await store.audit.range(from, 5);
       if (page.length === 0) break;
       for (const e of page) expect(verifier.push(e)).toBeNull();
       from += page.length;
     }
     expect(verifier.finish()).toMatchObject({ ok: true, entries: 23 });
-    expect(await store.auditRange(23, 5)).toEqual([]);
+    expect(await store.audit.range(23, 5)).toEqual([]);
   });
 
   it('refuses to append after an edited last entry with AUDIT_CHAIN_BROKEN', async () => {
     const { db, store } = await backend.fresh();
-    await store.appendAuditEvent(event(0));
-    await store.appendAuditEvent(event(1));
+    await store.audit.append(event(0));
+    await store.audit.append(event(1));
     await db.db.updateTable('audit_log').set({ subject: 'intent-forged' }).where('seq', '=', 1).execute();
-    expect(await codeOf(store.appendAuditEvent(event(2)))).toBe('AUDIT_CHAIN_BROKEN');
+    expect(await codeOf(store.audit.append(event(2)))).toBe('AUDIT_CHAIN_BROKEN');
     expect(await allEntries(store)).toHaveLength(2);
   });
 
   it('refuses an event that does not fit the audit entry schema, storing nothing', async () => {
     const { store } = await backend.fresh();
-    expect(await codeOf(store.appendAuditEvent({ ...event(0), event: 'Not An Event' }))).toBe(
-      'INVALID_VALUE',
-    );
-    expect(await store.auditHead()).toBeNull();
+    expect(await codeOf(store.audit.append({ ...event(0), event: 'Not An Event' }))).toBe('INVALID_VALUE');
+    expect(await store.audit.head()).toBeNull();
   });
 
   it('stores checkpoints once and they verify against the chain', async () => {
     const { store } = await backend.fresh();
     const heads = [];
-    for (let i = 0; i < 4; i++) heads.push((await store.appendAuditEvent(event(i))).hash);
+    for (let i = 0; i < 4; i++) heads.push((await store.audit.append(event(i))).hash);
     const cp1 = makeCheckpoint(1, heads[1]!);
     const cp3 = makeCheckpoint(3, heads[3]!);
-    expect(await store.insertCheckpoint(cp3)).toBe(true);
-    expect(await store.insertCheckpoint(cp1)).toBe(true);
-    expect(await store.insertCheckpoint(cp1)).toBe(false);
-    expect(await codeOf(store.insertCheckpoint(makeCheckpoint(1, heads[2]!)))).toBe('CONFLICT');
-    const stored = await store.checkpoints();
+    expect(await store.audit.insertCheckpoint(cp3)).toBe(true);
+    expect(await store.audit.insertCheckpoint(cp1)).toBe(true);
+    expect(await store.audit.insertCheckpoint(cp1)).toBe(false);
+    expect(await codeOf(store.audit.insertCheckpoint(makeCheckpoint(1, heads[2]!)))).toBe('CONFLICT');
+    const stored = await store.audit.checkpoints();
     expect(stored).toEqual([cp1, cp3]);
-    expect(await store.checkpoints({ signer: 'someone-else' })).toEqual([]);
+    expect(await store.audit.checkpoints({ signer: 'someone-else' })).toEqual([]);
     const result = verifyAuditChain(await allEntries(store), {
       checkpoints: stored,
       signerKeys: SIGNER_KEYS,

@@ -16,8 +16,8 @@ describe.each(backends)('intents on $name', (backend) => {
     const { store } = await backend.fresh({ now: () => T0 + 5 });
     const signed = makeIntent(1);
     const body = canonicalize(signed);
-    const inserted = await store.insertIntent(signed, body);
-    const read = await store.getIntent(intentDigest(signed.intent));
+    const inserted = await store.intents.insert(signed, body);
+    const read = await store.intents.get(intentDigest(signed.intent));
     expect(read).toEqual(inserted);
     expect(read?.id).toBe(intentDigest(signed.intent));
     expect(read?.body).toBe(body);
@@ -31,24 +31,24 @@ describe.each(backends)('intents on $name', (backend) => {
 
   it('returns null for an unknown intent', async () => {
     const { store } = await backend.fresh();
-    expect(await store.getIntent(intentDigest(makeIntent(9).intent))).toBeNull();
+    expect(await store.intents.get(intentDigest(makeIntent(9).intent))).toBeNull();
   });
 
   it('refuses a second insert of the same intent with DUPLICATE_INTENT', async () => {
     const { store } = await backend.fresh();
     const signed = makeIntent(2);
-    await store.insertIntent(signed);
-    expect(await codeOf(store.insertIntent(signed))).toBe('DUPLICATE_INTENT');
+    await store.intents.insert(signed);
+    expect(await codeOf(store.intents.insert(signed))).toBe('DUPLICATE_INTENT');
     // Also after it moved on: a signed, broadcast intent is never stored twice.
-    await store.updateIntentStatus(intentDigest(signed.intent), { from: 'pending', to: 'broadcast' });
-    expect(await codeOf(store.insertIntent(signed))).toBe('DUPLICATE_INTENT');
+    await store.intents.updateStatus(intentDigest(signed.intent), { from: 'pending', to: 'broadcast' });
+    expect(await codeOf(store.intents.insert(signed))).toBe('DUPLICATE_INTENT');
   });
 
   it('lets exactly one of several concurrent inserts of one intent win', async () => {
     const { peer } = await backend.fresh();
     const signed = makeIntent(3);
     const { values, errors } = await settle(
-      Array.from({ length: 8 }, (_, i) => peer(i).insertIntent(signed)),
+      Array.from({ length: 8 }, (_, i) => peer(i).intents.insert(signed)),
     );
     expect(values).toHaveLength(1);
     expect(errors).toHaveLength(7);
@@ -59,24 +59,24 @@ describe.each(backends)('intents on $name', (backend) => {
     const { store } = await backend.fresh();
     const signed = makeIntent(4);
     const spaced = JSON.stringify(signed, null, 1);
-    expect(await codeOf(store.insertIntent(signed, spaced))).toBe('INVALID_VALUE');
-    expect(await store.getIntent(intentDigest(signed.intent))).toBeNull();
+    expect(await codeOf(store.intents.insert(signed, spaced))).toBe('INVALID_VALUE');
+    expect(await store.intents.get(intentDigest(signed.intent))).toBeNull();
   });
 
   it('pages through intents newest first with a stable cursor while new ones arrive', async () => {
     const { store } = await backend.fresh();
     const ids: string[] = [];
-    for (let n = 0; n < 25; n++) ids.push((await store.insertIntent(makeIntent(n))).id);
+    for (let n = 0; n < 25; n++) ids.push((await store.intents.insert(makeIntent(n))).id);
     const seen: string[] = [];
     let cursor: string | undefined;
     let pages = 0;
     do {
-      const page = await store.listIntents({ limit: 10, ...(cursor !== undefined ? { cursor } : {}) });
+      const page = await store.intents.list({ limit: 10, ...(cursor !== undefined ? { cursor } : {}) });
       seen.push(...page.intents.map((i) => i.id));
       cursor = page.next ?? undefined;
       pages++;
       // An intent arriving mid-way lands before the first page, never inside a later one.
-      if (pages === 1) await store.insertIntent(makeIntent(100));
+      if (pages === 1) await store.intents.insert(makeIntent(100));
     } while (cursor !== undefined);
     expect(pages).toBe(3);
     expect(seen).toEqual([...ids].reverse());
@@ -85,15 +85,15 @@ describe.each(backends)('intents on $name', (backend) => {
   it('pages oldest first when asked, and the cursor keeps that order', async () => {
     const { store } = await backend.fresh();
     const ids: string[] = [];
-    for (let n = 0; n < 7; n++) ids.push((await store.insertIntent(makeIntent(n))).id);
-    const first = await store.listIntents({ limit: 3, order: 'asc' });
+    for (let n = 0; n < 7; n++) ids.push((await store.intents.insert(makeIntent(n))).id);
+    const first = await store.intents.list({ limit: 3, order: 'asc' });
     expect(first.intents.map((i) => i.id)).toEqual(ids.slice(0, 3));
-    const second = await store.listIntents({ limit: 3, cursor: first.next! });
+    const second = await store.intents.list({ limit: 3, cursor: first.next! });
     expect(second.intents.map((i) => i.id)).toEqual(ids.slice(3, 6));
-    const third = await store.listIntents({ limit: 3, cursor: second.next! });
+    const third = await store.intents.list({ limit: 3, cursor: second.next! });
     expect(third.intents.map((i) => i.id)).toEqual(ids.slice(6));
     expect(third.next).toBeNull();
-    expect(await codeOf(store.listIntents({ cursor: first.next!, order: 'desc' }))).toBe('INVALID_VALUE');
+    expect(await codeOf(store.intents.list({ cursor: first.next!, order: 'desc' }))).toBe('INVALID_VALUE');
   });
 
   it('filters by status, requester and wallet across pages', async () => {
@@ -102,15 +102,19 @@ describe.each(backends)('intents on $name', (backend) => {
     for (let n = 0; n < 12; n++) {
       const requester = n % 3 === 0 ? 'alice' : 'bob';
       const wallet = n % 2 === 0 ? 'btc-main' : 'btc-cold';
-      const rec = await store.insertIntent(makeIntent(n, { requester, wallet }));
+      const rec = await store.intents.insert(makeIntent(n, { requester, wallet }));
       if (requester === 'alice') byAlice.push(rec.id);
-      if (n % 4 === 0) await store.updateIntentStatus(rec.id, { from: 'pending', to: 'approved' });
+      if (n % 4 === 0) await store.intents.updateStatus(rec.id, { from: 'pending', to: 'approved' });
     }
     const collect = async (q: { status?: 'approved'; requester?: string; wallet?: string }) => {
       const out: string[] = [];
       let cursor: string | undefined;
       do {
-        const page = await store.listIntents({ ...q, limit: 2, ...(cursor !== undefined ? { cursor } : {}) });
+        const page = await store.intents.list({
+          ...q,
+          limit: 2,
+          ...(cursor !== undefined ? { cursor } : {}),
+        });
         out.push(...page.intents.map((i) => i.id));
         cursor = page.next ?? undefined;
       } while (cursor !== undefined);
@@ -124,10 +128,10 @@ describe.each(backends)('intents on $name', (backend) => {
 
   it('cuts a page at 200 intents', async () => {
     const { store } = await backend.fresh();
-    for (let n = 0; n < MAX_PAGE + 3; n++) await store.insertIntent(makeIntent(n));
-    const page = await store.listIntents({ limit: 10_000 });
+    for (let n = 0; n < MAX_PAGE + 3; n++) await store.intents.insert(makeIntent(n));
+    const page = await store.intents.list({ limit: 10_000 });
     expect(page.intents).toHaveLength(MAX_PAGE);
-    const rest = await store.listIntents({ limit: 10_000, cursor: page.next! });
+    const rest = await store.intents.list({ limit: 10_000, cursor: page.next! });
     expect(rest.intents).toHaveLength(3);
     expect(rest.next).toBeNull();
   });
@@ -135,44 +139,44 @@ describe.each(backends)('intents on $name', (backend) => {
   it('refuses a malformed cursor with INVALID_VALUE', async () => {
     const { store } = await backend.fresh();
     for (const cursor of ['', 'not a cursor', Buffer.from('desc:-1').toString('base64url'), 'ZGVzYzox=']) {
-      expect(await codeOf(store.listIntents({ cursor }))).toBe('INVALID_VALUE');
+      expect(await codeOf(store.intents.list({ cursor }))).toBe('INVALID_VALUE');
     }
   });
 
   it('changes status only from the expected one (compare-and-set)', async () => {
     const { store } = await backend.fresh();
-    const { id } = await store.insertIntent(makeIntent(1));
-    expect(await store.updateIntentStatus(id, { from: 'pending', to: 'approved' })).toBe(true);
-    expect(await store.updateIntentStatus(id, { from: 'pending', to: 'refused', code: 'FROZEN' })).toBe(
+    const { id } = await store.intents.insert(makeIntent(1));
+    expect(await store.intents.updateStatus(id, { from: 'pending', to: 'approved' })).toBe(true);
+    expect(await store.intents.updateStatus(id, { from: 'pending', to: 'refused', code: 'FROZEN' })).toBe(
       false,
     );
     expect(
-      await store.updateIntentStatus(id, {
+      await store.intents.updateStatus(id, {
         from: ['approved', 'signing'],
         to: 'signing',
         psbt: 'cHNidP8BAA==',
       }),
     ).toBe(true);
     expect(
-      await store.updateIntentStatus(id, { from: 'signing', to: 'broadcast', txid: 'ab'.repeat(32) }),
+      await store.intents.updateStatus(id, { from: 'signing', to: 'broadcast', txid: 'ab'.repeat(32) }),
     ).toBe(true);
-    const rec = await store.getIntent(id);
+    const rec = await store.intents.get(id);
     expect(rec?.status).toBe('broadcast');
     expect(rec?.psbt).toBe('cHNidP8BAA==');
     expect(rec?.txid).toBe('ab'.repeat(32));
     expect(rec?.statusCode).toBeNull();
     expect(
-      await store.updateIntentStatus(id, { from: 'broadcast', to: 'refused', code: 'CHAIN_REJECTED' }),
+      await store.intents.updateStatus(id, { from: 'broadcast', to: 'refused', code: 'CHAIN_REJECTED' }),
     ).toBe(true);
-    expect((await store.getIntent(id))?.statusCode).toBe('CHAIN_REJECTED');
+    expect((await store.intents.get(id))?.statusCode).toBe('CHAIN_REJECTED');
   });
 
   it('lets exactly one of concurrent status changes win', async () => {
     const { store, peer } = await backend.fresh();
-    const { id } = await store.insertIntent(makeIntent(1));
+    const { id } = await store.intents.insert(makeIntent(1));
     const wins = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        peer(i).updateIntentStatus(id, { from: 'pending', to: 'approved' }),
+        peer(i).intents.updateStatus(id, { from: 'pending', to: 'approved' }),
       ),
     );
     expect(wins.filter(Boolean)).toHaveLength(1);
@@ -181,18 +185,20 @@ describe.each(backends)('intents on $name', (backend) => {
   it('says NOT_FOUND when changing the status of an unknown intent', async () => {
     const { store } = await backend.fresh();
     const id = intentDigest(makeIntent(1).intent);
-    expect(await codeOf(store.updateIntentStatus(id, { from: 'pending', to: 'approved' }))).toBe('NOT_FOUND');
+    expect(await codeOf(store.intents.updateStatus(id, { from: 'pending', to: 'approved' }))).toBe(
+      'NOT_FOUND',
+    );
   });
 });
 
 describe.each(backends)('approvals on $name', (backend) => {
   it('stores an approval once and accepts the exact same one again', async () => {
     const { store } = await backend.fresh();
-    const { id } = await store.insertIntent(makeIntent(1));
+    const { id } = await store.intents.insert(makeIntent(1));
     const a = approve(id, org.approvers[0]!);
-    expect(await store.insertApproval(a)).toBe(true);
-    expect(await store.insertApproval(a)).toBe(false);
-    const list = await store.approvalsFor(id);
+    expect(await store.approvals.insert(a)).toBe(true);
+    expect(await store.approvals.insert(a)).toBe(false);
+    const list = await store.approvals.of(id);
     expect(list).toHaveLength(1);
     expect(list[0]?.signed).toEqual(a);
     expect(list[0]?.body).toBe(canonicalize(a));
@@ -201,59 +207,65 @@ describe.each(backends)('approvals on $name', (backend) => {
 
   it('refuses a different approval from the same device for the same intent with CONFLICT', async () => {
     const { store } = await backend.fresh();
-    const { id } = await store.insertIntent(makeIntent(1));
-    await store.insertApproval(approve(id, org.approvers[0]!));
-    expect(await codeOf(store.insertApproval(approve(id, org.approvers[0]!, { decision: 'reject' })))).toBe(
+    const { id } = await store.intents.insert(makeIntent(1));
+    await store.approvals.insert(approve(id, org.approvers[0]!));
+    expect(await codeOf(store.approvals.insert(approve(id, org.approvers[0]!, { decision: 'reject' })))).toBe(
       'CONFLICT',
     );
-    expect(await codeOf(store.insertApproval(approve(id, org.approvers[0]!, { at: T0 + 9999 })))).toBe(
+    expect(await codeOf(store.approvals.insert(approve(id, org.approvers[0]!, { at: T0 + 9999 })))).toBe(
       'CONFLICT',
     );
-    expect((await store.approvalsFor(id))[0]?.decision).toBe('approve');
+    expect((await store.approvals.of(id))[0]?.decision).toBe('approve');
   });
 
   it('lists the approvals of one intent only, in order received', async () => {
     const { store } = await backend.fresh();
-    const one = (await store.insertIntent(makeIntent(1))).id;
-    const two = (await store.insertIntent(makeIntent(2))).id;
-    for (const p of org.approvers) await store.insertApproval(approve(one, p));
-    await store.insertApproval(approve(two, org.approvers[0]!));
-    const list = await store.approvalsFor(one);
+    const one = (await store.intents.insert(makeIntent(1))).id;
+    const two = (await store.intents.insert(makeIntent(2))).id;
+    for (const p of org.approvers) await store.approvals.insert(approve(one, p));
+    await store.approvals.insert(approve(two, org.approvers[0]!));
+    const list = await store.approvals.of(one);
     expect(list.map((a) => a.approver)).toEqual(org.approvers.map((p) => p.id));
-    expect(await store.approvalsFor(intentDigest(makeIntent(3).intent))).toEqual([]);
+    expect(await store.approvals.of(intentDigest(makeIntent(3).intent))).toEqual([]);
   });
 
   it('says NOT_FOUND for an approval of an unknown intent', async () => {
     const { store } = await backend.fresh();
     const id = intentDigest(makeIntent(1).intent);
-    expect(await codeOf(store.insertApproval(approve(id, org.approvers[0]!)))).toBe('NOT_FOUND');
+    expect(await codeOf(store.approvals.insert(approve(id, org.approvers[0]!)))).toBe('NOT_FOUND');
   });
 
   it('keeps one approval when the same one arrives concurrently', async () => {
     const { store, peer } = await backend.fresh();
-    const { id } = await store.insertIntent(makeIntent(1));
+    const { id } = await store.intents.insert(makeIntent(1));
     const a = approve(id, org.approvers[1]!);
-    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => peer(i).insertApproval(a)));
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => peer(i).approvals.insert(a)));
     expect(results.filter(Boolean)).toHaveLength(1);
-    expect(await store.approvalsFor(id)).toHaveLength(1);
+    expect(await store.approvals.of(id)).toHaveLength(1);
   });
 });
 
 describe.each(backends)('transactions on $name', (backend) => {
   it('records one transaction per intent and tracks its confirmations', async () => {
     const { store } = await backend.fresh({ now: () => T0 });
-    const { id } = await store.insertIntent(makeIntent(1));
+    const { id } = await store.intents.insert(makeIntent(1));
     const txid = 'cd'.repeat(32);
-    expect(await store.recordTransaction({ intent: id, txid, rawHex: '0200', broadcastAt: T0 })).toBe(true);
-    expect(await store.recordTransaction({ intent: id, txid, rawHex: '0200', broadcastAt: T0 })).toBe(false);
+    expect(await store.transactions.record({ intent: id, txid, rawHex: '0200', broadcastAt: T0 })).toBe(true);
+    expect(await store.transactions.record({ intent: id, txid, rawHex: '0200', broadcastAt: T0 })).toBe(
+      false,
+    );
     expect(
       await codeOf(
-        store.recordTransaction({ intent: id, txid: 'ef'.repeat(32), rawHex: '0201', broadcastAt: T0 }),
+        store.transactions.record({ intent: id, txid: 'ef'.repeat(32), rawHex: '0201', broadcastAt: T0 }),
       ),
     ).toBe('CONFLICT');
-    expect(await store.transactionsBelow(1)).toHaveLength(1);
-    await store.updateTransaction(id, { confirmations: 3, blockHeight: 812_345, blockHash: '00'.repeat(32) });
-    expect(await store.getTransaction(id)).toEqual({
+    expect(await store.transactions.below(1)).toHaveLength(1);
+    await store.transactions.update(id, {
+      confirmations: 3,
+      blockHeight: 812_345,
+      blockHash: '00'.repeat(32),
+    });
+    expect(await store.transactions.get(id)).toEqual({
       intent: id,
       txid,
       rawHex: '0200',
@@ -263,8 +275,8 @@ describe.each(backends)('transactions on $name', (backend) => {
       blockHash: '00'.repeat(32),
       updatedAt: T0,
     });
-    expect(await store.transactionsBelow(3)).toHaveLength(0);
-    expect(await store.transactionsBelow(6)).toHaveLength(1);
+    expect(await store.transactions.below(3)).toHaveLength(0);
+    expect(await store.transactions.below(6)).toHaveLength(1);
   });
 
   it('says NOT_FOUND for the transaction of an unknown intent', async () => {
@@ -272,12 +284,12 @@ describe.each(backends)('transactions on $name', (backend) => {
     const id = intentDigest(makeIntent(1).intent);
     expect(
       await codeOf(
-        store.recordTransaction({ intent: id, txid: 'ab'.repeat(32), rawHex: '00', broadcastAt: 1 }),
+        store.transactions.record({ intent: id, txid: 'ab'.repeat(32), rawHex: '00', broadcastAt: 1 }),
       ),
     ).toBe('NOT_FOUND');
     expect(
-      await codeOf(store.updateTransaction(id, { confirmations: 1, blockHeight: 1, blockHash: null })),
+      await codeOf(store.transactions.update(id, { confirmations: 1, blockHeight: 1, blockHash: null })),
     ).toBe('NOT_FOUND');
-    expect(await store.getTransaction(id)).toBeNull();
+    expect(await store.transactions.get(id)).toBeNull();
   });
 });

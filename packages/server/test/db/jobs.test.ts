@@ -17,7 +17,7 @@ async function seed(store: Store, count: number, signer = 'signer-1', from = 0):
   const jobs: SignerJob[] = [];
   for (let n = from; n < from + count; n++) {
     const signed = makeIntent(n);
-    await store.insertIntent(signed);
+    await store.intents.insert(signed);
     jobs.push(makeJob(signed, `job-${signer}-${n}`, signer));
   }
   return jobs;
@@ -30,51 +30,51 @@ describe.each(backends)('signer jobs on $name', (backend) => {
     const mine = await seed(store, 3, 'signer-1');
     const theirs = await seed(store, 2, 'signer-2', 10);
     for (const job of mine) {
-      expect(await store.enqueueJobs([job])).toBe(1);
+      expect(await store.jobs.enqueue([job])).toBe(1);
       now += 1;
     }
-    expect(await store.enqueueJobs(theirs)).toBe(2);
-    const claimed = await store.claimJobs('signer-1', 10);
+    expect(await store.jobs.enqueue(theirs)).toBe(2);
+    const claimed = await store.jobs.claim('signer-1', 10);
     expect(claimed.map((j) => j.id)).toEqual(mine.map((j) => j.id));
     expect(claimed[0]?.job).toEqual(mine[0]);
     expect(
       claimed.every((j) => j.status === 'delivered' && j.deliveries === 1 && j.deliveredAt === now),
     ).toBe(true);
-    expect(await store.claimJobs('signer-1', 10)).toEqual([]);
-    expect((await store.claimJobs('signer-2', 1)).map((j) => j.id)).toEqual([theirs[0]?.id]);
+    expect(await store.jobs.claim('signer-1', 10)).toEqual([]);
+    expect((await store.jobs.claim('signer-2', 1)).map((j) => j.id)).toEqual([theirs[0]?.id]);
   });
 
   it('accepts the same jobs again without queueing them twice', async () => {
     const { store } = await backend.fresh();
     const jobs = await seed(store, 2);
-    expect(await store.enqueueJobs(jobs)).toBe(2);
-    expect(await store.enqueueJobs(jobs)).toBe(0);
-    expect(await store.claimJobs('signer-1', 10)).toHaveLength(2);
+    expect(await store.jobs.enqueue(jobs)).toBe(2);
+    expect(await store.jobs.enqueue(jobs)).toBe(0);
+    expect(await store.jobs.claim('signer-1', 10)).toHaveLength(2);
   });
 
   it('refuses a different job under a stored id with CONFLICT, queueing none of the batch', async () => {
     const { store } = await backend.fresh();
     const [a, b] = await seed(store, 2);
-    await store.enqueueJobs([a!]);
+    await store.jobs.enqueue([a!]);
     const changed: SignerJob = { ...a!, psbt: 'cHNidP8BAQ==' };
-    expect(await codeOf(store.enqueueJobs([b!, changed]))).toBe('CONFLICT');
-    expect(await store.getJob(b!.id)).toBeNull();
-    expect((await store.getJob(a!.id))?.job).toEqual(a);
+    expect(await codeOf(store.jobs.enqueue([b!, changed]))).toBe('CONFLICT');
+    expect(await store.jobs.get(b!.id)).toBeNull();
+    expect((await store.jobs.get(a!.id))?.job).toEqual(a);
   });
 
   it('says NOT_FOUND for a job whose intent is unknown', async () => {
     const { store } = await backend.fresh();
-    expect(await codeOf(store.enqueueJobs([makeJob(makeIntent(1), 'job-x')]))).toBe('NOT_FOUND');
+    expect(await codeOf(store.jobs.enqueue([makeJob(makeIntent(1), 'job-x')]))).toBe('NOT_FOUND');
   });
 
   it('delivers each of 50 jobs exactly once to 5 concurrent claimers', async () => {
     const fresh = await backend.fresh();
     const jobs = await seed(fresh.store, 50);
-    await fresh.store.enqueueJobs(jobs);
+    await fresh.store.jobs.enqueue(jobs);
     const claimer = async (i: number): Promise<string[]> => {
       const got: string[] = [];
       for (;;) {
-        const batch = await fresh.peer(i).claimJobs('signer-1', 3);
+        const batch = await fresh.peer(i).jobs.claim('signer-1', 3);
         if (batch.length === 0) return got;
         got.push(...batch.map((j) => j.id));
       }
@@ -89,45 +89,45 @@ describe.each(backends)('signer jobs on $name', (backend) => {
     let now = T0;
     const { store } = await backend.fresh({ now: () => now, redeliverAfterMs: 30_000 });
     const [a, b] = await seed(store, 2);
-    await store.enqueueJobs([a!, b!]);
-    expect(await store.claimJobs('signer-1', 10)).toHaveLength(2);
-    await store.completeJob(b!.id, makeResult(b!));
+    await store.jobs.enqueue([a!, b!]);
+    expect(await store.jobs.claim('signer-1', 10)).toHaveLength(2);
+    await store.jobs.complete(b!.id, makeResult(b!));
     now += 29_999;
-    expect(await store.claimJobs('signer-1', 10)).toEqual([]);
+    expect(await store.jobs.claim('signer-1', 10)).toEqual([]);
     now += 1;
-    const again = await store.claimJobs('signer-1', 10);
+    const again = await store.jobs.claim('signer-1', 10);
     expect(again.map((j) => [j.id, j.deliveries, j.deliveredAt])).toEqual([[a!.id, 2, now]]);
-    expect(await store.claimJobs('signer-1', 10)).toEqual([]);
+    expect(await store.jobs.claim('signer-1', 10)).toEqual([]);
   });
 
   it('records a result once, accepts the same result again, refuses a different one', async () => {
     let now = T0;
     const { store } = await backend.fresh({ now: () => now });
     const [a] = await seed(store, 1);
-    await store.enqueueJobs([a!]);
-    await store.claimJobs('signer-1', 1);
+    await store.jobs.enqueue([a!]);
+    await store.jobs.claim('signer-1', 1);
     now += 5;
     const result = makeResult(a!, { outcome: 'refused' });
-    expect(await store.completeJob(a!.id, result)).toBe(true);
-    expect(await store.completeJob(a!.id, result)).toBe(false);
-    expect(await codeOf(store.completeJob(a!.id, makeResult(a!, { at: T0 + 1 })))).toBe('CONFLICT');
-    const done = await store.getJob(a!.id);
+    expect(await store.jobs.complete(a!.id, result)).toBe(true);
+    expect(await store.jobs.complete(a!.id, result)).toBe(false);
+    expect(await codeOf(store.jobs.complete(a!.id, makeResult(a!, { at: T0 + 1 })))).toBe('CONFLICT');
+    const done = await store.jobs.get(a!.id);
     expect(done?.status).toBe('done');
     expect(done?.result).toEqual(result);
     expect(done?.completedAt).toBe(now);
-    expect((await store.jobsFor(intentDigest(a!.intent.intent))).map((j) => j.id)).toEqual([a!.id]);
+    expect((await store.jobs.of(intentDigest(a!.intent.intent))).map((j) => j.id)).toEqual([a!.id]);
   });
 
   it("refuses another signer's result with NOT_AUTHORIZED and an unknown job with NOT_FOUND", async () => {
     const { store } = await backend.fresh();
     const [a] = await seed(store, 1);
-    await store.enqueueJobs([a!]);
-    expect(await codeOf(store.completeJob(a!.id, makeResult(a!, { signer: 'signer-2' })))).toBe(
+    await store.jobs.enqueue([a!]);
+    expect(await codeOf(store.jobs.complete(a!.id, makeResult(a!, { signer: 'signer-2' })))).toBe(
       'NOT_AUTHORIZED',
     );
     const ghost = makeJob(makeIntent(99), 'job-ghost');
-    expect(await codeOf(store.completeJob('job-ghost', makeResult(ghost)))).toBe('NOT_FOUND');
-    expect(await codeOf(store.completeJob('job-other', makeResult(a!)))).toBe('INVALID_VALUE');
-    expect((await store.getJob(a!.id))?.status).toBe('queued');
+    expect(await codeOf(store.jobs.complete('job-ghost', makeResult(ghost)))).toBe('NOT_FOUND');
+    expect(await codeOf(store.jobs.complete('job-other', makeResult(a!)))).toBe('INVALID_VALUE');
+    expect((await store.jobs.get(a!.id))?.status).toBe('queued');
   });
 });

@@ -43,10 +43,10 @@ describe.each(backends)('migrations on $name', (backend) => {
 
   it('runs nothing when migrating again, and keeps the data', async () => {
     const { db, store } = await backend.fresh();
-    await store.setKv('k', 'v');
+    await store.kv.set('k', 'v');
     expect(await migrate(db.db)).toEqual([]);
     expect(await migrate(db.db)).toEqual([]);
-    expect(await store.getKv('k')).toBe('v');
+    expect(await store.kv.get('k')).toBe('v');
     const ran = await sql<{
       name: string;
     }>`select name from ${sql.table(MIGRATION_TABLE)} order by name`.execute(db.db);
@@ -55,7 +55,7 @@ describe.each(backends)('migrations on $name', (backend) => {
 
   it('opens the same database again without migrating it twice', async () => {
     const { store, reopen } = await backend.fresh();
-    await store.setKv('k', 'before');
+    await store.kv.set('k', 'before');
     const second = await reopen();
     const row = await second.db.selectFrom('kv').select('value').where('key', '=', 'k').executeTakeFirst();
     expect(row?.value).toBe('before');
@@ -76,9 +76,9 @@ describe.each(backends)('migrations on $name', (backend) => {
   it('fails operations after close with UNAVAILABLE', async () => {
     const { db, store } = await backend.fresh();
     await db.close();
-    expect(await codeOf(store.getKv('k'))).toBe('UNAVAILABLE');
+    expect(await codeOf(store.kv.get('k'))).toBe('UNAVAILABLE');
     expect(
-      await codeOf(store.appendAuditEvent({ at: 1, actor: 'a', event: 'e', subject: '', digest: org.orgId })),
+      await codeOf(store.audit.append({ at: 1, actor: 'a', event: 'e', subject: '', digest: org.orgId })),
     ).toBe('UNAVAILABLE');
   });
 });

@@ -13,14 +13,14 @@ const { backends } = useBackends();
 describe.each(backends)('outbox on $name', (backend) => {
   it('hands out a due notification, leases it, and hands it out again after a failure', async () => {
     const { store } = await backend.fresh();
-    const id = await store.enqueueOutbox({
+    const id = await store.outbox.enqueue({
       event: 'intent.received',
       payload: { intent: 'x', b: 1, a: [true, null] },
       target: 'https://hooks.example/custos',
       at: T0,
     });
-    expect(await store.dueOutbox(T0 - 1, 10)).toEqual([]);
-    const due = await store.dueOutbox(T0, 10, 30_000);
+    expect(await store.outbox.due(T0 - 1, 10)).toEqual([]);
+    const due = await store.outbox.due(T0, 10, 30_000);
     expect(due).toEqual([
       {
         id,
@@ -36,14 +36,14 @@ describe.each(backends)('outbox on $name', (backend) => {
       },
     ]);
     // Leased: another sender polling now does not get it.
-    expect(await store.dueOutbox(T0 + 1, 10)).toEqual([]);
-    await store.markOutboxFailed(id, { attempts: 1, nextAttemptAt: T0 + 5_000, error: 'HTTP 503' });
-    expect(await store.dueOutbox(T0 + 4_999, 10)).toEqual([]);
-    const retry = await store.dueOutbox(T0 + 5_000, 10);
+    expect(await store.outbox.due(T0 + 1, 10)).toEqual([]);
+    await store.outbox.markFailed(id, { attempts: 1, nextAttemptAt: T0 + 5_000, error: 'HTTP 503' });
+    expect(await store.outbox.due(T0 + 4_999, 10)).toEqual([]);
+    const retry = await store.outbox.due(T0 + 5_000, 10);
     expect(retry.map((r) => [r.id, r.attempts, r.lastError])).toEqual([[id, 1, 'HTTP 503']]);
-    await store.markOutboxDelivered(id, T0 + 5_001);
-    expect(await store.dueOutbox(T0 + 1_000_000, 10)).toEqual([]);
-    expect(await store.getOutbox(id)).toMatchObject({
+    await store.outbox.markDelivered(id, T0 + 5_001);
+    expect(await store.outbox.due(T0 + 1_000_000, 10)).toEqual([]);
+    expect(await store.outbox.get(id)).toMatchObject({
       deliveredAt: T0 + 5_001,
       attempts: 2,
       lastError: null,
@@ -54,8 +54,8 @@ describe.each(backends)('outbox on $name', (backend) => {
     const { store, peer } = await backend.fresh();
     const ids: number[] = [];
     for (let i = 0; i < 30; i++)
-      ids.push(await store.enqueueOutbox({ event: 'e', payload: i, target: 't', at: T0 }));
-    const batches = await Promise.all([0, 1, 2, 3].map((i) => peer(i).dueOutbox(T0, 10)));
+      ids.push(await store.outbox.enqueue({ event: 'e', payload: i, target: 't', at: T0 }));
+    const batches = await Promise.all([0, 1, 2, 3].map((i) => peer(i).outbox.due(T0, 10)));
     const got = batches.flat().map((r) => r.id);
     expect(got).toHaveLength(30);
     expect(new Set(got)).toEqual(new Set(ids));
@@ -63,10 +63,10 @@ describe.each(backends)('outbox on $name', (backend) => {
 
   it('says NOT_FOUND when marking an unknown or delivered notification', async () => {
     const { store } = await backend.fresh();
-    expect(await codeOf(store.markOutboxDelivered(42, T0))).toBe('NOT_FOUND');
-    const id = await store.enqueueOutbox({ event: 'e', payload: {}, target: 't', at: T0 });
-    await store.markOutboxDelivered(id, T0);
-    expect(await codeOf(store.markOutboxFailed(id, { attempts: 1, nextAttemptAt: T0, error: 'late' }))).toBe(
+    expect(await codeOf(store.outbox.markDelivered(42, T0))).toBe('NOT_FOUND');
+    const id = await store.outbox.enqueue({ event: 'e', payload: {}, target: 't', at: T0 });
+    await store.outbox.markDelivered(id, T0);
+    expect(await codeOf(store.outbox.markFailed(id, { attempts: 1, nextAttemptAt: T0, error: 'late' }))).toBe(
       'NOT_FOUND',
     );
   });
@@ -75,43 +75,43 @@ describe.each(backends)('outbox on $name', (backend) => {
 describe.each(backends)('request nonces on $name', (backend) => {
   it('uses a nonce once per key', async () => {
     const { store } = await backend.fresh();
-    expect(await store.useNonce('key-1', 'n-1', T0 + 300_000, T0)).toBe(true);
-    expect(await store.useNonce('key-1', 'n-1', T0 + 300_000, T0 + 1)).toBe(false);
-    expect(await store.useNonce('key-2', 'n-1', T0 + 300_000, T0 + 2)).toBe(true);
+    expect(await store.nonces.use('key-1', 'n-1', T0 + 300_000, T0)).toBe(true);
+    expect(await store.nonces.use('key-1', 'n-1', T0 + 300_000, T0 + 1)).toBe(false);
+    expect(await store.nonces.use('key-2', 'n-1', T0 + 300_000, T0 + 2)).toBe(true);
   });
 
   it('refuses a replayed nonce under concurrency: exactly one of 10 uses wins', async () => {
     const { peer } = await backend.fresh();
     const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => peer(i).useNonce('key-1', 'replayed', T0 + 300_000, T0)),
+      Array.from({ length: 10 }, (_, i) => peer(i).nonces.use('key-1', 'replayed', T0 + 300_000, T0)),
     );
     expect(results.filter(Boolean)).toHaveLength(1);
   });
 
   it('forgets expired nonces and deletes them', async () => {
     const { db, store } = await backend.fresh({ nonceSweepEveryMs: 1000 });
-    expect(await store.useNonce('key-1', 'old', T0 + 10, T0)).toBe(true);
-    expect(await store.useNonce('key-1', 'other', T0 + 10, T0)).toBe(true);
+    expect(await store.nonces.use('key-1', 'old', T0 + 10, T0)).toBe(true);
+    expect(await store.nonces.use('key-1', 'other', T0 + 10, T0)).toBe(true);
     // Expired: the request's own time window refuses it; the store no longer needs it.
-    expect(await store.useNonce('key-1', 'old', T0 + 5_000, T0 + 10)).toBe(true);
-    expect(await store.useNonce('key-1', 'old', T0 + 5_000, T0 + 1_000)).toBe(false);
+    expect(await store.nonces.use('key-1', 'old', T0 + 5_000, T0 + 10)).toBe(true);
+    expect(await store.nonces.use('key-1', 'old', T0 + 5_000, T0 + 1_000)).toBe(false);
     const left = await db.db.selectFrom('request_nonces').select('nonce').execute();
     expect(left.map((r) => r.nonce)).toEqual(['old']);
   });
 
   it('refuses an empty or oversized nonce with INVALID_VALUE', async () => {
     const { store } = await backend.fresh();
-    expect(await codeOf(store.useNonce('key-1', '', T0, T0))).toBe('INVALID_VALUE');
-    expect(await codeOf(store.useNonce('key-1', 'x'.repeat(257), T0, T0))).toBe('INVALID_VALUE');
+    expect(await codeOf(store.nonces.use('key-1', '', T0, T0))).toBe('INVALID_VALUE');
+    expect(await codeOf(store.nonces.use('key-1', 'x'.repeat(257), T0, T0))).toBe('INVALID_VALUE');
   });
 });
 
 describe.each(backends)('key-value state on $name', (backend) => {
   it('stores, reads and overwrites small values', async () => {
     const { store } = await backend.fresh();
-    expect(await store.getKv('chain.bitcoin:regtest')).toBeNull();
-    await store.setKv('chain.bitcoin:regtest', '{"height":1}');
-    await store.setKv('chain.bitcoin:regtest', '{"height":2}');
-    expect(await store.getKv('chain.bitcoin:regtest')).toBe('{"height":2}');
+    expect(await store.kv.get('chain.bitcoin:regtest')).toBeNull();
+    await store.kv.set('chain.bitcoin:regtest', '{"height":1}');
+    await store.kv.set('chain.bitcoin:regtest', '{"height":2}');
+    expect(await store.kv.get('chain.bitcoin:regtest')).toBe('{"height":2}');
   });
 });

@@ -58,8 +58,8 @@ describe('several coordinators on one PostgreSQL database', () => {
     expect(ran.rows).toHaveLength(Object.keys(MIGRATIONS).length);
     // And they all work on the same data.
     const stores = dbs.map((db) => new Store(db));
-    await stores[0]!.insertIntent(makeIntent(1));
-    expect(await codeOf(stores[1]!.insertIntent(makeIntent(1)))).toBe('DUPLICATE_INTENT');
+    await stores[0]!.intents.insert(makeIntent(1));
+    expect(await codeOf(stores[1]!.intents.insert(makeIntent(1)))).toBe('DUPLICATE_INTENT');
   });
 });
 
@@ -69,15 +69,15 @@ describe('a PostgreSQL restart', () => {
     const background: CustosError[] = [];
     const db = await open(url, { onBackgroundError: (err) => background.push(err) });
     const store = new Store(db);
-    const { id } = await store.insertIntent(makeIntent(1));
+    const { id } = await store.intents.insert(makeIntent(1));
     // Fill the pool with idle connections that the shutdown will break.
-    await Promise.all(Array.from({ length: 5 }, () => store.getIntent(id)));
+    await Promise.all(Array.from({ length: 5 }, () => store.intents.get(id)));
 
     await postgres.server().halt();
     try {
-      expect(await codeOf(store.getIntent(id))).toBe('UNAVAILABLE');
-      expect(await codeOf(store.appendAuditEvent(event(0)))).toBe('UNAVAILABLE');
-      expect(await codeOf(store.insertIntent(makeIntent(2)))).toBe('UNAVAILABLE');
+      expect(await codeOf(store.intents.get(id))).toBe('UNAVAILABLE');
+      expect(await codeOf(store.audit.append(event(0)))).toBe('UNAVAILABLE');
+      expect(await codeOf(store.intents.insert(makeIntent(2)))).toBe('UNAVAILABLE');
       expect(await codeOf(store.ping())).toBe('UNAVAILABLE');
     } finally {
       await postgres.server().resume();
@@ -87,9 +87,9 @@ describe('a PostgreSQL restart', () => {
     expect(background.every((e) => e.code === 'UNAVAILABLE')).toBe(true);
 
     await store.ping();
-    expect((await store.getIntent(id))?.status).toBe('pending');
-    await store.insertIntent(makeIntent(2));
-    expect((await store.appendAuditEvent(event(0))).entry.seq).toBe(0);
+    expect((await store.intents.get(id))?.status).toBe('pending');
+    await store.intents.insert(makeIntent(2));
+    expect((await store.audit.append(event(0))).entry.seq).toBe(0);
   });
 
   it('keeps one unbroken audit chain when the server stops in the middle of appends', async () => {
@@ -102,7 +102,7 @@ describe('a PostgreSQL restart', () => {
     const writer = async (store: Store): Promise<void> => {
       while (!stopping) {
         try {
-          await store.appendAuditEvent(event(n++));
+          await store.audit.append(event(n++));
           ok++;
         } catch (err) {
           failures.push(err instanceof CustosError ? err.code : String(err));
@@ -122,7 +122,7 @@ describe('a PostgreSQL restart', () => {
 
     expect(failures.length).toBeGreaterThan(0);
     expect(new Set(failures)).toEqual(new Set(['UNAVAILABLE']));
-    const entries = await stores[0]!.auditRange(0, 10_000);
+    const entries = await stores[0]!.audit.range(0, 10_000);
     // An append whose commit landed just as its connection broke may be stored though reported failed.
     expect(entries.length).toBeGreaterThanOrEqual(ok);
     expect(verifyAuditChain(entries).ok).toBe(true);
@@ -159,11 +159,11 @@ describe('a PostgreSQL restart', () => {
     try {
       await stuck.query('begin');
       await stuck.query('select pg_advisory_xact_lock($1)', [AUDIT_LOCK_KEY]);
-      expect(await codeOf(store.appendAuditEvent(event(0)))).toBe('UNAVAILABLE');
+      expect(await codeOf(store.audit.append(event(0)))).toBe('UNAVAILABLE');
       await stuck.query('rollback');
     } finally {
       await stuck.end();
     }
-    expect((await store.appendAuditEvent(event(0))).entry.seq).toBe(0);
+    expect((await store.audit.append(event(0))).entry.seq).toBe(0);
   });
 });

@@ -61,7 +61,7 @@ async function upgradedHolds(open: () => Promise<CoordinatorDb>): Promise<void> 
       [B, 'j'.repeat(64)],
     ]),
   );
-  expect(await store.getKv('chain:reservations')).toBeNull();
+  expect(await store.kv.get('chain:reservations')).toBeNull();
   // The rows hold: another intent cannot take a coin still promised.
   expect(await store.chain.reserve('k'.repeat(64), [A])).toBe(false);
 }

@@ -120,7 +120,7 @@ describe.each(backends)('automated payouts end to end on $name', (backend) => {
     const records = await waitFor(
       'every payout signed or refused',
       async () => {
-        const all = await Promise.all(ids.map((id) => store.getIntent(id)));
+        const all = await Promise.all(ids.map((id) => store.intents.get(id)));
         return all.every((r) => r !== null && SETTLED.includes(r.status)) ? all : undefined;
       },
       60_000,
@@ -163,7 +163,7 @@ describe.each(backends)('automated payouts end to end on $name', (backend) => {
       expect(mine.some((e) => e.event === 'transaction.broadcast')).toBe(false);
     }
     // No approval was ever stored.
-    for (const id of ids) expect(await store.approvalsFor(id)).toEqual([]);
+    for (const id of ids) expect(await store.approvals.of(id)).toEqual([]);
 
     // Now that the coordinator saw 0.009 BTC signed, its preview refuses the next payout at the door.
     org.world.clock.now = Date.now();

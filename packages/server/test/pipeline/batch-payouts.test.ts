@@ -47,23 +47,23 @@ describe.each(backends)('a batch of 100 payouts on $name', (backend) => {
     const total = outputs.reduce((s, o) => s + BigInt(o.amount), 0n);
     org.world.clock.now = Date.now();
     const signed = org.world.intent(total, { to: outputs[0]!.to, outputs });
-    await store.insertIntent(signed);
+    await store.intents.insert(signed);
     const id = intentDigest(signed.intent) as Digest;
-    for (const a of org.world.approve(signed)) await store.insertApproval(a);
-    expect(await store.updateIntentStatus(id, { from: 'pending', to: 'approved' })).toBe(true);
+    for (const a of org.world.approve(signed)) await store.approvals.insert(a);
+    expect(await store.intents.updateStatus(id, { from: 'pending', to: 'approved' })).toBe(true);
     // The coordinator's preview ledger reads the batch's outputs back with its other columns.
-    const [entry] = (await store.ledgerEntriesOf([id], () => 0)) as LedgerEntry[];
+    const [entry] = (await store.intents.ledgerEntriesOf([id], () => 0)) as LedgerEntry[];
     expect(entry?.outputs).toEqual(outputs);
 
     await c.pipeline.onApproved(id);
-    expect(await store.getIntent(id)).toMatchObject({ status: 'signing', statusCode: null });
+    expect(await store.intents.get(id)).toMatchObject({ status: 'signing', statusCode: null });
 
     const tmp = tempDir();
     cleanups.push(() => tmp.remove());
     const signers = startSigners(tmp.dir, org, c.pipeline, store, {});
     cleanups.push(() => signers.stop());
     const broadcast = await waitFor('broadcast', async () => {
-      const rec = await store.getIntent(id);
+      const rec = await store.intents.get(id);
       return rec?.status === 'broadcast' || rec?.status === 'refused' ? rec : undefined;
     });
     await signers.stop();
@@ -79,7 +79,7 @@ describe.each(backends)('a batch of 100 payouts on $name', (backend) => {
     const raw = await node.rpc.getRawTransaction(txid);
     await node.mine(1);
     await c.pipeline.runOnce();
-    expect(await store.getIntent(id)).toMatchObject({ status: 'confirmed', txid });
+    expect(await store.intents.get(id)).toMatchObject({ status: 'confirmed', txid });
 
     // The mined transaction: the 100 outputs exactly (as a multiset: BIP 69 sorted them) plus change.
     const { tx } = parseTransaction(raw);

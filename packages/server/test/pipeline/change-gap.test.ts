@@ -125,7 +125,7 @@ describe.each(sqlite)('change indexes the coordinator picks, on $name', (backend
       const done = await waitFor(
         `round ${round} broadcast`,
         async () => {
-          const recs = await Promise.all(ids.map((id) => store.getIntent(id)));
+          const recs = await Promise.all(ids.map((id) => store.intents.get(id)));
           if (recs.some((r) => r?.status === 'refused')) return recs;
           return recs.every((r) => r?.status === 'broadcast') ? recs : undefined;
         },
@@ -133,7 +133,7 @@ describe.each(sqlite)('change indexes the coordinator picks, on $name', (backend
       );
       expect(done.map((r) => [r?.status, r?.statusCode])).toEqual(ids.map(() => ['broadcast', null]));
       for (const r of done) {
-        const jobs = await store.jobsFor(r!.id);
+        const jobs = await store.jobs.of(r!.id);
         for (const j of jobs) expect(j.result?.receipt).toMatchObject({ outcome: 'signed', code: null });
       }
       await node.mine(1);

@@ -260,7 +260,7 @@ describe.each(backends)('an EVM Safe withdrawal end to end on $name', (backend) 
     expect(first.txid).toBe(rows[0]?.safeTxHash.slice(2));
     expect(second.txid).toBe(rows[1]?.safeTxHash.slice(2));
 
-    const audit = await store.auditRange(0, 10_000);
+    const audit = await store.audit.range(0, 10_000);
     for (const id of [ethIntent, tokenIntent]) {
       const events = audit.filter((e) => e.subject === id).map((e) => e.event);
       for (const event of [

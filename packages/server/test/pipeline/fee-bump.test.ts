@@ -131,7 +131,7 @@ async function broadcastWithdrawal(
   cleanups.push(() => signers.stop());
   await s.c.pipeline.onApproved(id);
   const rec = await waitFor('broadcast', async () => {
-    const r = await s.store.getIntent(id);
+    const r = await s.store.intents.get(id);
     return r?.status === 'broadcast' ? r : undefined;
   });
   expect(await s.node.rpc.getRawMempool()).toEqual([rec.txid]);
@@ -176,12 +176,12 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     ]);
     // The node took the replacement in place of the original.
     expect(await s.node.rpc.getRawMempool()).toEqual([requested.txid]);
-    expect(await s.store.getIntent(id)).toMatchObject({ status: 'broadcast', txid: requested.txid });
+    expect(await s.store.intents.get(id)).toMatchObject({ status: 'broadcast', txid: requested.txid });
 
     await s.node.mine(1);
     await s.c.pipeline.runOnce();
-    expect(await s.store.getIntent(id)).toMatchObject({ status: 'confirmed', txid: requested.txid });
-    expect(await s.store.getTransaction(id)).toMatchObject({ txid: requested.txid, confirmations: 1 });
+    expect(await s.store.intents.get(id)).toMatchObject({ status: 'confirmed', txid: requested.txid });
+    expect(await s.store.transactions.get(id)).toMatchObject({ txid: requested.txid, confirmations: 1 });
     expect((await bumpsOf(s, id))[0]?.status).toBe('mined');
     const view = (await s.client.get(`/v1/intents/${id}`)).body as { signers: unknown[] };
     expect(view.signers).toHaveLength(2);
@@ -201,7 +201,7 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     expect(events.filter((e) => e === 'bump.signed')).toHaveLength(2);
     expect(events.indexOf('transaction.replaced')).toBeLessThan(events.indexOf('transaction.confirmed'));
     // The webhook receivers learn the replacement's txid and what it replaces.
-    const announced = (await s.store.dueOutbox(Date.now() + 1, 100))
+    const announced = (await s.store.outbox.due(Date.now() + 1, 100))
       .filter((o) => o.event === 'transaction.broadcast')
       .map((o) => (JSON.parse(o.payload) as { data: { txid: string; replaces?: string } }).data);
     expect(announced).toEqual([
@@ -210,10 +210,10 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     ]);
 
     // A bump of the confirmed withdrawal: NOT_A_REPLACEMENT, nothing queued, audited.
-    const jobsBefore = (await s.store.jobsFor(id)).length;
+    const jobsBefore = (await s.store.jobs.of(id)).length;
     const late = await s.client.post(`/v1/intents/${id}/bumps`, bumpOf(s.org, id, 30n));
     expect(outcome(late)).toEqual({ status: 422, code: 'NOT_A_REPLACEMENT' });
-    expect((await s.store.jobsFor(id)).length).toBe(jobsBefore);
+    expect((await s.store.jobs.of(id)).length).toBe(jobsBefore);
     const tail = (await auditEvents(s.store)).slice(-2);
     expect(tail.map((e) => e.event)).toEqual(['bump.refused', 'request.refused']);
     expect(tail[0]?.subject).toBe(id);
@@ -223,7 +223,7 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     const s = await setUp(backend);
     const { id, signers } = await broadcastWithdrawal(s);
     await signers.stop();
-    const jobs = (await s.store.jobsFor(id)).length;
+    const jobs = (await s.store.jobs.of(id)).length;
     const cases: [SignedBump, Client, string][] = [
       // The policy caps the fee rate at 100 sat/vB.
       [bumpOf(s.org, id, 150n), s.client, 'FEE_TOO_HIGH'],
@@ -250,7 +250,7 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
       .clientOf(s.org.world.org.approvers[0]!)
       .post(`/v1/intents/${id}/bumps`, bumpOf(s.org, id, 20n));
     expect(outcome(other)).toEqual({ status: 403, code: 'NOT_AUTHORIZED' });
-    expect((await s.store.jobsFor(id)).length).toBe(jobs);
+    expect((await s.store.jobs.of(id)).length).toBe(jobs);
     expect(await bumpsOf(s, id)).toEqual([]);
 
     // Two bumps at once: one goes to the signers, the other is refused CONFLICT (one at a time).
@@ -261,7 +261,7 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     expect(both.map((r) => r.status).sort()).toEqual([202, 409]);
     const bumps = await bumpsOf(s, id);
     expect(bumps.filter((b) => b.status === 'signing')).toHaveLength(1);
-    expect((await s.store.jobsFor(id)).length).toBe(jobs + 2);
+    expect((await s.store.jobs.of(id)).length).toBe(jobs + 2);
   });
 
   it('a bump overtaken by the original being mined is refused: its jobs are withdrawn, nothing signed, the original confirms', async () => {
@@ -274,7 +274,7 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     // The original is mined before any signer sees the bump.
     await s.node.mine(1);
     await s.c.pipeline.runOnce();
-    expect(await s.store.getIntent(id)).toMatchObject({ status: 'confirmed', txid: original });
+    expect(await s.store.intents.get(id)).toMatchObject({ status: 'confirmed', txid: original });
     const again = startSigners(s.dir, s.org, s.c.pipeline, s.store);
     cleanups.push(() => again.stop());
     const refused = await waitFor('the bump refused', async () => {
@@ -290,7 +290,7 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     }
     const events = (await auditEvents(s.store)).filter((e) => e.subject === id).map((e) => e.event);
     expect(events.slice(-2)).toEqual(['transaction.confirmed', 'bump.refused']);
-    expect(await s.store.getTransaction(id)).toMatchObject({ txid: original, confirmations: 1 });
+    expect(await s.store.transactions.get(id)).toMatchObject({ txid: original, confirmations: 1 });
   });
 
   it('the original mined after its replacement was broadcast: the intent follows the original, the bump is marked replaced, audited', async () => {
@@ -317,7 +317,7 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
     cleanups.push(() => signers.stop());
     await c.pipeline.onApproved(id);
     const original = await waitFor('broadcast', async () => {
-      const r = await s.store.getIntent(id);
+      const r = await s.store.intents.get(id);
       return r?.status === 'broadcast' ? (r.txid as string) : undefined;
     });
     const bump = bumpOf(s.org, id, 20n);
@@ -328,13 +328,13 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
       return b?.status === 'broadcast' ? b : undefined;
     });
     await signers.stop();
-    expect(await s.store.getIntent(id)).toMatchObject({ status: 'broadcast', txid: view?.txid });
+    expect(await s.store.intents.get(id)).toMatchObject({ status: 'broadcast', txid: view?.txid });
     expect(await s.node.rpc.getRawMempool()).toEqual([original]);
 
     await s.node.mine(1);
     await c.pipeline.runOnce();
-    expect(await s.store.getIntent(id)).toMatchObject({ status: 'confirmed', txid: original });
-    expect(await s.store.getTransaction(id)).toMatchObject({ txid: original, confirmations: 1 });
+    expect(await s.store.intents.get(id)).toMatchObject({ status: 'confirmed', txid: original });
+    expect(await s.store.transactions.get(id)).toMatchObject({ txid: original, confirmations: 1 });
     expect((await s.store.bumps.get(view?.id as string))?.status).toBe('replaced');
     const events = (await auditEvents(s.store)).filter((e) => e.subject === id).map((e) => e.event);
     expect(events.slice(-2)).toEqual(['transaction.replaced', 'transaction.confirmed']);
@@ -457,9 +457,9 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
       expect(signerLedger(s.dir, signer).replacements).toEqual([]);
     }
     expect(await s.node.rpc.getRawMempool()).toEqual([original]);
-    expect(await s.store.getIntent(id)).toMatchObject({ status: 'broadcast', txid: original });
+    expect(await s.store.intents.get(id)).toMatchObject({ status: 'broadcast', txid: original });
     await s.node.mine(1);
     await s.c.pipeline.runOnce();
-    expect(await s.store.getIntent(id)).toMatchObject({ status: 'confirmed', txid: original });
+    expect(await s.store.intents.get(id)).toMatchObject({ status: 'confirmed', txid: original });
   });
 });

@@ -55,7 +55,7 @@ function checkpointBy(
 
 async function logSomething(store: Store, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {
-    await store.appendAuditEvent({
+    await store.audit.append({
       at: Date.now(),
       actor: 'test',
       event: 'intent.created',
@@ -74,15 +74,15 @@ describe.each(backends)('the signer feed on $name', (backend) => {
     await logSomething(store, 3);
 
     const feed = await c.pipeline.jobsFor('signer-1', 0, never);
-    const head = await store.auditHead();
+    const head = await store.audit.head();
     expect(feed).toEqual({ jobs: [], checkpoint: { seq: 2, head: head?.hash } });
     const sc = checkpointBy(org, 'signer-1', feed.checkpoint!);
     await c.pipeline.acceptCheckpoint('signer-1', sc);
-    expect(await store.checkpoints({ signer: 'signer-1' })).toEqual([sc]);
-    expect(await store.auditHead()).toEqual(head);
+    expect(await store.audit.checkpoints({ signer: 'signer-1' })).toEqual([sc]);
+    expect(await store.audit.head()).toEqual(head);
     // Accepted again (a retry) changes nothing.
     await c.pipeline.acceptCheckpoint('signer-1', sc);
-    expect(await store.checkpoints()).toEqual([sc]);
+    expect(await store.audit.checkpoints()).toEqual([sc]);
 
     // No ping-pong: the head did not move, so nothing is asked, even with no interval between asks.
     expect((await c.pipeline.jobsFor('signer-1', 0, never)).checkpoint).toBeNull();
@@ -106,7 +106,7 @@ describe.each(backends)('the signer feed on $name', (backend) => {
     await logSomething(store, 3);
     const asked = await c.pipeline.jobsFor('signer-1', 0, never);
     const good = asked.checkpoint!;
-    const [entry1] = await store.auditRange(1, 1);
+    const [entry1] = await store.audit.range(1, 1);
     const wrongHead = auditEntryDigest(entry1!);
 
     const bad: [string, SignedCheckpoint][] = [
@@ -129,14 +129,14 @@ describe.each(backends)('the signer feed on $name', (backend) => {
     for (const [sender, sc] of bad) {
       expect(await codeOf(c.pipeline.acceptCheckpoint(sender, sc))).toBe('CHECKPOINT_INVALID');
     }
-    expect(await store.checkpoints()).toEqual([]);
+    expect(await store.audit.checkpoints()).toEqual([]);
     // One alert per signer per interval, not one per bad checkpoint: a bad signer cannot flood the log.
     const alerts = (await auditEvents(store)).filter((e) => e.event === 'alert');
     expect(alerts).toEqual([
       { event: 'alert', subject: 'signer:signer-1', actor: 'coordinator' },
       { event: 'alert', subject: 'signer:signer-2', actor: 'coordinator' },
     ]);
-    const outbox = await store.dueOutbox(Date.now(), 100);
+    const outbox = await store.outbox.due(Date.now(), 100);
     expect(outbox.map((o) => [o.event, JSON.parse(o.payload).data.code])).toEqual([
       ['alert', 'CHECKPOINT_INVALID'],
       ['alert', 'CHECKPOINT_INVALID'],
@@ -157,9 +157,9 @@ describe.each(backends)('the signer feed on $name', (backend) => {
     const jobOf = async (status: 'signing' | 'refused', n: number): Promise<SignerJob> => {
       org.world.clock.now = Date.now();
       const signed = org.world.intent(BigInt(100_000 + n));
-      await fresh.store.insertIntent(signed);
+      await fresh.store.intents.insert(signed);
       const id = intentDigest(signed.intent);
-      await fresh.store.updateIntentStatus(id, { from: 'pending', to: status, psbt: PSBT });
+      await fresh.store.intents.updateStatus(id, { from: 'pending', to: status, psbt: PSBT });
       return {
         v: 1,
         id: `${id.slice(0, 16)}-signer-1-1`,
@@ -177,12 +177,12 @@ describe.each(backends)('the signer feed on $name', (backend) => {
     const polling = c.pipeline.jobsFor('signer-1', 10_000, never);
     await new Promise((r) => setTimeout(r, 100));
     // Queued through another Store (on PostgreSQL another connection pool): no wake-up in this process.
-    await fresh.peer(1).enqueueJobs([dead, live]);
+    await fresh.peer(1).jobs.enqueue([dead, live]);
     const feed = await polling;
     expect(performance.now() - started).toBeLessThan(2000);
     expect(feed.jobs).toEqual([live]);
-    expect(await fresh.store.getJob(dead.id)).toMatchObject({ status: 'done', result: null });
-    expect(await fresh.store.getJob(live.id)).toMatchObject({ status: 'delivered', deliveries: 1 });
+    expect(await fresh.store.jobs.get(dead.id)).toMatchObject({ status: 'done', result: null });
+    expect(await fresh.store.jobs.get(live.id)).toMatchObject({ status: 'delivered', deliveries: 1 });
 
     // Nothing left: the poll waits, and an abort ends it at once.
     const abort = new AbortController();

@@ -158,7 +158,7 @@ describe.each(backends)('internal transfers on $name', (backend) => {
     const done = await waitFor(
       'the refill broadcast',
       async () => {
-        const r = await store.getIntent(id);
+        const r = await store.intents.get(id);
         return r !== null && SETTLED.includes(r.status) ? r : undefined;
       },
       60_000,
@@ -171,7 +171,7 @@ describe.each(backends)('internal transfers on $name', (backend) => {
     ]);
     await node.mine(1);
     await c.pipeline.runOnce();
-    expect(await store.getIntent(id)).toMatchObject({ status: 'confirmed' });
+    expect(await store.intents.get(id)).toMatchObject({ status: 'confirmed' });
 
     // The coordinator's own scan finds the coins at btc-hot's receive index 0.
     const hot = (await c.pipeline.wallets()).find((w) => w.id === HOT_ID);
@@ -219,7 +219,7 @@ describe.each(backends)('internal transfers on $name', (backend) => {
     const forgedId = intentDigest(forged.intent) as Digest;
     const res = await client.post('/v1/intents', forged);
     expect(outcome(res)).toEqual({ status: 422, code: 'DESTINATION_NOT_WALLET' });
-    expect(await store.getIntent(forgedId)).toBeNull();
+    expect(await store.intents.get(forgedId)).toBeNull();
     expect(await auditEvents(store)).toEqual(
       expect.arrayContaining([
         {
@@ -238,11 +238,11 @@ describe.each(backends)('internal transfers on $name', (backend) => {
     });
 
     // Past a hostile coordinator: stored approved as if checked, built paying the attacker, queued.
-    await store.insertIntent(forged);
-    for (const a of org.world.approve(forged)) await store.insertApproval(a);
-    expect(await store.updateIntentStatus(forgedId, { from: 'pending', to: 'approved' })).toBe(true);
+    await store.intents.insert(forged);
+    for (const a of org.world.approve(forged)) await store.approvals.insert(a);
+    expect(await store.intents.updateStatus(forgedId, { from: 'pending', to: 'approved' })).toBe(true);
     await c.pipeline.onApproved(forgedId);
-    expect(await store.getIntent(forgedId)).toMatchObject({ status: 'signing' });
+    expect(await store.intents.get(forgedId)).toMatchObject({ status: 'signing' });
     const tmp = tempDir();
     cleanups.push(() => tmp.remove());
     const signers = startSigners(tmp.dir, org, c.pipeline, store);
@@ -250,7 +250,7 @@ describe.each(backends)('internal transfers on $name', (backend) => {
     const refused = await waitFor(
       'the forged refill settled',
       async () => {
-        const r = await store.getIntent(forgedId);
+        const r = await store.intents.get(forgedId);
         return r !== null && SETTLED.includes(r.status) ? r : undefined;
       },
       60_000,

@@ -138,7 +138,7 @@ describe.each(backends)('metrics on $name', (backend) => {
     await waitFor(
       'one payout broadcast, the other refused',
       async () => {
-        const all = await Promise.all(ids.map((id) => store.getIntent(id)));
+        const all = await Promise.all(ids.map((id) => store.intents.get(id)));
         const statuses = all.map((r) => r?.status).sort();
         return statuses[0] === 'broadcast' && statuses[1] === 'refused' ? statuses : undefined;
       },

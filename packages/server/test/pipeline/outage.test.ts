@@ -53,8 +53,8 @@ describe.each(backends)('the chain node going away, on $name', (backend) => {
     await link.down();
     const id = await approvedIntent(store, org, 10_000_000n);
     await c.pipeline.onApproved(id);
-    expect(await store.getIntent(id)).toMatchObject({ status: 'approved', statusCode: null, psbt: null });
-    expect(await store.jobsFor(id)).toEqual([]);
+    expect(await store.intents.get(id)).toMatchObject({ status: 'approved', statusCode: null, psbt: null });
+    expect(await store.jobs.of(id)).toEqual([]);
     expect(await auditEvents(store)).toEqual([]);
     const status = await c.pipeline.chainStatus();
     expect(status).toMatchObject({ ok: false, height: null });
@@ -62,7 +62,7 @@ describe.each(backends)('the chain node going away, on $name', (backend) => {
     expect(status.message).not.toContain(node.rpcPassword);
     // The loop keeps trying while the node is away, and keeps the intent approved.
     await c.pipeline.runOnce();
-    expect((await store.getIntent(id))?.status).toBe('approved');
+    expect((await store.intents.get(id))?.status).toBe('approved');
 
     await link.up();
     const tmp = tempDir();
@@ -71,11 +71,11 @@ describe.each(backends)('the chain node going away, on $name', (backend) => {
     cleanups.push(() => signers.stop());
     c.pipeline.start();
     await waitFor('broadcast', async () =>
-      (await store.getIntent(id))?.status === 'broadcast' ? true : undefined,
+      (await store.intents.get(id))?.status === 'broadcast' ? true : undefined,
     );
     await node.mine(1);
     await waitFor('confirmed', async () =>
-      (await store.getIntent(id))?.status === 'confirmed' ? true : undefined,
+      (await store.intents.get(id))?.status === 'confirmed' ? true : undefined,
     );
     // Stopping waits for the pass in progress (its audit entry follows the status change).
     await signers.stop();
@@ -107,7 +107,7 @@ describe.each(backends)('the chain node going away, on $name', (backend) => {
     await fund(node, org, [30_000_000n]);
     const id = await approvedIntent(store, org, 10_000_000n);
     await c.pipeline.onApproved(id);
-    expect((await store.getIntent(id))?.status).toBe('signing');
+    expect((await store.intents.get(id))?.status).toBe('signing');
 
     await link.down();
     const tmp = tempDir();
@@ -115,24 +115,24 @@ describe.each(backends)('the chain node going away, on $name', (backend) => {
     const signers = startSigners(tmp.dir, org, c.pipeline, store);
     cleanups.push(() => signers.stop());
     await waitFor('signed', async () =>
-      (await store.getIntent(id))?.status === 'signed' ? true : undefined,
+      (await store.intents.get(id))?.status === 'signed' ? true : undefined,
     );
     await waitFor('both results', async () =>
-      (await store.jobsFor(id)).every((j) => j.status === 'done') ? true : undefined,
+      (await store.jobs.of(id)).every((j) => j.status === 'done') ? true : undefined,
     );
     await signers.stop();
-    expect(await store.getTransaction(id)).toBeNull();
+    expect(await store.transactions.get(id)).toBeNull();
     expect(await node.rpc.getRawMempool()).toEqual([]);
     // The node being away is the coordinator's to retry: both results were accepted without an error.
     expect(signers.runs.flatMap((r) => r.errors)).toEqual([]);
 
     await link.up();
     await c.pipeline.runOnce();
-    const rec = await store.getIntent(id);
+    const rec = await store.intents.get(id);
     expect(rec?.status).toBe('broadcast');
     expect(await node.rpc.getRawMempool()).toEqual([rec?.txid]);
     await node.mine(1);
     await c.pipeline.runOnce();
-    expect((await store.getIntent(id))?.status).toBe('confirmed');
+    expect((await store.intents.get(id))?.status).toBe('confirmed');
   });
 });

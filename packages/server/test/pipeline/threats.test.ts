@@ -62,7 +62,7 @@ async function signingIntent(
   await fund(node, org, [30_000_000n]);
   const id = await approvedIntent(store, org, 10_000_000n);
   await c.pipeline.onApproved(id);
-  expect((await store.getIntent(id))?.status).toBe('signing');
+  expect((await store.intents.get(id))?.status).toBe('signing');
   const tmp = tempDir();
   cleanups.push(() => tmp.remove());
   return { c, id, dir: tmp.dir };
@@ -83,7 +83,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     const signers = startSigners(dir, org, c.pipeline, store, { relay: { 'signer-1': rewrite } });
     cleanups.push(() => signers.stop());
     const refused = await waitFor('refused', async () => {
-      const rec = await store.getIntent(id);
+      const rec = await store.intents.get(id);
       return rec?.status === 'refused' ? rec : undefined;
     });
     // Stopping the signers waits for the result being handled (its audit entries and notifications).
@@ -100,7 +100,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     });
     expect(result?.alert).toEqual({ severity: 'critical', code: 'INTENT_SIGNATURE_INVALID' });
     // The refusal is recorded on signer-1's job, under the intent the coordinator queued.
-    const jobs = await store.jobsFor(id);
+    const jobs = await store.jobs.of(id);
     const job1 = jobs.find((j) => j.signer === 'signer-1');
     expect(job1).toMatchObject({ status: 'done', result });
 
@@ -113,10 +113,10 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
       ]),
     );
     expect(events.some((e) => e.event === 'transaction.broadcast')).toBe(false);
-    const alertEntry = (await store.auditRange(0, 1000)).find((e) => e.event === 'alert');
+    const alertEntry = (await store.audit.range(0, 1000)).find((e) => e.event === 'alert');
     expect(alertEntry?.digest).toBe(receiptDigest(result!.receipt));
 
-    const outbox = await store.dueOutbox(Date.now(), 100);
+    const outbox = await store.outbox.due(Date.now(), 100);
     const alert = outbox.find((o) => o.event === 'alert');
     expect(JSON.parse(alert?.payload ?? '{}')).toMatchObject({
       event: 'alert',
@@ -126,7 +126,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
 
     // Nothing reached the chain, and the coin is free again.
     expect(await node.rpc.getRawMempool()).toEqual([]);
-    expect(await store.getTransaction(id)).toBeNull();
+    expect(await store.transactions.get(id)).toBeNull();
     expect(await store.chain.reservations()).toEqual(new Map());
     expect((await verifyAudit(store, org)).ok).toBe(true);
   });
@@ -148,7 +148,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
       outcome: 'refused',
       code: 'FROZEN',
       governanceSeq: 1,
-      governanceHead: (await store.governanceRange(0, 1))[0]!.digest,
+      governanceHead: (await store.governance.range(0, 1))[0]!.digest,
       at: Date.now(),
     };
     const forgedKey = secretKeyFor('attacker', 'signer-1');
@@ -161,9 +161,9 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     };
     expect(await codeOf(c.pipeline.acceptResult('signer-2', real))).toBe('BAD_SIGNATURE');
 
-    expect(await store.getIntent(id)).toMatchObject({ status: 'signing', statusCode: null });
-    expect((await store.getJob(job.id))?.status).toBe('delivered');
-    expect((await store.getJob(job.id))?.result).toBeNull();
+    expect(await store.intents.get(id)).toMatchObject({ status: 'signing', statusCode: null });
+    expect((await store.jobs.get(job.id))?.status).toBe('delivered');
+    expect((await store.jobs.get(job.id))?.result).toBeNull();
     const events = await auditEvents(store);
     expect(events.filter((e) => e.event === 'alert')).toEqual([
       { event: 'alert', subject: id, actor: 'coordinator' },
@@ -176,7 +176,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
       await codeOf(c.pipeline.acceptResult('signer-1', { ...real, receipt: { ...receipt, job: 'nope' } })),
     ).toBe('BAD_SIGNATURE');
     await c.pipeline.acceptResult('signer-1', real);
-    expect(await store.getIntent(id)).toMatchObject({ status: 'refused', statusCode: 'FROZEN' });
+    expect(await store.intents.get(id)).toMatchObject({ status: 'refused', statusCode: 'FROZEN' });
   });
 
   it('issue 8 item 7: a receipt naming another governance head digest (a fork) is audited with that digest and raises a critical alert', async () => {
@@ -186,7 +186,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     const feed = await c.pipeline.jobsFor('signer-1', 0, new AbortController().signal);
     const job = feed.jobs[0];
     if (job === undefined) throw new Error('no job');
-    const ours = (await store.governanceHead())!;
+    const ours = (await store.governance.head())!;
     const fork = 'f0'.repeat(32) as Digest;
     const receipt: Receipt = {
       v: 1,
@@ -206,7 +206,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     };
     await c.pipeline.acceptResult('signer-1', result);
 
-    const entries = await store.auditRange(0, 10_000);
+    const entries = await store.audit.range(0, 10_000);
     const head = entries.filter((e) => e.event === 'signing.governance');
     expect(head).toEqual([
       expect.objectContaining({
@@ -218,7 +218,7 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     expect(entries.filter((e) => e.event === 'alert')).toEqual([
       expect.objectContaining({ actor: 'coordinator', subject: id, digest: receiptDigest(receipt) }),
     ]);
-    const outbox = await store.dueOutbox(Date.now(), 100);
+    const outbox = await store.outbox.due(Date.now(), 100);
     const alert = outbox.find((o) => o.event === 'alert');
     expect(JSON.parse(alert?.payload ?? '{}')).toMatchObject({
       data: { subject: id, signer: 'signer-1', code: 'GOVERNANCE_HEAD_MISMATCH', severity: 'critical' },
@@ -235,27 +235,27 @@ describe.each(backends)('attacks on the signer path, on $name', (backend) => {
     const signers = startSigners(dir, org, c.pipeline, store);
     cleanups.push(() => signers.stop());
     await waitFor('broadcast', async () =>
-      (await store.getIntent(id))?.status === 'broadcast' ? true : undefined,
+      (await store.intents.get(id))?.status === 'broadcast' ? true : undefined,
     );
     await signers.stop();
     // Each receipt names the coordinator's own head, seq and digest: no fork, no alert.
-    const ours = (await store.governanceHead())!;
-    const heads = (await store.auditRange(0, 10_000)).filter((e) => e.event === 'signing.governance');
+    const ours = (await store.governance.head())!;
+    const heads = (await store.audit.range(0, 10_000)).filter((e) => e.event === 'signing.governance');
     expect(heads.length).toBeGreaterThanOrEqual(2);
     for (const e of heads) {
       expect(e).toMatchObject({ subject: `${id} governance ${ours.seq}`, digest: ours.digest });
     }
     expect((await auditEvents(store)).some((e) => e.event === 'alert')).toBe(false);
-    const before = await store.auditHead();
-    const outboxBefore = (await store.dueOutbox(Date.now(), 100)).length;
+    const before = await store.audit.head();
+    const outboxBefore = (await store.outbox.due(Date.now(), 100)).length;
     for (const run of signers.runs) {
       for (const result of run.results) await c.pipeline.acceptResult(run.id, result);
     }
-    expect(await store.auditHead()).toEqual(before);
-    expect((await store.dueOutbox(Date.now() + 120_000, 100)).length).toBe(outboxBefore);
-    expect(await store.getIntent(id)).toMatchObject({ status: 'broadcast' });
+    expect(await store.audit.head()).toEqual(before);
+    expect((await store.outbox.due(Date.now() + 120_000, 100)).length).toBe(outboxBefore);
+    expect(await store.intents.get(id)).toMatchObject({ status: 'broadcast' });
     expect((await node.rpc.getRawMempool()).length).toBe(1);
-    expect(intentDigest((await store.getIntent(id))!.signed.intent)).toBe(id);
+    expect(intentDigest((await store.intents.get(id))!.signed.intent)).toBe(id);
     await node.mine(1);
   });
 });

@@ -149,8 +149,8 @@ describe.each(backends)('webhooks on $name', (backend) => {
     // One event, one id, whichever target receives it: receivers deduplicate by it.
     expect(JSON.parse(alertCopy.body).id).toBe(alert.id);
     for (let id = 1; id <= 3; id++) {
-      expect(await store.getOutbox(id)).toMatchObject({ attempts: 1, lastError: null });
-      expect((await store.getOutbox(id))?.deliveredAt).not.toBeNull();
+      expect(await store.outbox.get(id)).toMatchObject({ attempts: 1, lastError: null });
+      expect((await store.outbox.get(id))?.deliveredAt).not.toBeNull();
     }
     // Delivered rows are not sent again.
     expect(await notifier.deliverDue()).toBe(0);
@@ -212,7 +212,7 @@ describe.each(backends)('webhooks on $name', (backend) => {
     notifier.start();
     await notifier.emit('transaction.broadcast', { intent: 'b'.repeat(64), txid: 'c'.repeat(64) });
     const row = await waitFor('delivered', async () => {
-      const r = await store.getOutbox(1);
+      const r = await store.outbox.get(1);
       return r?.deliveredAt !== null ? r : undefined;
     });
     expect(row).toMatchObject({ attempts: 3, lastError: null });
@@ -261,7 +261,7 @@ describe.each(backends)('webhooks on $name', (backend) => {
     );
     expect(verifies(failing.received[0]!, SECRET)).toBe(true);
 
-    const rows = await Promise.all([1, 2, 3].map((id) => store.getOutbox(id)));
+    const rows = await Promise.all([1, 2, 3].map((id) => store.outbox.get(id)));
     const errors = rows.map((r) => r?.lastError ?? '');
     expect(errors[0]).toBe(`gave up after 2 attempts: http://127.0.0.1:${failing.port} answered HTTP 500`);
     expect(errors[1]).toBe(

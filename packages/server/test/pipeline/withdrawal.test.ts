@@ -75,9 +75,9 @@ describe.each(backends)('the signing pipeline on $name', (backend) => {
 
     const id = await approvedIntent(store, org, 10_000_000n);
     await c.pipeline.onApproved(id);
-    const signing = await store.getIntent(id);
+    const signing = await store.intents.get(id);
     expect(signing).toMatchObject({ status: 'signing', statusCode: null });
-    const jobs = await store.jobsFor(id);
+    const jobs = await store.jobs.of(id);
     expect(jobs.map((j) => [j.id, j.signer, j.status])).toEqual([
       [`${id.slice(0, 16)}-signer-1-1`, 'signer-1', 'queued'],
       [`${id.slice(0, 16)}-signer-2-1`, 'signer-2', 'queued'],
@@ -90,7 +90,7 @@ describe.each(backends)('the signing pipeline on $name', (backend) => {
 
     const signers = start({});
     const broadcast = await waitFor('broadcast', async () => {
-      const rec = await store.getIntent(id);
+      const rec = await store.intents.get(id);
       return rec?.status === 'broadcast' ? rec : undefined;
     });
     await signers.stop();
@@ -103,12 +103,12 @@ describe.each(backends)('the signing pipeline on $name', (backend) => {
     expect(signers.runs.flatMap((r) => r.errors)).toEqual([]);
     const txid = broadcast.txid as string;
     expect(await node.rpc.getRawMempool()).toEqual([txid]);
-    expect(await store.getTransaction(id)).toMatchObject({ txid, confirmations: 0, blockHeight: null });
+    expect(await store.transactions.get(id)).toMatchObject({ txid, confirmations: 0, blockHeight: null });
 
     await node.mine(1);
     await c.pipeline.runOnce();
-    expect(await store.getIntent(id)).toMatchObject({ status: 'confirmed', txid });
-    expect(await store.getTransaction(id)).toMatchObject({ txid, confirmations: 1 });
+    expect(await store.intents.get(id)).toMatchObject({ status: 'confirmed', txid });
+    expect(await store.transactions.get(id)).toMatchObject({ txid, confirmations: 1 });
     expect(await node.rpc.getRawMempool()).toEqual([]);
     // The change came back to the wallet's change branch; the spent coin is gone.
     const [after] = await c.pipeline.wallets();
@@ -130,7 +130,7 @@ describe.each(backends)('the signing pipeline on $name', (backend) => {
     expect(verified).toMatchObject({ ok: true });
     expect(verified.ok && verified.checkpointsVerified).toBeGreaterThan(0);
     // Notifications waiting in the outbox for the webhook worker.
-    const outbox = await store.dueOutbox(Date.now(), 100);
+    const outbox = await store.outbox.due(Date.now(), 100);
     expect(outbox.map((o) => o.event).sort()).toEqual(['intent.signed', 'transaction.broadcast']);
   });
 
@@ -151,24 +151,24 @@ describe.each(backends)('the signing pipeline on $name', (backend) => {
     const ids: Digest[] = [];
     for (let i = 0; i < 4; i++) ids.push(await approvedIntent(fresh.store, org, 20_000_000n));
     await Promise.all(ids.map((id, i) => (i % 2 === 0 ? c : other).pipeline.onApproved(id)));
-    const recs = await Promise.all(ids.map((id) => fresh.store.getIntent(id)));
+    const recs = await Promise.all(ids.map((id) => fresh.store.intents.get(id)));
     expect(recs.map((r) => r?.status)).toEqual(['signing', 'signing', 'signing', 'signing']);
     const inputs = recs.map((r) => inputsOf(r?.psbt ?? null, org));
     expect(inputs.map((i) => i.length)).toEqual([1, 1, 1, 1]);
     expect(new Set(inputs.flat()).size).toBe(4);
     // One change index per build, whichever coordinator built it.
-    expect(await fresh.store.getKv('chain:change:btc-main')).toBe('4');
+    expect(await fresh.store.kv.get('chain:change:btc-main')).toBe('4');
 
     const signers = start({});
     const txids = await waitFor('all broadcast', async () => {
-      const now = await Promise.all(ids.map((id) => fresh.store.getIntent(id)));
+      const now = await Promise.all(ids.map((id) => fresh.store.intents.get(id)));
       return now.every((r) => r?.status === 'broadcast') ? now.map((r) => r?.txid as string) : undefined;
     });
     await signers.stop();
     expect((await node.rpc.getRawMempool()).sort()).toEqual([...txids].sort());
     await node.mine(1);
     await c.pipeline.runOnce();
-    for (const id of ids) expect(await fresh.store.getIntent(id)).toMatchObject({ status: 'confirmed' });
+    for (const id of ids) expect(await fresh.store.intents.get(id)).toMatchObject({ status: 'confirmed' });
     // Confirmed spends hold no reservation any more.
     expect(await fresh.store.chain.reservations()).toEqual(new Map());
   });
@@ -181,10 +181,13 @@ describe.each(backends)('the signing pipeline on $name', (backend) => {
     await fund(node, org, [1_000_000n]);
     const id = await approvedIntent(store, org, 5_000_000n);
     await c.pipeline.onApproved(id);
-    expect(await store.getIntent(id)).toMatchObject({ status: 'refused', statusCode: 'INSUFFICIENT_FUNDS' });
-    expect(await store.jobsFor(id)).toEqual([]);
+    expect(await store.intents.get(id)).toMatchObject({
+      status: 'refused',
+      statusCode: 'INSUFFICIENT_FUNDS',
+    });
+    expect(await store.jobs.of(id)).toEqual([]);
     expect((await auditEvents(store)).map((e) => e.event)).toEqual(['intent.refused']);
-    const outbox = await store.dueOutbox(Date.now(), 100);
+    const outbox = await store.outbox.due(Date.now(), 100);
     expect(outbox.map((o) => [o.event, JSON.parse(o.payload).data.code])).toEqual([
       ['intent.refused', 'INSUFFICIENT_FUNDS'],
     ]);

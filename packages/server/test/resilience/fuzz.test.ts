@@ -117,12 +117,12 @@ function bodies(seed: unknown | undefined): fc.Arbitrary<string | Uint8Array> {
 
 /** What must not change when a request is refused. */
 async function snapshot(h: Harness): Promise<unknown> {
-  const intents = (await h.store.listIntents({ limit: 200 })).intents;
+  const intents = (await h.store.intents.list({ limit: 200 })).intents;
   return {
     intents: intents.map((i) => [i.id, i.status]),
-    approvals: await Promise.all(intents.map(async (i) => (await h.store.approvalsFor(i.id)).length)),
-    proposals: (await h.store.listProposals()).map((p) => [p.id, p.status, p.signatures.length]),
-    head: await h.store.governanceHead(),
+    approvals: await Promise.all(intents.map(async (i) => (await h.store.approvals.of(i.id)).length)),
+    proposals: (await h.store.proposals.list()).map((p) => [p.id, p.status, p.signatures.length]),
+    head: await h.store.governance.head(),
     results: h.pipeline.results.length,
     checkpoints: h.pipeline.checkpoints.length,
     approved: h.pipeline.approved.length,

@@ -368,7 +368,7 @@ describe('sustained mixed load on a coordinator process (SQLite, real sockets)',
       const stored = new Map<string, string>();
       let cursor: string | null = null;
       for (let page = 0; page < 10_000; page++) {
-        const p = await store.listIntents({ limit: 200, ...(cursor === null ? {} : { cursor }) });
+        const p = await store.intents.list({ limit: 200, ...(cursor === null ? {} : { cursor }) });
         for (const i of p.intents) stored.set(i.id, i.status);
         cursor = p.next;
         if (cursor === null) break;
@@ -378,11 +378,11 @@ describe('sustained mixed load on a coordinator process (SQLite, real sockets)',
       for (const id of approvedTwice) expect(stored.get(id), id).toBe('approved');
       for (const id of created) {
         if (!approvedTwice.has(id)) expect(stored.get(id), id).toBe('pending');
-        expect((await store.approvalsFor(id)).length, id).toBe(
+        expect((await store.approvals.of(id)).length, id).toBe(
           approvedTwice.has(id) ? 2 : approvedOnce.has(id) ? 1 : 0,
         );
       }
-      const audit = [...(await store.auditRange(0, 1_000_000))];
+      const audit = [...(await store.audit.range(0, 1_000_000))];
       expect(verifyAuditChain(audit)).toMatchObject({ ok: true });
     } finally {
       await db.close();

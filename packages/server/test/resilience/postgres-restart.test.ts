@@ -177,9 +177,9 @@ describe('PostgreSQL stopped and started under load', () => {
     try {
       const store = new Store(db);
       for (const s of [...accepted, ...unavailable]) {
-        expect(await store.getIntent(s.id as Digest), s.id).not.toBeNull();
+        expect(await store.intents.get(s.id as Digest), s.id).not.toBeNull();
       }
-      const audit = await store.auditRange(0, 1_000_000);
+      const audit = await store.audit.range(0, 1_000_000);
       expect(verifyAuditChain(audit)).toMatchObject({ ok: true });
       // An intent and its `intent.created` entry commit in one transaction: every stored intent,
       // including those whose answer was lost to the outage, has its entry.

@@ -61,7 +61,7 @@ describe('a signer dying between its ledger commit and its answer (regtest)', ()
     await fund(node, org, [30_000_000n]);
     const id = await approvedIntent(store, org, 10_000_000n);
     await c.pipeline.onApproved(id);
-    expect((await store.getIntent(id))?.status).toBe('signing');
+    expect((await store.intents.get(id))?.status).toBe('signing');
     c.pipeline.start();
 
     // signer-1 takes its job, signs it (ledger committed) and dies before answering.
@@ -98,18 +98,18 @@ describe('a signer dying between its ledger commit and its answer (regtest)', ()
     const two = startSigners(tmp.dir, org, c.pipeline, store, { only: ['signer-2'] });
     cleanups.push(() => two.stop());
     await waitFor('signer-2 to answer', async () => (two.runs[0]?.results.length ? true : undefined));
-    expect((await store.getIntent(id))?.status).toBe('signing');
+    expect((await store.intents.get(id))?.status).toBe('signing');
 
     // signer-1 starts again on the same store file.
     const one = startSigners(tmp.dir, org, c.pipeline, store, { only: ['signer-1'] });
     cleanups.push(() => one.stop());
     await waitFor('broadcast', async () =>
-      (await store.getIntent(id))?.status === 'broadcast' ? true : undefined,
+      (await store.intents.get(id))?.status === 'broadcast' ? true : undefined,
     );
     const broadcastAfterMs = Math.round(performance.now() - diedAt);
     await node.mine(1);
     await waitFor('confirmed', async () =>
-      (await store.getIntent(id))?.status === 'confirmed' ? true : undefined,
+      (await store.intents.get(id))?.status === 'confirmed' ? true : undefined,
     );
     await one.stop();
     await two.stop();
@@ -128,7 +128,7 @@ describe('a signer dying between its ledger commit and its answer (regtest)', ()
     } finally {
       ledger.close();
     }
-    expect((await store.getIntent(id))?.txid).toBe(lostAnswer.receipt.txid);
+    expect((await store.intents.get(id))?.txid).toBe(lostAnswer.receipt.txid);
     expect((await verifyAudit(store, org)).ok).toBe(true);
     console.log(
       `RESILIENCE signer-restart ${JSON.stringify({

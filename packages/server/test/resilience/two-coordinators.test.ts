@@ -253,7 +253,7 @@ describe('two coordinators on one PostgreSQL database', () => {
       const db = await openDatabase({ url });
       const store = new Store(db, { now: Date.now });
       await initOrganization(store, org.world.org.genesis, { org: org.orgId });
-      for (const e of org.entries.slice(1)) await store.appendGovernance(e);
+      for (const e of org.entries.slice(1)) await store.governance.append(e);
       await db.close();
     }
     // One coin per withdrawal, each its own funding transaction, to receive addresses 0..19.
@@ -324,7 +324,7 @@ describe('two coordinators on one PostgreSQL database', () => {
     const db = await openDatabase({ url });
     cleanups.push(() => db.close());
     const store = new Store(db, { now: Date.now });
-    const audit = await store.auditRange(0, 10_000);
+    const audit = await store.audit.range(0, 10_000);
     for (const id of ids) {
       const signedBy = audit
         .filter((e) => e.event === 'signing.signed' && e.subject === id)
@@ -378,7 +378,7 @@ describe('two coordinators on one PostgreSQL database', () => {
         jobsBySignerAndCoordinator: Object.fromEntries(signers.map((s) => [s.id, via(s)])),
         distinctInputs: holder.size,
         afterRestart: AFTER_RESTART,
-        auditEntries: (await store.auditRange(0, 10_000)).length,
+        auditEntries: (await store.audit.range(0, 10_000)).length,
         phasesMs: phases,
       })}`,
     );

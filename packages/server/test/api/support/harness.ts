@@ -176,7 +176,7 @@ export function useHarness(): (backend: Backend, opts?: HarnessOptions) => Promi
         }
       },
       async audit() {
-        return [...(await store.auditRange(0, 10_000))];
+        return [...(await store.audit.range(0, 10_000))];
       },
       async events(event) {
         return (await h.audit()).filter((e) => e.event === event);

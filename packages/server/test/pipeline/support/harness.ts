@@ -82,7 +82,7 @@ export function makeOrg(policy?: (p: Policy) => Policy): Org {
 }
 
 export async function seedGovernance(store: Store, org: Org): Promise<void> {
-  for (const e of org.entries) await store.appendGovernance(e);
+  for (const e of org.entries) await store.governance.append(e);
 }
 
 /** Governance as the coordinator holds it: read from the store, verified from the pinned genesis. */
@@ -90,10 +90,10 @@ export function storeGovernance(store: Store, orgId: Digest): GovernanceView {
   let cached: { head: Digest; state: GovernanceState } | null = null;
   return {
     async current() {
-      const head = await store.governanceHead();
+      const head = await store.governance.head();
       if (head === null) throw new Error('no governance stored');
       if (cached?.head === head.digest) return cached.state;
-      const records = await store.governanceRange(-1, head.seq);
+      const records = await store.governance.range(-1, head.seq);
       const chain = verifyGovernanceChain(
         orgId,
         records.map((r) => ({ signed: r.signed, seenAt: r.receivedAt })),
@@ -113,7 +113,7 @@ export function storeAudit(store: Store, clock: () => Millis = Date.now): AuditL
 export function storeSource(store: Store): GovernanceSource {
   return {
     async governanceEntries(after, upto) {
-      const records = await store.governanceRange(after, upto);
+      const records = await store.governance.range(after, upto);
       return JSON.parse(JSON.stringify(records.map((r) => r.signed)));
     },
   };
@@ -146,10 +146,10 @@ export async function makeCoordinator(
 export async function approvedIntent(store: Store, org: Org, amount: bigint): Promise<Digest> {
   org.world.clock.now = Date.now();
   const signed = org.world.intent(amount);
-  await store.insertIntent(signed);
+  await store.intents.insert(signed);
   const id = intentDigest(signed.intent);
-  for (const a of org.world.approve(signed)) await store.insertApproval(a);
-  if (!(await store.updateIntentStatus(id, { from: 'pending', to: 'approved' }))) {
+  for (const a of org.world.approve(signed)) await store.approvals.insert(a);
+  if (!(await store.intents.updateStatus(id, { from: 'pending', to: 'approved' }))) {
     throw new Error('intent not approved');
   }
   return id;
@@ -279,15 +279,15 @@ function runSigner(
 
 /** The whole audit log, verified with the stored checkpoints. */
 export async function verifyAudit(store: Store, org: Org): Promise<AuditVerifyResult> {
-  const entries = await store.auditRange(0, 10_000);
-  const checkpoints = await store.checkpoints();
+  const entries = await store.audit.range(0, 10_000);
+  const checkpoints = await store.audit.checkpoints();
   return verifyAuditChain(entries, { checkpoints, signerKeys: org.signerKeys, expectedOrg: org.orgId });
 }
 
 export async function auditEvents(
   store: Store,
 ): Promise<{ event: string; subject: string; actor: string }[]> {
-  return (await store.auditRange(0, 10_000)).map((e) => ({
+  return (await store.audit.range(0, 10_000)).map((e) => ({
     event: e.event,
     subject: e.subject,
     actor: e.actor,

@@ -21,6 +21,7 @@ import {
   toHex,
   utf8,
 } from '@custos/core';
+import { type ReceiptsPage, receiptsPage } from './receipts.js';
 
 const auditPage = schema.array(auditEntry, { max: 1000 });
 
@@ -48,6 +49,12 @@ export class CoordinatorClient {
   async audit(from: number): Promise<AuditEntry[]> {
     const body = await this.#request('GET', '/v1/audit', `?from=${from}&limit=1000`, null);
     return auditPage.parse((body as { entries?: unknown }).entries) as AuditEntry[];
+  }
+
+  /** The signers' signed receipts for an intent, parsed strictly (unverified: receipts.ts checks each). */
+  async receipts(intent: string): Promise<ReceiptsPage> {
+    if (!/^[0-9a-f]{64}$/.test(intent)) throw new CustosError('INVALID_VALUE', 'an intent id is a digest');
+    return receiptsPage.parse(await this.#request('GET', `/v1/intents/${intent}/receipts`, '?', null));
   }
 
   /** Delivers a signed entry (the watcher's freeze) as a proposal; the coordinator's answer. */

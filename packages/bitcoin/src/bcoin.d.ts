@@ -67,12 +67,21 @@ declare module 'bcoin' {
     /** Deployment state for the next block. */
     readonly state: { hasWitness(): boolean };
     add(block: Block): Promise<ChainEntry | null>;
+    getPrevious(entry: ChainEntry): Promise<ChainEntry | null>;
+    /** 'connect' (entry, block) for every block made part of the main chain, 'disconnect' (entry, block) on a reorg. */
+    on(event: 'connect' | 'disconnect', listener: (entry: ChainEntry, block: Block) => void): void;
+    removeListener(
+      event: 'connect' | 'disconnect',
+      listener: (entry: ChainEntry, block: Block) => void,
+    ): void;
     /** An unspent output of the chain's UTXO set (hash hex, internal byte order), or null. */
     getCoin(hash: string, index: number): Promise<Coin | null>;
   }
 
   export interface Miner {
     mineBlock(tip: ChainEntry | null, address: Address): Promise<Block>;
+    /** Where block templates take transactions from; null: empty blocks. */
+    mempool: Mempool | null;
   }
 
   export interface VerifyErrorLike {
@@ -91,6 +100,9 @@ declare module 'bcoin' {
     getDescendants(entry: MempoolEntry): MempoolEntry[];
     /** Removes an entry and, recursively, its spenders. */
     evictEntry(entry: MempoolEntry): void;
+    /** 'tx' for every transaction the mempool accepts. */
+    on(event: 'tx', listener: (tx: TX) => void): void;
+    removeListener(event: 'tx', listener: (tx: TX) => void): void;
   }
 
   export interface MempoolEntry {

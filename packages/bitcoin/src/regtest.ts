@@ -59,8 +59,31 @@ export interface RegtestNode {
   activateSegwit(): Promise<void>;
   /** The height of the chain tip. */
   height(): number;
+  /**
+   * Replaces the last `depth` blocks with `depth + 1` empty ones mined on the block below them
+   * (a reorg, as a longer competing chain causes); their transactions go back to the mempool.
+   * Returns the new blocks' hashes.
+   */
+  reorg(depth: number): Promise<string[]>;
+  /**
+   * Calls `listener` for what the node does, in order: a transaction the mempool accepted, a block
+   * connected, a block disconnected (the events Core's ZMQ publishers announce). Returns the
+   * unsubscribe function.
+   */
+  onEvent(listener: (event: RegtestEvent) => void): () => void;
   close(): Promise<void>;
 }
+
+/** A node event (display-order hex hashes, raw serializations with witnesses). */
+export type RegtestEvent =
+  | { readonly kind: 'tx'; readonly txid: string; readonly raw: Uint8Array }
+  | {
+      readonly kind: 'connect';
+      readonly hash: string;
+      readonly height: number;
+      readonly txs: readonly { readonly txid: string; readonly raw: Uint8Array }[];
+    }
+  | { readonly kind: 'disconnect'; readonly hash: string; readonly height: number };
 
 export interface RegtestOptions {
   /** 0 (the default) picks a free port. */
@@ -376,6 +399,56 @@ export async function startRegtestNode(opts: RegtestOptions = {}): Promise<Regte
         await activateSegwit();
       }),
     height: () => node.chain.height,
+    reorg: (depth) =>
+      serialize(async () => {
+        live();
+        checkCount(depth);
+        if (depth < 1 || depth >= node.chain.height) {
+          throw new CustosError('INVALID_VALUE', 'reorg depth must be from 1 to below the chain height');
+        }
+        let fork = node.chain.tip;
+        for (let i = 0; i < depth; i++) {
+          const prev = await node.chain.getPrevious(fork);
+          if (prev === null) throw new CustosError('INTERNAL', 'regtest node has no previous block');
+          fork = prev;
+        }
+        // Empty blocks: the mempool's transactions may spend outputs of the blocks replaced.
+        const mempool = node.miner.mempool;
+        node.miner.mempool = null;
+        const hashes: string[] = [];
+        try {
+          for (let i = 0, prev = fork; i <= depth; i++) {
+            const block = await node.miner.mineBlock(prev, harnessAddress);
+            const entry = await node.chain.add(block);
+            if (entry === null) throw new CustosError('INTERNAL', 'regtest node refused a block it mined');
+            hashes.push(block.rhash());
+            prev = entry;
+          }
+        } finally {
+          node.miner.mempool = mempool;
+        }
+        return hashes;
+      }),
+    onEvent: (listener) => {
+      const onTx = (tx: Bcoin.TX) => listener({ kind: 'tx', txid: tx.txid(), raw: tx.toRaw() });
+      const onConnect = (entry: Bcoin.ChainEntry, block: Bcoin.Block) =>
+        listener({
+          kind: 'connect',
+          hash: entry.rhash(),
+          height: entry.height,
+          txs: block.txs.map((tx) => ({ txid: tx.txid(), raw: tx.toRaw() })),
+        });
+      const onDisconnect = (entry: Bcoin.ChainEntry) =>
+        listener({ kind: 'disconnect', hash: entry.rhash(), height: entry.height });
+      node.mempool.on('tx', onTx);
+      node.chain.on('connect', onConnect);
+      node.chain.on('disconnect', onDisconnect);
+      return () => {
+        node.mempool.removeListener('tx', onTx);
+        node.chain.removeListener('connect', onConnect);
+        node.chain.removeListener('disconnect', onDisconnect);
+      };
+    },
     close: () =>
       serialize(async () => {
         if (closed) return;

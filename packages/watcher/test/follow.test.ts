@@ -3,7 +3,10 @@
  * wallet: a funding output within the gap becomes a coin, a use extends the
  * derivation past the gap, a spend of a coin is reported once with the inputs
  * it spent (seen in the mempool, then mined: not twice), a transaction that
- * touches no coin is not a spend; and a record file that does not parse
+ * touches no coin is not a spend; a block disconnected by a reorg is taken
+ * back (its spends' coins watched again, its outputs dropped) so a double
+ * spend of a coin in the new chain is reported; a mempool spend leaves its
+ * coin watched, so a replacement is reported too; and a record file that does not parse
  * stops the watcher with INVALID_VALUE rather than forgetting its freezes.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,8 +25,8 @@ import { Watcher } from '../src/watcher.js';
 const world = makeWorld();
 
 /** The unsigned transaction of a withdrawal built from `utxos`: its inputs are what it spends. */
-function spendOf(utxos: ReturnType<typeof world.utxos>) {
-  const intent = world.intent(100_000n);
+function spendOf(utxos: ReturnType<typeof world.utxos>, amount = 100_000n) {
+  const intent = world.intent(amount);
   const built = world.build(intent, { utxos });
   return parseTransaction(Transaction.fromPSBT(built.psbt).unsignedTx);
 }
@@ -67,6 +70,84 @@ describe('watcher coin view', () => {
     const far2 = fundingTx([{ w: world.descriptor, branch: 0, index: 8, value: 20_000n }], 9);
     view.read(parseTransaction(far2.raw), 3);
     expect(view.coinCount).toBe(2);
+  });
+
+  it('a reorg takes a block back: coins its spend consumed are watched again, its outputs dropped, and a double spend in the new chain is reported', () => {
+    const view = new CoinView(20);
+    view.setWallets(world.org.state);
+    const utxos = world.utxos([500_000n, 700_000n]);
+    const coinbase = parseTransaction(
+      fundingTx([{ w: otherWallet, branch: 0, index: 0, value: 9_000n }], 42).raw,
+    );
+    expect(
+      view.readBlock({ hash: 'b101', txs: [coinbase, parseTransaction(utxos[0]!.prevTx)] }, 101),
+    ).toEqual([]);
+    expect(view.tip).toEqual({ hash: 'b101', height: 101 });
+    const withdrawal = spendOf([utxos[0]!]);
+    const [spend] = view.readBlock({ hash: 'b102', txs: [coinbase, withdrawal] }, 102);
+    expect(spend).toMatchObject({ txid: withdrawal.txid, seenIn: 102 });
+    // The withdrawal's change is a coin; the coin it spent is not.
+    expect(view.coinCount).toBe(2);
+
+    // Only the tip is taken back.
+    expect(view.undoBlock('b101')).toBeNull();
+    expect(view.undoBlock('b102')).toEqual({ hash: 'b102', height: 102, restored: 1, dropped: 1 });
+    expect(view.tip).toEqual({ hash: 'b101', height: 101 });
+    expect(view.coinCount).toBe(2);
+    expect(view.undoBlock('b102')).toBeNull();
+
+    // The new chain spends the same coin differently: reported, under its own txid.
+    const doubleSpend = spendOf([utxos[0]!], 200_000n);
+    expect(doubleSpend.txid).not.toBe(withdrawal.txid);
+    expect(view.readBlock({ hash: 'c102', txs: [coinbase, doubleSpend] }, 102)).toEqual([
+      expect.objectContaining({ txid: doubleSpend.txid, seenIn: 102 }),
+    ]);
+    // Both blocks back: the funding's two outputs go too, and nothing is left of the fixture's coins.
+    view.undoBlock('c102');
+    expect(view.undoBlock('b101')).toEqual({ hash: 'b101', height: 101, restored: 0, dropped: 2 });
+    expect(view.coinCount).toBe(0);
+    expect(view.tip).toBeNull();
+  });
+
+  it('a reorg of a spend first seen in the mempool: the coin comes back when its block goes', () => {
+    const view = new CoinView(20);
+    view.setWallets(world.org.state);
+    const utxos = world.utxos([500_000n]);
+    view.read(parseTransaction(utxos[0]!.prevTx), 101);
+    const coinbase = parseTransaction(
+      fundingTx([{ w: otherWallet, branch: 0, index: 0, value: 9_000n }], 43).raw,
+    );
+    const withdrawal = spendOf([utxos[0]!]);
+    expect(view.read(withdrawal, 'mempool')).toMatchObject({ txid: withdrawal.txid });
+    expect(view.readBlock({ hash: 'b102', txs: [coinbase, withdrawal] }, 102)).toEqual([]);
+    view.undoBlock('b102');
+    const replacement = spendOf([utxos[0]!], 300_000n);
+    expect(view.read(replacement, 'mempool')).toMatchObject({ txid: replacement.txid });
+  });
+
+  it('a mempool spend leaves its coin watched: a replacement of it is reported too, and neither again when mined', () => {
+    const view = new CoinView(20);
+    view.setWallets(world.org.state);
+    const utxos = world.utxos([500_000n]);
+    view.read(parseTransaction(utxos[0]!.prevTx), 101);
+    const first = spendOf([utxos[0]!]);
+    const replacement = spendOf([utxos[0]!], 250_000n);
+    expect(view.read(first, 'mempool')).toMatchObject({ txid: first.txid, seenIn: 'mempool' });
+    expect(view.read(replacement, 'mempool')).toMatchObject({ txid: replacement.txid, seenIn: 'mempool' });
+    expect(view.read(replacement, 'mempool')).toBeNull();
+    expect(view.read(replacement, 102)).toBeNull();
+    // Mined, the coin is spent: the first one can no longer spend it.
+    expect(view.read(first, 'mempool')).toBeNull();
+  });
+
+  it('a mempool spend read before its coin was known is judged when mined', () => {
+    const view = new CoinView(20);
+    view.setWallets(world.org.state);
+    const utxos = world.utxos([500_000n]);
+    const spend = spendOf([utxos[0]!]);
+    expect(view.read(spend, 'mempool')).toBeNull();
+    view.read(parseTransaction(utxos[0]!.prevTx), 101);
+    expect(view.read(spend, 102)).toMatchObject({ txid: spend.txid, seenIn: 102 });
   });
 
   it('a record file that does not parse stops the start with INVALID_VALUE', () => {

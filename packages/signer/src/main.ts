@@ -71,6 +71,10 @@ const evmNodes: Schema<Record<string, RpcNode>> = {
     return out;
   },
 };
+const watchers = array(object({ url: string({ min: 1, max: 2048, pattern: /^https?:\/\/[^\s@]+$/ }) }), {
+  max: 8,
+});
+const freezePollMs = int({ min: 50, max: 60_000 });
 export const signerConfig = object(
   {
     id,
@@ -87,11 +91,9 @@ export const signerConfig = object(
     keystoreLogN: int({ min: 10, max: 22 }),
     evm: evmNodes,
     /** Watchers to pull signed freezes from (issue 12), over outbound GET <url>/v1/freezes. */
-    watchers: array(object({ url: string({ min: 1, max: 2048, pattern: /^https?:\/\/[^\s@]+$/ }) }), {
-      max: 8,
-    }),
+    watchers,
     /** How often the watchers are asked for freezes while the job poll waits (default 250 ms). */
-    freezePollMs: int({ min: 50, max: 60_000 }),
+    freezePollMs,
   },
 );
 
@@ -114,6 +116,9 @@ export const offlineSignerConfig = object(
     waitMs: int({ min: 0, max: 60_000 }),
     keystoreLogN: int({ min: 10, max: 22 }),
     evm: evmNodes,
+    // An online signer's own file (status and export-key read it too) may name its watchers: unused here.
+    watchers,
+    freezePollMs,
   },
 );
 

@@ -37,6 +37,8 @@ export interface Deployment {
     readonly value: bigint;
   };
   readonly env: Readonly<Record<string, string>>;
+  /** The running `custos signer run` processes by id (an offline signer has none): their output is their log. */
+  readonly signers: Readonly<Record<string, Running>>;
   /** `custos <args>` as a member of this deployment (CUSTOS_HOME and password set). */
   cli(args: readonly string[], input?: string): ReturnType<typeof custos>;
   ok(args: readonly string[]): Promise<string>;
@@ -71,6 +73,15 @@ export interface DeploymentOptions {
   readonly watcher?: boolean;
   /** Webhook targets for `custos serve` (CUSTOS_WEBHOOKS), e.g. an admin's receiver on 127.0.0.1. */
   readonly webhooks?: readonly { url: string; secret: string; events?: readonly string[] }[];
+  /**
+   * Members added after the default ones, each with a sealed device key under PASSWORD at
+   * `<home>/profiles/<id>/device.key`: e.g. a service requester of an automated rule (issue 13).
+   */
+  readonly members?: readonly { readonly id: string; readonly roles: readonly string[] }[];
+  /** The genesis policy (`custos init --policy`); absent: init's default (address book, 2 approvers). */
+  readonly policy?: unknown;
+  /** Watcher URLs every signer pulls signed freezes from (`watchers` in its config, issue 12). */
+  readonly signerWatchers?: readonly string[];
 }
 
 export async function startDeployment(opts: DeploymentOptions = {}): Promise<Deployment> {
@@ -89,6 +100,7 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
       ['approver-2', ['approver']],
       ['approver-3', ['approver']],
       ...(opts.watcher === true ? ([['watcher-1', ['watcher']]] as const) : []),
+      ...(opts.members ?? []).map((m) => [m.id, m.roles] as const),
     ] as const;
     await Promise.all([
       ...people.map(([id]) =>
@@ -129,6 +141,7 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
         { id: 'exchange', chain: 'bitcoin:regtest', address: exchange, label: 'Exchange deposit' },
       ]),
     );
+    if (opts.policy !== undefined) writeFileSync(join(dir, 'policy.json'), JSON.stringify(opts.policy));
 
     // The coordinator, through `custos serve --config`.
     writeFileSync(join(dir, 'rpc.password'), `${node.rpcPassword}\n`, { mode: 0o600 });
@@ -180,6 +193,7 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
           'regtest',
           '--addresses',
           join(dir, 'book.json'),
+          ...(opts.policy === undefined ? [] : ['--policy', join(dir, 'policy.json')]),
           '--delay',
           opts.delay ?? '1h',
           '--coordinator',
@@ -191,6 +205,7 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
     ).trim();
 
     // The two signers, each with its own keystore and database.
+    const signers: Record<string, Running> = {};
     for (const id of ['signer-1', 'signer-2']) {
       writeFileSync(
         join(dir, `${id}.json`),
@@ -202,11 +217,15 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
           database: `${id}.db`,
           chains: ['bitcoin:regtest'],
           waitMs: 1000,
+          ...(opts.signerWatchers === undefined
+            ? {}
+            : { watchers: opts.signerWatchers.map((url) => ({ url })) }),
         }),
       );
       if (opts.offline?.includes(id as 'signer-1' | 'signer-2') === true) continue;
       const signer = start(['signer', 'run', '--config', join(dir, `${id}.json`)], { env });
       running.push(signer);
+      signers[id] = signer;
     }
     await Promise.all(running.slice(1).map((s) => s.waitFor('signer.started')));
 
@@ -248,6 +267,7 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
       exchange,
       funding: { ...funded, value },
       env,
+      signers,
       cli: (args, input) => custos(args, input === undefined ? { env } : { env, input }),
       ok: (args) => ok(args, { env }),
       request: async (amount, memo) => {

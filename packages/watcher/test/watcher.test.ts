@@ -8,10 +8,17 @@
  * - A spend signed outside Custos with two keys exported from the test's own
  *   signers (`custos signer export-key`, bitcoinjs-lib alone on the signing
  *   path) reaches the node: the watcher freezes, and the latency from
- *   broadcast to the freeze applied on the coordinator is measured; the
- *   coordinator's governance shows the freeze naming the txid, the
- *   watcher's record keeps the transaction and the coin it spent, and a
- *   later withdrawal is refused FROZEN with nothing signed and its audit entry.
+ *   broadcast to the freeze applied on the coordinator and at every signer
+ *   is measured. Every signer is frozen: both signer processes of the
+ *   deployment pull the watcher's freeze (`watchers` in their configs) and
+ *   log `signer.frozen`, and `custos signer status` shows the freeze entry as
+ *   each one's governance head with its ledger unchanged. The admins' webhook
+ *   (a receiver verifying with the `standardwebhooks` package) gets the
+ *   `frozen` notice naming the txid and the watcher; the audit log's `frozen`
+ *   entry names the watcher and the freeze entry whose reason names the
+ *   txid. The coordinator's governance shows the freeze, the watcher's record
+ *   keeps the transaction and the coin it spent, and a later withdrawal is
+ *   refused FROZEN with nothing signed and its audit entry.
  * - A signer whose coordinator withholds the freeze (a stand-in that serves
  *   governance only up to the entry before it) still refuses FROZEN: it
  *   pulled the freeze from the watcher.
@@ -24,9 +31,12 @@
  *   and one freeze signed and delivered.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import { CustosClient, openSealedDeviceKey } from '@custos/cli/client';
+import { governanceDigest } from '@custos/core';
 import { eventually, type Running, start } from '@custos/test-support/cli';
 import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support/deployment';
 import { signerCli } from '@custos/test-support/signer-process';
@@ -36,6 +46,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import * as ecc from 'tiny-secp256k1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeCoordinator, startFakeCoordinator } from '../../signer/test/support/fake-coordinator.js';
+import { type AdminWebhook, startAdminWebhook } from '../../web/test/support/admin-webhook.js';
 import { CoordinatorClient } from '../src/coordinator.js';
 
 const bip32 = BIP32Factory(ecc);
@@ -46,6 +57,10 @@ let watcher: Running;
 let watcherUrl: string;
 const extra: Running[] = [];
 let fake: FakeCoordinator | undefined;
+let hook: AdminWebhook;
+/** The admins' webhook secret (a raw secret: its UTF-8 bytes are the HMAC key on both sides). */
+const WEBHOOK_SECRET = 'the admins webhook secret of the watcher test';
+const SIGNERS = ['signer-1', 'signer-2'] as const;
 /** The account keys exported from signer-1 and signer-2: what a thief who copied them holds. */
 const xprvs: string[] = [];
 
@@ -74,8 +89,33 @@ async function withdraw(amount: string, memo: string): Promise<string> {
   return id;
 }
 
+/** A port free now on 127.0.0.1: the watcher's, known before the signers that pull from it start. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** `custos signer status --json` of one of the deployment's signers (read beside the running process). */
+async function signerStatus(
+  id: string,
+): Promise<{ governance: { seq: number; head: string } | null; ledger: { entries: number } }> {
+  const r = await signerCli(['status', '--config', join(d.dir, `${id}.json`), '--json'], { env: d.env });
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
 beforeAll(async () => {
-  d = await startDeployment({ watcher: true });
+  hook = await startAdminWebhook(WEBHOOK_SECRET);
+  const port = await freePort();
+  d = await startDeployment({
+    watcher: true,
+    // Every signer pulls signed freezes from the watcher itself, whatever the coordinator does.
+    signerWatchers: [`http://127.0.0.1:${port}`],
+    webhooks: [{ url: hook.url, secret: WEBHOOK_SECRET, events: ['alert', 'frozen', 'governance.applied'] }],
+  });
   writeFileSync(join(d.dir, 'watcher.password'), `${PASSWORD}\n`, { mode: 0o600 });
   writeFileSync(
     join(d.dir, 'watcher.json'),
@@ -86,7 +126,7 @@ beforeAll(async () => {
       passwordFile: 'watcher.password',
       record: 'watcher-record.json',
       bitcoin: { rpcUrl: d.node.rpcUrl, rpcUser: d.node.rpcUser, rpcPasswordFile: 'rpc.password' },
-      listen: { host: '127.0.0.1', port: 0 },
+      listen: { host: '127.0.0.1', port },
       pollMs: 50,
     }),
   );
@@ -102,6 +142,7 @@ afterAll(async () => {
   }
   await fake?.close();
   await d?.stop();
+  await hook?.close();
 });
 
 /** A spend of the wallet's coin at receive `index`, signed with the exported keys and bitcoinjs-lib alone. */
@@ -210,21 +251,40 @@ describe('custos watch', () => {
       xprvs.push((JSON.parse(readFileSync(out, 'utf8')) as { xprv: string }).xprv);
     }
     const tx = steal(coin, 1, 20_000_000n);
+    // What each signer holds before the theft: the genesis as its head, the one withdrawal in its ledger.
+    const statusBefore = new Map<string, Awaited<ReturnType<typeof signerStatus>>>();
+    for (const id of SIGNERS) statusBefore.set(id, await signerStatus(id));
+    for (const id of SIGNERS) expect(d.signers[id]!.output()).not.toContain('signer.frozen');
 
     const before = await ready();
     const t0 = performance.now();
     const txid = await d.node.rpc.sendRawTransaction(tx.toHex());
+    // Each signer process logs the freeze it pulled from the watcher and applied to its own chain.
+    const atSigners = Promise.all(
+      SIGNERS.map((id) =>
+        d.signers[id]!.waitFor(
+          `"event":"signer.frozen","source":"watcher","seq":${before + 1},"outcome":"applied"`,
+          15_000,
+        ).then(() => performance.now() - t0),
+      ),
+    );
     await eventually(async () => ((await ready()) > before ? true : undefined), 'the freeze', 10_000);
     const latency = performance.now() - t0;
-    console.log(`watcher: broadcast to freeze applied on the coordinator in ${latency.toFixed(0)} ms`);
+    const signerLatency = Math.max(...(await atSigners));
+    console.log(
+      `watcher: broadcast to freeze applied on the coordinator in ${latency.toFixed(0)} ms, at every signer in ${signerLatency.toFixed(0)} ms`,
+    );
     expect(latency).toBeLessThan(5_000);
+    expect(signerLatency).toBeLessThan(10_000);
     freezeSeq = before + 1;
 
     const shown = JSON.parse(await d.ok(['governance', 'show', '--as', 'admin-1', '--json'])) as {
       state: { frozen: { reason: string } | null };
     };
     expect(shown.state.frozen?.reason).toContain(txid);
-    expect(watcher.output()).toContain(`"code":"UNEXPLAINED_SPEND","txid":"${txid}"`);
+    expect(watcher.output()).toContain(
+      `"event":"watcher.alert","severity":"critical","code":"UNEXPLAINED_SPEND","txid":"${txid}"`,
+    );
     const m = await scrape();
     expect(m('custos_watcher_spends_unexplained_total', 'COUNTER', { code: 'UNEXPLAINED_SPEND' })).toBe(1);
     expect(m('custos_watcher_freezes_signed_total', 'COUNTER')).toBe(1);
@@ -233,7 +293,7 @@ describe('custos watch', () => {
       unexplained: {
         txid: string;
         inputs: { txid: string; vout: number }[];
-        freeze: { delivered: boolean };
+        freeze: { seq: number; digest: string; delivered: boolean };
       }[];
       matched: { txid: string }[];
     };
@@ -245,8 +305,23 @@ describe('custos watch', () => {
       }),
     ]);
     expect(record.matched.map((m) => m.txid)).toEqual([matchedIntent.txid]);
+    const freezeDigest = record.unexplained[0]!.freeze.digest;
 
-    // A later withdrawal: refused FROZEN at the coordinator's door, nothing signed, audited.
+    // The admins' webhook: the frozen notice, its Standard Webhooks signature verified by the library.
+    const notice = await hook.waitFor((x) => x.event === 'frozen', 'the frozen webhook');
+    expect(notice.verified).toBe(true);
+    expect(notice.data).toEqual({
+      seq: freezeSeq,
+      reason: expect.stringContaining(`unexplained spend ${txid} of wallet btc-main`),
+      by: expect.stringMatching(/^member:watcher-1\//),
+    });
+    const applied = await hook.waitFor(
+      (x) => x.event === 'governance.applied' && x.data.seq === freezeSeq,
+      'the governance.applied webhook of the freeze',
+    );
+    expect(applied.verified).toBe(true);
+    expect(applied.data).toMatchObject({ id: freezeDigest, kind: 'freeze', effect: 'tightens' });
+    expect(hook.deliveries.every((x) => x.verified)).toBe(true);
     const client = new CoordinatorClient(
       d.coordinatorUrl,
       await openSealedDeviceKey(join(d.home, 'profiles', 'watcher-1', 'device.key'), PASSWORD),
@@ -270,7 +345,29 @@ describe('custos watch', () => {
     expect(later.stderr).toContain('FROZEN');
     const entries = await client.audit(0);
     expect(entries.filter((e) => e.event === 'signing.signed')).toHaveLength(signedBefore);
-    expect(entries.some((e) => e.event === 'frozen')).toBe(true);
+    // The audit's frozen entry: by the watcher, naming the freeze entry, whose reason names the txid.
+    expect(entries.filter((e) => e.event === 'frozen')).toEqual([
+      expect.objectContaining({
+        actor: expect.stringMatching(/^member:watcher-1\//),
+        subject: String(freezeSeq),
+        digest: freezeDigest,
+      }),
+    ]);
+    const freezeEntry = (await client.governanceEntries(freezeSeq - 1)).find(
+      (e) => e.entry.seq === freezeSeq,
+    )!;
+    expect(governanceDigest(freezeEntry.entry)).toBe(freezeDigest);
+    expect(freezeEntry.entry).toMatchObject({
+      kind: 'freeze',
+      body: { reason: expect.stringContaining(txid) },
+    });
+
+    // Every signer is frozen on its own chain (the freeze is its governance head) and signed nothing more.
+    for (const id of SIGNERS) {
+      const st = await signerStatus(id);
+      expect(st.governance, id).toEqual({ seq: freezeSeq, head: freezeDigest });
+      expect(st.ledger.entries, id).toBe(statusBefore.get(id)!.ledger.entries);
+    }
     const refusedEntries = (list: typeof entries) =>
       list.filter((e) => e.event === 'intent.refused' || e.event === 'request.refused').length;
     expect(refusedEntries(entries)).toBeGreaterThan(refusedEntries(auditBefore));
@@ -285,7 +382,6 @@ describe('custos watch', () => {
     fake = await startFakeCoordinator(new Map([['signer-2', pub.identityKey]]));
     fake.setGovernance(withheld);
     const head = withheld.at(-1)!;
-    const { governanceDigest } = await import('@custos/core');
     writeFileSync(
       join(d.dir, 'withheld.json'),
       JSON.stringify({

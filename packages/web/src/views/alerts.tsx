@@ -4,17 +4,17 @@
  * signer that caught a tampered job, a Safe transaction nobody proposed), a
  * signer's refusal (`signing.refused`), a refused request's content
  * (`intent.refused`, `approval.refused`, `governance.refused`) and a freeze.
- * They are read from the same hash chain the audit view checks, so a
- * coordinator cannot drop one without the check failing here; the code and
- * the signer's message of an intent's refusal are on that intent's page.
+ * They are read from the same hash chain the audit view checks, by the
+ * same walk (audit-log.ts), so a coordinator cannot drop one without the
+ * check failing here; the code and the signer's message of an intent's
+ * refusal are on that intent's page.
  * Critical alerts also go to every admin's webhook, which this console does
  * not control.
  */
-import { AuditChainVerifier, type AuditEntry, auditEntry, type Digest, signedCheckpoint } from '@custos/core';
+import type { AuditEntry } from '@custos/core';
 import { useEffect, useState } from 'preact/hooks';
+import { verifyAuditLog } from '../audit-log.js';
 import { errorText, type Signed } from '../context.js';
-
-const PAGE = 1000;
 
 /** The audit events this view lists. */
 export const ALERT_EVENTS: ReadonlySet<string> = new Set([
@@ -46,33 +46,20 @@ export function AlertsView(props: { s: Signed }) {
   useEffect(() => {
     let stop = false;
     (async () => {
-      const raw = (await s.api.get('/v1/audit/checkpoints')) as { checkpoints: unknown[] };
-      const checkpoints = raw.checkpoints.map((c) => signedCheckpoint.parse(c));
-      const signerKeys = new Map([...s.state.signers.values()].map((sg) => [sg.id, sg.publicKey as string]));
-      const verifier = new AuditChainVerifier({ checkpoints, signerKeys, expectedOrg: s.genesis as Digest });
-      let from = 0;
-      let failed: ReturnType<AuditChainVerifier['push']> = null;
       const alerts: AuditEntry[] = [];
-      while (!stop) {
-        const page = (await s.api.get(`/v1/audit?from=${from}&limit=${PAGE}`)) as {
-          entries: unknown[];
-          head: { seq: number } | null;
-        };
-        const entries = page.entries.map((e) => auditEntry.parse(e));
-        for (const e of entries) {
-          failed = verifier.push(e);
-          if (failed !== null) break;
-          if (ALERT_EVENTS.has(e.event)) alerts.push(e);
-        }
-        setF({ alerts: [...alerts], done: verifier.entries, result: null });
-        if (failed !== null || entries.length === 0) break;
-        from = entries.at(-1)!.seq + 1;
-        if (page.head !== null && from > page.head.seq) break;
-      }
-      const r = failed ?? verifier.finish();
+      let done = 0;
+      const r = await verifyAuditLog(
+        s,
+        (page) => {
+          alerts.push(...page.entries.filter((e) => ALERT_EVENTS.has(e.event)));
+          done = page.done;
+          setF({ alerts: [...alerts], done, result: null });
+        },
+        () => stop,
+      );
       setF({
         alerts,
-        done: verifier.entries,
+        done,
         result: r.ok
           ? { ok: true, text: `${alerts.length} found in ${r.entries} audit entries verified here` }
           : { ok: false, text: `the audit log does not verify: ${r.code}: ${r.message}` },

@@ -1,15 +1,12 @@
 /**
  * The audit log verified in this browser (THREATS 30), as `custos audit
- * verify` does: page by page through core's AuditChainVerifier, with the
- * checkpoints the signers countersigned and the signers' keys from the
- * governance verified here. A progress bar shows how far it got; the first
- * bad entry is named.
+ * verify` does (audit-log.ts). A progress bar shows how far it got; the
+ * first bad entry is named.
  */
-import { AuditChainVerifier, type AuditEntry, auditEntry, type Digest, signedCheckpoint } from '@custos/core';
+import type { AuditEntry } from '@custos/core';
 import { useEffect, useState } from 'preact/hooks';
+import { verifyAuditLog } from '../audit-log.js';
 import { errorText, type Signed } from '../context.js';
-
-const PAGE = 1000;
 
 interface Progress {
   readonly done: number;
@@ -25,34 +22,20 @@ export function AuditView(props: { s: Signed }) {
   useEffect(() => {
     let stop = false;
     (async () => {
-      const raw = (await s.api.get('/v1/audit/checkpoints')) as { checkpoints: unknown[] };
-      const checkpoints = raw.checkpoints.map((c) => signedCheckpoint.parse(c));
-      const signerKeys = new Map([...s.state.signers.values()].map((sg) => [sg.id, sg.publicKey as string]));
-      const verifier = new AuditChainVerifier({ checkpoints, signerKeys, expectedOrg: s.genesis as Digest });
-      let from = 0;
-      let total: number | null = null;
-      let failed: ReturnType<AuditChainVerifier['push']> = null;
       let last: AuditEntry[] = [];
-      while (!stop) {
-        const page = (await s.api.get(`/v1/audit?from=${from}&limit=${PAGE}`)) as {
-          entries: unknown[];
-          head: { seq: number } | null;
-        };
-        if (page.head !== null) total = page.head.seq + 1;
-        const entries = page.entries.map((e) => auditEntry.parse(e));
-        for (const e of entries) {
-          failed = verifier.push(e);
-          if (failed !== null) break;
-        }
-        last = [...last, ...entries].slice(-10);
-        setP({ done: verifier.entries, total, result: null, last });
-        if (failed !== null || entries.length === 0) break;
-        from = entries.at(-1)!.seq + 1;
-        if (total !== null && from >= total) break;
-      }
-      const r = failed ?? verifier.finish();
+      let total: number | null = null;
+      let done = 0;
+      const r = await verifyAuditLog(
+        s,
+        (page) => {
+          last = [...last, ...page.entries].slice(-10);
+          ({ total, done } = page);
+          setP({ done, total, result: null, last });
+        },
+        () => stop,
+      );
       setP({
-        done: verifier.entries,
+        done,
         total,
         last,
         result: r.ok

@@ -8,6 +8,7 @@ export * from './amount.js';
 export * from './codes.js';
 export * from './erc20.js';
 export * from './exec.js';
+export * from './nodes.js';
 export * from './safe-state.js';
 export * from './safe-tx.js';
 export * from './signatures.js';

@@ -35,6 +35,7 @@ const EXPORTS = [
   'encodeErc20Transfer',
   'encodeExecTransaction',
   'evmAddressOf',
+  'evmNodes',
   'formatAmount',
   'isChecksummedAddress',
   'packSafeSignatures',

@@ -31,6 +31,7 @@ import {
   schema,
   signedGovernanceEntry,
 } from '@custos/core';
+import { evmNodes } from '@custos/evm';
 import { runDaemon } from './daemon.js';
 import { createKeystore, unlockKeystore, writeKeystore } from './keystore.js';
 import { readJobFile, signOffline, writeResultFile } from './offline.js';
@@ -48,29 +49,7 @@ const rpcNode = object({ rpcUrl: string({ min: 1, max: 2048, pattern: /^https?:\
 type RpcNode = schema.Infer<typeof rpcNode>;
 
 /** `evm`: EVM chain id (decimal, 1 to 2^53 - 1) to this signer's own node; at most 16 chains. */
-const evmNodes: Schema<Record<string, RpcNode>> = {
-  jsonSchema: {
-    type: 'object',
-    propertyNames: { pattern: '^[1-9][0-9]{0,15}$' },
-    additionalProperties: rpcNode.jsonSchema,
-    maxProperties: 16,
-  },
-  parse(value, at = 'evm') {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new CustosError('WRONG_TYPE', `${at}: expected an object of chain id to { rpcUrl }`);
-    }
-    const entries = Object.entries(value as Record<string, unknown>);
-    if (entries.length > 16) throw new CustosError('INVALID_VALUE', `${at}: at most 16 chains`);
-    const out: Record<string, RpcNode> = {};
-    for (const [k, v] of entries) {
-      if (!/^[1-9][0-9]{0,15}$/.test(k) || !Number.isSafeInteger(Number(k))) {
-        throw new CustosError('INVALID_VALUE', `${at}.${k}: a chain id is a decimal from 1 to 2^53 - 1`);
-      }
-      out[k] = rpcNode.parse(v, `${at}.${k}`);
-    }
-    return out;
-  },
-};
+const evmNodeMap: Schema<Record<string, RpcNode>> = evmNodes(rpcNode);
 const watchers = array(object({ url: string({ min: 1, max: 2048, pattern: /^https?:\/\/[^\s@]+$/ }) }), {
   max: 8,
 });
@@ -89,7 +68,7 @@ export const signerConfig = object(
     passwordEnv: string({ min: 1, max: 128, pattern: /^[A-Z_][A-Z0-9_]*$/ }),
     waitMs: int({ min: 0, max: 60_000 }),
     keystoreLogN: int({ min: 10, max: 22 }),
-    evm: evmNodes,
+    evm: evmNodeMap,
     /** Watchers to pull signed freezes from (issue 12), over outbound GET <url>/v1/freezes. */
     watchers,
     /** How often the watchers are asked for freezes while the job poll waits (default 250 ms). */
@@ -115,7 +94,7 @@ export const offlineSignerConfig = object(
     passwordEnv: string({ min: 1, max: 128, pattern: /^[A-Z_][A-Z0-9_]*$/ }),
     waitMs: int({ min: 0, max: 60_000 }),
     keystoreLogN: int({ min: 10, max: 22 }),
-    evm: evmNodes,
+    evm: evmNodeMap,
     // An online signer's own file (status and export-key read it too) may name its watchers: unused here.
     watchers,
     freezePollMs,

@@ -32,7 +32,6 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  CustosError,
   type EvmSafeWallet,
   evmChainId,
   type GovernanceState,
@@ -44,6 +43,7 @@ import {
   checkSafeState,
   decodeExecTransaction,
   type ExecTransactionCall,
+  evmNodes,
   recoverSafeSigner,
   SAFE_ABI,
   safeTxHash,
@@ -381,29 +381,7 @@ const evmWatchNode = schema.object(
 
 /**
  * The watcher config's `evm`: EVM chain id (decimal) to the watcher's own
- * node, `{rpcUrl, startBlock?}`, as the signer's config names its nodes; at
- * most 16 chains.
+ * node, `{rpcUrl, startBlock?}`, read as the signer's config reads its nodes
+ * (@custos/evm evmNodes); at most 16 chains.
  */
-export const evmWatchNodes: Schema<Record<string, EvmWatchNode>> = {
-  jsonSchema: {
-    type: 'object',
-    propertyNames: { pattern: '^[1-9][0-9]{0,15}$' },
-    additionalProperties: evmWatchNode.jsonSchema,
-    maxProperties: 16,
-  },
-  parse(value, at = 'evm') {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new CustosError('WRONG_TYPE', `${at}: expected an object of chain id to { rpcUrl }`);
-    }
-    const entries = Object.entries(value as Record<string, unknown>);
-    if (entries.length > 16) throw new CustosError('INVALID_VALUE', `${at}: at most 16 chains`);
-    const out: Record<string, EvmWatchNode> = {};
-    for (const [k, v] of entries) {
-      if (!/^[1-9][0-9]{0,15}$/.test(k) || chainIdOf(k) === undefined) {
-        throw new CustosError('INVALID_VALUE', `${at}.${k}: a chain id is a decimal from 1 to 2^53 - 1`);
-      }
-      out[k] = evmWatchNode.parse(v, `${at}.${k}`);
-    }
-    return out;
-  },
-};
+export const evmWatchNodes: Schema<Record<string, EvmWatchNode>> = evmNodes(evmWatchNode);

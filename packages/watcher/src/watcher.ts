@@ -105,6 +105,8 @@ interface RecordFile {
   freezes: SignedGovernanceEntry[];
 }
 
+/** ZMQ items held between rounds at most; past it they are dropped and the next round reads RPC. */
+const MAX_INBOX = 10_000;
 /** Blocks read per round at most, so a round stays short and the mempool is read often. */
 const MAX_BLOCKS_PER_ROUND = 200;
 const TX_EVENTS: ReadonlySet<string> = new Set([
@@ -236,7 +238,13 @@ export class Watcher {
   async run(signal: AbortSignal, pollMs = 200): Promise<void> {
     const feed = this.#o.rpc === undefined ? undefined : this.#o.zmq;
     feed?.start((item) => {
-      this.#inbox.push(item);
+      // A watcher stuck in a long round (or backing off) does not grow without bound: what it
+      // drops is read over RPC by the round an overflow asks for, as after a gap.
+      if (this.#inbox.length < MAX_INBOX) this.#inbox.push(item);
+      else if (this.#roundDue !== 'overflow') {
+        this.#roundDue = 'overflow';
+        this.#log('watcher.zmq', { kind: 'gap', topic: 'inbox', missed: 1 });
+      }
       this.#wake?.();
     });
     let backoff = pollMs;

@@ -55,6 +55,7 @@ import {
   type SignedGovernanceEntry,
   signDigestWithDevice,
   signedGovernanceEntry,
+  toHex,
   verifyGovernanceChain,
   WATCHER_ROLE,
 } from '@custos/core';
@@ -210,6 +211,7 @@ export class Watcher {
       // Only what is in the mempool now is remembered: the set stays the mempool's size.
       const listed = new Set(mempool);
       for (const txid of this.#mempoolRead) if (!listed.has(txid)) this.#mempoolRead.delete(txid);
+      const fresh: ParsedTx[] = [];
       for (const txid of mempool) {
         if (this.#mempoolRead.has(txid)) continue;
         this.#mempoolRead.add(txid);
@@ -224,7 +226,10 @@ export class Watcher {
           }
           throw err;
         }
-        const spend = this.#coins.read(parseTransaction(raw), 'mempool');
+        fresh.push(parseTransaction(raw));
+      }
+      for (const tx of parentsFirst(fresh)) {
+        const spend = this.#coins.read(tx, 'mempool');
         if (spend !== null) judged.push(await this.#judge(spend));
       }
     }
@@ -603,4 +608,40 @@ function readRecord(path: string): RecordFile {
     unexplained: r.unexplained,
     freezes: r.freezes.map((f) => signedGovernanceEntry.parse(f)),
   };
+}
+
+/**
+ * Mempool transactions with each one's parents in the list before it: the node lists its mempool
+ * in no such order, and a spend read before the payment that made its coin would be missed until
+ * mined. Kahn's order over the list's own txids; a cycle cannot occur among valid transactions,
+ * and whatever is left (none) keeps the node's order.
+ */
+export function parentsFirst(txs: readonly ParsedTx[]): ParsedTx[] {
+  const byId = new Map(txs.map((t) => [t.txid, t]));
+  const children = new Map<string, string[]>();
+  const waiting = new Map<string, number>();
+  for (const t of txs) {
+    const parents = new Set<string>();
+    for (let i = 0; i < t.tx.inputsLength; i++) {
+      const input = t.tx.getInput(i);
+      if (input.txid === undefined) continue;
+      const parent = toHex(input.txid);
+      if (parent !== t.txid && byId.has(parent)) parents.add(parent);
+    }
+    waiting.set(t.txid, parents.size);
+    for (const p of parents) children.set(p, [...(children.get(p) ?? []), t.txid]);
+  }
+  const out: ParsedTx[] = [];
+  const ready = txs.filter((t) => waiting.get(t.txid) === 0).map((t) => t.txid);
+  for (let i = 0; i < ready.length; i++) {
+    const id = ready[i] as string;
+    out.push(byId.get(id) as ParsedTx);
+    for (const c of children.get(id) ?? []) {
+      const n = (waiting.get(c) as number) - 1;
+      waiting.set(c, n);
+      if (n === 0) ready.push(c);
+    }
+  }
+  if (out.length < txs.length) for (const t of txs) if ((waiting.get(t.txid) ?? 0) > 0) out.push(t);
+  return out;
 }

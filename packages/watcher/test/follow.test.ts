@@ -20,7 +20,7 @@ import { Transaction } from '@scure/btc-signer';
 import { describe, expect, it } from 'vitest';
 import { CoordinatorClient } from '../src/coordinator.js';
 import { CoinView } from '../src/follow.js';
-import { Watcher } from '../src/watcher.js';
+import { parentsFirst, Watcher } from '../src/watcher.js';
 
 const world = makeWorld();
 
@@ -148,6 +148,21 @@ describe('watcher coin view', () => {
     expect(view.read(spend, 'mempool')).toBeNull();
     view.read(parseTransaction(utxos[0]!.prevTx), 101);
     expect(view.read(spend, 102)).toMatchObject({ txid: spend.txid, seenIn: 102 });
+  });
+
+  it('mempool transactions are read parents first, so a spend listed before the payment that made its coin is judged', () => {
+    const utxos = world.utxos([500_000n]);
+    const funding = parseTransaction(utxos[0]!.prevTx);
+    const spend = spendOf([utxos[0]!]);
+    const unrelated = parseTransaction(
+      fundingTx([{ w: otherWallet, branch: 0, index: 0, value: 9_000n }], 44).raw,
+    );
+    const ordered = parentsFirst([spend, unrelated, funding]);
+    expect(ordered.map((t) => t.txid)).toEqual([unrelated.txid, funding.txid, spend.txid]);
+    const view = new CoinView(20);
+    view.setWallets(world.org.state);
+    expect(ordered.map((t) => view.read(t, 'mempool')?.txid ?? null)).toEqual([null, null, spend.txid]);
+    expect(parentsFirst([])).toEqual([]);
   });
 
   it('a record file that does not parse stops the start with INVALID_VALUE', () => {

@@ -22,9 +22,9 @@ import {
   type SignedBump,
   signedBump,
 } from '@custos/core';
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { CoordinatorDb } from './connect.js';
-import { dbError } from './errors.js';
+import { runOp } from './rows.js';
 import type { Int8, Tables } from './schema.js';
 
 export const BUMP_STATUSES = ['signing', 'broadcast', 'mined', 'replaced', 'refused'] as const;
@@ -91,7 +91,7 @@ export class BumpStore {
     fee: bigint;
   }): Promise<boolean> {
     const now = this.#now();
-    return this.#op('bumps.insert', async () => {
+    return runOp('bumps.insert', async () => {
       const res = await this.#db
         .insertInto('bumps')
         .values({
@@ -118,7 +118,7 @@ export class BumpStore {
   }
 
   async get(id: string): Promise<BumpRecord | null> {
-    return this.#op('bumps.get', async () => {
+    return runOp('bumps.get', async () => {
       const row = await this.#db.selectFrom('bumps').selectAll().where('id', '=', id).executeTakeFirst();
       return row === undefined ? null : toRecord(row);
     });
@@ -126,7 +126,7 @@ export class BumpStore {
 
   /** The bumps of an intent, oldest first. */
   async forIntent(intent: string): Promise<BumpRecord[]> {
-    return this.#op('bumps.forIntent', async () => {
+    return runOp('bumps.forIntent', async () => {
       const rows = await this.#db
         .selectFrom('bumps')
         .selectAll()
@@ -145,7 +145,7 @@ export class BumpStore {
    */
   async broadcastFor(intents: readonly string[]): Promise<BumpRecord[]> {
     if (intents.length === 0) return [];
-    return this.#op('bumps.broadcastFor', async () => {
+    return runOp('bumps.broadcastFor', async () => {
       const rows = await this.#db
         .selectFrom('bumps')
         .selectAll()
@@ -159,7 +159,7 @@ export class BumpStore {
 
   /** Bumps still being signed (what the loop advances). */
   async signing(limit = 100): Promise<BumpRecord[]> {
-    return this.#op('bumps.signing', async () => {
+    return runOp('bumps.signing', async () => {
       const rows = await this.#db
         .selectFrom('bumps')
         .selectAll()
@@ -179,7 +179,7 @@ export class BumpStore {
     extra: { code?: string; message?: string } = {},
   ): Promise<boolean> {
     const froms = typeof from === 'string' ? [from] : [...from];
-    return this.#op('bumps.move', async () => {
+    return runOp('bumps.move', async () => {
       const res = await this.#db
         .updateTable('bumps')
         .set({
@@ -212,7 +212,7 @@ export class BumpStore {
       at: Millis;
     },
   ): Promise<boolean> {
-    return this.#op('bumps.markBroadcast', () =>
+    return runOp('bumps.markBroadcast', () =>
       this.#db.transaction().execute(async (trx) => {
         const moved = await trx
           .updateTable('bumps')
@@ -239,7 +239,7 @@ export class BumpStore {
    * start again from what the chain says.
    */
   async switchTransaction(intent: string, t: { txid: string; rawHex: string; at: Millis }): Promise<void> {
-    await this.#op('bumps.switchTransaction', () =>
+    await runOp('bumps.switchTransaction', () =>
       this.#db.transaction().execute((trx) => this.#switch(trx, intent, t)),
     );
   }
@@ -274,7 +274,7 @@ export class BumpStore {
 
   /** Withdraws one unanswered job (a bump's job whose intent is no longer broadcast). */
   async cancelJob(id: string): Promise<void> {
-    await this.#op('bumps.cancelJob', () =>
+    await runOp('bumps.cancelJob', () =>
       this.#db
         .updateTable('signer_jobs')
         .set({ status: 'done', completed_at: this.#now() })
@@ -283,34 +283,9 @@ export class BumpStore {
         .execute(),
     );
   }
-
-  async #op<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof CustosError) throw err;
-      throw dbError(err, name);
-    }
-  }
 }
 
-function toRecord(r: {
-  id: string;
-  intent: string;
-  body: string;
-  fee_rate: string;
-  psbt: string;
-  txid: string;
-  fee: string;
-  status: string;
-  code: string | null;
-  message: string | null;
-  raw_hex: string | null;
-  replaced_txid: string | null;
-  replaced_hex: string | null;
-  created_at: string | number | bigint;
-  updated_at: string | number | bigint;
-}): BumpRecord {
+function toRecord(r: Selectable<BumpsTable>): BumpRecord {
   if (!(BUMP_STATUSES as readonly string[]).includes(r.status)) {
     throw new CustosError('INTERNAL', `a stored bump has an unknown status ${r.status.slice(0, 40)}`);
   }

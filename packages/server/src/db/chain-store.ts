@@ -19,10 +19,10 @@
  * every stored coin against its funding transaction again.
  */
 import type { ChainTip, TrackerJson } from '@custos/bitcoin';
-import { CustosError, type Millis } from '@custos/core';
+import type { Millis } from '@custos/core';
 import type { Kysely, Transaction } from 'kysely';
 import type { CoordinatorDb } from './connect.js';
-import { dbError } from './errors.js';
+import { runOp } from './rows.js';
 import type { Tables } from './schema.js';
 
 /** Thrown inside a transaction to roll it back when a coin is taken. */
@@ -76,7 +76,7 @@ export class ChainStore {
 
   /** Every reservation now: outpoint -> intent. As many rows as coins held by unfinished intents. */
   async reservations(): Promise<Map<string, string>> {
-    return this.#op('reservations', async () => {
+    return runOp('reservations', async () => {
       const rows = await this.#db.selectFrom('coin_reservations').select(['outpoint', 'intent']).execute();
       return new Map(rows.map((r) => [r.outpoint, r.intent]));
     });
@@ -90,7 +90,7 @@ export class ChainStore {
     const now = this.#now();
     // Sorted: concurrent inserts take their row locks in one order, so they never deadlock.
     const wanted = [...new Set(outpoints)].sort();
-    return this.#op('reserve', async () => {
+    return runOp('reserve', async () => {
       try {
         await this.#db.transaction().execute(async (trx) => {
           let drop = trx.deleteFrom('coin_reservations').where('intent', '=', intent);
@@ -121,7 +121,7 @@ export class ChainStore {
   /** Frees every coin of these intents. Returns how many. */
   async release(intents: ReadonlySet<string>): Promise<number> {
     if (intents.size === 0) return 0;
-    return this.#op('release', async () => {
+    return runOp('release', async () => {
       const res = await this.#db
         .deleteFrom('coin_reservations')
         .where('intent', 'in', [...intents])
@@ -132,7 +132,7 @@ export class ChainStore {
 
   /** The intents holding coins now. */
   async reservedIntents(): Promise<ReadonlySet<string>> {
-    return this.#op('reservedIntents', async () => {
+    return runOp('reservedIntents', async () => {
       const rows = await this.#db.selectFrom('coin_reservations').select('intent').distinct().execute();
       return new Set(rows.map((r) => r.intent));
     });
@@ -140,7 +140,7 @@ export class ChainStore {
 
   /** The outpoints reserved for one intent, in outpoint order. */
   async reservedFor(intent: string): Promise<readonly string[]> {
-    return this.#op('reservedFor', async () => {
+    return runOp('reservedFor', async () => {
       const rows = await this.#db
         .selectFrom('coin_reservations')
         .select('outpoint')
@@ -155,7 +155,7 @@ export class ChainStore {
 
   /** The saved tracker state, or null when none was saved. */
   async loadTracker(): Promise<TrackerJson | null> {
-    return this.#op('loadTracker', async () => {
+    return runOp('loadTracker', async () => {
       const tipRow = await this.#db
         .selectFrom('chain_tip')
         .selectAll()
@@ -200,7 +200,7 @@ export class ChainStore {
   /** Saves the tracker's changes (see the module header for when it writes what). */
   async saveTracker(save: TrackerSave): Promise<TrackerSaved> {
     const now = this.#now();
-    return this.#op('saveTracker', () =>
+    return runOp('saveTracker', () =>
       this.#db.transaction().execute(async (trx) => {
         const created = await trx
           .insertInto('chain_tip')
@@ -339,15 +339,6 @@ export class ChainStore {
         .values([...txs].map(([txid, raw]) => ({ txid, raw })))
         .onConflict((oc) => oc.column('txid').doNothing())
         .execute();
-    }
-  }
-
-  async #op<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof CustosError) throw err;
-      throw dbError(err, name);
     }
   }
 }

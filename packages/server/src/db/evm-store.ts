@@ -17,6 +17,7 @@ import { CustosError, type Millis } from '@custos/core';
 import type { ColumnType, Kysely } from 'kysely';
 import type { CoordinatorDb } from './connect.js';
 import { dbError } from './errors.js';
+import { runOp } from './rows.js';
 import type { Int8, NullableInt8, Tables } from './schema.js';
 
 export interface EvmSafeTxsTable {
@@ -75,7 +76,7 @@ export class EvmStore {
   }
 
   async get(intent: string): Promise<SafeTxRecord | null> {
-    return this.#op('evm.get', async () => {
+    return runOp('evm.get', async () => {
       const row = await this.#db
         .selectFrom('evm_safe_txs')
         .selectAll()
@@ -86,7 +87,7 @@ export class EvmStore {
   }
 
   async byHash(safeTxHash: string): Promise<SafeTxRecord | null> {
-    return this.#op('evm.byHash', async () => {
+    return runOp('evm.byHash', async () => {
       const row = await this.#db
         .selectFrom('evm_safe_txs')
         .selectAll()
@@ -113,7 +114,7 @@ export class EvmStore {
       const existing = await this.get(a.intent);
       if (existing !== null) return existing;
       await this.releaseEnded();
-      const live = await this.#op('evm.live', () =>
+      const live = await runOp('evm.live', () =>
         this.#db
           .selectFrom('evm_safe_txs')
           .select('live_nonce')
@@ -159,7 +160,7 @@ export class EvmStore {
 
   /** Gives back the nonces of proposals whose intents ended without execution. */
   async releaseEnded(): Promise<void> {
-    await this.#op('evm.releaseEnded', () =>
+    await runOp('evm.releaseEnded', () =>
       this.#db
         .updateTable('evm_safe_txs')
         .set({ live_nonce: null })
@@ -177,7 +178,7 @@ export class EvmStore {
 
   /** Records the Ethereum transaction that executed (or executes) the proposal. */
   async recordExecution(intent: string, execHash: string): Promise<void> {
-    await this.#op('evm.recordExecution', () =>
+    await runOp('evm.recordExecution', () =>
       this.#db
         .updateTable('evm_safe_txs')
         .set({ exec_hash: execHash.toLowerCase(), executed_at: this.#now() })
@@ -190,7 +191,7 @@ export class EvmStore {
     intent: string,
     c: { blockNumber: bigint | null; blockHash: string | null; confirmations: number },
   ): Promise<void> {
-    await this.#op('evm.updateConfirmations', () =>
+    await runOp('evm.updateConfirmations', () =>
       this.#db
         .updateTable('evm_safe_txs')
         .set({
@@ -208,14 +209,14 @@ export class EvmStore {
    * nonce is past it for good) or its intent ended. The loop stops looking at it.
    */
   async settle(intent: string): Promise<void> {
-    await this.#op('evm.settle', () =>
+    await runOp('evm.settle', () =>
       this.#db.updateTable('evm_safe_txs').set({ live_nonce: null }).where('intent', '=', intent).execute(),
     );
   }
 
   /** Live proposals of every Safe, oldest nonce first (what the loop looks at). */
   async live(): Promise<SafeTxRecord[]> {
-    return this.#op('evm.liveAll', async () => {
+    return runOp('evm.liveAll', async () => {
       const rows = await this.#db
         .selectFrom('evm_safe_txs')
         .selectAll()
@@ -226,14 +227,6 @@ export class EvmStore {
         .execute();
       return rows.map(toRecord);
     });
-  }
-
-  async #op<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw dbError(err, name);
-    }
   }
 }
 

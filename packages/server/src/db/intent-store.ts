@@ -232,20 +232,11 @@ export class IntentStore {
     return runOp('intents.signedSince', async () => {
       const rows = await this.#db
         .selectFrom('intents')
-        .select(['id', 'wallet', 'asset', 'amount', 'destination', 'outputs', 'requester', 'updated_at'])
+        .select([...LEDGER_COLUMNS, 'updated_at'])
         .where('status', 'in', [...statuses])
         .where('updated_at', '>', since)
         .execute();
-      return rows.map((r) => ({
-        intent: r.id as Digest,
-        wallet: r.wallet,
-        asset: r.asset,
-        amount: r.amount as Amount,
-        to: r.destination as Address,
-        ...outputsColumn(r.outputs),
-        requester: r.requester,
-        at: Number(r.updated_at),
-      }));
+      return rows.map((r) => ledgerEntry(r, Number(r.updated_at)));
     });
   }
 
@@ -295,19 +286,10 @@ export class IntentStore {
     return runOp('intents.ledgerEntriesOf', async () => {
       const rows = await this.#db
         .selectFrom('intents')
-        .select(['id', 'wallet', 'asset', 'amount', 'destination', 'outputs', 'requester'])
+        .select(LEDGER_COLUMNS)
         .where('id', 'in', [...ids])
         .execute();
-      return rows.map((r) => ({
-        intent: r.id as Digest,
-        wallet: r.wallet,
-        asset: r.asset,
-        amount: r.amount as Amount,
-        to: r.destination as Address,
-        ...outputsColumn(r.outputs),
-        requester: r.requester,
-        at: at(r.id),
-      }));
+      return rows.map((r) => ledgerEntry(r, at(r.id)));
     });
   }
 
@@ -440,6 +422,26 @@ function decodeCursor(cursor: string): { order: 'asc' | 'desc'; seq: number } {
   const seq = Number(m[2]);
   if (!Number.isSafeInteger(seq) || encodeCursor(order, seq) !== cursor) throw bad();
   return { order, seq };
+}
+
+/** The columns a ledger entry is read from (no body or PSBT). */
+const LEDGER_COLUMNS = ['id', 'wallet', 'asset', 'amount', 'destination', 'outputs', 'requester'] as const;
+
+/** An intent's ledger columns as a ledger entry dated `at`. */
+function ledgerEntry(
+  r: Pick<Selectable<IntentsTable>, (typeof LEDGER_COLUMNS)[number]>,
+  at: Millis,
+): LedgerEntry {
+  return {
+    intent: r.id as Digest,
+    wallet: r.wallet,
+    asset: r.asset,
+    amount: r.amount as Amount,
+    to: r.destination as Address,
+    ...outputsColumn(r.outputs),
+    requester: r.requester,
+    at,
+  };
 }
 
 /** A batch's outputs column as a ledger entry's `outputs` (issue 13), schema-checked; none for one output. */

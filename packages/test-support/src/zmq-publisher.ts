@@ -40,14 +40,30 @@ export interface ZmqPublisher {
   close(): Promise<void>;
 }
 
-export async function startZmqPublisher(node: RegtestNode): Promise<ZmqPublisher> {
+/**
+ * Binds both publishers (`at`: the addresses of a publisher closed before, as a restarted bitcoind
+ * binds its configured ones; else ports the system picks) and publishes the node's events.
+ */
+export async function startZmqPublisher(
+  node: RegtestNode,
+  at?: { readonly rawtx: string; readonly sequence: string },
+): Promise<ZmqPublisher> {
   const sockets = {
     rawtx: new zmq.Publisher({ sendHighWaterMark: 100_000 }),
     sequence: new zmq.Publisher({ sendHighWaterMark: 100_000 }),
   };
   const urls = { rawtx: '', sequence: '' };
   for (const topic of ['rawtx', 'sequence'] as const) {
-    await sockets[topic].bind('tcp://127.0.0.1:*');
+    // A port just released may take a moment to be free again.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await sockets[topic].bind(at?.[topic] ?? 'tcp://127.0.0.1:*');
+        break;
+      } catch (err) {
+        if (at === undefined || attempt >= 40) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
     const endpoint = sockets[topic].lastEndpoint;
     if (endpoint === null) throw new Error('zeromq bound no endpoint');
     urls[topic] = endpoint;

@@ -19,6 +19,9 @@
  *   watcher hears nothing of it (no freeze for a second); the next message
  *   shows the gap, logged and counted, and the RPC reconciliation it starts
  *   finds the theft in the mempool and freezes.
+ * - The publisher goes away (bitcoind restarting): a theft while it is
+ *   down is announced to no one; when it is back on the same addresses the
+ *   watcher reconnects, and the reconciliation finds the theft and freezes.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -160,8 +163,7 @@ describe('custos watch on the ZMQ feed', () => {
       restored: 1,
     });
     await eventually(
-      async () =>
-        (await metric('custos_watcher_processed_height')) === d.node.height() ? true : undefined,
+      async () => ((await metric('custos_watcher_processed_height')) === d.node.height() ? true : undefined),
       'the watcher to read the new chain',
       10_000,
     );
@@ -225,5 +227,32 @@ describe('custos watch on the ZMQ feed', () => {
       gapsBefore + 1,
     );
     expect(await metric('custos_watcher_zmq_missed_messages_total')).toBeGreaterThanOrEqual(2);
+    await unfreeze();
+  });
+
+  it('the publisher gone and back: a theft while it was down is found by the reconciliation on reconnect', async () => {
+    const coin = await coinAt(3, 40_000_000n);
+    const before = await governanceSeq();
+    const count = (kind: string) => watcher.output().split(`"kind":"${kind}"`).length - 1;
+    const [disconnects, connects] = [count('disconnected'), count('connected')];
+    const endpoints = { rawtx: pub.rawtx, sequence: pub.sequence };
+    await pub.close();
+    await eventually(
+      async () => (count('disconnected') >= disconnects + 2 ? true : undefined),
+      'both disconnects',
+    );
+    const txid = await d.node.rpc.sendRawTransaction(steal(d, xprvs, coin, 3, 40_000_000n).toHex());
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await governanceSeq()).toBe(before);
+
+    const t0 = performance.now();
+    pub = await startZmqPublisher(d.node, endpoints);
+    await eventually(async () => ((await governanceSeq()) > before ? true : undefined), 'the freeze', 10_000);
+    console.log(`zmq watcher: publisher back to freeze in ${(performance.now() - t0).toFixed(0)} ms`);
+    expect(count('connected')).toBeGreaterThan(connects);
+    expect(await frozenReason()).toContain(txid);
+    expect(await metric('custos_watcher_zmq_events_total', { kind: 'disconnected' })).toBeGreaterThanOrEqual(
+      2,
+    );
   });
 });

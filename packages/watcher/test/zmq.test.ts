@@ -6,15 +6,16 @@
  * (zmq-publisher.ts), over TCP on 127.0.0.1, as it would subscribe to
  * bitcoind. Its RPC poll is 30 s, and each scenario starts right after a
  * block (a block starts a round, which sets the next poll 30 s away), so
- * only the feed can explain what happens within seconds.
+ * only the feed can explain what happens within seconds, and the watcher's
+ * last RPC poll (its metric) shows none happened in between.
  *
  * - A reorg: a withdrawal through Custos is matched and mined; the block is
  *   reorganized away (`D` on the sequence topic) and the watcher takes it
  *   back; a thief's replacement of that withdrawal, spending the same coin
  *   with keys copied out of the signers, freezes. Without the undo the coin
  *   would be gone from its view and the double spend unseen.
- * - A theft reaches the mempool: frozen within 2 s, with no RPC poll of the
- *   node between the broadcast and the freeze.
+ * - A theft reaches the mempool: frozen within seconds (about 0.3 s), with
+ *   no RPC poll of the node between the broadcast and the freeze.
  * - Messages lost: the publisher drops the theft's `rawtx` and `A`, so the
  *   watcher hears nothing of it (no freeze for a second); the next message
  *   shows the gap, logged and counted, and the RPC reconciliation it starts
@@ -184,17 +185,19 @@ describe('custos watch on the ZMQ feed', () => {
     await unfreeze();
   });
 
-  it('a theft reaching the mempool is frozen within 2 s through ZMQ alone (RPC polled every 30 s)', async () => {
+  it('a theft reaching the mempool is frozen within seconds through ZMQ alone (RPC polled every 30 s, not in between)', async () => {
     const coin = await coinAt(1, 20_000_000n);
     const theft = steal(d, xprvs, coin, 1, 20_000_000n);
     const before = await governanceSeq();
     const broadcastAt = Date.now() / 1000;
     const t0 = performance.now();
     const txid = await d.node.rpc.sendRawTransaction(theft.toHex());
-    await eventually(async () => ((await governanceSeq()) > before ? true : undefined), 'the freeze', 5_000);
+    await eventually(async () => ((await governanceSeq()) > before ? true : undefined), 'the freeze', 10_000);
     const latency = performance.now() - t0;
     console.log(`zmq watcher: broadcast to freeze applied on the coordinator in ${latency.toFixed(0)} ms`);
-    expect(latency).toBeLessThan(2_000);
+    // About 0.3 s here; the bound leaves room for a loaded CI machine. What shows it was ZMQ alone is
+    // the poll: none between the broadcast and the freeze.
+    expect(latency).toBeLessThan(5_000);
     expect(await frozenReason()).toContain(txid);
     // The node was not polled over RPC between the broadcast and the freeze.
     expect(await metric('custos_watcher_last_poll_timestamp_seconds')).toBeLessThan(broadcastAt);

@@ -9,9 +9,13 @@
  *
  * Every move is a compare-and-set on the status, so of several coordinators
  * on one database one broadcasts and one audits. The intent's own row and
- * its `transactions` row stay the repository's; `switchTransaction` points
- * the latter at whichever transaction of the intent is the one to follow
- * (the replacement once broadcast, or the original if it is mined instead).
+ * its `transactions` row belong to intent-store.ts and transaction-store.ts,
+ * with one exception kept here: `markBroadcast` and `switchTransaction`
+ * point them at whichever transaction of the intent is the one to follow
+ * (the replacement once broadcast, or the original if it is mined instead)
+ * in the same transaction as the bump's move, so nobody reads a broadcast
+ * bump while the intent still names the transaction it replaced. A bump's
+ * jobs are withdrawn through the job store (jobs.withdraw).
  */
 import {
   CustosError,
@@ -270,18 +274,6 @@ export class BumpStore {
       .set({ txid: t.txid, updated_at: this.#now() })
       .where('id', '=', intent)
       .execute();
-  }
-
-  /** Withdraws one unanswered job (a bump's job whose intent is no longer broadcast). */
-  async cancelJob(id: string): Promise<void> {
-    await runOp('bumps.cancelJob', () =>
-      this.#db
-        .updateTable('signer_jobs')
-        .set({ status: 'done', completed_at: this.#now() })
-        .where('id', '=', id)
-        .where('status', '!=', 'done')
-        .execute(),
-    );
   }
 }
 

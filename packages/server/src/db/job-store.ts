@@ -222,6 +222,22 @@ export class JobStore {
   }
 
   /**
+   * Withdraws one unanswered job (a bump's job whose intent is no longer
+   * broadcast): done with no result, never handed out again; nothing when it
+   * is done already.
+   */
+  async withdraw(id: string): Promise<void> {
+    await runOp('jobs.withdraw', () =>
+      this.#db
+        .updateTable('signer_jobs')
+        .set({ status: 'done', completed_at: this.#now() })
+        .where('id', '=', id)
+        .where('status', '!=', 'done')
+        .execute(),
+    );
+  }
+
+  /**
    * Withdraws the unanswered jobs of an intent (it was refused, or enough
    * signers already signed): they become 'done' with no result and `code`
    * (null when nothing went wrong), so they are never handed out again.

@@ -255,7 +255,7 @@ export async function advanceBump(ctx: Context, id: Digest): Promise<void> {
   const jobs = (await ctx.store.jobs.of(b.intent)).filter((j) => bumpOfJob(j.job) === id);
   const refuseBump = async (code: ErrorCode, message: string): Promise<void> => {
     if (!(await ctx.store.bumps.move(id, 'signing', 'refused', { code, message }))) return;
-    for (const j of jobs) if (j.status !== 'done') await ctx.store.bumps.cancelJob(j.id);
+    for (const j of jobs) if (j.status !== 'done') await ctx.store.jobs.withdraw(j.id);
     ctx.log.info({ intent: b.intent, bump: id, code }, message);
     await auditEvent(ctx, { event: 'bump.refused', subject: b.intent, digest: id });
   };
@@ -342,7 +342,7 @@ export async function advanceBump(ctx: Context, id: Digest): Promise<void> {
     at: ctx.clock(),
   });
   if (!moved) return;
-  for (const j of jobs) if (j.status !== 'done') await ctx.store.bumps.cancelJob(j.id);
+  for (const j of jobs) if (j.status !== 'done') await ctx.store.jobs.withdraw(j.id);
   ctx.log.info({ intent: b.intent, bump: id, txid: b.txid, replaces: tx.txid }, 'replacement broadcast');
   await auditEvent(ctx, { event: 'bump.broadcast', subject: b.intent, digest: txDigest(b.txid) });
   // A receiver that follows txids (an exchange's backend) learns the new one, and what it replaces.

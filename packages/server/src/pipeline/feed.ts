@@ -153,7 +153,7 @@ export class Feed {
       if (job.job.bump !== undefined) {
         // A fee bump's job (issue 13) is live while the intent's transaction is broadcast, unmined.
         if (status === 'broadcast') live.push(job.job);
-        else await ctx.store.bumps.cancelJob(job.id);
+        else await ctx.store.jobs.withdraw(job.id);
         continue;
       }
       if (status === 'signing') {

@@ -436,7 +436,12 @@ describe.each(backends)('fee bumps end to end on $name', (backend) => {
         ['signer-1', 'refused', 'NOT_A_REPLACEMENT'],
         ['signer-2', 'refused', 'NOT_A_REPLACEMENT'],
       ]);
-      const added = (await auditEvents(s.store)).slice(before).filter((e) => e.subject === id);
+      // A signer's alert is audited just after its refusal, and the background loop may refuse
+      // the bump in between: wait for both signers' alerts, then check the entries.
+      const added = await waitFor('both signers audited with their alerts', async () => {
+        const a = (await auditEvents(s.store)).slice(before).filter((e) => e.subject === id);
+        return a.filter((e) => e.event === 'alert').length >= 2 ? a : undefined;
+      });
       expect(added.filter((e) => e.event === 'bump.refused' && e.actor.startsWith('signer:'))).toHaveLength(
         2,
       );

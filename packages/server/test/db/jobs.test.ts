@@ -130,4 +130,23 @@ describe.each(backends)('signer jobs on $name', (backend) => {
     expect(await codeOf(store.jobs.complete('job-other', makeResult(a!)))).toBe('INVALID_VALUE');
     expect((await store.jobs.get(a!.id))?.status).toBe('queued');
   });
+
+  it('withdraws an unanswered job: never handed out again, a late result refused, a done job left as it was', async () => {
+    let now = T0;
+    const { store } = await backend.fresh({ now: () => now, redeliverAfterMs: 30_000 });
+    const [a, b] = await seed(store, 2);
+    await store.jobs.enqueue([a!, b!]);
+    await store.jobs.claim('signer-1', 1);
+    const result = makeResult(b!);
+    await store.jobs.complete(b!.id, result);
+    now += 5;
+    await store.jobs.withdraw(a!.id);
+    await store.jobs.withdraw(b!.id);
+    const withdrawn = await store.jobs.get(a!.id);
+    expect([withdrawn?.status, withdrawn?.result, withdrawn?.completedAt]).toEqual(['done', null, now]);
+    expect((await store.jobs.get(b!.id))?.result).toEqual(result);
+    now += 60_000;
+    expect(await store.jobs.claim('signer-1', 10)).toEqual([]);
+    expect(await codeOf(store.jobs.complete(a!.id, makeResult(a!)))).toBe('CONFLICT');
+  });
 });

@@ -20,9 +20,9 @@ export const watchCommand: Command = {
 
 Runs the watcher: it follows its own Bitcoin node block by block and its
 mempool (over RPC; with bitcoin.zmq, as the node announces them through
-bitcoind's -zmqpubrawtx and -zmqpubsequence, RPC then polled every 10 s as
-a safety net and after any lost message), matches every spend of a governed wallet's coins against what the
-signers signed (the audit log); on EVM chains it follows the governed Safes
+bitcoind's -zmqpubrawtx and -zmqpubsequence, RPC then polled every 10 s
+as a safety net and after any lost message), matches every spend of a
+governed wallet's coins against what the signers signed; on EVM chains it follows the governed Safes
 block by block: every execution is matched by its safeTxHash, and a module
 execution or a singleton, owners, threshold, modules, guard or fallback
 handler that is not the governed one is unexplained. On anything

@@ -191,6 +191,13 @@ export class ZmqFeed implements ZmqSource {
 type Zeromq = typeof import('zeromq');
 let zeromq: Zeromq | undefined;
 function loadZeromq(): Zeromq {
-  zeromq ??= createRequire(import.meta.url)('zeromq') as Zeromq;
+  try {
+    zeromq ??= createRequire(import.meta.url)('zeromq') as Zeromq;
+  } catch (err) {
+    throw new CustosError(
+      'UNAVAILABLE',
+      `bitcoin.zmq is configured but the zeromq module does not load here (${err instanceof Error ? err.message : String(err)}); remove bitcoin.zmq to poll RPC only`,
+    );
+  }
   return zeromq;
 }

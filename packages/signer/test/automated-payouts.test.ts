@@ -27,12 +27,12 @@ import {
   sha256,
   utf8,
 } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { COLD_STORAGE, DAY, WALLET_ID } from '@custos/test-support/org';
 import { initKeystore, type KeystoreInfo, type RunningSigner } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand, stopStand } from './support/stand.js';
 
 const PER_PAYOUT = 200_000n;

@@ -15,6 +15,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { psbtToBase64 } from '@custos/bitcoin';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import {
   initKeystore,
   PASSWORD,
@@ -28,7 +29,6 @@ import { makeWorld } from '@custos/test-support/world';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand } from './support/stand.js';
 
 const original = mkdtempSync(join(tmpdir(), 'custos-signer-original-'));

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildPsbt } from '@custos/bitcoin';
 import { type Amount, intentDigest } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { withCustomers } from '@custos/test-support/org';
 import { ATTACKER, customerAddress } from '@custos/test-support/psbt-fixtures';
 import {
@@ -23,7 +24,6 @@ import {
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand, stopStand } from './support/stand.js';
 
 let dir: string;

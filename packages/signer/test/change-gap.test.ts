@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHANGE_GAP_LIMIT, psbtToBase64 } from '@custos/bitcoin';
 import { intentDigest } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import {
   initKeystore,
   type KeystoreInfo,
@@ -25,7 +26,6 @@ import { makeWorld, type World } from '@custos/test-support/world';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand, stopStand } from './support/stand.js';
 
 /** The ledger table as the signer created it before change indexes were recorded. */

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { psbtToBase64 } from '@custos/bitcoin';
 import type { SignerJob, SignerResult } from '@custos/core';
+import { type FakeCoordinator, startFakeCoordinator } from '@custos/test-support/fake-coordinator';
 import {
   initKeystore,
   type RunningSigner,
@@ -26,7 +27,6 @@ import { makeWorld } from '@custos/test-support/world';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 const SIGNINGS = 220;
 const dir = mkdtempSync(join(tmpdir(), 'custos-signer-crash-'));

@@ -27,6 +27,7 @@ import {
   type SignerResult,
   verifyEd25519,
 } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { signBy } from '@custos/test-support/org';
 import {
   initKeystore,
@@ -38,7 +39,6 @@ import {
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand, stopStand } from './support/stand.js';
 
 let dir: string;

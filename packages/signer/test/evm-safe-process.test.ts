@@ -47,6 +47,7 @@ import {
   TOKEN_ABI,
   TROJAN_ABI,
 } from '@custos/test-support/evm-chain';
+import { type FakeCoordinator, startFakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { propose } from '@custos/test-support/org';
 import {
   initKeystore,
@@ -70,7 +71,6 @@ import {
   toJobSafeTx,
   writeEvmConfig,
 } from './support/evm-stand.js';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 const SAFE_ADMIN_ABI = parseAbi([
   'function changeMasterCopy(address _masterCopy)',

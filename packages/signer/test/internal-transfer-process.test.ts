@@ -27,6 +27,7 @@ import {
   type PolicyRule,
   parseJson,
 } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { propose, unwrap, WALLET_ID } from '@custos/test-support/org';
 import { ATTACKER, otherWallet } from '@custos/test-support/psbt-fixtures';
 import {
@@ -39,7 +40,6 @@ import {
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand, stopStand } from './support/stand.js';
 
 const HOT: BitcoinWallet = {

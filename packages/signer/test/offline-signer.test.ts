@@ -31,6 +31,7 @@ import {
   utf8,
   verifyEd25519,
 } from '@custos/core';
+import { type FakeCoordinator, startFakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { signBy } from '@custos/test-support/org';
 import { ATTACKER } from '@custos/test-support/psbt-fixtures';
 import {
@@ -45,7 +46,6 @@ import {
 } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 let dir: string;
 let keystore: KeystoreInfo;

@@ -29,6 +29,7 @@ import {
   type SignerResult,
   signDigest,
 } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import {
   type DeviceKey,
   makeDevice,
@@ -42,7 +43,6 @@ import { initKeystore, type KeystoreInfo, type RunningSigner } from '@custos/tes
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand, stopStand } from './support/stand.js';
 
 const YEAR = 365 * 86_400_000;

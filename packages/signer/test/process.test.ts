@@ -10,6 +10,7 @@ import {
   verifyCheckpointSignature,
   verifyEd25519,
 } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { ATTACKER } from '@custos/test-support/psbt-fixtures';
 import {
   initKeystore,
@@ -20,7 +21,6 @@ import {
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand, stopStand } from './support/stand.js';
 
 let dir: string;

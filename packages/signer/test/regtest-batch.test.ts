@@ -11,13 +11,13 @@ import { join } from 'node:path';
 import { buildPsbt, deriveAddress, scriptToAddress, syncChain } from '@custos/bitcoin';
 import { type RegtestNode, startRegtestNode } from '@custos/bitcoin/regtest';
 import type { Amount } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { withCustomers } from '@custos/test-support/org';
 import { customerAddress } from '@custos/test-support/psbt-fixtures';
 import { initKeystore, type RunningSigner } from '@custos/test-support/signer-process';
 import { makeWorld, type World } from '@custos/test-support/world';
 import { Transaction } from '@scure/btc-signer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { builderInputs, signByBoth, trackWallet } from './support/regtest.js';
 import { startStand, stopStand } from './support/stand.js';
 

@@ -45,6 +45,7 @@ import {
   signDigest,
   toHex,
 } from '@custos/core';
+import { type FakeCoordinator, startFakeCoordinator } from '@custos/test-support/fake-coordinator';
 import {
   initKeystore,
   type RunningSigner,
@@ -55,7 +56,6 @@ import {
 import { makeWorld, type World } from '@custos/test-support/world';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeCoordinator, startFakeCoordinator } from './support/fake-coordinator.js';
 
 let dir: string;
 let node: RegtestNode;

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { addressToScript, buildPsbt, deriveAddress, syncChain } from '@custos/bitcoin';
 import { type RegtestNode, startRegtestNode } from '@custos/bitcoin/regtest';
 import { CustosError, toHex } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { initKeystore, type RunningSigner } from '@custos/test-support/signer-process';
 import { COLD_STORAGE, makeWorld, type World } from '@custos/test-support/world';
 import { Transaction } from '@scure/btc-signer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { builderInputs, signByBoth, trackWallet } from './support/regtest.js';
 import { startStand, stopStand } from './support/stand.js';
 

@@ -29,6 +29,7 @@ import {
   type Policy,
   type BitcoinWallet as Wallet,
 } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { propose, unwrap } from '@custos/test-support/org';
 import {
   initKeystore,
@@ -39,7 +40,6 @@ import {
 import { makeWorld, type World } from '@custos/test-support/world';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignerStore } from '../src/store.js';
-import type { FakeCoordinator } from './support/fake-coordinator.js';
 import { startStand, stopStand } from './support/stand.js';
 
 const DAY = 86_400_000;

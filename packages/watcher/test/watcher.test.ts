@@ -37,16 +37,16 @@ import { join } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import { CustosClient, openSealedDeviceKey } from '@custos/cli/client';
 import { governanceDigest } from '@custos/core';
+import { type AdminWebhook, startAdminWebhook } from '@custos/test-support/admin-webhook';
 import { eventually, type Running, start } from '@custos/test-support/cli';
 import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support/deployment';
+import { type FakeCoordinator, startFakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { signerCli } from '@custos/test-support/signer-process';
 import { BIP32Factory } from 'bip32';
 import * as bitcoin from 'bitcoinjs-lib';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import * as ecc from 'tiny-secp256k1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeCoordinator, startFakeCoordinator } from '../../signer/test/support/fake-coordinator.js';
-import { type AdminWebhook, startAdminWebhook } from '../../web/test/support/admin-webhook.js';
 import { CoordinatorClient } from '../src/coordinator.js';
 
 const bip32 = BIP32Factory(ecc);

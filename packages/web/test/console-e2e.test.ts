@@ -17,13 +17,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseBlock } from '@custos/bitcoin';
 import { type Address, type Amount, type Digest, type Hex, type Intent, intentDigest } from '@custos/core';
+import { type AdminWebhook, type Delivery, startAdminWebhook } from '@custos/test-support/admin-webhook';
 import { eventually } from '@custos/test-support/cli';
 import { type Deployment, startDeployment, testAddress } from '@custos/test-support/deployment';
 import Database from 'better-sqlite3';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeConsole } from '../build/build.js';
-import { type AdminWebhook, type Delivery, startAdminWebhook } from './support/admin-webhook.js';
 import { axeViolations } from './support/axe.js';
 import { consoleOrigin, launchChromium, passkeyPage } from './support/browser.js';
 

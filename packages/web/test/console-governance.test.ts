@@ -19,12 +19,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Digest, type GovernanceEntry, governanceDigest } from '@custos/core';
+import { type AdminWebhook, type Delivery, startAdminWebhook } from '@custos/test-support/admin-webhook';
 import { type Deployment, startDeployment, testAddress } from '@custos/test-support/deployment';
 import Database from 'better-sqlite3';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeConsole } from '../build/build.js';
-import { type AdminWebhook, type Delivery, startAdminWebhook } from './support/admin-webhook.js';
 import { axeViolations } from './support/axe.js';
 import { consoleOrigin, launchChromium, passkeyPage } from './support/browser.js';
 

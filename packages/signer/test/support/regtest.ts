@@ -14,9 +14,9 @@ import {
 } from '@custos/bitcoin';
 import type { RegtestNode } from '@custos/bitcoin/regtest';
 import { toHex } from '@custos/core';
+import type { FakeCoordinator } from '@custos/test-support/fake-coordinator';
 import type { World } from '@custos/test-support/world';
 import { expect } from 'vitest';
-import type { FakeCoordinator } from './fake-coordinator.js';
 
 /** A tracker of the world's wallet (`btc-main`), both branches, indexes 0 to `indexes` - 1, synced to the node's tip. */
 export async function trackWallet(node: RegtestNode, world: World, indexes = 5): Promise<UtxoTracker> {

@@ -4,6 +4,7 @@
  * signer has its own keystore, configuration, database and HTTP connection.
  */
 import { rmSync } from 'node:fs';
+import { type FakeCoordinator, startFakeCoordinator } from '@custos/test-support/fake-coordinator';
 import {
   type KeystoreInfo,
   type RunningSigner,
@@ -12,7 +13,6 @@ import {
   writeConfig,
 } from '@custos/test-support/signer-process';
 import type { World } from '@custos/test-support/world';
-import { type FakeCoordinator, startFakeCoordinator } from './fake-coordinator.js';
 
 /**
  * Starts the fake coordinator with `world.governance` and one signer process

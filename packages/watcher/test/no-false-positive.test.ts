@@ -177,6 +177,8 @@ describe('no false positive', () => {
     const broadcast = new Map<string, string>();
     const confirmed = new Set<string>();
     const bad: AuditEntry[] = [];
+    /** Requests the coordinator refused (e.g. RATE_LIMITED): not a withdrawal's failure, but shown. */
+    const refusedRequests: AuditEntry[] = [];
     const waiting = new Map<string, () => void>();
     let from = 0;
     let following = true;
@@ -202,6 +204,8 @@ describe('no false positive', () => {
             }
           } else if (e.event === 'transaction.confirmed') {
             confirmed.add(e.subject);
+          } else if (e.event === 'request.refused') {
+            refusedRequests.push(e);
           } else if (['alert', 'frozen', 'intent.refused', 'signing.refused'].includes(e.event)) {
             bad.push(e);
             waiting.get(e.subject)?.();
@@ -308,6 +312,10 @@ describe('no false positive', () => {
     expect(inMempool).toBeGreaterThan(0);
     expect(inBlock).toBeGreaterThan(0);
 
+    const errors = watcher.output().match(/"event":"watcher\.error"[^\n]*/g) ?? [];
+    console.log(
+      `no-false-positive: ${refusedRequests.length} requests refused by the coordinator (${[...new Set(refusedRequests.map((e) => `${e.actor} ${e.subject}`))].slice(0, 5).join('; ')}), ${errors.length} watcher.error lines (${errors.slice(0, 3).join('; ')})`,
+    );
     expect(watcher.output()).not.toContain('watcher.alert');
     expect(watcher.output()).not.toContain('watcher.freeze');
     expect(await governanceSeq()).toBe(seqBefore);

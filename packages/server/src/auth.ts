@@ -40,6 +40,7 @@ import {
   type Digest,
   type ErrorCode,
   type GovernanceState,
+  hasRole,
   type Millis,
   parseSignatureHeaders,
   type Refusal,
@@ -49,6 +50,7 @@ import {
   toHex,
   verifyDeviceSignature,
   verifyRequestSignature,
+  WATCHER_ROLE,
 } from '@custos/core';
 import type { FastifyRequest } from 'fastify';
 import type { RefusalAuditor } from './audit-log.js';
@@ -85,6 +87,13 @@ export type ResolvedKey =
       readonly publicKey: string;
       /** A refusal to give once the signature verified (a revoked device). */
       readonly afterVerify?: Refusal;
+      /**
+       * Whose rate applies: a signer's, or a member's. A member holding the
+       * watcher role gets a signer's: like a signer, its reads grow with the
+       * organization's withdrawals (issue 12), and a watcher that is refused
+       * reads is one that cannot tell a withdrawal from a theft.
+       */
+      readonly rate?: 'signer';
     }
   | Refusal;
 
@@ -131,7 +140,12 @@ export function stateKeys(state: GovernanceState, now: Millis = Date.now()): Key
           ),
         };
       }
-      return { ok: true, principal, publicKey: d.device.publicKey };
+      return {
+        ok: true,
+        principal,
+        publicKey: d.device.publicKey,
+        ...(hasRole(state, memberId, WATCHER_ROLE, now) ? { rate: 'signer' as const } : {}),
+      };
     }
     const s = SIGNER_KEY.exec(keyId);
     if (s !== null) {
@@ -256,7 +270,8 @@ export class Authenticator {
     if (!verified.ok) return this.#refuse(keyId, verified, req.method, path, raw);
     if (key.afterVerify !== undefined) return this.#refuse(keyId, key.afterVerify, req.method, path, raw);
 
-    const rate = key.principal.kind === 'signer' ? this.#o.rates.signer : this.#o.rates.member;
+    const rate =
+      key.principal.kind === 'signer' || key.rate === 'signer' ? this.#o.rates.signer : this.#o.rates.member;
     const taken = this.#o.buckets.take(keyId, rate);
     if (!taken.ok) {
       // Audited within the refusal budget: a key past its rate must not write one entry per request.

@@ -795,6 +795,17 @@ export class Engine {
     if (entry.kind === 'freeze') {
       await this.#audit.append({ actor, event: 'frozen', subject: String(entry.seq), digest: id, at: now });
       await this.#notify('frozen', { seq: entry.seq, reason: entry.body.reason, by: actor });
+      // Every freeze is a critical alert too, so a receiver that takes only `alert` hears it: a
+      // watcher's reason names the transaction it could not explain (issue 12).
+      await this.#audit.append({ actor, event: 'alert', subject: String(entry.seq), digest: id, at: now });
+      await this.#notify('alert', {
+        subject: String(entry.seq),
+        signer: null,
+        code: 'FROZEN',
+        severity: 'critical',
+        message: entry.body.reason,
+        by: actor,
+      });
     }
     return { status: 'applied', id, seq: entry.seq, warnings };
   }

@@ -117,8 +117,10 @@ const TX_EVENTS: ReadonlySet<string> = new Set([
   'bump.broadcast',
 ]);
 const SIGNED_EVENTS: ReadonlySet<string> = new Set(['signing.signed', 'bump.signed']);
-/** Reads of an intent's receipts before a spend it would explain is judged unexplained. */
-const RECEIPT_TRIES = 3;
+/** Reads of an intent's receipts before a spend it would explain is judged unexplained (about 3 s in all). */
+const RECEIPT_TRIES = 5;
+/** How often a round reads the coordinator's governance and audit log when nothing asks for it. */
+const COORDINATOR_READ_MS = 1000;
 const TXID = /^[0-9a-f]{64}$/;
 
 export class Watcher {
@@ -128,6 +130,8 @@ export class Watcher {
   readonly #record: RecordFile;
   #state: GovernanceState | null = null;
   #auditNext = 0;
+  /** When step() last read governance and the audit log (COORDINATOR_READ_MS). */
+  #coordinatorReadAt = Number.NEGATIVE_INFINITY;
   /** txid → the intents it was built or queued for. */
   readonly #txIntents = new Map<string, Set<string>>();
   /** Intents a signer's receipt says it signed. */
@@ -171,8 +175,13 @@ export class Watcher {
 
   /** One round: governance, audit, new blocks, mempool. Returns the spends judged in it. */
   async step(): Promise<SpendRecord[]> {
-    await this.#syncGovernance();
-    await this.#readAudit();
+    // The coordinator is read at most every COORDINATOR_READ_MS here: a spend the last read does not
+    // explain reads the audit log again before it is judged, and a freeze reads governance first.
+    if (this.#clock() - this.#coordinatorReadAt >= COORDINATOR_READ_MS) {
+      await this.#syncGovernance();
+      await this.#readAudit();
+      this.#coordinatorReadAt = this.#clock();
+    }
     const judged: SpendRecord[] = [];
     if (this.#o.rpc !== undefined) await this.#stepBitcoin(this.#o.rpc, judged);
     for (const follower of this.#o.evm ?? []) {
@@ -214,23 +223,20 @@ export class Watcher {
       const fresh: ParsedTx[] = [];
       for (const txid of mempool) {
         if (this.#mempoolRead.has(txid)) continue;
-        this.#mempoolRead.add(txid);
-        let raw: Uint8Array;
         try {
-          raw = await rpc.getRawTransaction(txid);
+          fresh.push(parseTransaction(await rpc.getRawTransaction(txid)));
         } catch (err) {
-          // Left the mempool between the two calls (mined or replaced): the block or the next list shows it.
-          if (err instanceof CustosError && err.code === 'NOT_FOUND') {
-            this.#mempoolRead.delete(txid);
-            continue;
-          }
-          throw err;
+          // Left the mempool between the two calls (mined or replaced; Core answers NOT_FOUND, bcoin a
+          // generic code), or the node faltered: not marked read, so the next list or its block shows
+          // it, and the transactions already fetched are still judged now.
+          if (!(err instanceof CustosError)) throw err;
         }
-        fresh.push(parseTransaction(raw));
       }
+      // Marked read only once judged: a round that fails midway leaves the rest for the next one.
       for (const tx of parentsFirst(fresh)) {
         const spend = this.#coins.read(tx, 'mempool');
         if (spend !== null) judged.push(await this.#judge(spend));
+        this.#mempoolRead.add(tx.txid);
       }
     }
   }
@@ -355,8 +361,11 @@ export class Watcher {
     }
     if (txs.length === 0) return;
     try {
-      // New wallets first: a transaction paying one must find its scripts watched.
-      await this.#syncGovernance();
+      // New wallets first (read at most every COORDINATOR_READ_MS; the RPC round reads the mempool
+      // again, so a payment to a wallet added meanwhile is found there).
+      if (this.#state === null || this.#clock() - this.#coordinatorReadAt >= COORDINATOR_READ_MS) {
+        await this.#syncGovernance();
+      }
       for (const tx of txs) {
         const spend = this.#coins.read(tx, 'mempool');
         if (spend !== null) await this.#judge(spend);
@@ -455,7 +464,7 @@ export class Watcher {
             code: err instanceof CustosError ? err.code : 'INTERNAL',
             message: `receipts of intent ${intent}: ${err instanceof Error ? err.message : String(err)}`,
           });
-          if (attempt + 1 < RECEIPT_TRIES) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+          if (attempt + 1 < RECEIPT_TRIES) await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
         }
       }
       if (page === null) continue;

@@ -42,15 +42,10 @@ import { eventually, type Running, start } from '@custos/test-support/cli';
 import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support/deployment';
 import { type FakeCoordinator, startFakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { signerCli } from '@custos/test-support/signer-process';
-import { BIP32Factory } from 'bip32';
-import * as bitcoin from 'bitcoinjs-lib';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import * as ecc from 'tiny-secp256k1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoordinatorClient } from '../src/coordinator.js';
-
-const bip32 = BIP32Factory(ecc);
-const REGTEST = bitcoin.networks.regtest;
+import { exportKeys, steal } from './support/theft.js';
 
 let d: Deployment;
 let watcher: Running;
@@ -145,30 +140,6 @@ afterAll(async () => {
   await hook?.close();
 });
 
-/** A spend of the wallet's coin at receive `index`, signed with the exported keys and bitcoinjs-lib alone. */
-function steal(coin: { txid: string; vout: number }, index: number, value: bigint): bitcoin.Transaction {
-  const keys = [...d.descriptor.matchAll(/\](tpub[1-9A-HJ-NP-Za-km-z]+)\/0\/\*/g)].map((m) =>
-    Buffer.from(bip32.fromBase58(m[1]!, REGTEST).derive(0).derive(index).publicKey),
-  );
-  const p2ms = bitcoin.payments.p2ms({ m: 2, pubkeys: keys.sort(Buffer.compare), network: REGTEST });
-  const p2wsh = bitcoin.payments.p2wsh({ redeem: p2ms, network: REGTEST });
-  const thief = bitcoin.payments.p2wpkh({
-    pubkey: Buffer.from(bip32.fromSeed(Buffer.alloc(32, 9), REGTEST).publicKey),
-    network: REGTEST,
-  });
-  const psbt = new bitcoin.Psbt({ network: REGTEST });
-  psbt.addInput({
-    hash: coin.txid,
-    index: coin.vout,
-    witnessUtxo: { script: p2wsh.output!, value },
-    witnessScript: p2ms.output!,
-  });
-  psbt.addOutput({ script: thief.output!, value: value - 5_000n });
-  for (const x of xprvs) psbt.signInput(0, bip32.fromBase58(x, REGTEST).derive(0).derive(index));
-  psbt.finalizeAllInputs();
-  return psbt.extractTransaction();
-}
-
 /** One figure of the watcher's `/metrics` (a family of one sample, or the sample with `labels`); absent: undefined. */
 async function scrape(): Promise<
   (name: string, type: string, labels?: Record<string, string>) => number | undefined
@@ -241,16 +212,8 @@ describe('custos watch', () => {
     await d.node.mine(1);
 
     // Keys copied out of the signers: two exports, then bitcoinjs-lib alone.
-    for (const id of ['signer-1', 'signer-2']) {
-      const out = join(d.dir, `${id}.xprv.json`);
-      const r = await signerCli(['export-key', '--config', join(d.dir, `${id}.json`), '--out', out], {
-        env: d.env,
-        input: `export ${id}\n`,
-      });
-      expect(r.code, r.stderr).toBe(0);
-      xprvs.push((JSON.parse(readFileSync(out, 'utf8')) as { xprv: string }).xprv);
-    }
-    const tx = steal(coin, 1, 20_000_000n);
+    xprvs.push(...(await exportKeys(d, ['signer-1', 'signer-2'])));
+    const tx = steal(d, xprvs, coin, 1, 20_000_000n);
     // What each signer holds before the theft: the genesis as its head, the one withdrawal in its ledger.
     const statusBefore = new Map<string, Awaited<ReturnType<typeof signerStatus>>>();
     for (const id of SIGNERS) statusBefore.set(id, await signerStatus(id));
@@ -321,6 +284,17 @@ describe('custos watch', () => {
     );
     expect(applied.verified).toBe(true);
     expect(applied.data).toMatchObject({ id: freezeDigest, kind: 'freeze', effect: 'tightens' });
+    // The critical alert, for a receiver that takes only `alert`: it names the txid.
+    const alert = await hook.waitFor((x) => x.event === 'alert', 'the alert webhook of the freeze');
+    expect(alert.verified).toBe(true);
+    expect(alert.data).toEqual({
+      subject: String(freezeSeq),
+      signer: null,
+      code: 'FROZEN',
+      severity: 'critical',
+      message: expect.stringContaining(`unexplained spend ${txid}`),
+      by: expect.stringMatching(/^member:watcher-1\//),
+    });
     expect(hook.deliveries.every((x) => x.verified)).toBe(true);
     const client = new CoordinatorClient(
       d.coordinatorUrl,
@@ -353,6 +327,11 @@ describe('custos watch', () => {
         digest: freezeDigest,
       }),
     ]);
+    expect(
+      entries.filter(
+        (e) => e.event === 'alert' && e.subject === String(freezeSeq) && e.digest === freezeDigest,
+      ),
+    ).toHaveLength(1);
     const freezeEntry = (await client.governanceEntries(freezeSeq - 1)).find(
       (e) => e.entry.seq === freezeSeq,
     )!;
@@ -451,7 +430,7 @@ describe('custos watch', () => {
     if (!parsed.ok) throw new Error(parsed.message);
     const coin = await d.node.fund(deriveAddress(parsed.value, 0, 2).script, 30_000_000n);
     await d.node.mine(1);
-    const txid = await d.node.rpc.sendRawTransaction(steal(coin, 2, 30_000_000n).toHex());
+    const txid = await d.node.rpc.sendRawTransaction(steal(d, xprvs, coin, 2, 30_000_000n).toHex());
     await d.node.mine(1);
     expect(await ready()).toBe(unfrozenAt);
 

@@ -227,6 +227,18 @@ describe.each(backends)('identity and sessions on $name', (backend) => {
     expect((await requester.get('/v1/intents')).status).toBe(200);
   });
 
+  it("a member holding the watcher role reads at a signer's rate: its reads grow with the withdrawals it matches (issue 12)", async () => {
+    const h = await harness(backend, {
+      limits: { memberRate: { perSecond: 1, burst: 2 }, signerRate: { perSecond: 1, burst: 5 } },
+    });
+    const watcher = h.as(h.org.watcher);
+    for (let i = 0; i < 5; i++) expect((await watcher.get('/v1/audit?from=0')).status).toBe(200);
+    expect(outcome(await watcher.get('/v1/audit?from=0'))).toEqual({ status: 429, code: 'RATE_LIMITED' });
+    const requester = h.as(h.org.requester);
+    for (let i = 0; i < 2; i++) expect((await requester.get('/v1/intents')).status).toBe(200);
+    expect(outcome(await requester.get('/v1/intents'))).toEqual({ status: 429, code: 'RATE_LIMITED' });
+  });
+
   it('a flood of unsigned requests audits at most the budget per key, plus one summary entry', async () => {
     const h = await harness(backend, { limits: { refusals: { perKey: 5, total: 50, windowMs: 60_000 } } });
     const results = await Promise.all(

@@ -287,3 +287,49 @@ export async function startDeployment(opts: DeploymentOptions = {}): Promise<Dep
     throw err;
   }
 }
+
+/**
+ * Writes `<dir>/<name>.json`, a `custos watch` config holding watcher-1's
+ * sealed key (the deployment must have `watcher: true`) and the deployment's
+ * node over RPC, its password file beside it; `extra` adds or replaces keys
+ * (`listen`, `pollMs`, `bitcoin` with `zmq`...). Returns the config's path.
+ */
+export function writeWatcherConfig(
+  d: Deployment,
+  extra: Readonly<Record<string, unknown>> = {},
+  name = 'watcher',
+): string {
+  writeFileSync(join(d.dir, 'watcher.password'), `${PASSWORD}\n`, { mode: 0o600 });
+  const path = join(d.dir, `${name}.json`);
+  writeFileSync(
+    path,
+    JSON.stringify({
+      coordinatorUrl: d.coordinatorUrl,
+      genesis: d.genesis,
+      keyFile: join(d.home, 'profiles', 'watcher-1', 'device.key'),
+      passwordFile: 'watcher.password',
+      record: `${name}-record.json`,
+      bitcoin: { rpcUrl: d.node.rpcUrl, rpcUser: d.node.rpcUser, rpcPasswordFile: 'rpc.password' },
+      ...extra,
+    }),
+  );
+  return path;
+}
+
+/** The runbook's last step after a freeze: admin-1 proposes `unfreeze`, admin-2 approves; throws if either is refused. */
+export async function unfreeze(d: Deployment, reason: string): Promise<void> {
+  const proposed = await d.cli([
+    'governance',
+    'propose',
+    'unfreeze',
+    '--as',
+    'admin-1',
+    '--body',
+    JSON.stringify({ reason }),
+    '--yes',
+  ]);
+  if (proposed.code !== 0) throw new Error(`unfreeze proposal refused: ${proposed.stderr}`);
+  const id = proposed.stdout.trim().split('\n').at(-1)!;
+  const approved = await d.cli(['governance', 'approve', id, '--as', 'admin-2', '--yes']);
+  if (approved.code !== 0) throw new Error(`unfreeze approval refused: ${approved.stderr}`);
+}

@@ -17,14 +17,18 @@
  * relay, by both signers' receipts; the theft is frozen.
  */
 
-import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import { openSealedDeviceKey } from '@custos/cli/client';
 import { type AuditEntry, auditEntryDigest } from '@custos/core';
 import { eventually, type Running, start } from '@custos/test-support/cli';
-import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support/deployment';
+import {
+  type Deployment,
+  PASSWORD,
+  startDeployment,
+  writeWatcherConfig,
+} from '@custos/test-support/deployment';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoordinatorClient } from '../src/coordinator.js';
 import { exportKeys, steal } from './support/theft.js';
@@ -112,20 +116,8 @@ function startRelay(target: string): Promise<string> {
 beforeAll(async () => {
   d = await startDeployment({ watcher: true });
   relayUrl = await startRelay(d.coordinatorUrl);
-  writeFileSync(join(d.dir, 'watcher.password'), `${PASSWORD}\n`, { mode: 0o600 });
-  writeFileSync(
-    join(d.dir, 'watcher.json'),
-    JSON.stringify({
-      coordinatorUrl: relayUrl,
-      genesis: d.genesis,
-      keyFile: join(d.home, 'profiles', 'watcher-1', 'device.key'),
-      passwordFile: 'watcher.password',
-      record: 'watcher-record.json',
-      bitcoin: { rpcUrl: d.node.rpcUrl, rpcUser: d.node.rpcUser, rpcPasswordFile: 'rpc.password' },
-      pollMs: 50,
-    }),
-  );
-  watcher = start(['watch', '--config', join(d.dir, 'watcher.json')], { env: d.env });
+  const config = writeWatcherConfig(d, { coordinatorUrl: relayUrl, pollMs: 50 });
+  watcher = start(['watch', '--config', config], { env: d.env });
   await watcher.waitFor('watcher.started');
 }, 240_000);
 

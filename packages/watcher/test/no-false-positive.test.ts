@@ -25,13 +25,18 @@
  * freeze; the coordinator's governance is not frozen and its audit log has
  * no `frozen` or `alert` entry.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import { CustosClient, openSealedDeviceKey } from '@custos/cli/client';
 import type { AuditEntry } from '@custos/core';
 import { eventually, type Running, start } from '@custos/test-support/cli';
-import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support/deployment';
+import {
+  type Deployment,
+  PASSWORD,
+  startDeployment,
+  writeWatcherConfig,
+} from '@custos/test-support/deployment';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -124,20 +129,7 @@ beforeAll(async () => {
   );
   const tFunded = performance.now();
 
-  writeFileSync(join(d.dir, 'watcher.password'), `${PASSWORD}\n`, { mode: 0o600 });
-  writeFileSync(
-    join(d.dir, 'watcher.json'),
-    JSON.stringify({
-      coordinatorUrl: d.coordinatorUrl,
-      genesis: d.genesis,
-      keyFile: join(d.home, 'profiles', 'watcher-1', 'device.key'),
-      passwordFile: 'watcher.password',
-      record: 'watcher-record.json',
-      bitcoin: { rpcUrl: d.node.rpcUrl, rpcUser: d.node.rpcUser, rpcPasswordFile: 'rpc.password' },
-      listen: { host: '127.0.0.1', port: 0 },
-      pollMs: POLL_MS,
-    }),
-  );
+  writeWatcherConfig(d, { listen: { host: '127.0.0.1', port: 0 }, pollMs: POLL_MS });
   watcher = start(['watch', '--config', join(d.dir, 'watcher.json')], { env: d.env });
   const line = await watcher.waitFor(/"url":"http:\/\/127\.0\.0\.1:[0-9]+"/);
   watcherUrl = line.slice('"url":"'.length, -1);

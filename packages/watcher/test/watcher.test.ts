@@ -39,7 +39,13 @@ import { CustosClient, openSealedDeviceKey } from '@custos/cli/client';
 import { governanceDigest } from '@custos/core';
 import { type AdminWebhook, startAdminWebhook } from '@custos/test-support/admin-webhook';
 import { eventually, type Running, start } from '@custos/test-support/cli';
-import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support/deployment';
+import {
+  type Deployment,
+  PASSWORD,
+  startDeployment,
+  unfreeze,
+  writeWatcherConfig,
+} from '@custos/test-support/deployment';
 import { type FakeCoordinator, startFakeCoordinator } from '@custos/test-support/fake-coordinator';
 import { signerCli } from '@custos/test-support/signer-process';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
@@ -111,20 +117,7 @@ beforeAll(async () => {
     signerWatchers: [`http://127.0.0.1:${port}`],
     webhooks: [{ url: hook.url, secret: WEBHOOK_SECRET, events: ['alert', 'frozen', 'governance.applied'] }],
   });
-  writeFileSync(join(d.dir, 'watcher.password'), `${PASSWORD}\n`, { mode: 0o600 });
-  writeFileSync(
-    join(d.dir, 'watcher.json'),
-    JSON.stringify({
-      coordinatorUrl: d.coordinatorUrl,
-      genesis: d.genesis,
-      keyFile: join(d.home, 'profiles', 'watcher-1', 'device.key'),
-      passwordFile: 'watcher.password',
-      record: 'watcher-record.json',
-      bitcoin: { rpcUrl: d.node.rpcUrl, rpcUser: d.node.rpcUser, rpcPasswordFile: 'rpc.password' },
-      listen: { host: '127.0.0.1', port },
-      pollMs: 50,
-    }),
-  );
+  writeWatcherConfig(d, { listen: { host: '127.0.0.1', port }, pollMs: 50 });
   watcher = startWatcher();
   const line = await watcher.waitFor(/"url":"http:\/\/127\.0\.0\.1:[0-9]+"/);
   watcherUrl = line.slice('"url":"'.length, -1);
@@ -400,26 +393,7 @@ describe('custos watch', () => {
 
   it('after the quorum unfreezes, a theft made while the watcher was stopped is found when it starts again, and frozen', async () => {
     // The runbook's last step: two admins unfreeze.
-    const proposed = await d.cli([
-      'governance',
-      'propose',
-      'unfreeze',
-      '--as',
-      'admin-1',
-      '--body',
-      JSON.stringify({ reason: 'keys rotated after the theft' }),
-      '--yes',
-    ]);
-    expect(proposed.code, proposed.stderr).toBe(0);
-    const approved = await d.cli([
-      'governance',
-      'approve',
-      proposed.stdout.trim().split('\n').at(-1)!,
-      '--as',
-      'admin-2',
-      '--yes',
-    ]);
-    expect(approved.code, approved.stderr).toBe(0);
+    await unfreeze(d, 'keys rotated after the theft');
     const unfrozenAt = await ready();
     expect(unfrozenAt).toBe(freezeSeq + 1);
 

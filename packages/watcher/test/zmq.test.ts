@@ -1,34 +1,11 @@
-/**
- * The watcher on Bitcoin Core's ZMQ feed (issue 12), on a real deployment
- * (`custos serve`, two `custos signer run` processes, bcoin regtest) with
- * `custos watch` subscribed to `rawtx` and `sequence` publishers that test
- * support plays from the node's events in Core's wire format
- * (zmq-publisher.ts), over TCP on 127.0.0.1, as it would subscribe to
- * bitcoind. Its RPC poll is 30 s, and each scenario starts right after a
- * block (a block starts a round, which sets the next poll 30 s away), so
- * only the feed can explain what happens within seconds, and the watcher's
- * last RPC poll (its metric) shows none happened in between.
- *
- * - A reorg: a withdrawal through Custos is matched and mined; the block is
- *   reorganized away (`D` on the sequence topic) and the watcher takes it
- *   back; a thief's replacement of that withdrawal, spending the same coin
- *   with keys copied out of the signers, freezes. Without the undo the coin
- *   would be gone from its view and the double spend unseen.
- * - A theft reaches the mempool: frozen within seconds (about 0.3 s), with
- *   no RPC poll of the node between the broadcast and the freeze.
- * - Messages lost: the publisher drops the theft's `rawtx` and `A`, so the
- *   watcher hears nothing of it (no freeze for a second); the next message
- *   shows the gap, logged and counted, and the RPC reconciliation it starts
- *   finds the theft in the mempool and freezes.
- * - The publisher goes away (bitcoind restarting): a theft while it is
- *   down is announced to no one; when it is back on the same addresses the
- *   watcher reconnects, and the reconciliation finds the theft and freezes.
- */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { deriveAddress, parseDescriptor } from '@custos/bitcoin';
 import { eventually, type Running, start } from '@custos/test-support/cli';
-import { type Deployment, PASSWORD, startDeployment } from '@custos/test-support/deployment';
+import {
+  type Deployment,
+  startDeployment,
+  unfreeze,
+  writeWatcherConfig,
+} from '@custos/test-support/deployment';
 import { startZmqPublisher, type ZmqPublisher } from '@custos/test-support/zmq-publisher';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,25 +27,6 @@ async function frozenReason(): Promise<string | null> {
     state: { frozen: { reason: string } | null };
   };
   return shown.state.frozen?.reason ?? null;
-}
-
-/** The runbook's last step: two admins unfreeze. */
-async function unfreeze(): Promise<void> {
-  const proposed = await d.cli([
-    'governance',
-    'propose',
-    'unfreeze',
-    '--as',
-    'admin-1',
-    '--body',
-    JSON.stringify({ reason: 'zmq test: next scenario' }),
-    '--yes',
-  ]);
-  expect(proposed.code, proposed.stderr).toBe(0);
-  const id = proposed.stdout.trim().split('\n').at(-1)!;
-  const approved = await d.cli(['governance', 'approve', id, '--as', 'admin-2', '--yes']);
-  expect(approved.code, approved.stderr).toBe(0);
-  expect(await frozenReason()).toBeNull();
 }
 
 /** One sample of the watcher's `/metrics`, or undefined. */
@@ -102,15 +60,9 @@ async function coinAt(index: number, value: bigint): Promise<{ txid: string; vou
 beforeAll(async () => {
   d = await startDeployment({ watcher: true });
   pub = await startZmqPublisher(d.node);
-  writeFileSync(join(d.dir, 'watcher.password'), `${PASSWORD}\n`, { mode: 0o600 });
-  writeFileSync(
-    join(d.dir, 'watcher-zmq.json'),
-    JSON.stringify({
-      coordinatorUrl: d.coordinatorUrl,
-      genesis: d.genesis,
-      keyFile: join(d.home, 'profiles', 'watcher-1', 'device.key'),
-      passwordFile: 'watcher.password',
-      record: 'watcher-zmq-record.json',
+  const config = writeWatcherConfig(
+    d,
+    {
       bitcoin: {
         rpcUrl: d.node.rpcUrl,
         rpcUser: d.node.rpcUser,
@@ -119,9 +71,10 @@ beforeAll(async () => {
       },
       listen: { host: '127.0.0.1', port: 0 },
       pollMs: 30_000,
-    }),
+    },
+    'watcher-zmq',
   );
-  watcher = start(['watch', '--config', join(d.dir, 'watcher-zmq.json')], { env: d.env });
+  watcher = start(['watch', '--config', config], { env: d.env });
   const line = await watcher.waitFor(/"url":"http:\/\/127\.0\.0\.1:[0-9]+"/);
   watcherUrl = line.slice('"url":"'.length, -1);
   // Subscribed on both topics: each socket's handshake is logged.
@@ -182,7 +135,8 @@ describe('custos watch on the ZMQ feed', () => {
     expect(watcher.output()).toContain(`"code":"UNEXPLAINED_SPEND","txid":"${stolen}"`);
     // The withdrawal, seen again in the mempool after the reorg, stays matched once: no alert for it.
     expect(watcher.output()).not.toContain(`"code":"UNEXPLAINED_SPEND","txid":"${txid}"`);
-    await unfreeze();
+    await unfreeze(d, 'zmq test: next scenario');
+    expect(await frozenReason()).toBeNull();
   });
 
   it('a theft reaching the mempool is frozen within seconds through ZMQ alone (RPC polled every 30 s, not in between)', async () => {
@@ -201,7 +155,8 @@ describe('custos watch on the ZMQ feed', () => {
     expect(await frozenReason()).toContain(txid);
     // The node was not polled over RPC between the broadcast and the freeze.
     expect(await metric('custos_watcher_last_poll_timestamp_seconds')).toBeLessThan(broadcastAt);
-    await unfreeze();
+    await unfreeze(d, 'zmq test: next scenario');
+    expect(await frozenReason()).toBeNull();
   });
 
   it('messages lost in the feed: the gap is logged and counted, and the RPC reconciliation finds the theft in it', async () => {
@@ -230,7 +185,8 @@ describe('custos watch on the ZMQ feed', () => {
       gapsBefore + 1,
     );
     expect(await metric('custos_watcher_zmq_missed_messages_total')).toBeGreaterThanOrEqual(2);
-    await unfreeze();
+    await unfreeze(d, 'zmq test: next scenario');
+    expect(await frozenReason()).toBeNull();
   });
 
   it('the publisher gone and back: a theft while it was down is found by the reconciliation on reconnect', async () => {

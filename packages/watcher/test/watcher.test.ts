@@ -289,6 +289,14 @@ describe('custos watch', () => {
       by: expect.stringMatching(/^member:watcher-1\//),
     });
     expect(hook.deliveries.every((x) => x.verified)).toBe(true);
+    // And `custos status`: the freeze in force, and the alert naming the watcher and the txid.
+    const status = await d.cli(['status', '--as', 'admin-1']);
+    expect(status.stdout).toMatch(new RegExp(`FROZEN {7}by \\S*watcher-1\\S* \\(entry ${freezeSeq}\\)`));
+    expect(status.stdout).toMatch(
+      new RegExp(
+        `ALERT {8}watcher-1 froze signing .* \\(governance entry ${freezeSeq}, in force\\): .*${txid}`,
+      ),
+    );
     const client = new CoordinatorClient(
       d.coordinatorUrl,
       await openSealedDeviceKey(join(d.home, 'profiles', 'watcher-1', 'device.key'), PASSWORD),

@@ -5,7 +5,7 @@
  * word (availability data) and are labelled as such.
  */
 import { networkOfChain, parseDescriptor } from '@custos/bitcoin';
-import type { JsonValue } from '@custos/core';
+import { governanceDigest, type JsonValue } from '@custos/core';
 import type { CustosClient } from '../client.js';
 import type { Command } from '../command.js';
 import { COMMON_HELP } from '../command.js';
@@ -47,6 +47,7 @@ ${COMMON_HELP}`,
     const checkpoints = await s.client.checkpoints().catch(() => []);
     const pending = await s.client.intents({ status: 'pending', limit: 200 }).catch(() => null);
     const alerts = await signerAlerts(s.client).catch(() => []);
+    const freezes = await recentFreezes(s.client).catch(() => []);
     const bumps = await recentBumps(s.client).catch(() => []);
     const now = ctx.now();
     const lastCheckpoint = new Map<string, { at: number; seq: number }>();
@@ -109,6 +110,7 @@ ${COMMON_HELP}`,
       wallets: walletRows,
       signers: signerRows,
       alerts,
+      freezes,
       bumps,
       pendingIntents: pending?.intents.length ?? null,
       as: `${s.identity.member}/${s.identity.device}`,
@@ -150,6 +152,13 @@ ${COMMON_HELP}`,
         `ALERT        ${a.signer} raised a ${a.severity} alert ${relativeTime(a.at, now)} on intent ${a.intent.slice(0, 12)}: ${a.code ?? 'no code'}${a.message === null ? '' : `: ${a.message}`}\n`,
       );
       o(`             \`custos intents ${a.intent.slice(0, 12)}\` shows it; audit entry ${a.seq}\n`);
+    }
+    for (const f of freezes) {
+      const inForce = state.frozen !== null && state.frozen.seq === f.seq;
+      o(
+        `ALERT        ${f.by} froze signing ${relativeTime(f.at, now)} (governance entry ${f.seq}, ${inForce ? 'in force' : 'lifted since'}): ${f.reason}\n`,
+      );
+      o(`             audit entry ${f.auditSeq}; docs/operations.md "The runbook after a freeze"\n`);
     }
     for (const b of bumps) {
       const what =
@@ -213,6 +222,49 @@ async function signerAlerts(client: CustosClient): Promise<SignerAlert[]> {
       severity: outcome?.alert ?? 'critical',
       code: outcome?.code ?? null,
       message: outcome?.message ?? null,
+    });
+  }
+  return out;
+}
+
+interface RecentFreeze {
+  /** The freeze's governance entry. */
+  readonly seq: number;
+  readonly auditSeq: number;
+  readonly at: number;
+  /** The key that signed it: an admin's device, or a watcher's (issue 12). */
+  readonly by: string;
+  readonly reason: string;
+}
+
+/**
+ * The freezes of the last ALERT_LOOKBACK audit entries, newest first: each
+ * is a critical `alert` entry naming the freeze's governance entry, whose
+ * reason (a watcher's names the transaction it could not explain) is read
+ * from the entry whose digest the audit entry gives.
+ */
+async function recentFreezes(client: CustosClient): Promise<RecentFreeze[]> {
+  const head = (await client.audit(0, 1)).head;
+  if (head === null) return [];
+  const from = Math.max(0, head.seq - ALERT_LOOKBACK + 1);
+  const { entries } = await client.audit(from, ALERT_LOOKBACK);
+  const found = entries
+    .filter((e) => e.event === 'alert' && e.actor.startsWith('member:') && /^[0-9]+$/.test(e.subject))
+    .reverse()
+    .slice(0, ALERTS_SHOWN);
+  const out: RecentFreeze[] = [];
+  for (const e of found) {
+    const seq = Number(e.subject);
+    const [signed] = await client.governanceEntries(seq - 1, seq);
+    if (signed === undefined || signed.entry.kind !== 'freeze' || governanceDigest(signed.entry) !== e.digest)
+      continue;
+    const reason = (signed.entry.body as { reason?: unknown }).reason;
+    out.push({
+      seq,
+      auditSeq: e.seq,
+      at: e.at,
+      by: e.actor.slice('member:'.length).split('/')[0] ?? e.actor,
+      reason: typeof reason === 'string' ? reason : '',
     });
   }
   return out;

@@ -235,7 +235,7 @@ describe('no false positive', () => {
             posted = await service.submitTransfer(transfer);
           } catch (err) {
             // One service key for eight clients: past its rate (20 a second), a backend waits and
-            // sends again, as any client of a rate-limited API does (nothing was stored).
+            // sends again, like every client of a rate-limited API (nothing was stored).
             if (!(err instanceof CustosError) || err.code !== 'RATE_LIMITED') throw err;
             rateLimited++;
             await new Promise((r) => setTimeout(r, 1000));

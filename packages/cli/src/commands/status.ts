@@ -5,7 +5,7 @@
  * word (availability data) and are labelled as such.
  */
 import { networkOfChain, parseDescriptor } from '@custos/bitcoin';
-import { governanceDigest, type JsonValue } from '@custos/core';
+import { type AuditEntry, governanceDigest, type JsonValue } from '@custos/core';
 import type { CustosClient } from '../client.js';
 import type { Command } from '../command.js';
 import { COMMON_HELP } from '../command.js';
@@ -46,9 +46,10 @@ ${COMMON_HELP}`,
     const wallets = await s.client.wallets().catch(() => []);
     const checkpoints = await s.client.checkpoints().catch(() => []);
     const pending = await s.client.intents({ status: 'pending', limit: 200 }).catch(() => null);
-    const alerts = await signerAlerts(s.client).catch(() => []);
-    const freezes = await recentFreezes(s.client).catch(() => []);
-    const bumps = await recentBumps(s.client).catch(() => []);
+    const recent = await recentAudit(s.client).catch(() => []);
+    const alerts = await signerAlerts(s.client, recent).catch(() => []);
+    const freezes = await recentFreezes(s.client, recent).catch(() => []);
+    const bumps = await recentBumps(s.client, recent).catch(() => []);
     const now = ctx.now();
     const lastCheckpoint = new Map<string, { at: number; seq: number }>();
     for (const c of checkpoints) {
@@ -182,6 +183,14 @@ ${COMMON_HELP}`,
 
 /** How far back in the audit log `custos status` looks for signers' alerts, and how many it shows. */
 const ALERT_LOOKBACK = 1000;
+
+/** The last ALERT_LOOKBACK audit entries, read once for the alerts, freezes and bumps `custos status` shows. */
+async function recentAudit(client: CustosClient): Promise<AuditEntry[]> {
+  const head = (await client.audit(0, 1)).head;
+  if (head === null) return [];
+  const from = Math.max(0, head.seq - ALERT_LOOKBACK + 1);
+  return [...(await client.audit(from, ALERT_LOOKBACK)).entries];
+}
 const ALERTS_SHOWN = 10;
 
 interface SignerAlert {
@@ -200,11 +209,7 @@ interface SignerAlert {
  * audit log's \`alert\` entries whose actor is a signer, newest first, with
  * the signer's own code and sentence from the intent they concern.
  */
-async function signerAlerts(client: CustosClient): Promise<SignerAlert[]> {
-  const head = (await client.audit(0, 1)).head;
-  if (head === null) return [];
-  const from = Math.max(0, head.seq - ALERT_LOOKBACK + 1);
-  const { entries } = await client.audit(from, ALERT_LOOKBACK);
+async function signerAlerts(client: CustosClient, entries: readonly AuditEntry[]): Promise<SignerAlert[]> {
   const found = entries
     .filter((e) => e.event === 'alert' && e.actor.startsWith('signer:'))
     .reverse()
@@ -243,11 +248,7 @@ interface RecentFreeze {
  * reason (a watcher's names the transaction it could not explain) is read
  * from the entry whose digest the audit entry gives.
  */
-async function recentFreezes(client: CustosClient): Promise<RecentFreeze[]> {
-  const head = (await client.audit(0, 1)).head;
-  if (head === null) return [];
-  const from = Math.max(0, head.seq - ALERT_LOOKBACK + 1);
-  const { entries } = await client.audit(from, ALERT_LOOKBACK);
+async function recentFreezes(client: CustosClient, entries: readonly AuditEntry[]): Promise<RecentFreeze[]> {
   const found = entries
     .filter((e) => e.event === 'alert' && e.actor.startsWith('member:') && /^[0-9]+$/.test(e.subject))
     .reverse()
@@ -290,11 +291,7 @@ interface RecentBump {
  * \`bump.requested\` entries, newest first, each with what the intent's view
  * says of it now: the transaction replaced, the replacement and its status.
  */
-async function recentBumps(client: CustosClient): Promise<RecentBump[]> {
-  const head = (await client.audit(0, 1)).head;
-  if (head === null) return [];
-  const from = Math.max(0, head.seq - ALERT_LOOKBACK + 1);
-  const { entries } = await client.audit(from, ALERT_LOOKBACK);
+async function recentBumps(client: CustosClient, entries: readonly AuditEntry[]): Promise<RecentBump[]> {
   const requested = entries.filter((e) => e.event === 'bump.requested').reverse();
   const out: RecentBump[] = [];
   const views = new Map<string, Awaited<ReturnType<CustosClient['intent']>> | null>();

@@ -14,7 +14,11 @@
  *   harmless, THREATS 32);
  * - a job is answered once: the result is recorded only by the job's own
  *   signer and only while the job is not done; the same result again is a
- *   no-op, a different one CONFLICT; a withdrawn job takes no result.
+ *   no-op, a different one CONFLICT; a withdrawn job takes no result;
+ * - a result and the audit entry that records it (`signing.signed` or
+ *   `signing.refused`) commit together, so no reader sees an answered job
+ *   before its entry: the intent's `intent.signed` always follows the
+ *   signatures it was combined from in the log.
  */
 import {
   CustosError,
@@ -29,6 +33,7 @@ import {
   signerResult,
 } from '@custos/core';
 import type { Kysely, Selectable } from 'kysely';
+import type { AuditEvent, AuditStore } from './audit-store.js';
 import type { CoordinatorDb } from './connect.js';
 import { classifyDbError } from './errors.js';
 import { clamp, int, intOrNull, runOp, stored } from './rows.js';
@@ -54,10 +59,17 @@ export class JobStore {
   readonly #pg: boolean;
   readonly #now: () => Millis;
   readonly #redeliverAfterMs: number;
+  readonly #audit: AuditStore;
 
   /** `redeliverAfterMs`: a delivered job not completed within this long is handed out again (default 60 s). */
-  constructor(database: CoordinatorDb, now: () => Millis = Date.now, redeliverAfterMs = 60_000) {
+  constructor(
+    database: CoordinatorDb,
+    audit: AuditStore,
+    now: () => Millis = Date.now,
+    redeliverAfterMs = 60_000,
+  ) {
     this.#db = database.db;
+    this.#audit = audit;
     this.#pg = database.dialect === 'postgres';
     this.#now = now;
     this.#redeliverAfterMs = redeliverAfterMs;
@@ -166,33 +178,39 @@ export class JobStore {
    * this exact result is already recorded (a signer retrying). Throws
    * NOT_FOUND for an unknown job, NOT_AUTHORIZED when the receipt's signer is
    * not the job's, CONFLICT when a different result is already recorded,
-   * INVALID_VALUE when the receipt names another job.
+   * INVALID_VALUE when the receipt names another job. `audit`, when given,
+   * is appended in the same transaction, and only when the result is new.
    */
-  async complete(id: string, result: SignerResult): Promise<boolean> {
+  async complete(id: string, result: SignerResult, audit?: AuditEvent): Promise<boolean> {
     const r = result.receipt;
     if (r.job !== id) throw new CustosError('INVALID_VALUE', 'the receipt is for another job', { job: id });
     const body = canonicalize(result);
-    return runOp('jobs.complete', async () => {
-      const res = await this.#db
-        .updateTable('signer_jobs')
-        .set({ status: 'done', result: body, outcome: r.outcome, code: r.code, completed_at: this.#now() })
-        .where('id', '=', id)
-        .where('signer', '=', r.signer)
-        .where('status', '!=', 'done')
-        .executeTakeFirst();
-      if (res.numUpdatedRows > 0n) return true;
-      const row = await this.#db
-        .selectFrom('signer_jobs')
-        .select(['signer', 'result'])
-        .where('id', '=', id)
-        .executeTakeFirst();
-      if (row === undefined) throw new CustosError('NOT_FOUND', 'no such job', { job: id });
-      if (row.signer !== r.signer) {
-        throw new CustosError('NOT_AUTHORIZED', 'the job belongs to another signer', { job: id });
-      }
-      if (row.result === body) return false;
-      throw new CustosError('CONFLICT', 'a different result is already recorded for this job', { job: id });
-    });
+    return this.#audit.recording('jobs.complete', audit, () =>
+      this.#db.transaction().execute(async (trx) => {
+        const res = await trx
+          .updateTable('signer_jobs')
+          .set({ status: 'done', result: body, outcome: r.outcome, code: r.code, completed_at: this.#now() })
+          .where('id', '=', id)
+          .where('signer', '=', r.signer)
+          .where('status', '!=', 'done')
+          .executeTakeFirst();
+        if (res.numUpdatedRows > 0n) {
+          if (audit !== undefined) await this.#audit.appendIn(trx, audit);
+          return true;
+        }
+        const row = await trx
+          .selectFrom('signer_jobs')
+          .select(['signer', 'result'])
+          .where('id', '=', id)
+          .executeTakeFirst();
+        if (row === undefined) throw new CustosError('NOT_FOUND', 'no such job', { job: id });
+        if (row.signer !== r.signer) {
+          throw new CustosError('NOT_AUTHORIZED', 'the job belongs to another signer', { job: id });
+        }
+        if (row.result === body) return false;
+        throw new CustosError('CONFLICT', 'a different result is already recorded for this job', { job: id });
+      }),
+    );
   }
 
   /** The job, or null. */

@@ -132,7 +132,7 @@ export class Store {
     this.intents = new IntentStore(database, this.audit, now);
     this.approvals = new ApprovalStore(database, this.audit, now);
     this.transactions = new TransactionStore(database, now);
-    this.jobs = new JobStore(database, now, opts.redeliverAfterMs);
+    this.jobs = new JobStore(database, this.audit, now, opts.redeliverAfterMs);
     this.governance = new GovernanceStore(database, now);
     this.proposals = new ProposalStore(database, now);
     this.outbox = new OutboxStore(database, now);

@@ -60,6 +60,13 @@ import { auditEvent, auditRecord, type Context, jobId, notify, refuseIntent, txD
 import { safeWalletOf } from './evm.js';
 import { errorFields, type KeyedLock } from './support.js';
 
+/** The audit event of a signer's decision on a job: a signature or a refusal, of an intent or of a fee bump. */
+function decisionEvent(job: JobRecord, r: Receipt): string {
+  const signed = r.outcome === 'signed';
+  if (job.job.bump !== undefined) return signed ? 'bump.signed' : 'bump.refused';
+  return signed ? 'signing.signed' : 'signing.refused';
+}
+
 /** Bitcoin Core's RPC_VERIFY_ALREADY_IN_CHAIN: the transaction is mined already. */
 const RPC_VERIFY_ALREADY_IN_CHAIN = -27;
 /** Receipt digests of late results already audited (bounded). */
@@ -106,9 +113,17 @@ export class Results {
     if (job.signer !== signer) {
       throw new CustosError('NOT_AUTHORIZED', 'the job belongs to another signer', { job: job.id });
     }
+    // The decision's entry commits with the result: whoever then combines the intent (this
+    // process or another coordinator) appends `intent.signed` after it.
+    const decision = auditRecord(ctx, {
+      actor: `signer:${signer}`,
+      event: decisionEvent(job, r),
+      subject: job.intent,
+      digest,
+    });
     let fresh: boolean;
     try {
-      fresh = await ctx.store.jobs.complete(job.id, result);
+      fresh = await ctx.store.jobs.complete(job.id, result, decision);
     } catch (err) {
       if (!(err instanceof CustosError) || err.code !== 'CONFLICT') throw err;
       const current = await ctx.store.jobs.get(job.id);
@@ -117,6 +132,12 @@ export class Results {
       if (this.#late.has(digest)) return;
       this.#late.add(digest);
       if (this.#late.size > MAX_LATE) this.#late.delete(this.#late.values().next().value as string);
+      await auditEvent(ctx, {
+        actor: `signer:${signer}`,
+        event: decisionEvent(job, r),
+        subject: job.intent,
+        digest,
+      });
       await this.#record(job, signer, result, digest);
       return;
     }
@@ -293,23 +314,14 @@ export class Results {
     ctx.wake(job.signer);
   }
 
-  /** Audits a signer's verified decision, and its alert if it raised one. */
+  /**
+   * Audits what follows a signer's verified decision (its entry is written
+   * already): the governance head it decided on, and its alert if it raised one.
+   */
   async #record(job: JobRecord, signer: string, result: SignerResult, digest: Digest): Promise<void> {
     const ctx = this.#ctx;
     const r = result.receipt;
     const bump = job.job.bump !== undefined;
-    await auditEvent(ctx, {
-      actor: `signer:${signer}`,
-      event: bump
-        ? r.outcome === 'signed'
-          ? 'bump.signed'
-          : 'bump.refused'
-        : r.outcome === 'signed'
-          ? 'signing.signed'
-          : 'signing.refused',
-      subject: job.intent,
-      digest,
-    });
     await this.#governanceHead(job, signer, r, digest);
     if (result.alert !== undefined) {
       await this.#alert({

@@ -118,6 +118,31 @@ describe.each(backends)('signer jobs on $name', (backend) => {
     expect((await store.jobs.of(intentDigest(a!.intent.intent))).map((j) => j.id)).toEqual([a!.id]);
   });
 
+  it('records a result and its audit entry together: both or neither, and the entry once', async () => {
+    const { store, db } = await backend.fresh();
+    const [a, b] = await seed(store, 2);
+    await store.jobs.enqueue([a!, b!]);
+    const entry = (job: SignerJob) => ({
+      at: T0,
+      actor: 'signer:signer-1',
+      event: 'signing.signed',
+      subject: intentDigest(job.intent.intent),
+      digest: intentDigest(job.intent.intent),
+    });
+    expect(await store.jobs.complete(a!.id, makeResult(a!), entry(a!))).toBe(true);
+    expect(await store.jobs.complete(a!.id, makeResult(a!), entry(a!))).toBe(false);
+    const signed = (await store.audit.range(0, 100)).filter((e) => e.event === 'signing.signed');
+    expect(signed.map((e) => e.subject)).toEqual([intentDigest(a!.intent.intent)]);
+    // An audit log that cannot be appended to (edited) keeps the result out as well.
+    await db.db
+      .updateTable('audit_log')
+      .set({ subject: 'intent-forged' })
+      .where('event', '=', 'signing.signed')
+      .execute();
+    expect(await codeOf(store.jobs.complete(b!.id, makeResult(b!), entry(b!)))).toBe('AUDIT_CHAIN_BROKEN');
+    expect((await store.jobs.get(b!.id))?.status).toBe('queued');
+  });
+
   it("refuses another signer's result with NOT_AUTHORIZED and an unknown job with NOT_FOUND", async () => {
     const { store } = await backend.fresh();
     const [a] = await seed(store, 1);

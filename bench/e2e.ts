@@ -117,6 +117,20 @@ export async function e2eBench(opts: E2eOptions = {}): Promise<Row[]> {
       unit: 'ms',
       note: 'signer-1 + signer-2',
     });
+    rows.push({
+      suite: 'e2e',
+      figure: `${label}: bench process CPU per withdrawal`,
+      value: r.benchCpuMs / r.done,
+      unit: 'ms',
+      note: 'the 8 clients, the in-process bcoin regtest node (JavaScript script validation) and the audit follower, on the same cores',
+    });
+    rows.push({
+      suite: 'e2e',
+      figure: `${label}: HTTP requests per withdrawal`,
+      value: r.requests.total / r.done,
+      unit: 'requests',
+      note: r.requests.byRoute.map(([route, n]) => `${route} ${(n / r.done).toFixed(1)}`).join(', '),
+    });
     for (const [name, mib] of Object.entries(r.rss)) {
       rows.push({
         suite: 'e2e',
@@ -316,6 +330,10 @@ interface RunResult {
   /** CPU time of the coordinator process(es) over the measured window. */
   readonly coordinatorCpuMs: number;
   readonly signersCpuMs: number;
+  /** CPU time of this process (clients, regtest node, audit follower) over the window. */
+  readonly benchCpuMs: number;
+  /** Requests the coordinators answered over the window, by method and route template. */
+  readonly requests: { total: number; byRoute: [string, number][] };
   readonly rss: Record<string, number>;
 }
 
@@ -377,6 +395,8 @@ async function runDeployment(o: {
       signers: dep.signers.reduce((a, c) => a + cpuMs(c), 0),
     });
     const cpu0 = cpu();
+    const bench0 = process.cpuUsage();
+    const req0 = await requestCounts(dep.urls);
     const t1 = performance.now();
     const timer = setTimeout(() => {
       stop = true;
@@ -384,6 +404,8 @@ async function runDeployment(o: {
     await Promise.all(Array.from({ length: o.clients }, (_, i) => loop(i)));
     clearTimeout(timer);
     const cpu1 = cpu();
+    const bench1 = process.cpuUsage(bench0);
+    const req1 = await requestCounts(dep.urls);
     const elapsed = (performance.now() - t1) / 1000;
     log(`${done} withdrawals in ${elapsed.toFixed(1)} s${started >= budget ? ' (coin budget used up)' : ''}`);
 
@@ -397,7 +419,12 @@ async function runDeployment(o: {
         const files = readdirSync(where).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f));
         for (const f of files) printProfile(name, join(where, f));
       }
-      rmSync(join('/tmp', `custos-prof-${profDir}`), { recursive: true, force: true });
+      // CUSTOS_BENCH_KEEP_PROFILE=1 keeps the .cpuprofile files (for Chrome DevTools or speedscope).
+      if (process.env.CUSTOS_BENCH_KEEP_PROFILE === undefined) {
+        rmSync(join('/tmp', `custos-prof-${profDir}`), { recursive: true, force: true });
+      } else {
+        log(`profiles kept in ${join('/tmp', `custos-prof-${profDir}`)}`);
+      }
     }
     return {
       done,
@@ -408,11 +435,47 @@ async function runDeployment(o: {
       p50Total: percentile(totals, 0.5),
       coordinatorCpuMs: cpu1.coordinators - cpu0.coordinators,
       signersCpuMs: cpu1.signers - cpu0.signers,
+      benchCpuMs: (bench1.user + bench1.system) / 1000,
+      requests: requestDelta(req0, req1),
       rss,
     };
   } finally {
     await d?.stop();
   }
+}
+
+// ----------------------------------------------------------------- requests
+
+/**
+ * `custos_http_requests_total` summed by method and route template over every
+ * coordinator, from their `/metrics` (Prometheus text).
+ */
+async function requestCounts(urls: readonly string[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const url of urls) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('custos_http_requests_total{')) continue;
+      const route = /route="([^"]*)"/.exec(line)?.[1] ?? '?';
+      const method = /method="([^"]*)"/.exec(line)?.[1] ?? '?';
+      const key = `${method} ${route}`;
+      counts.set(key, (counts.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+    }
+  }
+  return counts;
+}
+
+function requestDelta(
+  before: ReadonlyMap<string, number>,
+  after: ReadonlyMap<string, number>,
+): { total: number; byRoute: [string, number][] } {
+  const byRoute: [string, number][] = [];
+  for (const [route, n] of after) {
+    const d = n - (before.get(route) ?? 0);
+    if (d > 0) byRoute.push([route, d]);
+  }
+  byRoute.sort((a, b) => b[1] - a[1]);
+  return { total: byRoute.reduce((a, [, n]) => a + n, 0), byRoute };
 }
 
 // ----------------------------------------------------------------- profiles

@@ -17,6 +17,12 @@
  *
  * Readers of the feed (GET /v1/audit?wait=) wait on {@link AuditStore.appended};
  * every append this process commits wakes them.
+ *
+ * Group commit on SQLite (as for request nonces, nonce-store.ts): entries
+ * {@link AuditStore.append}ed within one turn of the event loop are appended
+ * in one transaction, in the order they were given, so one fsync makes them
+ * all durable; each caller is answered once its entry is committed. A batch
+ * that fails is appended again entry by entry, so one bad entry fails alone.
  */
 import {
   type AuditEntry,
@@ -57,11 +63,21 @@ export interface AuditRecord {
   readonly hash: Digest;
 }
 
+/** Entries appended in one SQLite transaction at most. */
+const MAX_BATCH = 256;
+
+interface PendingAppend {
+  readonly e: AuditEvent;
+  readonly resolve: (r: AuditRecord) => void;
+  readonly reject: (err: unknown) => void;
+}
+
 export class AuditStore {
   readonly #db: Kysely<Tables>;
   readonly #pg: boolean;
   readonly #now: () => Millis;
   readonly #readers = new Set<() => void>();
+  #pending: PendingAppend[] = [];
 
   constructor(database: CoordinatorDb, now: () => Millis = Date.now) {
     this.#db = database.db;
@@ -78,9 +94,41 @@ export class AuditStore {
    * appendAudit when a field does not fit the audit entry schema.
    */
   async append(e: AuditEvent): Promise<AuditRecord> {
+    if (this.#pg) return this.#appendAlone(e);
+    return new Promise<AuditRecord>((resolve, reject) => {
+      this.#pending.push({ e, resolve, reject });
+      if (this.#pending.length === 1) setImmediate(() => void this.#flush());
+    });
+  }
+
+  #appendAlone(e: AuditEvent): Promise<AuditRecord> {
     return this.recording('audit.append', e, () =>
       this.#db.transaction().execute((trx) => this.appendIn(trx, e)),
     );
+  }
+
+  /** Appends the entries waiting (SQLite), up to MAX_BATCH in one transaction, and answers each caller. */
+  async #flush(): Promise<void> {
+    const batch = this.#pending.splice(0, MAX_BATCH);
+    if (this.#pending.length > 0) setImmediate(() => void this.#flush());
+    const first = batch[0];
+    if (first === undefined) return;
+    if (batch.length > 1) {
+      try {
+        const records = await this.recording('audit.append', first.e, () =>
+          this.#db.transaction().execute(async (trx) => {
+            const out: AuditRecord[] = [];
+            for (const u of batch) out.push(await this.appendIn(trx, u.e));
+            return out;
+          }),
+        );
+        for (const [i, u] of batch.entries()) u.resolve(records[i] as AuditRecord);
+        return;
+      } catch {
+        // Nothing of the batch was appended: each entry again on its own, so one bad entry fails alone.
+      }
+    }
+    for (const u of batch) await this.#appendAlone(u.e).then(u.resolve, u.reject);
   }
 
   /**

@@ -55,6 +55,26 @@ describe.each(backends)('audit log on $name', (backend) => {
     expect(new Set(entries.map((e) => e.subject)).size).toBe(20);
   });
 
+  it('appends entries given together (one commit on SQLite) as one chain; a bad one among them fails alone', async () => {
+    const { store } = await backend.fresh();
+    const calls = Array.from({ length: 10 }, (_, i) =>
+      store.audit.append(i === 4 ? { ...event(i), event: 'Not An Event' } : event(i)),
+    );
+    const settled = await Promise.allSettled(calls);
+    const bad = settled[4];
+    expect(bad?.status === 'rejected' && (bad.reason as { code?: string }).code).toBe('INVALID_VALUE');
+    const good = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    expect(good).toHaveLength(9);
+    const entries = await allEntries(store);
+    expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: 9 }, (_, i) => i));
+    expect(verifyAuditChain(entries).ok).toBe(true);
+    // Each caller's record is the entry stored for its own event.
+    for (const r of good) expect(entries[r.entry.seq]).toEqual(r.entry);
+    expect(new Set(entries.map((e) => e.subject))).toEqual(
+      new Set(Array.from({ length: 10 }, (_, i) => `intent-${i}`).filter((s) => s !== 'intent-4')),
+    );
+  });
+
   it('streams the log in pages into the verifier', async () => {
     const { store } = await backend.fresh();
     for (let i = 0; i < 23; i++) await store.audit.append(event(i));

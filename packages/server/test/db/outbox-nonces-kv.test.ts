@@ -88,6 +88,20 @@ describe.each(backends)('request nonces on $name', (backend) => {
     expect(results.filter(Boolean)).toHaveLength(1);
   });
 
+  it('answers uses arriving together (one commit on SQLite) each as if alone: a replay in the same batch loses', async () => {
+    const { store, db } = await backend.fresh();
+    const uses = [
+      ...Array.from({ length: 20 }, (_, i) => store.nonces.use('key-1', `n-${i}`, T0 + 300_000, T0)),
+      ...Array.from({ length: 5 }, () => store.nonces.use('key-2', 'replayed', T0 + 300_000, T0)),
+    ];
+    const results = await Promise.all(uses);
+    expect(results.slice(0, 20).every(Boolean)).toBe(true);
+    expect(results.slice(20).filter(Boolean)).toHaveLength(1);
+    const rows = await db.db.selectFrom('request_nonces').select('nonce').execute();
+    expect(rows).toHaveLength(21);
+    expect(await store.nonces.use('key-1', 'n-3', T0 + 300_000, T0 + 1)).toBe(false);
+  });
+
   it('forgets expired nonces and deletes them', async () => {
     const { db, store } = await backend.fresh({ nonceSweepEveryMs: 1000 });
     expect(await store.nonces.use('key-1', 'old', T0 + 10, T0)).toBe(true);

@@ -102,7 +102,7 @@ export async function createCoordinator(opts: CreateCoordinatorOptions): Promise
     store,
     clock,
     buckets: new TokenBuckets(clock),
-    rates: { member: limits.memberRate, signer: limits.signerRate },
+    rates: { member: limits.memberRate, signer: limits.signerRate, roles: limits.roleRates },
     refusals,
     windowS: limits.signatureWindowS,
     // A passkey-signed object that does not verify: admins hear of it out of band (issue 10).

@@ -35,6 +35,7 @@
  * spent its rate budget; app.ts audits each of them as `request.refused` too.
  */
 import {
+  activeRoles,
   CustosError,
   type DeviceSignature,
   type Digest,
@@ -94,6 +95,8 @@ export type ResolvedKey =
        * reads is one that cannot tell a withdrawal from a theft.
        */
       readonly rate?: 'signer';
+      /** The member's roles in force (a role may carry its own rate, CoordinatorLimits.roleRates). */
+      readonly roles?: readonly string[];
     }
   | Refusal;
 
@@ -145,6 +148,7 @@ export function stateKeys(state: GovernanceState, now: Millis = Date.now()): Key
         principal,
         publicKey: d.device.publicKey,
         ...(hasRole(state, memberId, WATCHER_ROLE, now) ? { rate: 'signer' as const } : {}),
+        roles: activeRoles(state, memberId, now),
       };
     }
     const s = SIGNER_KEY.exec(keyId);
@@ -180,12 +184,31 @@ export function bodyDigest(raw: Uint8Array): Digest {
   return toHex(sha256(raw)) as Digest;
 }
 
+/** A member key's rate: the member rate, or the fastest rate (per second, then burst) of a role it holds, if faster. */
+function memberRate(rates: AuthenticatorOptions['rates'], roles: readonly string[]): BucketRate {
+  let best = rates.member;
+  for (const role of roles) {
+    const r = rates.roles !== undefined && Object.hasOwn(rates.roles, role) ? rates.roles[role] : undefined;
+    if (
+      r !== undefined &&
+      (r.perSecond > best.perSecond || (r.perSecond === best.perSecond && r.burst > best.burst))
+    )
+      best = r;
+  }
+  return best;
+}
+
 export interface AuthenticatorOptions {
   readonly governance: GovernanceView;
   readonly store: Store;
   readonly clock: () => Millis;
   readonly buckets: TokenBuckets;
-  readonly rates: { readonly member: BucketRate; readonly signer: BucketRate };
+  readonly rates: {
+    readonly member: BucketRate;
+    readonly signer: BucketRate;
+    /** By role: a member holding a listed role gets the fastest of them, if faster than `member`. */
+    readonly roles?: Readonly<Record<string, BucketRate>>;
+  };
   readonly refusals: RefusalAuditor;
   readonly windowS?: number;
   /**
@@ -271,7 +294,9 @@ export class Authenticator {
     if (key.afterVerify !== undefined) return this.#refuse(keyId, key.afterVerify, req.method, path, raw);
 
     const rate =
-      key.principal.kind === 'signer' || key.rate === 'signer' ? this.#o.rates.signer : this.#o.rates.member;
+      key.principal.kind === 'signer' || key.rate === 'signer'
+        ? this.#o.rates.signer
+        : memberRate(this.#o.rates, key.roles ?? []);
     const taken = this.#o.buckets.take(keyId, rate);
     if (!taken.ok) {
       // Audited within the refusal budget: a key past its rate must not write one entry per request.

@@ -26,6 +26,12 @@ export interface CoordinatorLimits {
   readonly memberRate: BucketRate;
   /** Per signer key: signers long-poll and report results, so they get more. */
   readonly signerRate: BucketRate;
+  /**
+   * Per member device key of a member holding one of these roles, by role
+   * (e.g. a payout service's `service` role in a bank run): the fastest of
+   * the member's roles listed, if faster than `memberRate`.
+   */
+  readonly roleRates: Readonly<Record<string, BucketRate>>;
   /** How many refused requests are audited (audit-log.ts). */
   readonly refusals: RefusalLimits;
   /** How far a request signature's `created` may be from the server's clock, in seconds. */
@@ -45,6 +51,7 @@ export interface CoordinatorLimits {
 export const DEFAULT_LIMITS: CoordinatorLimits = {
   memberRate: { perSecond: 20, burst: 100 },
   signerRate: { perSecond: 50, burst: 200 },
+  roleRates: {},
   refusals: DEFAULT_REFUSAL_LIMITS,
   signatureWindowS: SIGNATURE_WINDOW_S,
   maxBodyBytes: MAX_BODY_BYTES,
@@ -113,8 +120,11 @@ type Env = Readonly<Record<string, string | undefined>>;
  * since it holds the executor's key), CUSTOS_LOG_LEVEL (info), CUSTOS_CONSOLE_DIR
  * (a built console, `npm run build -w @custos/web`; unset: `/` is not served),
  * CUSTOS_METRICS (`on`, the default, or `off`: Prometheus text at /metrics),
- * CUSTOS_METRICS_TOKEN (or _FILE: a bearer token /metrics then requires). Throws INVALID_VALUE
- * naming the variable that is wrong (never its value).
+ * CUSTOS_METRICS_TOKEN (or _FILE: a bearer token /metrics then requires),
+ * CUSTOS_MEMBER_RATE and CUSTOS_SIGNER_RATE (`<per second>/<burst>`, per key;
+ * 20/100 and 50/200), CUSTOS_ROLE_RATES (`<role>=<per second>/<burst>,...`: a
+ * member holding a listed role gets its rate). Throws INVALID_VALUE naming the
+ * variable that is wrong (never its value).
  */
 export function readServerConfig(env: Env = process.env): ServerConfig {
   const port = Number(env.CUSTOS_PORT ?? '8080');
@@ -136,6 +146,7 @@ export function readServerConfig(env: Env = process.env): ServerConfig {
   if (metricsToken !== undefined && metricsToken.length < 16) {
     throw new CustosError('INVALID_VALUE', 'CUSTOS_METRICS_TOKEN must hold at least 16 characters');
   }
+  const limits = rateLimits(env);
   return {
     host: env.CUSTOS_HOST ?? '127.0.0.1',
     port,
@@ -153,6 +164,65 @@ export function readServerConfig(env: Env = process.env): ServerConfig {
     ...(env.CUSTOS_CONSOLE_DIR === undefined ? {} : { consoleDir: env.CUSTOS_CONSOLE_DIR }),
     metrics: metrics === 'on',
     ...(metricsToken === undefined ? {} : { metricsToken }),
+    ...(Object.keys(limits).length === 0 ? {} : { limits }),
+  };
+}
+
+/** The most a rate may be set to: a key's bucket, not a way to switch the limit off. */
+const MAX_PER_SECOND = 100_000;
+const MAX_BURST = 1_000_000;
+
+/** `<per second>/<burst>`, e.g. `200/1000`; null when it is not one. */
+function bucketRate(text: string): BucketRate | null {
+  const m = /^([0-9]+(?:\.[0-9]+)?)\/([0-9]+)$/.exec(text.trim());
+  if (m === null) return null;
+  const perSecond = Number(m[1]);
+  const burst = Number(m[2]);
+  if (!(perSecond > 0 && perSecond <= MAX_PER_SECOND) || !(burst >= 1 && burst <= MAX_BURST)) return null;
+  return { perSecond, burst };
+}
+
+/** CUSTOS_MEMBER_RATE, CUSTOS_SIGNER_RATE and CUSTOS_ROLE_RATES, the ones set. */
+function rateLimits(env: Env): Partial<CoordinatorLimits> {
+  const one = (name: string): BucketRate | undefined => {
+    const text = env[name];
+    if (text === undefined) return undefined;
+    const rate = bucketRate(text);
+    if (rate === null) {
+      throw new CustosError(
+        'INVALID_VALUE',
+        `${name} must be <per second>/<burst>, e.g. 20/100 (at most ${MAX_PER_SECOND}/${MAX_BURST})`,
+      );
+    }
+    return rate;
+  };
+  const memberRate = one('CUSTOS_MEMBER_RATE');
+  const signerRate = one('CUSTOS_SIGNER_RATE');
+  const roles = env.CUSTOS_ROLE_RATES;
+  const roleRates: Record<string, BucketRate> = {};
+  if (roles !== undefined) {
+    for (const part of roles.split(',')) {
+      if (part.trim() === '') continue;
+      const eq = part.indexOf('=');
+      const role = eq < 0 ? '' : part.slice(0, eq).trim();
+      const rate = eq < 0 ? null : bucketRate(part.slice(eq + 1));
+      if (
+        !/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/.test(role) ||
+        rate === null ||
+        Object.hasOwn(roleRates, role)
+      ) {
+        throw new CustosError(
+          'INVALID_VALUE',
+          'CUSTOS_ROLE_RATES must be <role>=<per second>/<burst>, comma-separated, each role once, e.g. service=200/1000',
+        );
+      }
+      roleRates[role] = rate;
+    }
+  }
+  return {
+    ...(memberRate === undefined ? {} : { memberRate }),
+    ...(signerRate === undefined ? {} : { signerRate }),
+    ...(Object.keys(roleRates).length === 0 ? {} : { roleRates }),
   };
 }
 

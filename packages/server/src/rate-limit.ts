@@ -26,7 +26,7 @@ export interface BucketRate {
 interface Bucket {
   tokens: number;
   at: Millis;
-  readonly rate: BucketRate;
+  rate: BucketRate;
 }
 
 /** The outcome of one take: allowed, or how long until a token is available. */
@@ -51,6 +51,8 @@ export class TokenBuckets {
       b = { tokens: rate.burst, at: now, rate };
       this.#buckets.set(key, b);
     } else {
+      // The key's rate changed (a role granted or taken away): its bucket refills at the new one.
+      if (b.rate.perSecond !== rate.perSecond || b.rate.burst !== rate.burst) b.rate = rate;
       refill(b, now);
     }
     if (b.tokens >= 1) {

@@ -239,6 +239,22 @@ describe.each(backends)('identity and sessions on $name', (backend) => {
     expect(outcome(await requester.get('/v1/intents'))).toEqual({ status: 429, code: 'RATE_LIMITED' });
   });
 
+  it('a member holding a role with its own rate (CUSTOS_ROLE_RATES: a payout service in a bank run) gets that rate; other members keep theirs', async () => {
+    const h = await harness(backend, {
+      limits: {
+        memberRate: { perSecond: 1, burst: 2 },
+        roleRates: { requester: { perSecond: 1, burst: 6 }, nobody: { perSecond: 1, burst: 50 } },
+      },
+    });
+    const requester = h.as(h.org.requester);
+    for (let i = 0; i < 6; i++) expect((await requester.get('/v1/intents')).status, `request ${i}`).toBe(200);
+    expect(outcome(await requester.get('/v1/intents'))).toEqual({ status: 429, code: 'RATE_LIMITED' });
+    const approver = h.org.approvers[0];
+    if (approver === undefined) throw new Error('fixture');
+    for (let i = 0; i < 2; i++) expect((await h.as(approver).get('/v1/intents')).status).toBe(200);
+    expect(outcome(await h.as(approver).get('/v1/intents'))).toEqual({ status: 429, code: 'RATE_LIMITED' });
+  });
+
   it('a flood of unsigned requests audits at most the budget per key, plus one summary entry', async () => {
     const h = await harness(backend, { limits: { refusals: { perKey: 5, total: 50, windowMs: 60_000 } } });
     const results = await Promise.all(

@@ -230,6 +230,32 @@ describe('readServerConfig', () => {
     }
   });
 
+  it('reads the per-key rates from CUSTOS_MEMBER_RATE, CUSTOS_SIGNER_RATE and CUSTOS_ROLE_RATES, and refuses a malformed one by name', () => {
+    expect(readServerConfig({}).limits).toBeUndefined();
+    expect(
+      readServerConfig({
+        CUSTOS_MEMBER_RATE: '5/10',
+        CUSTOS_SIGNER_RATE: '100/400',
+        CUSTOS_ROLE_RATES: 'service=200/1000, payouts.eu=0.5/3',
+      }).limits,
+    ).toEqual({
+      memberRate: { perSecond: 5, burst: 10 },
+      signerRate: { perSecond: 100, burst: 400 },
+      roleRates: { service: { perSecond: 200, burst: 1000 }, 'payouts.eu': { perSecond: 0.5, burst: 3 } },
+    });
+    for (const [name, value] of [
+      ['CUSTOS_MEMBER_RATE', '20'],
+      ['CUSTOS_MEMBER_RATE', '0/10'],
+      ['CUSTOS_SIGNER_RATE', '50/0'],
+      ['CUSTOS_SIGNER_RATE', '1e9/10'],
+      ['CUSTOS_ROLE_RATES', 'service'],
+      ['CUSTOS_ROLE_RATES', 'service=200/1000,service=1/1'],
+      ['CUSTOS_ROLE_RATES', '=200/1000'],
+    ] as const) {
+      expect(() => readServerConfig({ [name]: value }), `${name}=${value}`).toThrow(name);
+    }
+  });
+
   it('serves /metrics unless CUSTOS_METRICS is off; its bearer token from CUSTOS_METRICS_TOKEN or a file, at least 16 characters', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'custos-config-'));
     dirs.push(dir);

@@ -184,8 +184,7 @@ function bucketRate(text: string): BucketRate | null {
 
 /** CUSTOS_MEMBER_RATE, CUSTOS_SIGNER_RATE and CUSTOS_ROLE_RATES, the ones set. */
 function rateLimits(env: Env): Partial<CoordinatorLimits> {
-  const one = (name: string): BucketRate | undefined => {
-    const text = env[name];
+  const one = (name: string, text: string | undefined): BucketRate | undefined => {
     if (text === undefined) return undefined;
     const rate = bucketRate(text);
     if (rate === null) {
@@ -196,8 +195,8 @@ function rateLimits(env: Env): Partial<CoordinatorLimits> {
     }
     return rate;
   };
-  const memberRate = one('CUSTOS_MEMBER_RATE');
-  const signerRate = one('CUSTOS_SIGNER_RATE');
+  const memberRate = one('CUSTOS_MEMBER_RATE', env.CUSTOS_MEMBER_RATE);
+  const signerRate = one('CUSTOS_SIGNER_RATE', env.CUSTOS_SIGNER_RATE);
   const roles = env.CUSTOS_ROLE_RATES;
   const roleRates: Record<string, BucketRate> = {};
   if (roles !== undefined) {

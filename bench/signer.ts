@@ -32,7 +32,7 @@
  * the decision; the nonce then comes from the signer's own ledger alone.
  */
 
-import { generateKeyPairSync, getCurves, sign as nodeSign } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, getCurves, sign as nodeSign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,6 +121,16 @@ export async function signerBench(): Promise<Row[]> {
      * run, and a ratio means something only if both sides met the same load.
      */
     const ecKeyOpenssl = generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey;
+    /**
+     * The check each input's signing key gets before it signs (sign.ts, signInput): the child
+     * private key imported into OpenSSL, which computes its public key (a point multiplication),
+     * compared with the descriptor's. The signer cannot skip it, so it belongs in the floor.
+     */
+    const sec1 = Buffer.from(`302e0201010420${Buffer.from(ecKey).toString('hex')}a00706052b8104000a`, 'hex');
+    const childKeyCheck = () => {
+      const k = createPrivateKey({ key: sec1, format: 'der', type: 'sec1' });
+      k.export({ format: 'jwk' });
+    };
     const primitivesNow = () => {
       const o = { seconds: 0.4 };
       return {
@@ -140,6 +150,7 @@ export async function signerBench(): Promise<Row[]> {
           o,
         ).perSecond,
         commit: measure('commit', durable, o).perSecond,
+        keyCheck: measure('key check', childKeyCheck, o).perSecond,
       };
     };
     const verifyName = ED25519_BACKEND === 'openssl' ? 'OpenSSL (node:crypto)' : 'noble';
@@ -243,6 +254,18 @@ export async function signerBench(): Promise<Row[]> {
       const withCommit = rawSeconds + 1 / p.commit;
       row(`${label}: ceiling incl. one durable commit`, 1 / withCommit, '/s');
       row(`${label}: decisions / ceiling incl. commit`, m.perSecond * withCommit, 'ratio');
+      // What no decision can go below while it keeps its checks: the raw signatures, each input's
+      // key check (a point multiplication) and the commit. Its ratio to the raw-signature time is
+      // the most of the raw ceiling a decision could reach if everything else took no time.
+      const floor = withCommit + inputs / p.keyCheck;
+      row(
+        `${label}: floor (signatures, key checks, commit)`,
+        1 / floor,
+        '/s',
+        `key check ${Math.round(p.keyCheck)} /s`,
+      );
+      row(`${label}: decisions / floor`, m.perSecond * floor, 'ratio');
+      row(`${label}: most reachable of the raw ceiling`, rawSeconds / floor, 'ratio', 'floor / raw time');
       return m;
     };
 

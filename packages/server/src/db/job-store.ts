@@ -15,10 +15,11 @@
  * - a job is answered once: the result is recorded only by the job's own
  *   signer and only while the job is not done; the same result again is a
  *   no-op, a different one CONFLICT; a withdrawn job takes no result;
- * - a result and the audit entry that records it (`signing.signed` or
- *   `signing.refused`) commit together, so no reader sees an answered job
- *   before its entry: the intent's `intent.signed` always follows the
- *   signatures it was combined from in the log.
+ * - a job and its `signing.queued` entry, a result and the entry that
+ *   records it (`signing.signed` or `signing.refused`), commit together, so
+ *   no reader sees a queued or answered job before its entry: in the log a
+ *   job's queueing comes before its answer, and the intent's `intent.signed`
+ *   after the signatures it was combined from.
  */
 import {
   CustosError,
@@ -79,16 +80,18 @@ export class JobStore {
    * Queues signer jobs, all or none. A job whose id is already stored with the
    * same body is skipped (idempotent). Returns how many were new. Throws
    * CONFLICT if an id is stored with a different body, NOT_FOUND if a job's
-   * intent is unknown.
+   * intent is unknown. `audit` (`signing.queued`), when given, is appended in
+   * the same transaction when a job was new: a signer that claims a job at
+   * once still finds its entry before its own.
    */
-  async enqueue(jobs: readonly SignerJob[]): Promise<number> {
+  async enqueue(jobs: readonly SignerJob[], audit?: AuditEvent): Promise<number> {
     const now = this.#now();
     const rows = jobs.map((job) => ({
       job,
       body: canonicalize(job),
       intent: intentDigest(job.intent.intent),
     }));
-    return runOp('jobs.enqueue', async () => {
+    return this.#audit.recording('jobs.enqueue', audit, async () => {
       try {
         return await this.#db.transaction().execute(async (trx) => {
           let added = 0;
@@ -125,6 +128,7 @@ export class JobStore {
               });
             }
           }
+          if (added > 0 && audit !== undefined) await this.#audit.appendIn(trx, audit);
           return added;
         });
       } catch (err) {

@@ -28,7 +28,7 @@ import {
   signerActive,
 } from '@custos/core';
 import type { IntentRecord } from '../db/repository.js';
-import { auditEvent, type Context, jobId, refuseIntent, txDigest } from './context.js';
+import { auditEvent, auditRecord, type Context, jobId, refuseIntent, txDigest } from './context.js';
 
 /** The job protocol carries at most 100 approvals (core jobs.ts). */
 const MAX_JOB_APPROVALS = 100;
@@ -180,10 +180,10 @@ export async function queueJobs(
     governance: { seq: state.seq, digest: state.head },
     psbt: rec.psbt as string,
   }));
-  const added = await ctx.store.jobs.enqueue(jobs);
-  if (added > 0) {
-    await auditEvent(ctx, { event: 'signing.queued', subject: rec.id, digest: txDigest(txid) });
-  }
+  await ctx.store.jobs.enqueue(
+    jobs,
+    auditRecord(ctx, { event: 'signing.queued', subject: rec.id, digest: txDigest(txid) }),
+  );
   for (const signer of signers) ctx.wake(signer);
 }
 

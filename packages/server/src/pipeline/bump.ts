@@ -49,7 +49,7 @@ import {
 import type { BumpRecord, BumpStatus } from '../db/bump-store.js';
 import type { IntentRecord, JobRecord, TransactionRecord } from '../db/repository.js';
 import { approvalsOf } from './build.js';
-import { auditEvent, type Context, jobId, notify, txDigest } from './context.js';
+import { auditEvent, auditRecord, type Context, jobId, notify, txDigest } from './context.js';
 
 /** Bitcoin Core's RPC_VERIFY_ALREADY_IN_CHAIN. */
 const RPC_VERIFY_ALREADY_IN_CHAIN = -27;
@@ -222,9 +222,10 @@ export async function requestBump(
     psbt,
     bump: signed,
   }));
-  if ((await ctx.store.jobs.enqueue(queued)) > 0) {
-    await auditEvent(ctx, { event: 'signing.queued', subject: rec.id, digest: txDigest(built.value.txid) });
-  }
+  await ctx.store.jobs.enqueue(
+    queued,
+    auditRecord(ctx, { event: 'signing.queued', subject: rec.id, digest: txDigest(built.value.txid) }),
+  );
   for (const s of signers) ctx.wake(s);
   const stored = await ctx.store.bumps.get(digest);
   if (stored === null) throw new CustosError('INTERNAL', 'the bump was not stored');

@@ -266,9 +266,10 @@ export class EvmSafes {
       governance: { seq: state.seq, digest: state.head },
       safeTx,
     }));
-    const added = await ctx.store.jobs.enqueue(jobs);
-    if (added > 0)
-      await auditEvent(ctx, { event: 'signing.queued', subject: rec.id, digest: digestOf(row.safeTxHash) });
+    await ctx.store.jobs.enqueue(
+      jobs,
+      auditRecord(ctx, { event: 'signing.queued', subject: rec.id, digest: digestOf(row.safeTxHash) }),
+    );
     for (const signer of owners) ctx.wake(signer);
   }
 
@@ -349,9 +350,10 @@ export class EvmSafes {
       const code = result.receipt.code ?? 'INTERNAL';
       if (code === 'UNAVAILABLE' && attempt < ctx.opts.maxJobAttempts && rec.status === 'signing') {
         const next = { ...job.job, id: jobId(job.intent, job.signer, attempt + 1) };
-        if ((await ctx.store.jobs.enqueue([next])) > 0) {
-          await auditEvent(ctx, { event: 'signing.queued', subject: id, digest: digestOf(row.safeTxHash) });
-        }
+        await ctx.store.jobs.enqueue(
+          [next],
+          auditRecord(ctx, { event: 'signing.queued', subject: id, digest: digestOf(row.safeTxHash) }),
+        );
         ctx.wake(signer);
         pending++;
         continue;

@@ -307,9 +307,9 @@ export class Results {
   async #requeue(job: JobRecord, attempt: number, txid: string): Promise<void> {
     const ctx = this.#ctx;
     const next = { ...job.job, id: jobId(job.intent, job.signer, attempt) };
-    if ((await ctx.store.jobs.enqueue([next])) > 0) {
+    const queued = auditRecord(ctx, { event: 'signing.queued', subject: job.intent, digest: txDigest(txid) });
+    if ((await ctx.store.jobs.enqueue([next], queued)) > 0) {
       ctx.log.info({ intent: job.intent, signer: job.signer, attempt }, 'job queued again after UNAVAILABLE');
-      await auditEvent(ctx, { event: 'signing.queued', subject: job.intent, digest: txDigest(txid) });
     }
     ctx.wake(job.signer);
   }

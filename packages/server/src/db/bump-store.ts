@@ -26,8 +26,9 @@ import {
   type SignedBump,
   signedBump,
 } from '@custos/core';
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { InsertResult, Kysely, Selectable, Transaction } from 'kysely';
 import type { CoordinatorDb } from './connect.js';
+import { classifyDbError } from './errors.js';
 import { runOp } from './rows.js';
 import type { Int8, Tables } from './schema.js';
 
@@ -85,7 +86,11 @@ export class BumpStore {
     this.#now = now;
   }
 
-  /** Stores a new bump in `signing`; false when this bump is stored already (a retry). */
+  /**
+   * Stores a new bump in `signing`; false when this bump is stored already (a
+   * retry). Throws CONFLICT when another bump of the intent is in `signing`
+   * (one at a time, kept by the index bumps_one_signing).
+   */
   async insert(b: {
     id: Digest;
     intent: Digest;
@@ -96,27 +101,38 @@ export class BumpStore {
   }): Promise<boolean> {
     const now = this.#now();
     return runOp('bumps.insert', async () => {
-      const res = await this.#db
-        .insertInto('bumps')
-        .values({
-          id: b.id,
-          intent: b.intent,
-          body: canonicalize(b.signed),
-          fee_rate: b.signed.bump.feeRate,
-          psbt: b.psbt,
-          txid: b.txid,
-          fee: b.fee.toString(),
-          status: 'signing',
-          code: null,
-          message: null,
-          raw_hex: null,
-          replaced_txid: null,
-          replaced_hex: null,
-          created_at: now,
-          updated_at: now,
-        })
-        .onConflict((oc) => oc.column('id').doNothing())
-        .executeTakeFirst();
+      let res: InsertResult;
+      try {
+        res = await this.#db
+          .insertInto('bumps')
+          .values({
+            id: b.id,
+            intent: b.intent,
+            body: canonicalize(b.signed),
+            fee_rate: b.signed.bump.feeRate,
+            psbt: b.psbt,
+            txid: b.txid,
+            fee: b.fee.toString(),
+            status: 'signing',
+            code: null,
+            message: null,
+            raw_hex: null,
+            replaced_txid: null,
+            replaced_hex: null,
+            created_at: now,
+            updated_at: now,
+          })
+          .onConflict((oc) => oc.column('id').doNothing())
+          .executeTakeFirst();
+      } catch (err) {
+        // bumps_one_signing (migration 0009): another bump of this intent is being signed.
+        if (classifyDbError(err) === 'unique') {
+          throw new CustosError('CONFLICT', 'another bump of this intent is being signed; wait for it', {
+            intent: b.intent,
+          });
+        }
+        throw err;
+      }
       return (res.numInsertedOrUpdatedRows ?? 0n) > 0n;
     });
   }

@@ -440,6 +440,27 @@ const bumps: Migration = {
   },
 };
 
+/**
+ * One bump of an intent signed at a time, kept by the database: a partial
+ * unique index over the intent of `signing` bumps. Two bumps requested at
+ * once on two requests (or two coordinators) both passed the store's check
+ * before either was inserted, and both were sent to the signers. A database
+ * that already holds such a pair keeps the older one and refuses the others
+ * first, as the coordinator would have.
+ */
+const bumpsOneSigning: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await sql`update bumps set status = 'refused', code = 'CONFLICT',
+      message = 'another bump of this intent was requested at the same time'
+      where status = 'signing' and exists (
+        select 1 from bumps older where older.intent = bumps.intent and older.status = 'signing'
+        and (older.created_at < bumps.created_at or (older.created_at = bumps.created_at and older.id < bumps.id)))`.execute(
+      db,
+    );
+    await sql`create unique index bumps_one_signing on bumps (intent) where status = 'signing'`.execute(db);
+  },
+};
+
 /** Every migration, in order. Names sort in the order they run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': initial,
@@ -450,6 +471,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   '0006_evm_safe_txs': evmSafeTxs,
   '0007_intent_outputs': intentOutputs,
   '0008_bumps': bumps,
+  '0009_bumps_one_signing': bumpsOneSigning,
 });
 
 const provider: MigrationProvider = {

@@ -187,24 +187,22 @@ export async function requestBump(
     return refused('QUORUM_NOT_MET', `fewer than ${descriptor.m} signers that signed the original can sign`);
   }
   const psbt = psbtToBase64(built.value.psbt);
-  const inserted = await ctx.store.bumps.insert({
-    id: digest,
-    intent: rec.id,
-    signed,
-    psbt,
-    txid: built.value.txid,
-    fee: built.value.fee,
-  });
+  let inserted: boolean;
+  try {
+    inserted = await ctx.store.bumps.insert({
+      id: digest,
+      intent: rec.id,
+      signed,
+      psbt,
+      txid: built.value.txid,
+      fee: built.value.fee,
+    });
+  } catch (err) {
+    // Two bumps requested at once both got past the check above; the database keeps one.
+    if (err instanceof CustosError && err.code === 'CONFLICT') return refused('CONFLICT', err.message);
+    throw err;
+  }
   if (inserted) {
-    // Two bumps requested at once both got past the check above: the older (then smaller id) goes on.
-    const first = (await ctx.store.bumps.forIntent(rec.id)).find((b) => b.status === 'signing');
-    if (first !== undefined && first.id !== digest) {
-      await ctx.store.bumps.move(digest, 'signing', 'refused', {
-        code: 'CONFLICT',
-        message: 'another bump of this intent was requested at the same time',
-      });
-      return refused('CONFLICT', 'another bump of this intent is being signed; wait for it');
-    }
     await auditEvent(ctx, { actor, event: 'bump.requested', subject: rec.id, digest });
     ctx.log.info(
       { intent: rec.id, bump: digest, txid: built.value.txid, fee: built.value.fee.toString() },

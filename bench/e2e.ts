@@ -122,7 +122,7 @@ export async function e2eBench(opts: E2eOptions = {}): Promise<Row[]> {
       figure: `${label}: bench process CPU per withdrawal`,
       value: r.benchCpuMs / r.done,
       unit: 'ms',
-      note: 'the 8 clients, the in-process bcoin regtest node (JavaScript script validation) and the audit follower, on the same cores',
+      note: `the ${clients} clients, the in-process bcoin regtest node (JavaScript script validation) and the audit follower, on the same cores`,
     });
     rows.push({
       suite: 'e2e',

@@ -51,8 +51,8 @@ export class TokenBuckets {
       b = { tokens: rate.burst, at: now, rate };
       this.#buckets.set(key, b);
     } else {
-      // The key's rate changed (a role granted or taken away): its bucket refills at the new one.
-      if (b.rate.perSecond !== rate.perSecond || b.rate.burst !== rate.burst) b.rate = rate;
+      // The key's rate may have changed (a role granted or taken away): it refills at the current one.
+      b.rate = rate;
       refill(b, now);
     }
     if (b.tokens >= 1) {

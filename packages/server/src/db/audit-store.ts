@@ -18,11 +18,8 @@
  * Readers of the feed (GET /v1/audit?wait=) wait on {@link AuditStore.appended};
  * every append this process commits wakes them.
  *
- * Group commit on SQLite (as for request nonces, nonce-store.ts): entries
- * {@link AuditStore.append}ed within one turn of the event loop are appended
- * in one transaction, in the order they were given, so one fsync makes them
- * all durable; each caller is answered once its entry is committed. A batch
- * that fails is appended again entry by entry, so one bad entry fails alone.
+ * On SQLite, entries {@link AuditStore.append}ed within one turn of the event
+ * loop are appended in one transaction, in the order given (group-commit.ts).
  */
 import {
   type AuditEntry,
@@ -37,6 +34,7 @@ import {
 } from '@custos/core';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { CoordinatorDb } from './connect.js';
+import { GroupCommit } from './group-commit.js';
 import { clamp, int, runOp, stored } from './rows.js';
 import type { Tables } from './schema.js';
 
@@ -63,26 +61,28 @@ export interface AuditRecord {
   readonly hash: Digest;
 }
 
-/** Entries appended in one SQLite transaction at most. */
-const MAX_BATCH = 256;
-
-interface PendingAppend {
-  readonly e: AuditEvent;
-  readonly resolve: (r: AuditRecord) => void;
-  readonly reject: (err: unknown) => void;
-}
-
 export class AuditStore {
   readonly #db: Kysely<Tables>;
   readonly #pg: boolean;
   readonly #now: () => Millis;
   readonly #readers = new Set<() => void>();
-  #pending: PendingAppend[] = [];
+  readonly #group: GroupCommit<AuditEvent, AuditRecord>;
 
   constructor(database: CoordinatorDb, now: () => Millis = Date.now) {
     this.#db = database.db;
     this.#pg = database.dialect === 'postgres';
     this.#now = now;
+    this.#group = new GroupCommit(
+      (events) =>
+        this.recording('audit.append', events[0], () =>
+          this.#db.transaction().execute(async (trx) => {
+            const out: AuditRecord[] = [];
+            for (const e of events) out.push(await this.appendIn(trx, e));
+            return out;
+          }),
+        ),
+      (e) => this.#appendAlone(e),
+    );
   }
 
   /**
@@ -94,41 +94,13 @@ export class AuditStore {
    * appendAudit when a field does not fit the audit entry schema.
    */
   async append(e: AuditEvent): Promise<AuditRecord> {
-    if (this.#pg) return this.#appendAlone(e);
-    return new Promise<AuditRecord>((resolve, reject) => {
-      this.#pending.push({ e, resolve, reject });
-      if (this.#pending.length === 1) setImmediate(() => void this.#flush());
-    });
+    return this.#pg ? this.#appendAlone(e) : this.#group.add(e);
   }
 
   #appendAlone(e: AuditEvent): Promise<AuditRecord> {
     return this.recording('audit.append', e, () =>
       this.#db.transaction().execute((trx) => this.appendIn(trx, e)),
     );
-  }
-
-  /** Appends the entries waiting (SQLite), up to MAX_BATCH in one transaction, and answers each caller. */
-  async #flush(): Promise<void> {
-    const batch = this.#pending.splice(0, MAX_BATCH);
-    if (this.#pending.length > 0) setImmediate(() => void this.#flush());
-    const first = batch[0];
-    if (first === undefined) return;
-    if (batch.length > 1) {
-      try {
-        const records = await this.recording('audit.append', first.e, () =>
-          this.#db.transaction().execute(async (trx) => {
-            const out: AuditRecord[] = [];
-            for (const u of batch) out.push(await this.appendIn(trx, u.e));
-            return out;
-          }),
-        );
-        for (const [i, u] of batch.entries()) u.resolve(records[i] as AuditRecord);
-        return;
-      } catch {
-        // Nothing of the batch was appended: each entry again on its own, so one bad entry fails alone.
-      }
-    }
-    for (const u of batch) await this.#appendAlone(u.e).then(u.resolve, u.reject);
   }
 
   /**

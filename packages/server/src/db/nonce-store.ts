@@ -7,46 +7,55 @@
  * concurrent uses of one nonce, in any number of coordinators, exactly one
  * gets true.
  *
- * Group commit on SQLite: every signed request stores its nonce, and each
- * commit waits for an fsync on the event loop (better-sqlite3 is
- * synchronous; it was a third of the coordinator's busy time under load).
- * The uses that arrive within one turn of the event loop are inserted in one
- * transaction, so one fsync makes several durable; each caller's answer is
- * still given only after its row is committed, and within a batch the same
- * nonce twice is two inserts, the second finding the first. A batch that
- * fails is tried again use by use, so one failure fails alone. PostgreSQL's
+ * On SQLite every signed request's nonce would be a commit of its own, an
+ * fsync on the event loop: the uses that arrive within one turn of the loop
+ * are inserted in one transaction (group-commit.ts); within a batch the same
+ * nonce twice is two inserts, the second finding the first. PostgreSQL's
  * commits do not block the loop (and it groups commits itself): one
  * statement per use there.
  */
 import { CustosError, type Millis } from '@custos/core';
 import type { Kysely } from 'kysely';
 import type { CoordinatorDb } from './connect.js';
+import { GroupCommit } from './group-commit.js';
 import { runOp } from './rows.js';
 import type { Tables } from './schema.js';
 
-/** Uses committed together at most (one SQLite transaction). */
-const MAX_BATCH = 256;
-
-interface PendingUse {
+/** One use of a nonce, as insertNonce takes it. */
+interface NonceUse {
   readonly keyId: string;
   readonly nonce: string;
   readonly expiresAt: Millis;
   readonly now: Millis;
-  readonly resolve: (fresh: boolean) => void;
-  readonly reject: (err: unknown) => void;
 }
 
 export class NonceStore {
   readonly #db: Kysely<Tables>;
-  readonly #grouped: boolean;
+  /** SQLite only: uses committed together (null on PostgreSQL). */
+  readonly #group: GroupCommit<NonceUse, boolean> | null;
+  readonly #one: (u: NonceUse) => Promise<boolean>;
   readonly #sweepEveryMs: number;
   #lastSweep = Number.NEGATIVE_INFINITY;
-  #pending: PendingUse[] = [];
 
   /** `sweepEveryMs`: `use` deletes expired nonces at most this often (default 60 s). */
   constructor(database: CoordinatorDb, sweepEveryMs = 60_000) {
     this.#db = database.db;
-    this.#grouped = database.dialect === 'sqlite';
+    const one = (u: NonceUse) => runOp('nonces.use', () => insertNonce(this.#db, u));
+    this.#group =
+      database.dialect === 'sqlite'
+        ? new GroupCommit(
+            (uses) =>
+              runOp('nonces.use', () =>
+                this.#db.transaction().execute(async (trx) => {
+                  const out: boolean[] = [];
+                  for (const u of uses) out.push(await insertNonce(trx, u));
+                  return out;
+                }),
+              ),
+            one,
+          )
+        : null;
+    this.#one = one;
     this.#sweepEveryMs = sweepEveryMs;
   }
 
@@ -61,46 +70,10 @@ export class NonceStore {
     if (keyId.length > 256 || nonce.length > 256 || nonce.length === 0) {
       throw new CustosError('INVALID_VALUE', 'a nonce and a key id hold 1 to 256 characters');
     }
-    if (!this.#grouped) {
-      const fresh = await runOp('nonces.use', () => insertNonce(this.#db, keyId, nonce, expiresAt, now));
-      await this.#maybeSweep(now);
-      return fresh;
-    }
-    return new Promise<boolean>((resolve, reject) => {
-      this.#pending.push({ keyId, nonce, expiresAt, now, resolve, reject });
-      if (this.#pending.length === 1) setImmediate(() => void this.#flush());
-    });
-  }
-
-  /** Commits the uses waiting, up to MAX_BATCH in one transaction, and answers each caller. */
-  async #flush(): Promise<void> {
-    const batch = this.#pending.splice(0, MAX_BATCH);
-    if (this.#pending.length > 0) setImmediate(() => void this.#flush());
-    let fresh: boolean[];
-    try {
-      fresh = await runOp('nonces.use', () =>
-        this.#db.transaction().execute(async (trx) => {
-          const out: boolean[] = [];
-          for (const u of batch) out.push(await insertNonce(trx, u.keyId, u.nonce, u.expiresAt, u.now));
-          return out;
-        }),
-      );
-    } catch (err) {
-      if (batch.length === 1) {
-        batch[0]?.reject(err);
-        return;
-      }
-      // Nothing of the batch was committed: each use again on its own, so one failure fails alone.
-      for (const u of batch) {
-        await runOp('nonces.use', () => insertNonce(this.#db, u.keyId, u.nonce, u.expiresAt, u.now)).then(
-          u.resolve,
-          u.reject,
-        );
-      }
-      return;
-    }
-    for (const [i, u] of batch.entries()) u.resolve(fresh[i] === true);
-    await this.#maybeSweep(Math.max(...batch.map((u) => u.now)));
+    const use = { keyId, nonce, expiresAt, now };
+    const fresh = await (this.#group === null ? this.#one(use) : this.#group.add(use));
+    await this.#maybeSweep(now);
+    return fresh;
   }
 
   async #maybeSweep(now: Millis): Promise<void> {
@@ -123,21 +96,15 @@ export class NonceStore {
 }
 
 /** One use: creates the row, or takes over an expired one; true when this call did either. */
-async function insertNonce(
-  db: Kysely<Tables>,
-  keyId: string,
-  nonce: string,
-  expiresAt: Millis,
-  now: Millis,
-): Promise<boolean> {
+async function insertNonce(db: Kysely<Tables>, u: NonceUse): Promise<boolean> {
   const res = await db
     .insertInto('request_nonces')
-    .values({ key_id: keyId, nonce, expires_at: expiresAt })
+    .values({ key_id: u.keyId, nonce: u.nonce, expires_at: u.expiresAt })
     .onConflict((oc) =>
       oc
         .columns(['key_id', 'nonce'])
-        .doUpdateSet({ expires_at: expiresAt })
-        .where('request_nonces.expires_at', '<=', now),
+        .doUpdateSet({ expires_at: u.expiresAt })
+        .where('request_nonces.expires_at', '<=', u.now),
     )
     .executeTakeFirst();
   return (res.numInsertedOrUpdatedRows ?? 0n) > 0n;

@@ -132,12 +132,7 @@ export class Results {
       if (this.#late.has(digest)) return;
       this.#late.add(digest);
       if (this.#late.size > MAX_LATE) this.#late.delete(this.#late.values().next().value as string);
-      await auditEvent(ctx, {
-        actor: `signer:${signer}`,
-        event: decisionEvent(job, r),
-        subject: job.intent,
-        digest,
-      });
+      await ctx.audit.append(decision);
       await this.#record(job, signer, result, digest);
       return;
     }
